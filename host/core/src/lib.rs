@@ -1,0 +1,11 @@
+//! kiln's core model, free of wasmtime so that it builds and tests fast.
+//!
+//! * [`hash`]: SHA-256 digests in SRI, Nix base32 and hex;
+//! * [`nar`]: the NAR serialisation and the Nix-compatible tree hash;
+//! * [`manifest`]: parsing `kiln.toml` into targets, inputs and params;
+//! * [`store`]: the content-addressed store under `$KILN_HOME`.
+//!
+//! Nothing here runs recipes or tools: that is the `kiln` crate's job.
+
+pub mod hash;
+pub mod nar;

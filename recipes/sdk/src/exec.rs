@@ -1,0 +1,162 @@
+//! Running declared tools through the host's `tool-exec` capability, with a
+//! builder shaped like `std::process::Command`.
+
+use crate::bindings::kiln::recipe::tool_exec::{self, Error as ExecError};
+use crate::error::{Error, Result};
+
+/// An executable inside a declared input: `Tool::new("go", "bin/go")` is
+/// `/inputs/go/bin/go`.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    input: String,
+    path: String,
+}
+
+impl Tool {
+    /// The executable at `path` inside the declared input `input`.
+    pub fn new(input: impl Into<String>, path: impl Into<String>) -> Self {
+        Tool { input: input.into(), path: path.into() }
+    }
+
+    /// Where the sandbox shows this tool: `/inputs/<input>/<path>`.
+    pub fn sandbox_path(&self) -> String {
+        format!("/inputs/{}/{}", self.input, self.path)
+    }
+}
+
+/// A process to run in the host's sandbox.
+#[derive(Debug, Clone)]
+pub struct Command {
+    tool: Tool,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    network: bool,
+}
+
+/// What a finished process left behind.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code, `None` when killed by a signal.
+    pub exit_code: Option<i32>,
+    /// Captured stdout (capped at 4 MiB by the host).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (capped at 4 MiB by the host).
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// True when the process exited with code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// stdout as text (lossy).
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// stderr as text (lossy).
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+impl Command {
+    /// A command that runs `tool` in `/work` with no arguments.
+    pub fn new(tool: Tool) -> Self {
+        Command { tool, args: Vec::new(), env: Vec::new(), cwd: String::new(), network: false }
+    }
+
+    /// Add one argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Add several arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Set an environment variable (the environment starts out cleared).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run in this directory: a path inside `/work`.
+    pub fn cwd(mut self, dir: impl Into<String>) -> Self {
+        self.cwd = dir.into();
+        self
+    }
+
+    /// Ask for network access (only granted to fixed-output targets).
+    pub fn network(mut self, allow: bool) -> Self {
+        self.network = allow;
+        self
+    }
+
+    /// Run the process and return its output whatever its exit code.
+    pub fn output(&self) -> Result<Output> {
+        let cmd = tool_exec::Command {
+            tool: tool_exec::Tool { input: self.tool.input.clone(), path: self.tool.path.clone() },
+            args: self.args.clone(),
+            env: self.env.clone(),
+            cwd: self.cwd.clone(),
+            network: self.network,
+        };
+        let out = tool_exec::exec(&cmd).map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;
+        Ok(Output { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr })
+    }
+
+    /// Run the process; a non-zero exit is an error that quotes its stderr.
+    pub fn run(&self) -> Result<Output> {
+        let out = self.output()?;
+        if out.success() {
+            return Ok(out);
+        }
+        let status = match out.exit_code {
+            Some(code) => format!("exited with code {code}"),
+            None => "was killed by a signal".to_string(),
+        };
+        let mut stderr = out.stderr_str();
+        if stderr.trim().is_empty() {
+            stderr = out.stdout_str();
+        }
+        Err(Error::msg(format!("`{}` {status}:\n{}", self.display(), tail(&stderr, 8192))))
+    }
+
+    fn display(&self) -> String {
+        let mut s = self.tool.sandbox_path();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    }
+}
+
+fn describe(e: ExecError) -> String {
+    match e {
+        ExecError::UndeclaredTool(m) => format!("undeclared tool: {m}"),
+        ExecError::BadToolPath(m) => format!("bad tool path: {m}"),
+        ExecError::BadCwd(m) => format!("bad working directory: {m}"),
+        ExecError::NetworkDenied(m) => format!("network denied: {m}"),
+        ExecError::TimedOut(m) => format!("timed out: {m}"),
+        ExecError::Failed(m) => format!("could not run: {m}"),
+    }
+}
+
+/// The last `max` bytes of `s`, cut at a character boundary.
+fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
