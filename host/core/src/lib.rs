@@ -8,4 +8,7 @@
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
 
 pub mod hash;
+pub mod manifest;
 pub mod nar;
+pub mod pathfilter;
+pub mod store;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::hash::Sha256Hash;
+use crate::pathfilter::{PathFilter, join_rel};
 
 /// Why a path could not be serialised.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,13 @@ pub enum NarError {
 
 /// The NAR hash of `path` (a file, directory or symlink).
 pub fn hash_path(path: &Path) -> Result<Sha256Hash, NarError> {
+    hash_path_filtered(path, &PathFilter::default())
+}
+
+/// The NAR hash of `path` without the entries `filter` excludes.
+pub fn hash_path_filtered(path: &Path, filter: &PathFilter) -> Result<Sha256Hash, NarError> {
     let mut w = HashWriter(Sha256::new());
-    write_nar(path, &mut w).map_err(|e| match e {
+    write_nar(path, filter, &mut w).map_err(|e| match e {
         WriteError::Nar(n) => n,
         WriteError::Sink(_) => unreachable!("hashing cannot fail to write"),
     })?;
@@ -42,7 +48,7 @@ pub fn hash_path(path: &Path) -> Result<Sha256Hash, NarError> {
 
 /// Serialise `path` as a NAR into `out`.
 pub fn dump_path(path: &Path, out: &mut impl Write) -> Result<(), NarError> {
-    write_nar(path, out).map_err(|e| match e {
+    write_nar(path, &PathFilter::default(), out).map_err(|e| match e {
         WriteError::Nar(n) => n,
         WriteError::Sink(source) => NarError::Io { path: PathBuf::from("<nar output>"), source },
     })
@@ -71,17 +77,17 @@ impl Write for HashWriter {
     }
 }
 
-fn write_nar(path: &Path, out: &mut impl Write) -> Result<(), WriteError> {
+fn write_nar(path: &Path, filter: &PathFilter, out: &mut impl Write) -> Result<(), WriteError> {
     write_str(out, b"nix-archive-1")?;
     let mut buf = vec![0u8; 256 * 1024];
-    write_node(path, out, &mut buf)
+    write_node(path, "", filter, out, &mut buf)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     move |source| WriteError::Nar(NarError::Io { path: path.to_path_buf(), source })
 }
 
-fn write_node(path: &Path, out: &mut impl Write, buf: &mut [u8]) -> Result<(), WriteError> {
+fn write_node(path: &Path, rel: &str, filter: &PathFilter, out: &mut impl Write, buf: &mut [u8]) -> Result<(), WriteError> {
     let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
     let ft = meta.file_type();
     write_str(out, b"(")?;
@@ -126,12 +132,16 @@ fn write_node(path: &Path, out: &mut impl Write, buf: &mut [u8]) -> Result<(), W
             .map_err(io_err(path))?;
         entries.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in entries {
+            let child_rel = join_rel(rel, &name.to_string_lossy());
+            if filter.excludes(&child_rel) {
+                continue;
+            }
             write_str(out, b"entry")?;
             write_str(out, b"(")?;
             write_str(out, b"name")?;
             write_str(out, name.as_bytes())?;
             write_str(out, b"node")?;
-            write_node(&path.join(&name), out, buf)?;
+            write_node(&path.join(&name), &child_rel, filter, out, buf)?;
             write_str(out, b")")?;
         }
     } else {

@@ -1,0 +1,378 @@
+//! `kiln.toml`: targets, their recipe, inputs and params.
+//!
+//! Parsing is pure: it reads the text it is given and never touches the
+//! filesystem, so every error points into the file (`kiln.toml:7:9`) and says
+//! what would be valid. Checking that paths exist and hashes match is the
+//! orchestrator's job.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::hash::Sha256Hash;
+
+/// A place in kiln.toml, printed `file:line:column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A kiln.toml that could not be used, with the place that is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ManifestError {
+    pub location: Location,
+    pub message: String,
+}
+
+/// A parsed kiln.toml.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The kiln.toml file itself.
+    pub file: PathBuf,
+    /// Its directory: `path` inputs are relative to it.
+    pub dir: PathBuf,
+    pub targets: BTreeMap<String, Target>,
+}
+
+/// One `[target.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub recipe: RecipeRef,
+    pub inputs: BTreeMap<String, Input>,
+    /// The `params` table, as JSON: handed to the recipe as is.
+    pub params: serde_json::Value,
+    /// Set for fixed-output targets: the NAR hash the output must have.
+    /// Only such targets may give their tools network access.
+    pub output_hash: Option<Sha256Hash>,
+    pub at: Location,
+}
+
+/// Which recipe builds a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipeRef {
+    /// A recipe that ships inside kiln (`recipe = "go"`).
+    Standard(String),
+    /// A component on disk (`recipe = { path = "r.wasm", hash = "sha256-…" }`).
+    Wasm { path: PathBuf, hash: Option<Sha256Hash>, hash_at: Option<Location> },
+}
+
+/// One input of a target.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: String,
+    pub source: Source,
+    /// The pinned hash, when kiln.toml gives one (else kiln.lock pins it).
+    pub hash: Option<Sha256Hash>,
+    /// Where the input is declared.
+    pub at: Location,
+    /// Where its hash is written, when it is.
+    pub hash_at: Option<Location>,
+}
+
+/// Where an input's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file or directory, relative to kiln.toml (stored here resolved).
+    Path { path: PathBuf, exclude: Vec<String> },
+    /// A download; `unpack` extracts an archive like `nix-prefetch-url --unpack`.
+    Url { url: String, unpack: bool },
+    /// Another target's output.
+    Target(String),
+}
+
+impl Source {
+    /// A short description for messages and audits: `path ./src`, `url …`, `target hello`.
+    pub fn describe(&self, base: &Path) -> String {
+        match self {
+            Source::Path { path, .. } => {
+                format!("path {}", path.strip_prefix(base).map(|p| p.display().to_string()).unwrap_or_else(|_| path.display().to_string()))
+            }
+            Source::Url { url, .. } => format!("url {url}"),
+            Source::Target(t) => format!("target {t}"),
+        }
+    }
+}
+
+/// What `path` inputs leave out unless they say otherwise: VCS metadata and
+/// kiln's own result links (which would otherwise change the source's hash
+/// on every build).
+pub const DEFAULT_EXCLUDES: &[&str] = &[".git", "/result", "/result-*", "/kiln.lock"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    target: BTreeMap<String, Spanned<RawTarget>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    recipe: Spanned<toml::Value>,
+    #[serde(default)]
+    inputs: BTreeMap<Spanned<String>, Spanned<RawInput>>,
+    #[serde(default)]
+    params: toml::Table,
+    output_hash: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    path: Option<String>,
+    url: Option<String>,
+    target: Option<String>,
+    hash: Option<Spanned<String>>,
+    #[serde(default)]
+    unpack: bool,
+    exclude: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWasmRecipe {
+    path: String,
+    hash: Option<String>,
+}
+
+/// Parse `text`, the contents of the kiln.toml at `file`.
+pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
+    let at = |span: std::ops::Range<usize>| location(file, text, span.start);
+    let err = |span: std::ops::Range<usize>, message: String| ManifestError { location: at(span), message };
+
+    let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        err(span, explain_toml_error(e.message()))
+    })?;
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let mut targets = BTreeMap::new();
+    for (name, raw_target) in raw.target {
+        let target_at = at(raw_target.span());
+        let raw_target = raw_target.into_inner();
+        check_name(&name).map_err(|m| ManifestError { location: target_at.clone(), message: format!("target '{name}': {m}") })?;
+
+        let recipe = parse_recipe(&raw_target.recipe, &dir, &at)?;
+        let mut inputs = BTreeMap::new();
+        for (input_name, raw_input) in raw_target.inputs {
+            let name_span = input_name.span();
+            let input_name = input_name.into_inner();
+            check_name(&input_name).map_err(|m| err(name_span.clone(), format!("input '{input_name}': {m}")))?;
+            let input_at = at(raw_input.span());
+            let input = parse_input(&input_name, raw_input.into_inner(), &dir, input_at, &at)?;
+            inputs.insert(input_name, input);
+        }
+        let output_hash = match raw_target.output_hash {
+            None => None,
+            Some(h) => Some(Sha256Hash::parse(h.get_ref()).map_err(|e| err(h.span(), format!("output_hash: {e}")))?),
+        };
+        let params = serde_json::to_value(&raw_target.params).map_err(|e| ManifestError {
+            location: target_at.clone(),
+            message: format!("target '{name}': params cannot be handed to the recipe: {e}"),
+        })?;
+        targets.insert(name.clone(), Target { name, recipe, inputs, params, output_hash, at: target_at });
+    }
+
+    let manifest = Manifest { file: file.to_path_buf(), dir, targets };
+    check_target_refs(&manifest)?;
+    Ok(manifest)
+}
+
+fn parse_recipe(
+    value: &Spanned<toml::Value>,
+    dir: &Path,
+    at: &impl Fn(std::ops::Range<usize>) -> Location,
+) -> Result<RecipeRef, ManifestError> {
+    let err = |message: String| ManifestError { location: at(value.span()), message };
+    match value.get_ref() {
+        toml::Value::String(name) => Ok(RecipeRef::Standard(name.clone())),
+        toml::Value::Table(t) => {
+            let raw: RawWasmRecipe = toml::Value::Table(t.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| err(format!("recipe: {}", explain_toml_error(e.message()))))?;
+            let (hash, hash_at) = match raw.hash {
+                None => (None, None),
+                Some(h) => {
+                    // The span of a value inside an inline table re-parsed from a
+                    // Value is lost, so the recipe table's place stands in for it.
+                    let parsed = Sha256Hash::parse(&h).map_err(|e| err(format!("recipe hash: {e}")))?;
+                    (Some(parsed), Some(at(value.span())))
+                }
+            };
+            Ok(RecipeRef::Wasm { path: dir.join(raw.path), hash, hash_at })
+        }
+        other => Err(err(format!(
+            "recipe must be a standard recipe's name (\"go\", \"oci-image\") or {{ path = \"my-recipe.wasm\", hash = \"sha256-…\" }}, not a {}",
+            other.type_str()
+        ))),
+    }
+}
+
+fn parse_input(
+    name: &str,
+    raw: RawInput,
+    dir: &Path,
+    input_at: Location,
+    at: &impl Fn(std::ops::Range<usize>) -> Location,
+) -> Result<Input, ManifestError> {
+    let err = |message: String| ManifestError { location: input_at.clone(), message: format!("input '{name}': {message}") };
+    let sources = [raw.path.is_some(), raw.url.is_some(), raw.target.is_some()].iter().filter(|b| **b).count();
+    if sources != 1 {
+        return Err(err("give exactly one of path = \"…\", url = \"…\" or target = \"…\"".to_string()));
+    }
+    if raw.unpack && raw.url.is_none() {
+        return Err(err("unpack = true only applies to url inputs".to_string()));
+    }
+    if raw.exclude.is_some() && raw.path.is_none() {
+        return Err(err("exclude only applies to path inputs".to_string()));
+    }
+    let source = if let Some(p) = raw.path {
+        Source::Path {
+            path: dir.join(p),
+            exclude: raw.exclude.unwrap_or_else(|| DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect()),
+        }
+    } else if let Some(url) = raw.url {
+        if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://")) {
+            return Err(err(format!("url '{url}' must start with http://, https:// or file://")));
+        }
+        Source::Url { url, unpack: raw.unpack }
+    } else {
+        let t = raw.target.unwrap_or_default();
+        if raw.hash.is_some() {
+            return Err(err(format!(
+                "a target input takes its hash from target '{t}' itself; remove hash (use output_hash on '{t}' to pin it)"
+            )));
+        }
+        Source::Target(t)
+    };
+    let (hash, hash_at) = match raw.hash {
+        None => (None, None),
+        Some(h) => {
+            let loc = at(h.span());
+            let parsed =
+                Sha256Hash::parse(h.get_ref()).map_err(|e| ManifestError { location: loc.clone(), message: format!("input '{name}': {e}") })?;
+            (Some(parsed), Some(loc))
+        }
+    };
+    Ok(Input { name: name.to_string(), source, hash, at: input_at, hash_at })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err("names use letters, digits, '-', '_' and '.', do not start with '.', and are at most 64 characters".to_string())
+    }
+}
+
+/// Every `target = "…"` input names a target of this file, and the targets
+/// form no cycle.
+fn check_target_refs(m: &Manifest) -> Result<(), ManifestError> {
+    for t in m.targets.values() {
+        for i in t.inputs.values() {
+            if let Source::Target(dep) = &i.source
+                && !m.targets.contains_key(dep)
+            {
+                let known: Vec<_> = m.targets.keys().map(String::as_str).collect();
+                return Err(ManifestError {
+                    location: i.at.clone(),
+                    message: format!("input '{}': no target '{dep}' in this file (targets: {})", i.name, known.join(", ")),
+                });
+            }
+        }
+    }
+    // Depth-first search; `stack` is the current path, for the message.
+    fn visit<'a>(m: &'a Manifest, name: &'a str, stack: &mut Vec<&'a str>, done: &mut Vec<&'a str>) -> Result<(), ManifestError> {
+        if done.contains(&name) {
+            return Ok(());
+        }
+        if let Some(pos) = stack.iter().position(|s| *s == name) {
+            let mut cycle: Vec<&str> = stack[pos..].to_vec();
+            cycle.push(name);
+            return Err(ManifestError {
+                location: m.targets[name].at.clone(),
+                message: format!("targets form a cycle: {}; a target cannot depend on its own output", cycle.join(" -> ")),
+            });
+        }
+        stack.push(name);
+        for dep in m.targets[name].target_deps() {
+            visit(m, dep, stack, done)?;
+        }
+        stack.pop();
+        done.push(name);
+        Ok(())
+    }
+    let mut done = Vec::new();
+    for name in m.targets.keys() {
+        visit(m, name, &mut Vec::new(), &mut done)?;
+    }
+    Ok(())
+}
+
+impl Target {
+    /// The targets whose outputs this target consumes.
+    pub fn target_deps(&self) -> impl Iterator<Item = &str> {
+        self.inputs.values().filter_map(|i| match &i.source {
+            Source::Target(t) => Some(t.as_str()),
+            _ => None,
+        })
+    }
+}
+
+impl Manifest {
+    /// `names` and everything they depend on, dependencies first.
+    pub fn build_order(&self, names: &[String]) -> Result<Vec<&Target>, String> {
+        let mut order: Vec<&Target> = Vec::new();
+        fn add<'a>(m: &'a Manifest, name: &str, order: &mut Vec<&'a Target>) {
+            if order.iter().any(|t| t.name == name) {
+                return;
+            }
+            let t = &m.targets[name];
+            for dep in t.target_deps() {
+                add(m, dep, order);
+            }
+            order.push(t);
+        }
+        for n in names {
+            if !self.targets.contains_key(n) {
+                let known: Vec<_> = self.targets.keys().map(String::as_str).collect();
+                return Err(format!("{} has no target '{n}' (targets: {})", self.file.display(), known.join(", ")));
+            }
+            add(self, n, &mut order);
+        }
+        Ok(order)
+    }
+}
+
+/// toml's messages, with the valid keys spelled out where serde lists them.
+fn explain_toml_error(message: &str) -> String {
+    message.trim().replace('`', "'")
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn location(file: &Path, text: &str, offset: usize) -> Location {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    Location { file: file.to_path_buf(), line, column }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    parse_manifest(Path::new("/p/kiln.toml"), text)
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+const FULL: &str = r#"
+[target.hello]
+recipe = "go"
+params = { packages = ["."], cgo = false }
+
+[target.hello.inputs]
+src = { path = "." }
+go = { url = "https://example.org/go.tar.gz", unpack = true, hash = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=" }
+
+[target.image]
+recipe = { path = "recipes/img.wasm", hash = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" }
+inputs.bin = { target = "hello" }
+"#;
+
+#[test]
+fn a_full_file_parses() {
+    let m = parse(FULL).unwrap();
+    let hello = &m.targets["hello"];
+    assert_eq!(hello.recipe, RecipeRef::Standard("go".into()));
+    assert_eq!(hello.params["packages"][0], ".");
+    assert_eq!(hello.params["cgo"], false);
+    match &hello.inputs["src"].source {
+        Source::Path { path, exclude } => {
+            assert_eq!(path, Path::new("/p/."));
+            assert!(exclude.contains(&"/result-*".to_string()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hello.inputs["go"].hash, Some(Sha256Hash::of_bytes(b"")));
+    assert_eq!(hello.inputs["go"].hash_at.as_ref().unwrap().line, 8);
+    let image = &m.targets["image"];
+    assert!(matches!(&image.recipe, RecipeRef::Wasm { path, hash: Some(_), .. } if path == Path::new("/p/recipes/img.wasm")));
+    let order: Vec<_> = m.build_order(&["image".into()]).unwrap().iter().map(|t| t.name.clone()).collect();
+    assert_eq!(order, ["hello", "image"]);
+}
+
+#[test]
+fn unknown_keys_name_the_line_and_the_valid_keys() {
+    let e = err("[target.a]\nrecipe = \"go\"\nparms = {}\n");
+    assert!(e.starts_with("/p/kiln.toml:3:1:"), "{e}");
+    assert!(e.contains("parms") && e.contains("params"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_located() {
+    let e = err("[target.a]\nrecipe = 3\n");
+    assert!(e.starts_with("/p/kiln.toml:2:10:"), "{e}");
+    assert!(e.contains("standard recipe's name"), "{e}");
+}
+
+#[test]
+fn bad_hashes_point_at_the_hash() {
+    let e = err("[target.a]\nrecipe = \"go\"\ninputs.src = { path = \".\", hash = \"md5-abc\" }\n");
+    assert!(e.starts_with("/p/kiln.toml:3:35:"), "{e}");
+    assert!(e.contains("input 'src'") && e.contains("sha256"), "{e}");
+}
+
+#[test]
+fn inputs_need_exactly_one_source() {
+    let e = err("[target.a]\nrecipe = \"go\"\ninputs.src = { path = \".\", url = \"https://x\" }\n");
+    assert!(e.contains("exactly one of path"), "{e}");
+    let e = err("[target.a]\nrecipe = \"go\"\ninputs.src = { hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\" }\n");
+    assert!(e.contains("exactly one of path"), "{e}");
+}
+
+#[test]
+fn missing_targets_and_cycles_are_named() {
+    let e = err("[target.a]\nrecipe = \"go\"\ninputs.x = { target = \"nope\" }\n");
+    assert!(e.contains("no target 'nope'") && e.contains("targets: a"), "{e}");
+    let e = err(
+        "[target.a]\nrecipe = \"go\"\ninputs.x = { target = \"b\" }\n[target.b]\nrecipe = \"go\"\ninputs.y = { target = \"a\" }\n",
+    );
+    assert!(e.contains("cycle: a -> b -> a"), "{e}");
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let e = err("[target.a]\nrecipe = \"go\ninputs = {}\n");
+    assert!(e.starts_with("/p/kiln.toml:2:"), "{e}");
+}
+
+#[test]
+fn unknown_target_in_build_order_lists_targets() {
+    let m = parse(FULL).unwrap();
+    let e = m.build_order(&["nope".into()]).unwrap_err();
+    assert!(e.contains("no target 'nope'") && e.contains("hello, image"), "{e}");
+}
