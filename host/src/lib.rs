@@ -1,1 +1,15 @@
+//! kiln, a hermetic build orchestrator whose recipes are WebAssembly components.
+//!
+//! The crate is split by job, dependencies pointing inward:
+//!
+//! * [`cli`]: argv and env, printing; thin;
+//! * [`builder`]: turns a kiln.toml target into a store entry — resolves and
+//!   checks inputs, computes the build key, runs the recipe, commits `/out`;
+//! * [`runtime`]: wasmtime; the only module that touches it;
+//! * [`sandbox`]: running a tool in fresh namespaces;
+//! * [`recipes`]: the standard recipes compiled into this binary;
+//! * `kiln_core`: hashes, NAR, the manifest and the store, free of wasmtime.
 
+pub mod recipes;
+pub mod runtime;
+pub mod sandbox;

@@ -8,6 +8,8 @@
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
 
 pub mod hash;
+pub mod key;
+pub mod lockfile;
 pub mod manifest;
 pub mod nar;
 pub mod pathfilter;

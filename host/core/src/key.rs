@@ -1,0 +1,75 @@
+//! The build key: what decides whether a stored output can be reused.
+//!
+//! It hashes the recipe's wasm hash, the params, every input's hash, the
+//! sandbox mode and ABI version, SOURCE_DATE_EPOCH and the declared output
+//! hash — as canonical JSON (sorted keys) so it is stable across kiln
+//! versions that agree on [`SANDBOX_ABI`]. Pure.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::hash::Sha256Hash;
+
+/// Bumped whenever what a recipe or tool sees changes (sandbox layout, WIT).
+pub const SANDBOX_ABI: u32 = 1;
+
+/// Everything that goes into a build key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyMaterial<'a> {
+    pub recipe: Sha256Hash,
+    pub params: &'a serde_json::Value,
+    pub inputs: BTreeMap<&'a str, Sha256Hash>,
+    /// `hermetic` or `off`: an unsandboxed output never satisfies a hermetic build.
+    pub sandbox: &'a str,
+    pub source_date_epoch: u64,
+    pub output_hash: Option<Sha256Hash>,
+}
+
+impl KeyMaterial<'_> {
+    /// The key: sha256 of the canonical JSON of this material plus the ABI.
+    pub fn key(&self) -> Sha256Hash {
+        #[derive(Serialize)]
+        struct Versioned<'b, 'a> {
+            abi: u32,
+            material: &'b KeyMaterial<'a>,
+        }
+        // serde_json's maps are sorted (no preserve_order feature), so the
+        // same material always serialises to the same bytes.
+        let value = serde_json::to_value(Versioned { abi: SANDBOX_ABI, material: self }).unwrap_or_default();
+        Sha256Hash::of_bytes(value.to_string().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_changes_the_key_and_the_key_is_pinned() {
+        let params = serde_json::json!({"b": 1, "a": [true]});
+        let h = |s: &str| Sha256Hash::of_bytes(s.as_bytes());
+        let base = KeyMaterial {
+            recipe: h("r"),
+            params: &params,
+            inputs: [("src", h("s"))].into_iter().collect(),
+            sandbox: "hermetic",
+            source_date_epoch: 1,
+            output_hash: None,
+        };
+        let k = base.key();
+        assert_eq!(k.to_hex(), "383d7a304fca05e96f41a171b682b647a40c9d3b352f88239b6b09552690b7b4");
+        let other = serde_json::json!({"b": 2, "a": [true]});
+        let variants = [
+            KeyMaterial { recipe: h("r2"), ..base.clone() },
+            KeyMaterial { params: &other, ..base.clone() },
+            KeyMaterial { inputs: [("src", h("s2"))].into_iter().collect(), ..base.clone() },
+            KeyMaterial { sandbox: "off", ..base.clone() },
+            KeyMaterial { source_date_epoch: 2, ..base.clone() },
+            KeyMaterial { output_hash: Some(h("o")), ..base.clone() },
+        ];
+        for v in variants {
+            assert_ne!(v.key(), k, "{v:?}");
+        }
+    }
+}

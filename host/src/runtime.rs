@@ -1,0 +1,273 @@
+//! The recipe runtime: the only module that touches wasmtime.
+//!
+//! A [`Runtime`] owns the engine and the on-disk cache of compiled
+//! components. [`Runtime::run`] builds one target: a fresh `Store` whose WASI
+//! context grants exactly `/inputs/<name>` (read-only), `/work` and `/out`,
+//! no environment, arguments, stdin or sockets, a wall clock frozen at
+//! SOURCE_DATE_EPOCH, a deterministic monotonic clock and randomness seeded
+//! from the build key. An epoch deadline and a memory cap bound the recipe;
+//! the same deadline bounds the tools it runs.
+//!
+//! What a recipe may ask of the host is in [`host`]; this module does not
+//! decide what to build or where outputs go (that is the builder's job).
+
+mod cache;
+mod host;
+mod wasi;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::sandbox::SandboxMode;
+pub use host::{ExecRecord, LogLine};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "recipe",
+        imports: { default: trappable },
+    });
+}
+
+/// How often the epoch ticks: the resolution of the time limit.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// A recipe's stdout and stderr are each kept up to this size in the log.
+const RECIPE_STDIO_LIMIT: usize = 1024 * 1024;
+/// A recipe's `err` string is cut to this size.
+const ERROR_LIMIT: usize = 64 * 1024;
+
+/// Resource limits for one build.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock time for the whole build, tool runs included.
+    pub timeout: Duration,
+    /// Linear memory the recipe may grow to.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: Duration::from_secs(3600), memory_bytes: 2 << 30 }
+    }
+}
+
+/// One declared input, as the host holds it.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    pub name: String,
+    /// SRI hash, as the recipe is told.
+    pub hash: String,
+    /// Where the content is on the host (a read-only store entry).
+    pub host_path: PathBuf,
+    pub is_dir: bool,
+}
+
+/// Everything [`Runtime::run`] needs to build one target.
+#[derive(Debug, Clone)]
+pub struct RecipeRun {
+    pub target: String,
+    pub params_json: String,
+    pub inputs: Vec<RunInput>,
+    /// Host directories shown as `/work` and `/out`; both must exist and be empty.
+    pub work_dir: PathBuf,
+    pub out_dir: PathBuf,
+    /// Host directory holding the sandbox's `passwd` and `group` files.
+    pub etc_dir: PathBuf,
+    /// Host directory with one link per file input, named after the input.
+    pub file_inputs_dir: PathBuf,
+    pub source_date_epoch: u64,
+    /// Seeds the recipe's randomness: the build key.
+    pub seed: [u8; 32],
+    pub limits: Limits,
+    pub sandbox: SandboxMode,
+    /// Fixed-output targets may give tools network access.
+    pub network_allowed: bool,
+    /// Print log lines at or above this level as they arrive (None: quiet).
+    pub echo: Option<host::Level>,
+}
+
+/// What a finished recipe run leaves besides `/out`.
+#[derive(Debug, Default, Clone)]
+pub struct RunReport {
+    pub log: Vec<LogLine>,
+    pub execs: Vec<ExecRecord>,
+}
+
+/// Why a recipe run failed. Each names what the recipe did.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("recipe for '{target}' failed: {message}")]
+    Failed { target: String, message: String },
+    #[error("recipe for '{target}' ran past its time limit of {limit:?} and was stopped (raise it with --timeout)")]
+    TimeLimit { target: String, limit: Duration },
+    #[error("recipe for '{target}' tried to use more than its memory limit of {} MiB and was stopped (raise it with --memory)", limit / (1024 * 1024))]
+    MemoryLimit { target: String, limit: usize },
+    #[error("recipe for '{target}' sent a log message of {len} bytes; the limit is {limit} bytes")]
+    LogTooLong { target: String, len: usize, limit: usize },
+    #[error("recipe for '{target}' crashed: {trap}{}", stderr_tail(.stderr))]
+    Crashed { target: String, trap: String, stderr: String },
+    #[error("recipe for '{target}' could not be loaded: {message}")]
+    Load { target: String, message: String },
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let t = stderr.trim();
+    if t.is_empty() {
+        return String::new();
+    }
+    let start = t.len().saturating_sub(2000);
+    let start = (start..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(0);
+    format!("\n  recipe stderr:\n    {}", t[start..].replace('\n', "\n    "))
+}
+
+/// The wasmtime engine plus the compiled-component cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RecipeState>,
+    cache_dir: PathBuf,
+}
+
+struct RecipeState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    host: host::HostState,
+}
+
+impl WasiView for RecipeState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps linear memory and remembers that the cap was hit, so the trap that
+/// follows a failed allocation can be reported as what it is.
+struct MemoryLimiter {
+    limit: usize,
+    hit: Arc<AtomicBool>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit.store(true, Ordering::SeqCst);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl Runtime {
+    /// An engine with epoch interruption, caching compiled components in `cache_dir`.
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        let ticker = engine.weak();
+        std::thread::Builder::new().name("kiln-epoch".into()).spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        bindings::Recipe::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s: &mut RecipeState| &mut s.host)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        std::fs::create_dir_all(cache_dir)?;
+        Ok(Runtime { engine, linker, cache_dir: cache_dir.to_path_buf() })
+    }
+
+    /// Compile `wasm` (or load it from the cache).
+    pub fn load(&self, wasm: &[u8]) -> anyhow::Result<Component> {
+        cache::load(&self.engine, &self.cache_dir, wasm)
+    }
+
+    /// Build one target with `component`.
+    pub fn run(&self, component: &Component, run: &RecipeRun) -> Result<RunReport, RecipeError> {
+        let target = run.target.clone();
+        let deadline = Instant::now() + run.limits.timeout;
+        let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT);
+        let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT);
+        let load_err = |e: wasmtime::Error| RecipeError::Load { target: target.clone(), message: format!("{e:#}") };
+        let wasi = wasi::build_ctx(run, stdout.clone(), stderr.clone()).map_err(load_err)?;
+        let log = Arc::new(Mutex::new(RunReport::default()));
+        let hit = Arc::new(AtomicBool::new(false));
+        let state = RecipeState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { limit: run.limits.memory_bytes, hit: hit.clone() },
+            host: host::HostState::new(run, deadline, log.clone()),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = (run.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let result = bindings::Recipe::instantiate(&mut store, component, &self.linker)
+            .map_err(load_err)
+            .and_then(|recipe| {
+                recipe.call_build(&mut store).map_err(|e| {
+                    classify_trap(e, run, &hit, deadline, &store.data().host, &String::from_utf8_lossy(&stderr.contents()))
+                })
+            });
+        let mut report = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+        for (stream, pipe) in [("stdout", &stdout), ("stderr", &stderr)] {
+            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            for line in text.lines() {
+                report.log.push(LogLine { level: format!("recipe-{stream}"), message: line.to_string() });
+            }
+        }
+        match result? {
+            Ok(()) => Ok(report),
+            Err(mut message) => {
+                if message.len() > ERROR_LIMIT {
+                    let mut cut = ERROR_LIMIT;
+                    while !message.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    message.truncate(cut);
+                    message.push_str(" … (cut at 64 KiB)");
+                }
+                Err(RecipeError::Failed { target, message })
+            }
+        }
+    }
+}
+
+fn classify_trap(
+    e: wasmtime::Error,
+    run: &RecipeRun,
+    memory_hit: &AtomicBool,
+    deadline: Instant,
+    host: &host::HostState,
+    stderr: &str,
+) -> RecipeError {
+    let target = run.target.clone();
+    if let Some(err) = host.take_fatal() {
+        return err;
+    }
+    if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) || Instant::now() >= deadline {
+        return RecipeError::TimeLimit { target, limit: run.limits.timeout };
+    }
+    if memory_hit.load(Ordering::SeqCst) {
+        return RecipeError::MemoryLimit { target, limit: run.limits.memory_bytes };
+    }
+    let trap = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(t) => format!("wasm trap: {t}"),
+        None => format!("{e}"),
+    };
+    RecipeError::Crashed { target, trap, stderr: stderr.to_string() }
+}

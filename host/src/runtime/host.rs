@@ -1,0 +1,358 @@
+//! What a recipe may ask of the host: the `target`, `log` and `tool-exec`
+//! imports of `wit/recipe.wit`.
+//!
+//! Two levels of result: the outer `wasmtime::Result` traps the recipe
+//! (time limit, oversized log), the inner one is the WIT error the recipe
+//! sees (undeclared tool, bad path). Nothing a recipe sends can make the
+//! host panic.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use serde::Serialize;
+
+use super::bindings::kiln::recipe::{log, target, tool_exec};
+use super::{RecipeError, RecipeRun, RunInput, RunReport};
+use crate::sandbox::{self, Mount, SandboxError, SandboxMode, SandboxSpec};
+
+/// The largest log message a recipe may send.
+pub const LOG_MESSAGE_LIMIT: usize = 1024 * 1024;
+
+/// Log levels, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One line of a build's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    /// `debug`, `info`, `warn`, `error`, `recipe-stdout` or `recipe-stderr`.
+    pub level: String,
+    pub message: String,
+}
+
+/// One tool run, as the build record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecRecord {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: String,
+    pub network: bool,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout_bytes: usize,
+    pub stderr_bytes: usize,
+    /// Kept out of the record's reproducible part by the builder.
+    #[serde(skip)]
+    pub duration_ms: u64,
+}
+
+pub(super) struct HostState {
+    target: String,
+    params_json: String,
+    inputs: Vec<RunInput>,
+    source_date_epoch: u64,
+    work_dir: std::path::PathBuf,
+    out_dir: std::path::PathBuf,
+    etc_dir: std::path::PathBuf,
+    sandbox: SandboxMode,
+    network_allowed: bool,
+    deadline: Instant,
+    limit: std::time::Duration,
+    echo: Option<Level>,
+    report: Arc<Mutex<RunReport>>,
+    fatal: Mutex<Option<RecipeError>>,
+}
+
+impl HostState {
+    pub(super) fn new(run: &RecipeRun, deadline: Instant, report: Arc<Mutex<RunReport>>) -> Self {
+        HostState {
+            target: run.target.clone(),
+            params_json: run.params_json.clone(),
+            inputs: run.inputs.clone(),
+            source_date_epoch: run.source_date_epoch,
+            work_dir: run.work_dir.clone(),
+            out_dir: run.out_dir.clone(),
+            etc_dir: run.etc_dir.clone(),
+            sandbox: run.sandbox,
+            network_allowed: run.network_allowed,
+            deadline,
+            limit: run.limits.timeout,
+            echo: run.echo,
+            report,
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// The error that made the host trap the recipe, if any.
+    pub(super) fn take_fatal(&self) -> Option<RecipeError> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn trap(&self, err: RecipeError) -> wasmtime::Error {
+        let msg = err.to_string();
+        *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+        wasmtime::Error::msg(msg)
+    }
+
+    fn check_deadline(&self) -> wasmtime::Result<()> {
+        if Instant::now() >= self.deadline {
+            return Err(self.trap(RecipeError::TimeLimit { target: self.target.clone(), limit: self.limit }));
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> std::sync::MutexGuard<'_, RunReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl target::Host for HostState {
+    fn name(&mut self) -> wasmtime::Result<String> {
+        Ok(self.target.clone())
+    }
+
+    fn params(&mut self) -> wasmtime::Result<String> {
+        Ok(self.params_json.clone())
+    }
+
+    fn inputs(&mut self) -> wasmtime::Result<Vec<target::Input>> {
+        let mut v: Vec<_> = self
+            .inputs
+            .iter()
+            .map(|i| target::Input {
+                name: i.name.clone(),
+                hash: i.hash.clone(),
+                kind: if i.is_dir { target::InputKind::Directory } else { target::InputKind::File },
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    fn source_date_epoch(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.source_date_epoch)
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.check_deadline()?;
+        if message.len() > LOG_MESSAGE_LIMIT {
+            return Err(self.trap(RecipeError::LogTooLong {
+                target: self.target.clone(),
+                len: message.len(),
+                limit: LOG_MESSAGE_LIMIT,
+            }));
+        }
+        let (level, name) = match level {
+            log::Level::Debug => (Level::Debug, "debug"),
+            log::Level::Info => (Level::Info, "info"),
+            log::Level::Warn => (Level::Warn, "warn"),
+            log::Level::Error => (Level::Error, "error"),
+        };
+        if self.echo.is_some_and(|min| level >= min) {
+            eprintln!("[{}] {message}", self.target);
+        }
+        self.report().log.push(LogLine { level: name.to_string(), message });
+        Ok(())
+    }
+}
+
+impl tool_exec::Host for HostState {
+    fn exec(&mut self, cmd: tool_exec::Command) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
+        self.check_deadline()?;
+        let spec = match self.plan_exec(&cmd) {
+            Ok(spec) => spec,
+            Err(e) => return Ok(Err(e)),
+        };
+        match sandbox::run(&spec, self.sandbox) {
+            Ok(out) => {
+                let mut argv = vec![spec.program.clone()];
+                argv.extend(spec.args.iter().cloned());
+                self.report().execs.push(ExecRecord {
+                    argv,
+                    env: spec.env.clone(),
+                    cwd: spec.cwd.clone(),
+                    network: spec.network,
+                    exit_code: out.exit_code,
+                    signal: out.signal,
+                    stdout_bytes: out.stdout.len(),
+                    stderr_bytes: out.stderr.len(),
+                    duration_ms: out.duration.as_millis() as u64,
+                });
+                Ok(Ok(tool_exec::Output {
+                    exit_code: out.exit_code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                    stdout_truncated: out.stdout_truncated,
+                    stderr_truncated: out.stderr_truncated,
+                }))
+            }
+            Err(SandboxError::TimedOut { .. }) => {
+                Err(self.trap(RecipeError::TimeLimit { target: self.target.clone(), limit: self.limit }))
+            }
+            Err(e @ SandboxError::Unavailable { .. }) => {
+                Err(self.trap(RecipeError::Failed { target: self.target.clone(), message: e.to_string() }))
+            }
+            Err(e) => Ok(Err(tool_exec::Error::Failed(e.to_string()))),
+        }
+    }
+}
+
+impl HostState {
+    /// Check a request against what the target declared and turn it into a spec.
+    fn plan_exec(&self, cmd: &tool_exec::Command) -> Result<SandboxSpec, tool_exec::Error> {
+        let tool = &cmd.tool;
+        let input = self.inputs.iter().find(|i| i.name == tool.input).ok_or_else(|| {
+            let names: Vec<_> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+            tool_exec::Error::UndeclaredTool(format!(
+                "'{}' is not an input of target '{}' (its inputs: {}); declare the tool's input in kiln.toml",
+                tool.input,
+                self.target,
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ))
+        })?;
+        let program = resolve_tool(input, &tool.path)?;
+
+        let cwd = resolve_cwd(&cmd.cwd, &self.work_dir)?;
+        if cmd.network && !self.network_allowed {
+            return Err(tool_exec::Error::NetworkDenied(format!(
+                "target '{}' does not declare output_hash, so its tools get no network; pin the output with output_hash = \"sha256-…\" to make it a fixed-output target",
+                self.target
+            )));
+        }
+
+        let tool_dir = Path::new(&program).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut env: BTreeMap<String, String> = [
+            ("PATH", tool_dir.as_str()),
+            ("HOME", "/homeless-shelter"),
+            ("TMPDIR", "/tmp"),
+            ("TZ", "UTC"),
+            ("LC_ALL", "C"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.insert("SOURCE_DATE_EPOCH".into(), self.source_date_epoch.to_string());
+        for (k, v) in &cmd.env {
+            env.insert(k.clone(), v.clone());
+        }
+
+        let mut mounts: Vec<Mount> = self
+            .inputs
+            .iter()
+            .map(|i| Mount { host: i.host_path.clone(), guest: format!("/inputs/{}", i.name), writable: false })
+            .collect();
+        mounts.push(Mount { host: self.work_dir.clone(), guest: "/work".into(), writable: true });
+        mounts.push(Mount { host: self.out_dir.clone(), guest: "/out".into(), writable: true });
+        for f in ["passwd", "group"] {
+            mounts.push(Mount { host: self.etc_dir.join(f), guest: format!("/etc/{f}"), writable: false });
+        }
+        Ok(SandboxSpec {
+            program,
+            args: cmd.args.clone(),
+            env,
+            cwd,
+            mounts,
+            network: cmd.network,
+            timeout: self.deadline.saturating_duration_since(Instant::now()),
+        })
+    }
+}
+
+/// `/inputs/<input>/<path>`, after checking that `path` stays inside the
+/// input (no `..`, not absolute, no symlink out) and names an executable file.
+fn resolve_tool(input: &RunInput, path: &str) -> Result<String, tool_exec::Error> {
+    let bad = |why: String| tool_exec::Error::BadToolPath(format!("'{path}' in input '{}': {why}", input.name));
+    if !input.is_dir {
+        if !path.is_empty() && path != "." {
+            return Err(bad("the input is a single file; use an empty path to run it".into()));
+        }
+        return Ok(format!("/inputs/{}", input.name));
+    }
+    let p = Path::new(path);
+    if path.is_empty() || p.is_absolute() {
+        return Err(bad("a tool path must be relative to its input".into()));
+    }
+    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(bad("a tool path may not contain '..'".into()));
+    }
+    let dir = Dir::open_ambient_dir(&input.host_path, ambient_authority()).map_err(|e| bad(e.to_string()))?;
+    // cap-std follows symlinks only while they stay inside `dir`.
+    let meta = dir.metadata(p).map_err(|e| bad(format!("{e} (symlinks may not leave the input)")))?;
+    use cap_std::fs::PermissionsExt;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(bad("not an executable file".into()));
+    }
+    Ok(format!("/inputs/{}/{}", input.name, path.trim_start_matches("./")))
+}
+
+/// The sandbox cwd for `cwd` (empty, relative to `/work`, or absolute under `/work`).
+fn resolve_cwd(cwd: &str, work_dir: &Path) -> Result<String, tool_exec::Error> {
+    let rel = match cwd {
+        "" | "/work" => "",
+        c if c.starts_with("/work/") => &c["/work/".len()..],
+        c if c.starts_with('/') => return Err(tool_exec::Error::BadCwd(format!("'{c}' is not inside /work"))),
+        c => c,
+    };
+    if Path::new(rel).components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(tool_exec::Error::BadCwd(format!("'{cwd}' may not contain '..'")));
+    }
+    if !work_dir.join(rel).is_dir() {
+        return Err(tool_exec::Error::BadCwd(format!("'{cwd}' is not a directory under /work (create it first)")));
+    }
+    Ok(if rel.is_empty() { "/work".to_string() } else { format!("/work/{}", rel.trim_end_matches('/')) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_input(path: &Path) -> RunInput {
+        RunInput { name: "tools".into(), hash: String::new(), host_path: path.to_path_buf(), is_dir: true }
+    }
+
+    #[test]
+    fn tool_paths_stay_inside_their_input() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("bin")).unwrap();
+        std::fs::write(d.path().join("bin/ok"), "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.path().join("bin/ok"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(d.path().join("data"), "").unwrap();
+        std::os::unix::fs::symlink("/bin/sh", d.path().join("bin/out")).unwrap();
+        let input = dir_input(d.path());
+        assert_eq!(resolve_tool(&input, "bin/ok").unwrap(), "/inputs/tools/bin/ok");
+        for (path, why) in [
+            ("../x", "'..'"),
+            ("bin/../../x", "'..'"),
+            ("/bin/sh", "relative"),
+            ("bin/out", "symlinks may not leave"),
+            ("data", "not an executable"),
+        ] {
+            let e = resolve_tool(&input, path).unwrap_err();
+            assert!(matches!(&e, tool_exec::Error::BadToolPath(m) if m.contains(why)), "{path}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn cwd_stays_inside_work() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("src")).unwrap();
+        assert_eq!(resolve_cwd("", d.path()).unwrap(), "/work");
+        assert_eq!(resolve_cwd("src", d.path()).unwrap(), "/work/src");
+        assert_eq!(resolve_cwd("/work/src", d.path()).unwrap(), "/work/src");
+        assert!(matches!(resolve_cwd("/out", d.path()), Err(tool_exec::Error::BadCwd(_))));
+        assert!(matches!(resolve_cwd("../x", d.path()), Err(tool_exec::Error::BadCwd(_))));
+        assert!(matches!(resolve_cwd("missing", d.path()), Err(tool_exec::Error::BadCwd(_))));
+    }
+}

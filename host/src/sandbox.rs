@@ -1,0 +1,210 @@
+//! The tool sandbox: a plain, serialisable [`SandboxSpec`] and one entry
+//! point, [`run`].
+//!
+//! A spec says which host directories appear where (inputs read-only at
+//! `/inputs/<name>`, `/work` and `/out` read-write), the argv, the complete
+//! environment, the cwd, whether the network is reachable, a timeout and an
+//! output cap. Backends live in their own files:
+//!
+//! * [`bwrap`]: bubblewrap — fresh user, mount, pid, network, ipc and uts
+//!   namespaces; nothing of the host's filesystem but the mounts listed;
+//! * [`unsandboxed`]: `--sandbox=off`, for machines without user namespaces;
+//!   the process runs on the host with sandbox paths rewritten to host paths,
+//!   and its output is marked not hermetic.
+//!
+//! This module does not decide what a recipe may run: the runtime checks the
+//! tool, cwd and network against the target before building a spec.
+
+mod bwrap;
+mod unsandboxed;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Bytes kept of a tool's stdout, and separately of its stderr.
+pub const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How tools are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// Every exec in fresh namespaces holding only the declared inputs.
+    Hermetic,
+    /// No isolation (`--sandbox=off`): outputs are marked not hermetic.
+    Off,
+}
+
+impl SandboxMode {
+    /// The name used in build keys, records and `--sandbox`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Hermetic => "hermetic",
+            SandboxMode::Off => "off",
+        }
+    }
+}
+
+/// A host directory and where the sandbox shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+/// Everything one exec needs: serialisable so it can be logged or replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    /// The executable, as the sandbox sees it (`/inputs/go/bin/go`).
+    pub program: String,
+    pub args: Vec<String>,
+    /// The complete environment.
+    pub env: BTreeMap<String, String>,
+    /// The working directory, as the sandbox sees it.
+    pub cwd: String,
+    pub mounts: Vec<Mount>,
+    pub network: bool,
+    pub timeout: Duration,
+}
+
+/// What a finished process left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxOutput {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub duration: Duration,
+}
+
+/// Why a process could not be run to completion.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "cannot create a sandbox: {reason}. Install bubblewrap (Debian: apt-get install bubblewrap) on a kernel that allows unprivileged user namespaces, or pass --sandbox=off to build without isolation (the output is then marked not hermetic)"
+    )]
+    Unavailable { reason: String },
+    #[error("could not start {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("{program} ran longer than {limit:?} and was killed with every process it started")]
+    TimedOut { program: String, limit: Duration },
+}
+
+/// Run `spec` to completion under `mode`.
+pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, SandboxError> {
+    let child = match mode {
+        SandboxMode::Hermetic => bwrap::spawn(spec)?,
+        SandboxMode::Off => unsandboxed::spawn(spec)?,
+    };
+    wait_capped(child, &spec.program, spec.timeout)
+}
+
+/// Collect stdout/stderr (capped) and wait, killing the process group at the deadline.
+fn wait_capped(mut child: Child, program: &str, timeout: Duration) -> Result<SandboxOutput, SandboxError> {
+    let start = Instant::now();
+    let readers = [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
+        .map(|r| r.map(|r| std::thread::spawn(move || read_capped(r))));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    let timed_out = rx.recv_timeout(timeout).is_err();
+    if timed_out {
+        kill_group(pid);
+    }
+    let status: ExitStatus = waiter
+        .join()
+        .map_err(|_| SandboxError::Spawn { program: program.to_string(), source: std::io::Error::other("waiter thread panicked") })?
+        .map_err(|source| SandboxError::Spawn { program: program.to_string(), source })?;
+    // Orphans that kept the pipes open die with the group.
+    kill_group(pid);
+    let [out, err] = readers.map(|h| h.and_then(|h| h.join().ok()).unwrap_or_default());
+    if timed_out {
+        return Err(SandboxError::TimedOut { program: program.to_string(), limit: timeout });
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(SandboxOutput {
+        exit_code: status.code(),
+        signal: status.signal(),
+        stdout: out.0,
+        stdout_truncated: out.1,
+        stderr: err.0,
+        stderr_truncated: err.1,
+        duration: start.elapsed(),
+    })
+}
+
+fn read_capped(mut r: Box<dyn Read + Send>) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    let mut truncated = false;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = OUTPUT_LIMIT - kept.len();
+                if n > room {
+                    truncated = true;
+                }
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (kept, truncated)
+}
+
+/// SIGKILL the process group `pid` leads (the spawn put the child in its own group).
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid)
+        && let Some(pgid) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(program: &str, args: &[&str], timeout: Duration) -> SandboxSpec {
+        SandboxSpec {
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+            cwd: "/".into(),
+            mounts: vec![],
+            network: false,
+            timeout,
+        }
+    }
+
+    #[test]
+    fn output_is_captured_and_capped() {
+        let s = spec("/bin/sh", &["-c", "head -c 5000000 /dev/zero; echo err >&2; exit 3"], Duration::from_secs(20));
+        let out = run(&s, SandboxMode::Off).unwrap();
+        assert_eq!(out.exit_code, Some(3));
+        assert_eq!(out.stdout.len(), OUTPUT_LIMIT);
+        assert!(out.stdout_truncated);
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn the_timeout_kills_the_whole_group() {
+        let s = spec("/bin/sh", &["-c", "sleep 30 & sleep 30"], Duration::from_millis(300));
+        let start = Instant::now();
+        let err = run(&s, SandboxMode::Off).unwrap_err();
+        assert!(matches!(err, SandboxError::TimedOut { .. }), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}

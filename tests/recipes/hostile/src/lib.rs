@@ -1,0 +1,94 @@
+//! A hostile recipe. Each `attack` tries one way out of the recipe sandbox;
+//! if the attack *works*, the recipe writes what it got to `/out/escaped` and
+//! succeeds, so the test that expects a failure sees the escape.
+
+use kiln_sdk::{Command, Context, Error, Result, Tool};
+use std::fs;
+
+#[derive(serde::Deserialize)]
+struct Params {
+    attack: String,
+    #[serde(default)]
+    port: u16,
+}
+
+fn escaped(what: impl AsRef<[u8]>) -> Result<()> {
+    fs::write("/out/escaped", what).context("writing /out/escaped")?;
+    Ok(())
+}
+
+fn build() -> Result<()> {
+    let p: Params = kiln_sdk::params()?;
+    match p.attack.as_str() {
+        "read-passwd" => escaped(fs::read("/etc/passwd").context("reading /etc/passwd")?),
+        "list-root" => {
+            let names: Vec<String> = fs::read_dir("/")
+                .context("listing /")?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
+            escaped(names.join("\n"))
+        }
+        "read-env" => {
+            let vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
+            if vars.is_empty() {
+                return Err(Error::msg("the environment is empty"));
+            }
+            escaped(vars.join("\n"))
+        }
+        "tcp-connect" => {
+            use wasip2::sockets::{instance_network, network::IpAddressFamily, tcp_create_socket};
+            let sock = tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
+                .map_err(|e| Error::msg(format!("creating a TCP socket: {e:?}")))?;
+            let net = instance_network::instance_network();
+            let addr = wasip2::sockets::network::IpSocketAddress::Ipv4(wasip2::sockets::network::Ipv4SocketAddress {
+                port: p.port,
+                address: (127, 0, 0, 1),
+            });
+            sock.start_connect(&net, addr).map_err(|e| Error::msg(format!("connecting to 127.0.0.1:{}: {e:?}", p.port)))?;
+            sock.subscribe().block();
+            sock.finish_connect().map_err(|e| Error::msg(format!("connecting to 127.0.0.1:{}: {e:?}", p.port)))?;
+            escaped("connected")
+        }
+        "write-outside-out" => {
+            fs::write("/work/../escape.txt", "x").context("writing /work/../escape.txt")?;
+            escaped("wrote outside /out")
+        }
+        "write-inputs" => {
+            fs::write("/inputs/data/planted.txt", "x").context("writing /inputs/data/planted.txt")?;
+            escaped("wrote into /inputs")
+        }
+        "loop-forever" => {
+            fs::write("/out/partial", "x")?;
+            #[expect(clippy::empty_loop, reason = "the attack is the loop")]
+            loop {}
+        }
+        "alloc-8g" => {
+            fs::write("/out/partial", "x")?;
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..128 {
+                hoard.push(vec![1u8; 64 << 20]);
+            }
+            escaped(format!("allocated {} chunks", hoard.len()))
+        }
+        "undeclared-tool" => {
+            Command::new(Tool::new("sh", "bin/sh")).run()?;
+            escaped("ran an undeclared tool")
+        }
+        "dotdot-tool" => {
+            Command::new(Tool::new("data", "../../../../bin/sh")).run()?;
+            escaped("ran a tool outside its input")
+        }
+        "panic" => {
+            fs::write("/out/partial", "x")?;
+            panic!("the hostile recipe panics on purpose")
+        }
+        "huge-log" => {
+            let line = "x".repeat(100 * 1024 * 1024);
+            kiln_sdk::log(kiln_sdk::Level::Info, &line);
+            escaped("logged 100 MB")
+        }
+        other => Err(Error::msg(format!("unknown attack '{other}'"))),
+    }
+}
+
+kiln_sdk::recipe!(build);
