@@ -13,10 +13,21 @@ const GUESTS: &[(&str, &str, bool)] = &[
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace root").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root")
+        .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for dir in ["wit", "recipes", "tests/recipes", "examples/my-recipe/src", "examples/my-recipe/Cargo.toml", "Cargo.lock"] {
+    for dir in [
+        "wit",
+        "recipes",
+        "tests/recipes",
+        "examples/my-recipe/src",
+        "examples/my-recipe/Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -31,28 +42,46 @@ fn main() {
         cmd.args(["-p", package]);
     }
     // The outer build's flags are for the host, not for wasm.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("running cargo for the wasm32-wasip2 recipes");
+    let status = cmd
+        .status()
+        .expect("running cargo for the wasm32-wasip2 recipes");
     assert!(
         status.success(),
         "building the recipes for wasm32-wasip2 failed; is the target installed? (rustup target add wasm32-wasip2)"
     );
 
     let wasm = |package: &str| -> PathBuf {
-        target_dir.join("wasm32-wasip2/release").join(format!("{}.wasm", package.replace('-', "_")))
+        target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", package.replace('-', "_")))
     };
-    let mut code = String::from("/// (name, wasm) of every standard recipe.\npub const STANDARD: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// (name, wasm) of every standard recipe.\npub const STANDARD: &[(&str, &[u8])] = &[\n",
+    );
     for (name, package, embedded) in GUESTS {
         if *embedded {
-            code.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", path_str(&wasm(package))));
+            code.push_str(&format!(
+                "    ({name:?}, include_bytes!({:?})),\n",
+                path_str(&wasm(package))
+            ));
         }
     }
     code.push_str("];\n\n/// (name, path) of the test-fixture recipes this build compiled.\n#[doc(hidden)]\npub const FIXTURES: &[(&str, &str)] = &[\n");
     for (name, package, embedded) in GUESTS {
         if !*embedded {
-            code.push_str(&format!("    ({name:?}, {:?}),\n", path_str(&wasm(package))));
+            code.push_str(&format!(
+                "    ({name:?}, {:?}),\n",
+                path_str(&wasm(package))
+            ));
         }
     }
     code.push_str("];\n");

@@ -10,6 +10,9 @@
 //! * [`recipes`]: the standard recipes compiled into this binary;
 //! * `kiln_core`: hashes, NAR, the manifest and the store, free of wasmtime.
 
+pub mod builder;
+pub mod cli;
+pub mod fetch;
 pub mod recipes;
 pub mod runtime;
 pub mod sandbox;

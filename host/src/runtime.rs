@@ -25,7 +25,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::sandbox::SandboxMode;
-pub use host::{ExecRecord, LogLine};
+pub use host::{ExecRecord, Level, LogLine};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -53,7 +53,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: Duration::from_secs(3600), memory_bytes: 2 << 30 }
+        Limits {
+            timeout: Duration::from_secs(3600),
+            memory_bytes: 2 << 30,
+        }
     }
 }
 
@@ -89,7 +92,7 @@ pub struct RecipeRun {
     /// Fixed-output targets may give tools network access.
     pub network_allowed: bool,
     /// Print log lines at or above this level as they arrive (None: quiet).
-    pub echo: Option<host::Level>,
+    pub echo: Option<Level>,
 }
 
 /// What a finished recipe run leaves besides `/out`.
@@ -104,14 +107,24 @@ pub struct RunReport {
 pub enum RecipeError {
     #[error("recipe for '{target}' failed: {message}")]
     Failed { target: String, message: String },
-    #[error("recipe for '{target}' ran past its time limit of {limit:?} and was stopped (raise it with --timeout)")]
+    #[error(
+        "recipe for '{target}' ran past its time limit of {limit:?} and was stopped (raise it with --timeout)"
+    )]
     TimeLimit { target: String, limit: Duration },
     #[error("recipe for '{target}' tried to use more than its memory limit of {} MiB and was stopped (raise it with --memory)", limit / (1024 * 1024))]
     MemoryLimit { target: String, limit: usize },
     #[error("recipe for '{target}' sent a log message of {len} bytes; the limit is {limit} bytes")]
-    LogTooLong { target: String, len: usize, limit: usize },
+    LogTooLong {
+        target: String,
+        len: usize,
+        limit: usize,
+    },
     #[error("recipe for '{target}' crashed: {trap}{}", stderr_tail(.stderr))]
-    Crashed { target: String, trap: String, stderr: String },
+    Crashed {
+        target: String,
+        trap: String,
+        stderr: String,
+    },
     #[error("recipe for '{target}' could not be loaded: {message}")]
     Load { target: String, message: String },
 }
@@ -122,8 +135,13 @@ fn stderr_tail(stderr: &str) -> String {
         return String::new();
     }
     let start = t.len().saturating_sub(2000);
-    let start = (start..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(0);
-    format!("\n  recipe stderr:\n    {}", t[start..].replace('\n', "\n    "))
+    let start = (start..t.len())
+        .find(|i| t.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!(
+        "\n  recipe stderr:\n    {}",
+        t[start..].replace('\n', "\n    ")
+    )
 }
 
 /// The wasmtime engine plus the compiled-component cache.
@@ -142,7 +160,10 @@ struct RecipeState {
 
 impl WasiView for RecipeState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -154,14 +175,24 @@ struct MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit.store(true, Ordering::SeqCst);
             return Ok(false);
         }
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -172,21 +203,31 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
         let ticker = engine.weak();
-        std::thread::Builder::new().name("kiln-epoch".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("kiln-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-        bindings::Recipe::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s: &mut RecipeState| &mut s.host)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        bindings::Recipe::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s: &mut RecipeState| &mut s.host,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         std::fs::create_dir_all(cache_dir)?;
-        Ok(Runtime { engine, linker, cache_dir: cache_dir.to_path_buf() })
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir: cache_dir.to_path_buf(),
+        })
     }
 
     /// Compile `wasm` (or load it from the cache).
@@ -200,14 +241,20 @@ impl Runtime {
         let deadline = Instant::now() + run.limits.timeout;
         let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT);
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT);
-        let load_err = |e: wasmtime::Error| RecipeError::Load { target: target.clone(), message: format!("{e:#}") };
+        let load_err = |e: wasmtime::Error| RecipeError::Load {
+            target: target.clone(),
+            message: format!("{e:#}"),
+        };
         let wasi = wasi::build_ctx(run, stdout.clone(), stderr.clone()).map_err(load_err)?;
         let log = Arc::new(Mutex::new(RunReport::default()));
         let hit = Arc::new(AtomicBool::new(false));
         let state = RecipeState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { limit: run.limits.memory_bytes, hit: hit.clone() },
+            limiter: MemoryLimiter {
+                limit: run.limits.memory_bytes,
+                hit: hit.clone(),
+            },
             host: host::HostState::new(run, deadline, log.clone()),
         };
         let mut store = Store::new(&self.engine, state);
@@ -220,14 +267,24 @@ impl Runtime {
             .map_err(load_err)
             .and_then(|recipe| {
                 recipe.call_build(&mut store).map_err(|e| {
-                    classify_trap(e, run, &hit, deadline, &store.data().host, &String::from_utf8_lossy(&stderr.contents()))
+                    classify_trap(
+                        e,
+                        run,
+                        &hit,
+                        deadline,
+                        &store.data().host,
+                        &String::from_utf8_lossy(&stderr.contents()),
+                    )
                 })
             });
         let mut report = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
         for (stream, pipe) in [("stdout", &stdout), ("stderr", &stderr)] {
             let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
             for line in text.lines() {
-                report.log.push(LogLine { level: format!("recipe-{stream}"), message: line.to_string() });
+                report.log.push(LogLine {
+                    level: format!("recipe-{stream}"),
+                    message: line.to_string(),
+                });
             }
         }
         match result? {
@@ -259,15 +316,29 @@ fn classify_trap(
     if let Some(err) = host.take_fatal() {
         return err;
     }
-    if matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt)) || Instant::now() >= deadline {
-        return RecipeError::TimeLimit { target, limit: run.limits.timeout };
+    if matches!(
+        e.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) || Instant::now() >= deadline
+    {
+        return RecipeError::TimeLimit {
+            target,
+            limit: run.limits.timeout,
+        };
     }
     if memory_hit.load(Ordering::SeqCst) {
-        return RecipeError::MemoryLimit { target, limit: run.limits.memory_bytes };
+        return RecipeError::MemoryLimit {
+            target,
+            limit: run.limits.memory_bytes,
+        };
     }
     let trap = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(t) => format!("wasm trap: {t}"),
+        Some(t) => t.to_string(),
         None => format!("{e}"),
     };
-    RecipeError::Crashed { target, trap, stderr: stderr.to_string() }
+    RecipeError::Crashed {
+        target,
+        trap,
+        stderr: stderr.to_string(),
+    }
 }

@@ -16,6 +16,7 @@
 //! tool, cwd and network against the target before building a spec.
 
 mod bwrap;
+pub use bwrap::BUILD_UID;
 mod unsandboxed;
 
 use std::collections::BTreeMap;
@@ -93,7 +94,10 @@ pub enum SandboxError {
     )]
     Unavailable { reason: String },
     #[error("could not start {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("{program} ran longer than {limit:?} and was killed with every process it started")]
     TimedOut { program: String, limit: Duration },
 }
@@ -108,10 +112,23 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
 }
 
 /// Collect stdout/stderr (capped) and wait, killing the process group at the deadline.
-fn wait_capped(mut child: Child, program: &str, timeout: Duration) -> Result<SandboxOutput, SandboxError> {
+fn wait_capped(
+    mut child: Child,
+    program: &str,
+    timeout: Duration,
+) -> Result<SandboxOutput, SandboxError> {
     let start = Instant::now();
-    let readers = [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)]
-        .map(|r| r.map(|r| std::thread::spawn(move || read_capped(r))));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .map(|r| r.map(|r| std::thread::spawn(move || read_capped(r))));
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -125,13 +142,22 @@ fn wait_capped(mut child: Child, program: &str, timeout: Duration) -> Result<San
     }
     let status: ExitStatus = waiter
         .join()
-        .map_err(|_| SandboxError::Spawn { program: program.to_string(), source: std::io::Error::other("waiter thread panicked") })?
-        .map_err(|source| SandboxError::Spawn { program: program.to_string(), source })?;
+        .map_err(|_| SandboxError::Spawn {
+            program: program.to_string(),
+            source: std::io::Error::other("waiter thread panicked"),
+        })?
+        .map_err(|source| SandboxError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
     // Orphans that kept the pipes open die with the group.
     kill_group(pid);
     let [out, err] = readers.map(|h| h.and_then(|h| h.join().ok()).unwrap_or_default());
     if timed_out {
-        return Err(SandboxError::TimedOut { program: program.to_string(), limit: timeout });
+        return Err(SandboxError::TimedOut {
+            program: program.to_string(),
+            limit: timeout,
+        });
     }
     use std::os::unix::process::ExitStatusExt;
     Ok(SandboxOutput {
@@ -191,7 +217,11 @@ mod tests {
 
     #[test]
     fn output_is_captured_and_capped() {
-        let s = spec("/bin/sh", &["-c", "head -c 5000000 /dev/zero; echo err >&2; exit 3"], Duration::from_secs(20));
+        let s = spec(
+            "/bin/sh",
+            &["-c", "head -c 5000000 /dev/zero; echo err >&2; exit 3"],
+            Duration::from_secs(20),
+        );
         let out = run(&s, SandboxMode::Off).unwrap();
         assert_eq!(out.exit_code, Some(3));
         assert_eq!(out.stdout.len(), OUTPUT_LIMIT);
@@ -201,7 +231,11 @@ mod tests {
 
     #[test]
     fn the_timeout_kills_the_whole_group() {
-        let s = spec("/bin/sh", &["-c", "sleep 30 & sleep 30"], Duration::from_millis(300));
+        let s = spec(
+            "/bin/sh",
+            &["-c", "sleep 30 & sleep 30"],
+            Duration::from_millis(300),
+        );
         let start = Instant::now();
         let err = run(&s, SandboxMode::Off).unwrap_err();
         assert!(matches!(err, SandboxError::TimedOut { .. }), "{err}");

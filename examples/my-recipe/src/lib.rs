@@ -17,10 +17,19 @@ fn build() -> Result<()> {
         names.push(entry?.file_name().to_string_lossy().into_owned());
     }
     names.sort();
-    let text: String = names.iter().map(|n| format!("{}, {n}!\n", params.greeting)).collect();
+    let text: String = names
+        .iter()
+        .map(|n| format!("{}, {n}!\n", params.greeting))
+        .collect();
     std::fs::write("/out/greetings.txt", &text)?;
-    let wc = Command::new(Tool::new("coreutils", "bin/wc")).args(["-l", "/out/greetings.txt"]).run()?;
-    kiln_sdk::info!("wrote {} greetings ({})", names.len(), wc.stdout_str().trim());
+    let wc = Command::new(Tool::new("coreutils", "bin/wc"))
+        .args(["-l", "/out/greetings.txt"])
+        .run()?;
+    kiln_sdk::info!(
+        "wrote {} greetings ({})",
+        names.len(),
+        wc.stdout_str().trim()
+    );
     Ok(())
 }
 

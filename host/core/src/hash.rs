@@ -26,14 +26,20 @@ pub enum HashFormat {
 /// Why a hash string was not understood.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HashParseError {
-    #[error("unsupported hash algorithm '{0}': kiln uses sha256 (write sha256-<base64>, sha256:<nix32> or sha256:<hex>)")]
+    #[error(
+        "unsupported hash algorithm '{0}': kiln uses sha256 (write sha256-<base64>, sha256:<nix32> or sha256:<hex>)"
+    )]
     Algorithm(String),
     #[error(
         "'{0}' is not a hash: expected sha256-<base64> (SRI, e.g. sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=), sha256:<52 nix32 chars> or sha256:<64 hex chars>"
     )]
     Shape(String),
     #[error("'{input}' is not valid {encoding}: {detail}")]
-    Encoding { input: String, encoding: &'static str, detail: String },
+    Encoding {
+        input: String,
+        encoding: &'static str,
+        detail: String,
+    },
 }
 
 const NIX32_ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
@@ -62,24 +68,36 @@ impl Sha256Hash {
     pub fn parse(s: &str) -> Result<Self, HashParseError> {
         let s = s.trim();
         if let Some(b64) = s.strip_prefix("sha256-") {
-            let bytes = BASE64.decode(b64.as_bytes()).map_err(|e| HashParseError::Encoding {
-                input: s.to_string(),
-                encoding: "base64",
-                detail: e.to_string(),
-            })?;
+            let bytes = BASE64
+                .decode(b64.as_bytes())
+                .map_err(|e| HashParseError::Encoding {
+                    input: s.to_string(),
+                    encoding: "base64",
+                    detail: e.to_string(),
+                })?;
             return Self::from_slice(s, &bytes);
         }
         if let Some(rest) = s.strip_prefix("sha256:") {
             return match rest.len() {
                 64 => {
                     let bytes = HEXLOWER_PERMISSIVE.decode(rest.as_bytes()).map_err(|e| {
-                        HashParseError::Encoding { input: s.to_string(), encoding: "hex", detail: e.to_string() }
+                        HashParseError::Encoding {
+                            input: s.to_string(),
+                            encoding: "hex",
+                            detail: e.to_string(),
+                        }
                     })?;
                     Self::from_slice(s, &bytes)
                 }
-                52 => decode_nix32(rest)
-                    .map(Sha256Hash)
-                    .map_err(|detail| HashParseError::Encoding { input: s.to_string(), encoding: "nix32", detail }),
+                52 => {
+                    decode_nix32(rest)
+                        .map(Sha256Hash)
+                        .map_err(|detail| HashParseError::Encoding {
+                            input: s.to_string(),
+                            encoding: "nix32",
+                            detail,
+                        })
+                }
                 _ => Err(HashParseError::Shape(s.to_string())),
             };
         }
@@ -166,7 +184,11 @@ pub fn encode_nix32(bytes: &[u8]) -> String {
         let i = b / 8;
         let j = b % 8;
         let lo = bytes[i] >> j;
-        let hi = if i + 1 < bytes.len() { bytes[i + 1].checked_shl(8 - j as u32).unwrap_or(0) } else { 0 };
+        let hi = if i + 1 < bytes.len() {
+            bytes[i + 1].checked_shl(8 - j as u32).unwrap_or(0)
+        } else {
+            0
+        };
         out.push(NIX32_ALPHABET[((lo | hi) & 0x1f) as usize] as char);
     }
     out
@@ -175,11 +197,12 @@ pub fn encode_nix32(bytes: &[u8]) -> String {
 fn decode_nix32(s: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     for (n, c) in s.bytes().rev().enumerate() {
-        let digit = NIX32_ALPHABET
-            .iter()
-            .position(|&a| a == c)
-            .ok_or_else(|| format!("'{}' is not a nix32 character (alphabet: 0-9 a-z without e o u t)", c as char))?
-            as u16;
+        let digit = NIX32_ALPHABET.iter().position(|&a| a == c).ok_or_else(|| {
+            format!(
+                "'{}' is not a nix32 character (alphabet: 0-9 a-z without e o u t)",
+                c as char
+            )
+        })? as u16;
         let b = n * 5;
         let i = b / 8;
         let j = b % 8;
@@ -209,7 +232,11 @@ mod tests {
         assert_eq!(h.to_hex(), EMPTY_HEX);
         assert_eq!(h.to_nix32(), EMPTY_NIX32);
         assert_eq!(h.to_sri(), EMPTY_SRI);
-        for s in [EMPTY_SRI.to_string(), format!("sha256:{EMPTY_NIX32}"), format!("sha256:{EMPTY_HEX}")] {
+        for s in [
+            EMPTY_SRI.to_string(),
+            format!("sha256:{EMPTY_NIX32}"),
+            format!("sha256:{EMPTY_HEX}"),
+        ] {
             assert_eq!(Sha256Hash::parse(&s), Ok(h), "{s}");
         }
     }
@@ -218,9 +245,18 @@ mod tests {
     fn nix_test_vector_for_abc() {
         // sha256("abc") as Nix's own hash tests spell it.
         let h = Sha256Hash::of_bytes(b"abc");
-        assert_eq!(h.to_sri(), "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=");
-        assert_eq!(h.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        assert_eq!(h.to_nix32(), "1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s");
+        assert_eq!(
+            h.to_sri(),
+            "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+        );
+        assert_eq!(
+            h.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            h.to_nix32(),
+            "1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"
+        );
     }
 
     #[test]
@@ -235,12 +271,35 @@ mod tests {
 
     #[test]
     fn bad_strings_say_what_is_valid() {
-        assert!(matches!(Sha256Hash::parse("sha512-abc"), Err(HashParseError::Algorithm(a)) if a == "sha512"));
-        assert!(matches!(Sha256Hash::parse("deadbeef"), Err(HashParseError::Shape(_))));
-        assert!(matches!(Sha256Hash::parse("sha256-!!!"), Err(HashParseError::Encoding { encoding: "base64", .. })));
-        assert!(matches!(Sha256Hash::parse("sha256-AAAA"), Err(HashParseError::Encoding { encoding: "sha256", .. })));
+        assert!(
+            matches!(Sha256Hash::parse("sha512-abc"), Err(HashParseError::Algorithm(a)) if a == "sha512")
+        );
+        assert!(matches!(
+            Sha256Hash::parse("deadbeef"),
+            Err(HashParseError::Shape(_))
+        ));
+        assert!(matches!(
+            Sha256Hash::parse("sha256-!!!"),
+            Err(HashParseError::Encoding {
+                encoding: "base64",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Sha256Hash::parse("sha256-AAAA"),
+            Err(HashParseError::Encoding {
+                encoding: "sha256",
+                ..
+            })
+        ));
         let bad32 = format!("sha256:{}", "e".repeat(52));
-        assert!(matches!(Sha256Hash::parse(&bad32), Err(HashParseError::Encoding { encoding: "nix32", .. })));
+        assert!(matches!(
+            Sha256Hash::parse(&bad32),
+            Err(HashParseError::Encoding {
+                encoding: "nix32",
+                ..
+            })
+        ));
         let msg = Sha256Hash::parse("nope").unwrap_err().to_string();
         assert!(msg.contains("sha256-<base64>"), "{msg}");
     }

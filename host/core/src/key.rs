@@ -36,7 +36,11 @@ impl KeyMaterial<'_> {
         }
         // serde_json's maps are sorted (no preserve_order feature), so the
         // same material always serialises to the same bytes.
-        let value = serde_json::to_value(Versioned { abi: SANDBOX_ABI, material: self }).unwrap_or_default();
+        let value = serde_json::to_value(Versioned {
+            abi: SANDBOX_ABI,
+            material: self,
+        })
+        .unwrap_or_default();
         Sha256Hash::of_bytes(value.to_string().as_bytes())
     }
 }
@@ -58,15 +62,36 @@ mod tests {
             output_hash: None,
         };
         let k = base.key();
-        assert_eq!(k.to_hex(), "383d7a304fca05e96f41a171b682b647a40c9d3b352f88239b6b09552690b7b4");
+        assert_eq!(
+            k.to_hex(),
+            "383d7a304fca05e96f41a171b682b647a40c9d3b352f88239b6b09552690b7b4"
+        );
         let other = serde_json::json!({"b": 2, "a": [true]});
         let variants = [
-            KeyMaterial { recipe: h("r2"), ..base.clone() },
-            KeyMaterial { params: &other, ..base.clone() },
-            KeyMaterial { inputs: [("src", h("s2"))].into_iter().collect(), ..base.clone() },
-            KeyMaterial { sandbox: "off", ..base.clone() },
-            KeyMaterial { source_date_epoch: 2, ..base.clone() },
-            KeyMaterial { output_hash: Some(h("o")), ..base.clone() },
+            KeyMaterial {
+                recipe: h("r2"),
+                ..base.clone()
+            },
+            KeyMaterial {
+                params: &other,
+                ..base.clone()
+            },
+            KeyMaterial {
+                inputs: [("src", h("s2"))].into_iter().collect(),
+                ..base.clone()
+            },
+            KeyMaterial {
+                sandbox: "off",
+                ..base.clone()
+            },
+            KeyMaterial {
+                source_date_epoch: 2,
+                ..base.clone()
+            },
+            KeyMaterial {
+                output_hash: Some(h("o")),
+                ..base.clone()
+            },
         ];
         for v in variants {
             assert_ne!(v.key(), k, "{v:?}");

@@ -8,6 +8,7 @@
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
 
 pub mod hash;
+pub mod hashcache;
 pub mod key;
 pub mod lockfile;
 pub mod manifest;

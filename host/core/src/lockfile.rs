@@ -35,11 +35,17 @@ pub struct LockfileError {
 impl Lockfile {
     /// Parse the text of the kiln.lock at `file` (named in errors).
     pub fn parse(file: &str, text: &str) -> Result<Self, LockfileError> {
-        let lock: Lockfile = toml::from_str(text).map_err(|e| LockfileError { file: file.to_string(), message: e.to_string() })?;
+        let lock: Lockfile = toml::from_str(text).map_err(|e| LockfileError {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
         if lock.version != 1 {
             return Err(LockfileError {
                 file: file.to_string(),
-                message: format!("lockfile version {} is not supported by this kiln (it writes version 1)", lock.version),
+                message: format!(
+                    "lockfile version {} is not supported by this kiln (it writes version 1)",
+                    lock.version
+                ),
             });
         }
         Ok(lock)
@@ -53,7 +59,11 @@ impl Lockfile {
     /// Pin `hash` for `target`'s `input`; true when this changed the file.
     pub fn set(&mut self, target: &str, input: &str, hash: Sha256Hash) -> bool {
         self.version = 1;
-        self.target.entry(target.to_string()).or_default().insert(input.to_string(), hash) != Some(hash)
+        self.target
+            .entry(target.to_string())
+            .or_default()
+            .insert(input.to_string(), hash)
+            != Some(hash)
     }
 
     /// Forget pins: all of them, or those of one input in any target.
@@ -87,7 +97,13 @@ impl Lockfile {
 }
 
 fn quote_key(k: &str) -> String {
-    if k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') { k.to_string() } else { format!("{k:?}") }
+    if k.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        k.to_string()
+    } else {
+        format!("{k:?}")
+    }
 }
 
 #[cfg(test)]
@@ -102,16 +118,25 @@ mod tests {
         assert!(!l.set("hello", "go", h));
         let text = l.render();
         assert_eq!(Lockfile::parse("kiln.lock", &text).unwrap(), l);
-        assert_eq!(Lockfile::parse("kiln.lock", &text).unwrap().get("hello", "go"), Some(h));
+        assert_eq!(
+            Lockfile::parse("kiln.lock", &text)
+                .unwrap()
+                .get("hello", "go"),
+            Some(h)
+        );
         l.forget(Some("go"));
         assert_eq!(l.get("hello", "go"), None);
     }
 
     #[test]
     fn bad_files_name_themselves() {
-        let e = Lockfile::parse("/x/kiln.lock", "version = 2\n").unwrap_err().to_string();
+        let e = Lockfile::parse("/x/kiln.lock", "version = 2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/x/kiln.lock: lockfile version 2"), "{e}");
-        let e = Lockfile::parse("/x/kiln.lock", "version = 1\n[target.a]\nb = \"nope\"\n").unwrap_err().to_string();
+        let e = Lockfile::parse("/x/kiln.lock", "version = 1\n[target.a]\nb = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/x/kiln.lock") && e.contains("sha256"), "{e}");
     }
 }

@@ -66,7 +66,11 @@ pub enum RecipeRef {
     /// A recipe that ships inside kiln (`recipe = "go"`).
     Standard(String),
     /// A component on disk (`recipe = { path = "r.wasm", hash = "sha256-…" }`).
-    Wasm { path: PathBuf, hash: Option<Sha256Hash>, hash_at: Option<Location> },
+    Wasm {
+        path: PathBuf,
+        hash: Option<Sha256Hash>,
+        hash_at: Option<Location>,
+    },
 }
 
 /// One input of a target.
@@ -98,7 +102,12 @@ impl Source {
     pub fn describe(&self, base: &Path) -> String {
         match self {
             Source::Path { path, .. } => {
-                format!("path {}", path.strip_prefix(base).map(|p| p.display().to_string()).unwrap_or_else(|_| path.display().to_string()))
+                format!(
+                    "path {}",
+                    path.strip_prefix(base)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| path.display().to_string())
+                )
             }
             Source::Url { url, .. } => format!("url {url}"),
             Source::Target(t) => format!("target {t}"),
@@ -151,7 +160,10 @@ struct RawWasmRecipe {
 /// Parse `text`, the contents of the kiln.toml at `file`.
 pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let at = |span: std::ops::Range<usize>| location(file, text, span.start);
-    let err = |span: std::ops::Range<usize>, message: String| ManifestError { location: at(span), message };
+    let err = |span: std::ops::Range<usize>, message: String| ManifestError {
+        location: at(span),
+        message,
+    };
 
     let raw: RawManifest = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -163,30 +175,51 @@ pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError
     for (name, raw_target) in raw.target {
         let target_at = at(raw_target.span());
         let raw_target = raw_target.into_inner();
-        check_name(&name).map_err(|m| ManifestError { location: target_at.clone(), message: format!("target '{name}': {m}") })?;
+        check_name(&name).map_err(|m| ManifestError {
+            location: target_at.clone(),
+            message: format!("target '{name}': {m}"),
+        })?;
 
         let recipe = parse_recipe(&raw_target.recipe, &dir, &at)?;
         let mut inputs = BTreeMap::new();
         for (input_name, raw_input) in raw_target.inputs {
             let name_span = input_name.span();
             let input_name = input_name.into_inner();
-            check_name(&input_name).map_err(|m| err(name_span.clone(), format!("input '{input_name}': {m}")))?;
+            check_name(&input_name)
+                .map_err(|m| err(name_span.clone(), format!("input '{input_name}': {m}")))?;
             let input_at = at(raw_input.span());
             let input = parse_input(&input_name, raw_input.into_inner(), &dir, input_at, &at)?;
             inputs.insert(input_name, input);
         }
         let output_hash = match raw_target.output_hash {
             None => None,
-            Some(h) => Some(Sha256Hash::parse(h.get_ref()).map_err(|e| err(h.span(), format!("output_hash: {e}")))?),
+            Some(h) => Some(
+                Sha256Hash::parse(h.get_ref())
+                    .map_err(|e| err(h.span(), format!("output_hash: {e}")))?,
+            ),
         };
         let params = serde_json::to_value(&raw_target.params).map_err(|e| ManifestError {
             location: target_at.clone(),
             message: format!("target '{name}': params cannot be handed to the recipe: {e}"),
         })?;
-        targets.insert(name.clone(), Target { name, recipe, inputs, params, output_hash, at: target_at });
+        targets.insert(
+            name.clone(),
+            Target {
+                name,
+                recipe,
+                inputs,
+                params,
+                output_hash,
+                at: target_at,
+            },
+        );
     }
 
-    let manifest = Manifest { file: file.to_path_buf(), dir, targets };
+    let manifest = Manifest {
+        file: file.to_path_buf(),
+        dir,
+        targets,
+    };
     check_target_refs(&manifest)?;
     Ok(manifest)
 }
@@ -196,23 +229,34 @@ fn parse_recipe(
     dir: &Path,
     at: &impl Fn(std::ops::Range<usize>) -> Location,
 ) -> Result<RecipeRef, ManifestError> {
-    let err = |message: String| ManifestError { location: at(value.span()), message };
+    let err = |message: String| ManifestError {
+        location: at(value.span()),
+        message,
+    };
     match value.get_ref() {
         toml::Value::String(name) => Ok(RecipeRef::Standard(name.clone())),
         toml::Value::Table(t) => {
-            let raw: RawWasmRecipe = toml::Value::Table(t.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| err(format!("recipe: {}", explain_toml_error(e.message()))))?;
+            let raw: RawWasmRecipe =
+                toml::Value::Table(t.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        err(format!("recipe: {}", explain_toml_error(e.message())))
+                    })?;
             let (hash, hash_at) = match raw.hash {
                 None => (None, None),
                 Some(h) => {
                     // The span of a value inside an inline table re-parsed from a
                     // Value is lost, so the recipe table's place stands in for it.
-                    let parsed = Sha256Hash::parse(&h).map_err(|e| err(format!("recipe hash: {e}")))?;
+                    let parsed =
+                        Sha256Hash::parse(&h).map_err(|e| err(format!("recipe hash: {e}")))?;
                     (Some(parsed), Some(at(value.span())))
                 }
             };
-            Ok(RecipeRef::Wasm { path: dir.join(raw.path), hash, hash_at })
+            Ok(RecipeRef::Wasm {
+                path: dir.join(raw.path),
+                hash,
+                hash_at,
+            })
         }
         other => Err(err(format!(
             "recipe must be a standard recipe's name (\"go\", \"oci-image\") or {{ path = \"my-recipe.wasm\", hash = \"sha256-…\" }}, not a {}",
@@ -228,10 +272,18 @@ fn parse_input(
     input_at: Location,
     at: &impl Fn(std::ops::Range<usize>) -> Location,
 ) -> Result<Input, ManifestError> {
-    let err = |message: String| ManifestError { location: input_at.clone(), message: format!("input '{name}': {message}") };
-    let sources = [raw.path.is_some(), raw.url.is_some(), raw.target.is_some()].iter().filter(|b| **b).count();
+    let err = |message: String| ManifestError {
+        location: input_at.clone(),
+        message: format!("input '{name}': {message}"),
+    };
+    let sources = [raw.path.is_some(), raw.url.is_some(), raw.target.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if sources != 1 {
-        return Err(err("give exactly one of path = \"…\", url = \"…\" or target = \"…\"".to_string()));
+        return Err(err(
+            "give exactly one of path = \"…\", url = \"…\" or target = \"…\"".to_string(),
+        ));
     }
     if raw.unpack && raw.url.is_none() {
         return Err(err("unpack = true only applies to url inputs".to_string()));
@@ -242,13 +294,23 @@ fn parse_input(
     let source = if let Some(p) = raw.path {
         Source::Path {
             path: dir.join(p),
-            exclude: raw.exclude.unwrap_or_else(|| DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect()),
+            exclude: raw
+                .exclude
+                .unwrap_or_else(|| DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect()),
         }
     } else if let Some(url) = raw.url {
-        if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with("file://")) {
-            return Err(err(format!("url '{url}' must start with http://, https:// or file://")));
+        if !(url.starts_with("http://")
+            || url.starts_with("https://")
+            || url.starts_with("file://"))
+        {
+            return Err(err(format!(
+                "url '{url}' must start with http://, https:// or file://"
+            )));
         }
-        Source::Url { url, unpack: raw.unpack }
+        Source::Url {
+            url,
+            unpack: raw.unpack,
+        }
     } else {
         let t = raw.target.unwrap_or_default();
         if raw.hash.is_some() {
@@ -262,18 +324,28 @@ fn parse_input(
         None => (None, None),
         Some(h) => {
             let loc = at(h.span());
-            let parsed =
-                Sha256Hash::parse(h.get_ref()).map_err(|e| ManifestError { location: loc.clone(), message: format!("input '{name}': {e}") })?;
+            let parsed = Sha256Hash::parse(h.get_ref()).map_err(|e| ManifestError {
+                location: loc.clone(),
+                message: format!("input '{name}': {e}"),
+            })?;
             (Some(parsed), Some(loc))
         }
     };
-    Ok(Input { name: name.to_string(), source, hash, at: input_at, hash_at })
+    Ok(Input {
+        name: name.to_string(),
+        source,
+        hash,
+        at: input_at,
+        hash_at,
+    })
 }
 
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         && !name.starts_with('.');
     if ok {
         Ok(())
@@ -293,13 +365,22 @@ fn check_target_refs(m: &Manifest) -> Result<(), ManifestError> {
                 let known: Vec<_> = m.targets.keys().map(String::as_str).collect();
                 return Err(ManifestError {
                     location: i.at.clone(),
-                    message: format!("input '{}': no target '{dep}' in this file (targets: {})", i.name, known.join(", ")),
+                    message: format!(
+                        "input '{}': no target '{dep}' in this file (targets: {})",
+                        i.name,
+                        known.join(", ")
+                    ),
                 });
             }
         }
     }
     // Depth-first search; `stack` is the current path, for the message.
-    fn visit<'a>(m: &'a Manifest, name: &'a str, stack: &mut Vec<&'a str>, done: &mut Vec<&'a str>) -> Result<(), ManifestError> {
+    fn visit<'a>(
+        m: &'a Manifest,
+        name: &'a str,
+        stack: &mut Vec<&'a str>,
+        done: &mut Vec<&'a str>,
+    ) -> Result<(), ManifestError> {
         if done.contains(&name) {
             return Ok(());
         }
@@ -308,7 +389,10 @@ fn check_target_refs(m: &Manifest) -> Result<(), ManifestError> {
             cycle.push(name);
             return Err(ManifestError {
                 location: m.targets[name].at.clone(),
-                message: format!("targets form a cycle: {}; a target cannot depend on its own output", cycle.join(" -> ")),
+                message: format!(
+                    "targets form a cycle: {}; a target cannot depend on its own output",
+                    cycle.join(" -> ")
+                ),
             });
         }
         stack.push(name);
@@ -353,7 +437,11 @@ impl Manifest {
         for n in names {
             if !self.targets.contains_key(n) {
                 let known: Vec<_> = self.targets.keys().map(String::as_str).collect();
-                return Err(format!("{} has no target '{n}' (targets: {})", self.file.display(), known.join(", ")));
+                return Err(format!(
+                    "{} has no target '{n}' (targets: {})",
+                    self.file.display(),
+                    known.join(", ")
+                ));
             }
             add(self, n, &mut order);
         }
@@ -370,8 +458,17 @@ fn explain_toml_error(message: &str) -> String {
 fn location(file: &Path, text: &str, offset: usize) -> Location {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-    Location { file: file.to_path_buf(), line, column }
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    Location {
+        file: file.to_path_buf(),
+        line,
+        column,
+    }
 }
 
 #[cfg(test)]

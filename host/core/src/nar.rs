@@ -27,8 +27,14 @@ pub enum NarError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is a {kind}, which a NAR cannot hold (only files, directories and symlinks)")]
     Unsupported { path: PathBuf, kind: &'static str },
-    #[error("{path} changed size while it was being hashed ({expected} bytes, then {got}); retry when nothing writes to it")]
-    Changed { path: PathBuf, expected: u64, got: u64 },
+    #[error(
+        "{path} changed size while it was being hashed ({expected} bytes, then {got}); retry when nothing writes to it"
+    )]
+    Changed {
+        path: PathBuf,
+        expected: u64,
+        got: u64,
+    },
 }
 
 /// The NAR hash of `path` (a file, directory or symlink).
@@ -50,7 +56,10 @@ pub fn hash_path_filtered(path: &Path, filter: &PathFilter) -> Result<Sha256Hash
 pub fn dump_path(path: &Path, out: &mut impl Write) -> Result<(), NarError> {
     write_nar(path, &PathFilter::default(), out).map_err(|e| match e {
         WriteError::Nar(n) => n,
-        WriteError::Sink(source) => NarError::Io { path: PathBuf::from("<nar output>"), source },
+        WriteError::Sink(source) => NarError::Io {
+            path: PathBuf::from("<nar output>"),
+            source,
+        },
     })
 }
 
@@ -84,10 +93,21 @@ fn write_nar(path: &Path, filter: &PathFilter, out: &mut impl Write) -> Result<(
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
-    move |source| WriteError::Nar(NarError::Io { path: path.to_path_buf(), source })
+    move |source| {
+        WriteError::Nar(NarError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
 }
 
-fn write_node(path: &Path, rel: &str, filter: &PathFilter, out: &mut impl Write, buf: &mut [u8]) -> Result<(), WriteError> {
+fn write_node(
+    path: &Path,
+    rel: &str,
+    filter: &PathFilter,
+    out: &mut impl Write,
+    buf: &mut [u8],
+) -> Result<(), WriteError> {
     let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
     let ft = meta.file_type();
     write_str(out, b"(")?;
@@ -120,7 +140,11 @@ fn write_node(path: &Path, rel: &str, filter: &PathFilter, out: &mut impl Write,
             out.write_all(&buf[..n])?;
         }
         if copied != len {
-            return Err(WriteError::Nar(NarError::Changed { path: path.to_path_buf(), expected: len, got: copied }));
+            return Err(WriteError::Nar(NarError::Changed {
+                path: path.to_path_buf(),
+                expected: len,
+                got: copied,
+            }));
         }
         write_padding(out, len)?;
     } else if ft.is_dir() {
@@ -145,7 +169,10 @@ fn write_node(path: &Path, rel: &str, filter: &PathFilter, out: &mut impl Write,
             write_str(out, b")")?;
         }
     } else {
-        return Err(WriteError::Nar(NarError::Unsupported { path: path.to_path_buf(), kind: kind_name(&ft) }));
+        return Err(WriteError::Nar(NarError::Unsupported {
+            path: path.to_path_buf(),
+            kind: kind_name(&ft),
+        }));
     }
     write_str(out, b")")?;
     Ok(())
@@ -198,7 +225,15 @@ mod tests {
         let f = dir.path().join("hello");
         fs::write(&f, b"hello\n").unwrap();
         let mut want = Vec::new();
-        for part in [&b"nix-archive-1"[..], b"(", b"type", b"regular", b"contents", b"hello\n", b")"] {
+        for part in [
+            &b"nix-archive-1"[..],
+            b"(",
+            b"type",
+            b"regular",
+            b"contents",
+            b"hello\n",
+            b")",
+        ] {
             want.extend(s(part));
         }
         assert_eq!(nar_of(&f), want);
@@ -237,10 +272,16 @@ mod tests {
     fn fifos_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pipe");
-        let status = std::process::Command::new("mkfifo").arg(&p).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&p)
+            .status()
+            .unwrap();
         assert!(status.success());
         let err = hash_path(dir.path()).unwrap_err();
-        assert!(matches!(&err, NarError::Unsupported { kind: "fifo", .. }), "{err}");
+        assert!(
+            matches!(&err, NarError::Unsupported { kind: "fifo", .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("pipe"));
     }
 }

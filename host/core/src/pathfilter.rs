@@ -13,7 +13,9 @@ pub struct PathFilter {
 impl PathFilter {
     /// A filter that leaves out whatever matches one of `patterns`.
     pub fn new(patterns: &[String]) -> Self {
-        PathFilter { patterns: patterns.to_vec() }
+        PathFilter {
+            patterns: patterns.to_vec(),
+        }
     }
 
     /// Whether `rel` (a `/`-separated path relative to the root) is left out.
@@ -29,16 +31,22 @@ impl PathFilter {
 
 /// `parent/name`, or `name` at the root.
 pub fn join_rel(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
 }
 
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     match pattern.split_first() {
         None => text.is_empty(),
-        Some((b'*', rest)) => {
-            (0..=text.len()).take_while(|&i| i == 0 || text[i - 1] != b'/').any(|i| glob_match(rest, &text[i..]))
+        Some((b'*', rest)) => (0..=text.len())
+            .take_while(|&i| i == 0 || text[i - 1] != b'/')
+            .any(|i| glob_match(rest, &text[i..])),
+        Some((b'?', rest)) => {
+            text.first().is_some_and(|&c| c != b'/') && glob_match(rest, &text[1..])
         }
-        Some((b'?', rest)) => text.first().is_some_and(|&c| c != b'/') && glob_match(rest, &text[1..]),
         Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
     }
 }

@@ -28,12 +28,21 @@ pub enum StoreError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Nar(#[from] NarError),
-    #[error("{path} changed while it was being added to the store (hashed {expected}, copied {got}); retry when nothing writes to it")]
-    Changed { path: PathBuf, expected: Sha256Hash, got: Sha256Hash },
+    #[error(
+        "{path} changed while it was being added to the store (hashed {expected}, copied {got}); retry when nothing writes to it"
+    )]
+    Changed {
+        path: PathBuf,
+        expected: Sha256Hash,
+        got: Sha256Hash,
+    },
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A handle on `$KILN_HOME`.
@@ -55,7 +64,9 @@ impl Store {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_at(&p))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
     }
 
     /// `$KILN_HOME`.
@@ -65,20 +76,40 @@ impl Store {
 
     /// The store path an entry named `name` with `hash` has (whether or not it exists).
     pub fn entry_path(&self, hash: &Sha256Hash, name: &str) -> PathBuf {
-        self.root.join("store").join(format!("{}-{name}", &hash.to_nix32()[..32]))
+        self.root
+            .join("store")
+            .join(format!("{}-{name}", &hash.to_nix32()[..32]))
+    }
+
+    /// The entry holding content with `hash`, whatever its name.
+    pub fn find_by_hash(&self, hash: &Sha256Hash) -> Option<PathBuf> {
+        let prefix = format!("{}-", &hash.to_nix32()[..32]);
+        fs::read_dir(self.root.join("store"))
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
     }
 
     /// A fresh staging directory on the store's filesystem, removed on drop.
     pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, StoreError> {
         let tmp = self.root.join("tmp");
-        tempfile::Builder::new().prefix(prefix).tempdir_in(&tmp).map_err(io_at(&tmp))
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(io_at(&tmp))
     }
 
     /// Take the lock named `name` (e.g. a build key), waiting for other kiln
     /// processes that hold it.
     pub fn lock(&self, name: &str) -> Result<StoreLock, StoreError> {
         let p = self.root.join("locks").join(format!("{name}.lock"));
-        let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(io_at(&p))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_at(&p))?;
         file.lock().map_err(io_at(&p))?;
         Ok(StoreLock { _file: file })
     }
@@ -87,7 +118,12 @@ impl Store {
     /// entry `<hash>-<name>`: make it read-only, fsync it, rename it in.
     /// If the entry exists already, `staged` is discarded and the existing
     /// entry returned.
-    pub fn commit(&self, staged: &Path, hash: &Sha256Hash, name: &str) -> Result<PathBuf, StoreError> {
+    pub fn commit(
+        &self,
+        staged: &Path,
+        hash: &Sha256Hash,
+        name: &str,
+    ) -> Result<PathBuf, StoreError> {
         let dest = self.entry_path(hash, name);
         if fs::symlink_metadata(&dest).is_ok() {
             make_writable(staged).ok();
@@ -102,16 +138,29 @@ impl Store {
                 make_writable(staged).ok();
                 remove_any(staged).ok();
             }
-            Err(e) => return Err(StoreError::Io { path: dest, source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: dest,
+                    source: e,
+                });
+            }
         }
         let store_dir = self.root.join("store");
-        fs::File::open(&store_dir).and_then(|d| d.sync_all()).map_err(io_at(&store_dir))?;
+        fs::File::open(&store_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_at(&store_dir))?;
         Ok(dest)
     }
 
     /// Copy `src` (filtered) into the store as `name`, checking that what was
     /// copied hashes to `expected` (the hash of `src` taken before).
-    pub fn add_path(&self, src: &Path, filter: &PathFilter, name: &str, expected: &Sha256Hash) -> Result<PathBuf, StoreError> {
+    pub fn add_path(
+        &self,
+        src: &Path,
+        filter: &PathFilter,
+        name: &str,
+        expected: &Sha256Hash,
+    ) -> Result<PathBuf, StoreError> {
         let dest = self.entry_path(expected, name);
         if fs::symlink_metadata(&dest).is_ok() {
             return Ok(dest);
@@ -119,9 +168,13 @@ impl Store {
         let tmp = self.temp_dir("add-")?;
         let staged = tmp.path().join("entry");
         copy_tree(src, &staged, "", filter)?;
-        let got = nar::hash_path(&staged)?;
+        let got = content_hash(&staged, &PathFilter::default())?;
         if got != *expected {
-            return Err(StoreError::Changed { path: src.to_path_buf(), expected: *expected, got });
+            return Err(StoreError::Changed {
+                path: src.to_path_buf(),
+                expected: *expected,
+                got,
+            });
         }
         self.commit(&staged, expected, name)
     }
@@ -135,14 +188,40 @@ impl Store {
 
     /// Remember that the build with `key` produced `entry`.
     pub fn record_output(&self, key: &Sha256Hash, entry: &Path) -> Result<(), StoreError> {
-        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let dir = self.root.join("outputs");
         let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
         fs::write(tmp.path(), name).map_err(io_at(tmp.path()))?;
         let dest = dir.join(key.to_hex());
-        tmp.persist(&dest).map_err(|e| StoreError::Io { path: dest, source: e.error })?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest,
+            source: e.error,
+        })?;
         Ok(())
     }
+}
+
+/// The hash kiln gives content: a regular file's flat sha256 (`nix hash
+/// file`), or for a directory the NAR hash (`nix hash path`).
+pub fn content_hash(path: &Path, filter: &PathFilter) -> Result<Sha256Hash, NarError> {
+    let meta = fs::symlink_metadata(path).map_err(|source| NarError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_file() {
+        let f = fs::File::open(path).map_err(|source| NarError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        return Sha256Hash::of_reader(f).map_err(|source| NarError::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    nar::hash_path_filtered(path, filter)
 }
 
 /// Copy a file, directory or symlink, keeping only what NAR keeps: content,
@@ -166,10 +245,18 @@ pub fn copy_tree(src: &Path, dst: &Path, rel: &str, filter: &PathFilter) -> Resu
         }
     } else if ft.is_file() {
         fs::copy(src, dst).map_err(io_at(src))?;
-        let mode = if meta.permissions().mode() & 0o100 != 0 { 0o755 } else { 0o644 };
+        let mode = if meta.permissions().mode() & 0o100 != 0 {
+            0o755
+        } else {
+            0o644
+        };
         fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_at(dst))?;
     } else {
-        return Err(NarError::Unsupported { path: src.to_path_buf(), kind: "special file" }.into());
+        return Err(NarError::Unsupported {
+            path: src.to_path_buf(),
+            kind: "special file",
+        }
+        .into());
     }
     Ok(())
 }
@@ -182,11 +269,19 @@ fn make_read_only_and_sync(path: &Path) -> Result<(), StoreError> {
             make_read_only_and_sync(&entry.map_err(io_at(path))?.path())?;
         }
         fs::set_permissions(path, fs::Permissions::from_mode(0o555)).map_err(io_at(path))?;
-        fs::File::open(path).and_then(|f| f.sync_all()).map_err(io_at(path))?;
+        fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(io_at(path))?;
     } else if meta.is_file() {
-        let mode = if meta.permissions().mode() & 0o100 != 0 { 0o555 } else { 0o444 };
+        let mode = if meta.permissions().mode() & 0o100 != 0 {
+            0o555
+        } else {
+            0o444
+        };
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_at(path))?;
-        fs::File::open(path).and_then(|f| f.sync_all()).map_err(io_at(path))?;
+        fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(io_at(path))?;
     }
     Ok(())
 }
@@ -207,7 +302,11 @@ pub fn make_writable(path: &Path) -> io::Result<()> {
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(path)?.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) }
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
 }
 
 #[cfg(test)]
@@ -222,20 +321,30 @@ mod tests {
         fs::write(src.path().join("a"), "a").unwrap();
         fs::write(src.path().join("skip.tmp"), "x").unwrap();
         let filter = PathFilter::new(&["*.tmp".to_string()]);
-        let hash = nar::hash_path_filtered(src.path(), &filter).unwrap();
+        let hash = content_hash(src.path(), &filter).unwrap();
         let entry = store.add_path(src.path(), &filter, "src", &hash).unwrap();
         assert_eq!(nar::hash_path(&entry).unwrap(), hash);
         assert!(!entry.join("skip.tmp").exists());
         assert!(fs::write(entry.join("a"), "b").is_err() || nix_root_can_write());
-        assert_eq!(fs::metadata(entry.join("a")).unwrap().permissions().mode() & 0o777, 0o444);
+        assert_eq!(
+            fs::metadata(entry.join("a")).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
         // A second add of the same content is the same entry.
-        assert_eq!(store.add_path(src.path(), &filter, "src", &hash).unwrap(), entry);
+        assert_eq!(
+            store.add_path(src.path(), &filter, "src", &hash).unwrap(),
+            entry
+        );
         assert_eq!(fs::read_dir(home.path().join("tmp")).unwrap().count(), 0);
     }
 
     fn nix_root_can_write() -> bool {
         // root ignores permission bits; the mode check above still holds.
-        std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false)
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false)
     }
 
     #[test]
@@ -245,7 +354,9 @@ mod tests {
         let src = tempfile::tempdir().unwrap();
         fs::write(src.path().join("a"), "a").unwrap();
         let wrong = Sha256Hash::of_bytes(b"something else");
-        let err = store.add_path(src.path(), &PathFilter::default(), "src", &wrong).unwrap_err();
+        let err = store
+            .add_path(src.path(), &PathFilter::default(), "src", &wrong)
+            .unwrap_err();
         assert!(matches!(err, StoreError::Changed { .. }), "{err}");
         assert!(!store.entry_path(&wrong, "src").exists());
     }

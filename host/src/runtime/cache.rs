@@ -20,16 +20,22 @@ pub(super) fn load(engine: &Engine, cache_dir: &Path, wasm: &[u8]) -> anyhow::Re
     {
         return Ok(c);
     }
-    let component = Component::new(engine, wasm).map_err(|e| anyhow::anyhow!("{e:#}")).context("compiling the recipe")?;
+    let component = Component::new(engine, wasm)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .context("compiling the recipe")?;
     let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
     // Write-then-rename: a concurrent reader never maps a half-written file.
     let tmp = tempfile::NamedTempFile::new_in(cache_dir)?;
     std::fs::write(tmp.path(), bytes)?;
-    tmp.persist(&path).with_context(|| format!("caching the compiled recipe at {}", path.display()))?;
+    tmp.persist(&path)
+        .with_context(|| format!("caching the compiled recipe at {}", path.display()))?;
     Ok(component)
 }
 
-#[expect(unsafe_code, reason = "deserializing trusts the file to be wasmtime's own output")]
+#[expect(
+    unsafe_code,
+    reason = "deserializing trusts the file to be wasmtime's own output"
+)]
 fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
     // SAFETY: only `load` writes files in the cache directory, atomically, from
     // `Component::serialize`; the name carries the engine's compatibility hash.

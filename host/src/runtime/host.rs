@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::bindings::kiln::recipe::{log, target, tool_exec};
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
@@ -32,7 +32,7 @@ pub enum Level {
 }
 
 /// One line of a build's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// `debug`, `info`, `warn`, `error`, `recipe-stdout` or `recipe-stderr`.
     pub level: String,
@@ -40,7 +40,7 @@ pub struct LogLine {
 }
 
 /// One tool run, as the build record keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecRecord {
     pub argv: Vec<String>,
     pub env: BTreeMap<String, String>,
@@ -50,7 +50,7 @@ pub struct ExecRecord {
     pub signal: Option<i32>,
     pub stdout_bytes: usize,
     pub stderr_bytes: usize,
-    /// Kept out of the record's reproducible part by the builder.
+    /// Kept out of the record's reproducible part (the builder moves it to `timing`).
     #[serde(skip)]
     pub duration_ms: u64,
 }
@@ -105,7 +105,10 @@ impl HostState {
 
     fn check_deadline(&self) -> wasmtime::Result<()> {
         if Instant::now() >= self.deadline {
-            return Err(self.trap(RecipeError::TimeLimit { target: self.target.clone(), limit: self.limit }));
+            return Err(self.trap(RecipeError::TimeLimit {
+                target: self.target.clone(),
+                limit: self.limit,
+            }));
         }
         Ok(())
     }
@@ -131,7 +134,11 @@ impl target::Host for HostState {
             .map(|i| target::Input {
                 name: i.name.clone(),
                 hash: i.hash.clone(),
-                kind: if i.is_dir { target::InputKind::Directory } else { target::InputKind::File },
+                kind: if i.is_dir {
+                    target::InputKind::Directory
+                } else {
+                    target::InputKind::File
+                },
             })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -162,13 +169,19 @@ impl log::Host for HostState {
         if self.echo.is_some_and(|min| level >= min) {
             eprintln!("[{}] {message}", self.target);
         }
-        self.report().log.push(LogLine { level: name.to_string(), message });
+        self.report().log.push(LogLine {
+            level: name.to_string(),
+            message,
+        });
         Ok(())
     }
 }
 
 impl tool_exec::Host for HostState {
-    fn exec(&mut self, cmd: tool_exec::Command) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
+    fn exec(
+        &mut self,
+        cmd: tool_exec::Command,
+    ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
         self.check_deadline()?;
         let spec = match self.plan_exec(&cmd) {
             Ok(spec) => spec,
@@ -197,12 +210,14 @@ impl tool_exec::Host for HostState {
                     stderr_truncated: out.stderr_truncated,
                 }))
             }
-            Err(SandboxError::TimedOut { .. }) => {
-                Err(self.trap(RecipeError::TimeLimit { target: self.target.clone(), limit: self.limit }))
-            }
-            Err(e @ SandboxError::Unavailable { .. }) => {
-                Err(self.trap(RecipeError::Failed { target: self.target.clone(), message: e.to_string() }))
-            }
+            Err(SandboxError::TimedOut { .. }) => Err(self.trap(RecipeError::TimeLimit {
+                target: self.target.clone(),
+                limit: self.limit,
+            })),
+            Err(e @ SandboxError::Unavailable { .. }) => Err(self.trap(RecipeError::Failed {
+                target: self.target.clone(),
+                message: e.to_string(),
+            })),
             Err(e) => Ok(Err(tool_exec::Error::Failed(e.to_string()))),
         }
     }
@@ -231,7 +246,10 @@ impl HostState {
             )));
         }
 
-        let tool_dir = Path::new(&program).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let tool_dir = Path::new(&program)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut env: BTreeMap<String, String> = [
             ("PATH", tool_dir.as_str()),
             ("HOME", "/homeless-shelter"),
@@ -242,7 +260,10 @@ impl HostState {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        env.insert("SOURCE_DATE_EPOCH".into(), self.source_date_epoch.to_string());
+        env.insert(
+            "SOURCE_DATE_EPOCH".into(),
+            self.source_date_epoch.to_string(),
+        );
         for (k, v) in &cmd.env {
             env.insert(k.clone(), v.clone());
         }
@@ -250,12 +271,28 @@ impl HostState {
         let mut mounts: Vec<Mount> = self
             .inputs
             .iter()
-            .map(|i| Mount { host: i.host_path.clone(), guest: format!("/inputs/{}", i.name), writable: false })
+            .map(|i| Mount {
+                host: i.host_path.clone(),
+                guest: format!("/inputs/{}", i.name),
+                writable: false,
+            })
             .collect();
-        mounts.push(Mount { host: self.work_dir.clone(), guest: "/work".into(), writable: true });
-        mounts.push(Mount { host: self.out_dir.clone(), guest: "/out".into(), writable: true });
+        mounts.push(Mount {
+            host: self.work_dir.clone(),
+            guest: "/work".into(),
+            writable: true,
+        });
+        mounts.push(Mount {
+            host: self.out_dir.clone(),
+            guest: "/out".into(),
+            writable: true,
+        });
         for f in ["passwd", "group"] {
-            mounts.push(Mount { host: self.etc_dir.join(f), guest: format!("/etc/{f}"), writable: false });
+            mounts.push(Mount {
+                host: self.etc_dir.join(f),
+                guest: format!("/etc/{f}"),
+                writable: false,
+            });
         }
         Ok(SandboxSpec {
             program,
@@ -272,10 +309,14 @@ impl HostState {
 /// `/inputs/<input>/<path>`, after checking that `path` stays inside the
 /// input (no `..`, not absolute, no symlink out) and names an executable file.
 fn resolve_tool(input: &RunInput, path: &str) -> Result<String, tool_exec::Error> {
-    let bad = |why: String| tool_exec::Error::BadToolPath(format!("'{path}' in input '{}': {why}", input.name));
+    let bad = |why: String| {
+        tool_exec::Error::BadToolPath(format!("'{path}' in input '{}': {why}", input.name))
+    };
     if !input.is_dir {
         if !path.is_empty() && path != "." {
-            return Err(bad("the input is a single file; use an empty path to run it".into()));
+            return Err(bad(
+                "the input is a single file; use an empty path to run it".into(),
+            ));
         }
         return Ok(format!("/inputs/{}", input.name));
     }
@@ -283,17 +324,26 @@ fn resolve_tool(input: &RunInput, path: &str) -> Result<String, tool_exec::Error
     if path.is_empty() || p.is_absolute() {
         return Err(bad("a tool path must be relative to its input".into()));
     }
-    if p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(bad("a tool path may not contain '..'".into()));
     }
-    let dir = Dir::open_ambient_dir(&input.host_path, ambient_authority()).map_err(|e| bad(e.to_string()))?;
+    let dir = Dir::open_ambient_dir(&input.host_path, ambient_authority())
+        .map_err(|e| bad(e.to_string()))?;
     // cap-std follows symlinks only while they stay inside `dir`.
-    let meta = dir.metadata(p).map_err(|e| bad(format!("{e} (symlinks may not leave the input)")))?;
+    let meta = dir
+        .metadata(p)
+        .map_err(|e| bad(format!("{e} (symlinks may not leave the input)")))?;
     use cap_std::fs::PermissionsExt;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(bad("not an executable file".into()));
     }
-    Ok(format!("/inputs/{}/{}", input.name, path.trim_start_matches("./")))
+    Ok(format!(
+        "/inputs/{}/{}",
+        input.name,
+        path.trim_start_matches("./")
+    ))
 }
 
 /// The sandbox cwd for `cwd` (empty, relative to `/work`, or absolute under `/work`).
@@ -301,16 +351,31 @@ fn resolve_cwd(cwd: &str, work_dir: &Path) -> Result<String, tool_exec::Error> {
     let rel = match cwd {
         "" | "/work" => "",
         c if c.starts_with("/work/") => &c["/work/".len()..],
-        c if c.starts_with('/') => return Err(tool_exec::Error::BadCwd(format!("'{c}' is not inside /work"))),
+        c if c.starts_with('/') => {
+            return Err(tool_exec::Error::BadCwd(format!(
+                "'{c}' is not inside /work"
+            )));
+        }
         c => c,
     };
-    if Path::new(rel).components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(tool_exec::Error::BadCwd(format!("'{cwd}' may not contain '..'")));
+    if Path::new(rel)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(tool_exec::Error::BadCwd(format!(
+            "'{cwd}' may not contain '..'"
+        )));
     }
     if !work_dir.join(rel).is_dir() {
-        return Err(tool_exec::Error::BadCwd(format!("'{cwd}' is not a directory under /work (create it first)")));
+        return Err(tool_exec::Error::BadCwd(format!(
+            "'{cwd}' is not a directory under /work (create it first)"
+        )));
     }
-    Ok(if rel.is_empty() { "/work".to_string() } else { format!("/work/{}", rel.trim_end_matches('/')) })
+    Ok(if rel.is_empty() {
+        "/work".to_string()
+    } else {
+        format!("/work/{}", rel.trim_end_matches('/'))
+    })
 }
 
 #[cfg(test)]
@@ -318,7 +383,12 @@ mod tests {
     use super::*;
 
     fn dir_input(path: &Path) -> RunInput {
-        RunInput { name: "tools".into(), hash: String::new(), host_path: path.to_path_buf(), is_dir: true }
+        RunInput {
+            name: "tools".into(),
+            hash: String::new(),
+            host_path: path.to_path_buf(),
+            is_dir: true,
+        }
     }
 
     #[test]
@@ -327,11 +397,18 @@ mod tests {
         std::fs::create_dir(d.path().join("bin")).unwrap();
         std::fs::write(d.path().join("bin/ok"), "").unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(d.path().join("bin/ok"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            d.path().join("bin/ok"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         std::fs::write(d.path().join("data"), "").unwrap();
         std::os::unix::fs::symlink("/bin/sh", d.path().join("bin/out")).unwrap();
         let input = dir_input(d.path());
-        assert_eq!(resolve_tool(&input, "bin/ok").unwrap(), "/inputs/tools/bin/ok");
+        assert_eq!(
+            resolve_tool(&input, "bin/ok").unwrap(),
+            "/inputs/tools/bin/ok"
+        );
         for (path, why) in [
             ("../x", "'..'"),
             ("bin/../../x", "'..'"),
@@ -340,7 +417,10 @@ mod tests {
             ("data", "not an executable"),
         ] {
             let e = resolve_tool(&input, path).unwrap_err();
-            assert!(matches!(&e, tool_exec::Error::BadToolPath(m) if m.contains(why)), "{path}: {e:?}");
+            assert!(
+                matches!(&e, tool_exec::Error::BadToolPath(m) if m.contains(why)),
+                "{path}: {e:?}"
+            );
         }
     }
 
@@ -351,8 +431,17 @@ mod tests {
         assert_eq!(resolve_cwd("", d.path()).unwrap(), "/work");
         assert_eq!(resolve_cwd("src", d.path()).unwrap(), "/work/src");
         assert_eq!(resolve_cwd("/work/src", d.path()).unwrap(), "/work/src");
-        assert!(matches!(resolve_cwd("/out", d.path()), Err(tool_exec::Error::BadCwd(_))));
-        assert!(matches!(resolve_cwd("../x", d.path()), Err(tool_exec::Error::BadCwd(_))));
-        assert!(matches!(resolve_cwd("missing", d.path()), Err(tool_exec::Error::BadCwd(_))));
+        assert!(matches!(
+            resolve_cwd("/out", d.path()),
+            Err(tool_exec::Error::BadCwd(_))
+        ));
+        assert!(matches!(
+            resolve_cwd("../x", d.path()),
+            Err(tool_exec::Error::BadCwd(_))
+        ));
+        assert!(matches!(
+            resolve_cwd("missing", d.path()),
+            Err(tool_exec::Error::BadCwd(_))
+        ));
     }
 }

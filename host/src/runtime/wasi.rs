@@ -36,16 +36,24 @@ impl HostMonotonicClock for SteppingClock {
     }
 }
 
-pub(super) fn build_ctx(run: &RecipeRun, stdout: MemoryOutputPipe, stderr: MemoryOutputPipe) -> wasmtime::Result<WasiCtx> {
+pub(super) fn build_ctx(
+    run: &RecipeRun,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+) -> wasmtime::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
     // No env, no args, no stdin: the builder's defaults, kept explicit here.
     b.stdout(stdout).stderr(stderr);
-    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     b.wall_clock(FrozenWallClock(Duration::from_secs(run.source_date_epoch)));
     b.monotonic_clock(SteppingClock(AtomicU64::new(0)));
     b.secure_random(StdRng::from_seed(run.seed));
     b.insecure_random(StdRng::from_seed(run.seed));
-    b.insecure_random_seed(u128::from_le_bytes(run.seed[..16].try_into().unwrap_or_default()));
+    b.insecure_random_seed(u128::from_le_bytes(
+        run.seed[..16].try_into().unwrap_or_default(),
+    ));
     // WASI can only preopen directories: file inputs are reached through
     // `/inputs` itself, a directory the builder fills with links to them.
     // Paths resolve against the longest preopened prefix, so
@@ -54,7 +62,11 @@ pub(super) fn build_ctx(run: &RecipeRun, stdout: MemoryOutputPipe, stderr: Memor
         b.preopened_dir(&run.file_inputs_dir, "/inputs", FsPerms::ReadOnly)?;
     }
     for input in run.inputs.iter().filter(|i| i.is_dir) {
-        b.preopened_dir(&input.host_path, format!("/inputs/{}", input.name), FsPerms::ReadOnly)?;
+        b.preopened_dir(
+            &input.host_path,
+            format!("/inputs/{}", input.name),
+            FsPerms::ReadOnly,
+        )?;
     }
     b.preopened_dir(&run.work_dir, "/work", FsPerms::ReadWrite)?;
     b.preopened_dir(&run.out_dir, "/out", FsPerms::ReadWrite)?;

@@ -19,20 +19,41 @@ pub const BUILD_UID: u32 = 1000;
 pub(super) fn spawn(spec: &SandboxSpec) -> Result<Child, SandboxError> {
     let bwrap = available().map_err(|reason| SandboxError::Unavailable { reason })?;
     let mut cmd = Command::new(bwrap);
-    cmd.args(["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
-    cmd.args(["--uid", &BUILD_UID.to_string(), "--gid", &BUILD_UID.to_string(), "--hostname", "localhost"]);
+    cmd.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]);
+    cmd.args([
+        "--uid",
+        &BUILD_UID.to_string(),
+        "--gid",
+        &BUILD_UID.to_string(),
+        "--hostname",
+        "localhost",
+    ]);
     if spec.network {
         cmd.arg("--share-net");
     }
     for m in &spec.mounts {
-        cmd.arg(if m.writable { "--bind" } else { "--ro-bind" }).arg(&m.host).arg(&m.guest);
+        cmd.arg(if m.writable { "--bind" } else { "--ro-bind" })
+            .arg(&m.host)
+            .arg(&m.guest);
     }
     cmd.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
     cmd.arg("--chdir").arg(&spec.cwd);
     cmd.arg("--").arg(&spec.program).args(&spec.args);
     cmd.env_clear().envs(&spec.env);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    cmd.spawn().map_err(|source| SandboxError::Spawn { program: spec.program.clone(), source })
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    cmd.spawn().map_err(|source| SandboxError::Spawn {
+        program: spec.program.clone(),
+        source,
+    })
 }
 
 /// bwrap's path, once it has been seen to create namespaces on this machine.
@@ -47,7 +68,15 @@ pub fn available() -> Result<PathBuf, String> {
                 .find(|p| p.is_file())
                 .ok_or_else(|| "bubblewrap (bwrap) is not installed".to_string())?;
             let out = Command::new(&path)
-                .args(["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--", "/bin/true"])
+                .args([
+                    "--unshare-all",
+                    "--die-with-parent",
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--",
+                    "/bin/true",
+                ])
                 .env_clear()
                 .stdin(Stdio::null())
                 .output()

@@ -25,10 +25,17 @@ pub(super) fn spawn(spec: &SandboxSpec) -> Result<Child, SandboxError> {
     };
     let mut cmd = Command::new(rewrite(&spec.program));
     cmd.args(spec.args.iter().map(|a| rewrite(a)));
-    cmd.env_clear().envs(spec.env.iter().map(|(k, v)| (k, rewrite(v))));
+    cmd.env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, rewrite(v))));
     cmd.current_dir(rewrite(&spec.cwd));
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    cmd.spawn().map_err(|source| SandboxError::Spawn { program: spec.program.clone(), source })
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    cmd.spawn().map_err(|source| SandboxError::Spawn {
+        program: spec.program.clone(),
+        source,
+    })
 }
 
 /// Replace `guest` with `host` wherever it starts a path in `s`: at the
@@ -38,7 +45,11 @@ fn replace_path_prefixes(s: &str, guest: &str, host: &str) -> String {
     let mut rest = s;
     while let Some(pos) = rest.find(guest) {
         let before_ok = pos == 0 && out.is_empty() || {
-            let prev = if pos == 0 { out.chars().last() } else { rest[..pos].chars().last() };
+            let prev = if pos == 0 {
+                out.chars().last()
+            } else {
+                rest[..pos].chars().last()
+            };
             matches!(prev, Some('=' | ':' | ' ' | ','))
         };
         let after = &rest[pos + guest.len()..];
@@ -58,7 +69,10 @@ mod tests {
     #[test]
     fn only_whole_path_prefixes_are_rewritten() {
         assert_eq!(r("/work/a", "/work", "/h/w"), "/h/w/a");
-        assert_eq!(r("GOPATH=/work/go:/work/x", "/work", "/h/w"), "GOPATH=/h/w/go:/h/w/x");
+        assert_eq!(
+            r("GOPATH=/work/go:/work/x", "/work", "/h/w"),
+            "GOPATH=/h/w/go:/h/w/x"
+        );
         assert_eq!(r("/workshop", "/work", "/h/w"), "/workshop");
         assert_eq!(r("x/work/a", "/work", "/h/w"), "x/work/a");
         assert_eq!(r("/work", "/work", "/h/w"), "/h/w");

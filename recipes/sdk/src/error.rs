@@ -15,7 +15,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with just this message.
     pub fn msg(message: impl fmt::Display) -> Self {
-        Error { chain: vec![message.to_string()] }
+        Error {
+            chain: vec![message.to_string()],
+        }
     }
 
     fn wrap(mut self, context: String) -> Self {

@@ -15,7 +15,10 @@ pub struct Tool {
 impl Tool {
     /// The executable at `path` inside the declared input `input`.
     pub fn new(input: impl Into<String>, path: impl Into<String>) -> Self {
-        Tool { input: input.into(), path: path.into() }
+        Tool {
+            input: input.into(),
+            path: path.into(),
+        }
     }
 
     /// Where the sandbox shows this tool: `/inputs/<input>/<path>`.
@@ -65,7 +68,13 @@ impl Output {
 impl Command {
     /// A command that runs `tool` in `/work` with no arguments.
     pub fn new(tool: Tool) -> Self {
-        Command { tool, args: Vec::new(), env: Vec::new(), cwd: String::new(), network: false }
+        Command {
+            tool,
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: String::new(),
+            network: false,
+        }
     }
 
     /// Add one argument.
@@ -101,14 +110,22 @@ impl Command {
     /// Run the process and return its output whatever its exit code.
     pub fn output(&self) -> Result<Output> {
         let cmd = tool_exec::Command {
-            tool: tool_exec::Tool { input: self.tool.input.clone(), path: self.tool.path.clone() },
+            tool: tool_exec::Tool {
+                input: self.tool.input.clone(),
+                path: self.tool.path.clone(),
+            },
             args: self.args.clone(),
             env: self.env.clone(),
             cwd: self.cwd.clone(),
             network: self.network,
         };
-        let out = tool_exec::exec(&cmd).map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;
-        Ok(Output { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr })
+        let out = tool_exec::exec(&cmd)
+            .map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;
+        Ok(Output {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
     }
 
     /// Run the process; a non-zero exit is an error that quotes its stderr.
@@ -125,7 +142,11 @@ impl Command {
         if stderr.trim().is_empty() {
             stderr = out.stdout_str();
         }
-        Err(Error::msg(format!("`{}` {status}:\n{}", self.display(), tail(&stderr, 8192))))
+        Err(Error::msg(format!(
+            "`{}` {status}:\n{}",
+            self.display(),
+            tail(&stderr, 8192)
+        )))
     }
 
     fn display(&self) -> String {

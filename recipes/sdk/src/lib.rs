@@ -75,7 +75,11 @@ pub fn input(name: &str) -> Result<PathBuf> {
         let names: Vec<_> = all.iter().map(|i| i.name.as_str()).collect();
         Err(Error::msg(format!(
             "this target has no input '{name}' (declared inputs: {})",
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         )))
     }
 }
@@ -101,7 +105,12 @@ pub fn source_date_epoch() -> u64 {
 /// error rather than a silently ignored setting.
 pub fn params<T: serde::de::DeserializeOwned>() -> Result<T> {
     let json = bindings::kiln::recipe::target::params();
-    serde_json::from_str(&json).map_err(|e| Error::msg(format!("invalid params for target '{}': {e}", target_name())))
+    serde_json::from_str(&json).map_err(|e| {
+        Error::msg(format!(
+            "invalid params for target '{}': {e}",
+            target_name()
+        ))
+    })
 }
 
 /// Log levels, re-exported for [`log`].

@@ -39,8 +39,15 @@ fn a_full_file_parses() {
     assert_eq!(hello.inputs["go"].hash, Some(Sha256Hash::of_bytes(b"")));
     assert_eq!(hello.inputs["go"].hash_at.as_ref().unwrap().line, 8);
     let image = &m.targets["image"];
-    assert!(matches!(&image.recipe, RecipeRef::Wasm { path, hash: Some(_), .. } if path == Path::new("/p/recipes/img.wasm")));
-    let order: Vec<_> = m.build_order(&["image".into()]).unwrap().iter().map(|t| t.name.clone()).collect();
+    assert!(
+        matches!(&image.recipe, RecipeRef::Wasm { path, hash: Some(_), .. } if path == Path::new("/p/recipes/img.wasm"))
+    );
+    let order: Vec<_> = m
+        .build_order(&["image".into()])
+        .unwrap()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
     assert_eq!(order, ["hello", "image"]);
 }
 
@@ -67,16 +74,22 @@ fn bad_hashes_point_at_the_hash() {
 
 #[test]
 fn inputs_need_exactly_one_source() {
-    let e = err("[target.a]\nrecipe = \"go\"\ninputs.src = { path = \".\", url = \"https://x\" }\n");
+    let e =
+        err("[target.a]\nrecipe = \"go\"\ninputs.src = { path = \".\", url = \"https://x\" }\n");
     assert!(e.contains("exactly one of path"), "{e}");
-    let e = err("[target.a]\nrecipe = \"go\"\ninputs.src = { hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\" }\n");
+    let e = err(
+        "[target.a]\nrecipe = \"go\"\ninputs.src = { hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\" }\n",
+    );
     assert!(e.contains("exactly one of path"), "{e}");
 }
 
 #[test]
 fn missing_targets_and_cycles_are_named() {
     let e = err("[target.a]\nrecipe = \"go\"\ninputs.x = { target = \"nope\" }\n");
-    assert!(e.contains("no target 'nope'") && e.contains("targets: a"), "{e}");
+    assert!(
+        e.contains("no target 'nope'") && e.contains("targets: a"),
+        "{e}"
+    );
     let e = err(
         "[target.a]\nrecipe = \"go\"\ninputs.x = { target = \"b\" }\n[target.b]\nrecipe = \"go\"\ninputs.y = { target = \"a\" }\n",
     );
@@ -93,5 +106,8 @@ fn syntax_errors_are_located() {
 fn unknown_target_in_build_order_lists_targets() {
     let m = parse(FULL).unwrap();
     let e = m.build_order(&["nope".into()]).unwrap_err();
-    assert!(e.contains("no target 'nope'") && e.contains("hello, image"), "{e}");
+    assert!(
+        e.contains("no target 'nope'") && e.contains("hello, image"),
+        "{e}"
+    );
 }

@@ -40,13 +40,17 @@ fn build() -> Result<()> {
             let sock = tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
                 .map_err(|e| Error::msg(format!("creating a TCP socket: {e:?}")))?;
             let net = instance_network::instance_network();
-            let addr = wasip2::sockets::network::IpSocketAddress::Ipv4(wasip2::sockets::network::Ipv4SocketAddress {
-                port: p.port,
-                address: (127, 0, 0, 1),
-            });
-            sock.start_connect(&net, addr).map_err(|e| Error::msg(format!("connecting to 127.0.0.1:{}: {e:?}", p.port)))?;
+            let addr = wasip2::sockets::network::IpSocketAddress::Ipv4(
+                wasip2::sockets::network::Ipv4SocketAddress {
+                    port: p.port,
+                    address: (127, 0, 0, 1),
+                },
+            );
+            sock.start_connect(&net, addr)
+                .map_err(|e| Error::msg(format!("connecting to 127.0.0.1:{}: {e:?}", p.port)))?;
             sock.subscribe().block();
-            sock.finish_connect().map_err(|e| Error::msg(format!("connecting to 127.0.0.1:{}: {e:?}", p.port)))?;
+            sock.finish_connect()
+                .map_err(|e| Error::msg(format!("connecting to 127.0.0.1:{}: {e:?}", p.port)))?;
             escaped("connected")
         }
         "write-outside-out" => {
@@ -54,7 +58,8 @@ fn build() -> Result<()> {
             escaped("wrote outside /out")
         }
         "write-inputs" => {
-            fs::write("/inputs/data/planted.txt", "x").context("writing /inputs/data/planted.txt")?;
+            fs::write("/inputs/data/planted.txt", "x")
+                .context("writing /inputs/data/planted.txt")?;
             escaped("wrote into /inputs")
         }
         "loop-forever" => {

@@ -1,0 +1,101 @@
+//! Resolving one declared input to a hashed, read-only store entry:
+//! `path` inputs are hashed (through the stat cache) and copied in,
+//! `url` inputs fetched (or found in the store by hash), `target` inputs are
+//! the dependency's output. Every hash is checked here, before any recipe runs.
+
+use std::path::PathBuf;
+
+use kiln_core::hash::Sha256Hash;
+use kiln_core::manifest::{Input, Source, Target};
+use kiln_core::pathfilter::PathFilter;
+
+use super::{BuildError, Builder};
+
+/// An input that is in the store with a verified hash.
+#[derive(Debug, Clone)]
+pub struct ResolvedInput {
+    pub name: String,
+    pub hash: Sha256Hash,
+    /// The read-only store entry.
+    pub entry: PathBuf,
+    pub is_dir: bool,
+    /// `path`, `url` or `target`.
+    pub kind: &'static str,
+    /// Where it came from: a path relative to kiln.toml, a URL, a target name.
+    pub origin: String,
+}
+
+pub(super) fn resolve(
+    b: &mut Builder<'_>,
+    t: &Target,
+    input: &Input,
+) -> Result<ResolvedInput, BuildError> {
+    let fail = |message: String| BuildError::Input {
+        target: t.name.clone(),
+        input: input.name.clone(),
+        at: input.at.clone(),
+        message,
+    };
+    let at = input.hash_at.clone().unwrap_or_else(|| input.at.clone());
+    match &input.source {
+        Source::Path { path, exclude } => {
+            if !path.exists() {
+                return Err(fail(format!("{} does not exist", path.display())));
+            }
+            let filter = PathFilter::new(exclude);
+            let got = kiln_core::hashcache::hash_cached(b.store.root(), path, &filter)
+                .map_err(|e| fail(e.to_string()))?;
+            // Local sources are hashed on every build; only an explicit hash pins them.
+            if let Some(specified) = input.hash {
+                b.check_pin(t, &input.name, Some(specified), at, got)?;
+            }
+            let entry = b.store.add_path(path, &filter, &input.name, &got)?;
+            let origin = path
+                .strip_prefix(&b.manifest.dir)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            Ok(ResolvedInput {
+                name: input.name.clone(),
+                hash: got,
+                is_dir: entry.is_dir(),
+                entry,
+                kind: "path",
+                origin: if origin.is_empty() {
+                    ".".into()
+                } else {
+                    origin
+                },
+            })
+        }
+        Source::Url { url, unpack } => {
+            let pinned = input.hash.or_else(|| b.lock.get(&t.name, &input.name));
+            let fetched =
+                crate::fetch::fetch(&b.store, url, *unpack, &input.name, pinned, b.opts.progress)
+                    .map_err(|e| fail(e.to_string()))?;
+            b.check_pin(t, &input.name, input.hash, at, fetched.hash)?;
+            Ok(ResolvedInput {
+                name: input.name.clone(),
+                hash: fetched.hash,
+                is_dir: fetched.entry.is_dir(),
+                entry: fetched.entry,
+                kind: "url",
+                origin: url.clone(),
+            })
+        }
+        Source::Target(dep) => {
+            let built = b
+                .built
+                .get(dep)
+                .ok_or_else(|| fail(format!("target '{dep}' has not been built")))?;
+            Ok(ResolvedInput {
+                name: input.name.clone(),
+                hash: built.output_hash,
+                entry: built.entry.clone(),
+                is_dir: built.entry.is_dir(),
+                kind: "target",
+                origin: dep.clone(),
+            })
+        }
+    }
+}

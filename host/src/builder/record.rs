@@ -1,0 +1,178 @@
+//! Build records: what went into a store entry, kept beside it in
+//! `$KILN_HOME/records/<entry>.json`.
+//!
+//! Everything but the `timing` section is a function of the build's inputs,
+//! so two identical builds write identical records (minus `timing`). No
+//! absolute host path appears: path inputs are named relative to kiln.toml.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kiln_core::hash::Sha256Hash;
+use kiln_core::manifest::{Manifest, Target};
+use kiln_core::store::Store;
+use serde::{Deserialize, Serialize};
+
+use super::ResolvedInput;
+use crate::runtime::{ExecRecord, LogLine, RunReport};
+use crate::sandbox::SandboxMode;
+
+/// The record of one build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub kiln_version: String,
+    pub target: String,
+    pub recipe: RecipeRecord,
+    pub params: serde_json::Value,
+    pub inputs: Vec<InputRecord>,
+    /// The executables the recipe ran, with the hash of the input holding each.
+    pub tools: Vec<ToolRecord>,
+    pub execs: Vec<ExecRecord>,
+    /// `hermetic`, or `off` when built with `--sandbox=off`.
+    pub sandbox: String,
+    pub hermetic: bool,
+    pub output_hash: Sha256Hash,
+    pub log: Vec<LogLine>,
+    /// The only part that differs between two identical builds.
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeRecord {
+    /// A standard recipe's name, or the custom recipe's path.
+    pub name: String,
+    pub hash: Sha256Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    pub name: String,
+    /// `path`, `url` or `target`.
+    pub kind: String,
+    /// A path relative to kiln.toml, a URL, or a target name.
+    pub origin: String,
+    pub hash: Sha256Hash,
+    /// For `target` inputs: the dependency's store entry name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRecord {
+    /// `/inputs/<input>/<path>`, as the sandbox ran it.
+    pub path: String,
+    pub input: String,
+    pub input_hash: Sha256Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    pub build_ms: u64,
+    pub exec_ms: Vec<u64>,
+}
+
+impl BuildRecord {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, each argument a distinct part of the record"
+    )]
+    pub fn new(
+        _manifest: &Manifest,
+        t: &Target,
+        recipe_name: &str,
+        recipe_hash: Sha256Hash,
+        inputs: &[ResolvedInput],
+        report: &RunReport,
+        sandbox: SandboxMode,
+        output_hash: Sha256Hash,
+        elapsed: Duration,
+    ) -> Self {
+        let mut tools: Vec<ToolRecord> = Vec::new();
+        for e in &report.execs {
+            let Some(program) = e.argv.first() else {
+                continue;
+            };
+            let Some(input) = program
+                .strip_prefix("/inputs/")
+                .and_then(|p| p.split('/').next())
+            else {
+                continue;
+            };
+            if tools.iter().any(|t| &t.path == program) {
+                continue;
+            }
+            if let Some(i) = inputs.iter().find(|i| i.name == input) {
+                tools.push(ToolRecord {
+                    path: program.clone(),
+                    input: input.to_string(),
+                    input_hash: i.hash,
+                });
+            }
+        }
+        BuildRecord {
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            target: t.name.clone(),
+            recipe: RecipeRecord {
+                name: recipe_name.to_string(),
+                hash: recipe_hash,
+            },
+            params: t.params.clone(),
+            inputs: inputs
+                .iter()
+                .map(|i| InputRecord {
+                    name: i.name.clone(),
+                    kind: i.kind.to_string(),
+                    origin: i.origin.clone(),
+                    hash: i.hash,
+                    entry: (i.kind == "target").then(|| {
+                        i.entry
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    }),
+                })
+                .collect(),
+            tools,
+            execs: report.execs.clone(),
+            sandbox: sandbox.as_str().to_string(),
+            hermetic: sandbox == SandboxMode::Hermetic,
+            output_hash,
+            log: report.log.clone(),
+            timing: Timing {
+                build_ms: elapsed.as_millis() as u64,
+                exec_ms: report.execs.iter().map(|e| e.duration_ms).collect(),
+            },
+        }
+    }
+}
+
+fn record_path(store: &Store, entry: &Path) -> PathBuf {
+    let name = entry
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    store.root().join("records").join(format!("{name}.json"))
+}
+
+/// Store `record` for `entry` (atomically).
+pub fn write(store: &Store, entry: &Path, record: &BuildRecord) -> std::io::Result<()> {
+    let path = record_path(store, entry);
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,
+    )?;
+    fs::rename(tmp, path)
+}
+
+/// The record of `entry`.
+pub fn read(store: &Store, entry: &Path) -> std::io::Result<BuildRecord> {
+    let path = record_path(store, entry);
+    let text = fs::read(&path)?;
+    serde_json::from_slice(&text)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
+}

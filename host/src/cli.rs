@@ -1,0 +1,53 @@
+//! The `kiln` command line: parses argv and env, calls the library, prints.
+//!
+//! Arguments are parsed in two phases: clap turns argv into plain validated
+//! values (no I/O), then each command opens what it needs. Errors reach the
+//! user once, in [`main`], with their context chain; exit codes: 0 success,
+//! 1 a build or command failed, 2 bad usage.
+
+mod args;
+mod commands;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+pub use args::Cli;
+
+/// Where kiln keeps its store: `$KILN_HOME`, else `$XDG_CACHE_HOME/kiln`,
+/// else `~/.cache/kiln`.
+pub fn kiln_home() -> anyhow::Result<PathBuf> {
+    if let Some(h) = std::env::var_os("KILN_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    if let Some(c) = std::env::var_os("XDG_CACHE_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(c).join("kiln"));
+    }
+    let home = std::env::var_os("HOME").ok_or_else(|| {
+        anyhow::anyhow!(
+            "neither KILN_HOME nor HOME is set; set KILN_HOME to where kiln may keep its store"
+        )
+    })?;
+    Ok(PathBuf::from(home).join(".cache/kiln"))
+}
+
+/// Whether progress bars may be drawn (stderr is a terminal and not `-q`).
+fn progress_enabled(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
+/// Run kiln with the process's argv; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            1
+        }
+    }
+}

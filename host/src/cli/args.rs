@@ -1,0 +1,211 @@
+//! Every flag of every command, as plain validated values (phase one of
+//! argument handling: no I/O here).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kiln_core::hash::HashFormat;
+
+/// kiln: hermetic builds whose recipes are WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Only print errors and results.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build targets of a kiln.toml and link their outputs (`result`, `result-<target>`).
+    Build(BuildArgs),
+    /// Hash files and trees the way Nix does, or convert between hash spellings.
+    #[command(subcommand)]
+    Hash(HashCommand),
+    /// Download (or read) something, add it to the store, print its hash to paste into kiln.toml.
+    Prefetch(PrefetchArgs),
+    /// Pin every input declared without a hash in kiln.lock.
+    Lock(LockArgs),
+    /// Delete store entries that no result link or kiln.lock roots.
+    Gc(GcArgs),
+}
+
+/// Where the kiln.toml is.
+#[derive(Debug, Args)]
+pub struct FileArg {
+    /// The kiln.toml to use [default: ./kiln.toml].
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Targets to build [default: all targets of the file].
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Name of the result link (`NAME`, or `NAME-<target>` for several targets).
+    #[arg(short = 'o', long = "out-link", value_name = "NAME")]
+    pub out_link: Option<String>,
+    /// Do not create result links.
+    #[arg(long)]
+    pub no_link: bool,
+    /// `hermetic` runs every tool in a Linux sandbox; `off` runs them on the host
+    /// and marks the output not hermetic.
+    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
+    pub sandbox: SandboxArg,
+    /// Wall-clock limit for each target's recipe and tools (e.g. 90s, 10m, 2h).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub timeout: Duration,
+    /// Memory limit for each recipe (e.g. 512M, 2G).
+    #[arg(long, value_parser = parse_size, default_value = "2G")]
+    pub memory: usize,
+    /// SOURCE_DATE_EPOCH for the build: the time recipes and tools see.
+    #[arg(long, default_value_t = 1)]
+    pub source_date_epoch: u64,
+    /// Fail instead of writing kiln.lock (for CI).
+    #[arg(long)]
+    pub locked: bool,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxArg {
+    Hermetic,
+    Off,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HashCommand {
+    /// The NAR hash of a file or directory (`nix hash path`, `nix-hash --type sha256`).
+    Path {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = FormatArg::Sri)]
+        format: FormatArg,
+    },
+    /// The flat hash of a file's bytes (`nix hash file`, `sha256sum`).
+    File {
+        path: PathBuf,
+        #[arg(long, value_enum, default_value_t = FormatArg::Sri)]
+        format: FormatArg,
+    },
+    /// Spell a hash another way (accepts sha256-<base64>, sha256:<nix32>, sha256:<hex>).
+    Convert {
+        #[arg(long, value_enum)]
+        to: FormatArg,
+        hash: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Sri,
+    Nix32,
+    Hex,
+}
+
+impl From<FormatArg> for HashFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Sri => HashFormat::Sri,
+            FormatArg::Nix32 => HashFormat::Nix32,
+            FormatArg::Hex => HashFormat::Hex,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PrefetchArgs {
+    /// A URL (http, https, file) or a local path.
+    pub source: String,
+    /// Unpack an archive (tar, tar.gz, tar.xz, tar.zst, zip) and hash the tree.
+    #[arg(long)]
+    pub unpack: bool,
+    /// Name of the store entry [default: the URL's or path's last component].
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, value_enum, default_value_t = FormatArg::Sri)]
+    pub format: FormatArg,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Re-pin: every input, or only INPUT (in every target).
+    #[arg(long, value_name = "INPUT", num_args = 0..=1, default_missing_value = "")]
+    pub update: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Directories to search for result links and kiln.lock files [default: .].
+    #[arg(long = "root", value_name = "DIR")]
+    pub roots: Vec<PathBuf>,
+    /// Say what would be deleted without deleting.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `90`, `90s`, `10m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, mult) = match s.trim().char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (write e.g. 90s, 10m, 2h)"))?;
+    if !(n > 0.0) {
+        return Err(format!("'{s}': the duration must be positive"));
+    }
+    Ok(Duration::from_secs_f64(n * f64::from(mult)))
+}
+
+/// `1048576`, `512K`, `512M`, `2G`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 1usize << 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (write e.g. 512M, 2G)"))?;
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("'{s}' is not a usable size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

