@@ -40,6 +40,8 @@ pub struct BuildOptions {
     pub echo: Option<crate::runtime::Level>,
     /// Show progress for long steps (downloads, hashing).
     pub progress: bool,
+    /// Where compiled recipes are cached (shared by every store that wants to).
+    pub compile_cache: PathBuf,
 }
 
 /// A target that is in the store.
@@ -225,7 +227,7 @@ impl<'a> Builder<'a> {
         if let Some(r) = self.runtime.get() {
             return Ok(r);
         }
-        let r = Runtime::new(&self.store.root().join("compiled"))
+        let r = Runtime::new(&self.opts.compile_cache)
             .map_err(|e| BuildError::Other(format!("{e:#}")))?;
         Ok(self.runtime.get_or_init(|| r))
     }

@@ -34,6 +34,14 @@ fn open_store() -> anyhow::Result<Store> {
     Store::open(&home).with_context(|| format!("opening the kiln store at {}", home.display()))
 }
 
+/// `$KILN_COMPILE_CACHE`, else `$KILN_HOME/compiled`.
+fn compile_cache() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("KILN_COMPILE_CACHE").filter(|v| !v.is_empty()) {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Ok(kiln_home()?.join("compiled")),
+    }
+}
+
 fn load_manifest(file: Option<&Path>) -> anyhow::Result<Manifest> {
     let file = match file {
         Some(f) => f.to_path_buf(),
@@ -82,6 +90,7 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
             Some(Level::Info)
         },
         progress: progress_enabled(quiet),
+        compile_cache: compile_cache()?,
     };
     if opts.sandbox == SandboxMode::Off && !quiet {
         eprintln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
@@ -262,6 +271,7 @@ fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
         locked: false,
         echo: None,
         progress: progress_enabled(quiet),
+        compile_cache: compile_cache()?,
     };
     let mut builder = Builder::new(open_store()?, &manifest, opts)?;
     if let Some(input) = &a.update {

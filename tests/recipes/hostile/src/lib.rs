@@ -1,6 +1,10 @@
 //! A hostile recipe. Each `attack` tries one way out of the recipe sandbox;
 //! if the attack *works*, the recipe writes what it got to `/out/escaped` and
 //! succeeds, so the test that expects a failure sees the escape.
+//!
+//! Two benign modes serve the runtime's other tests: `noop` (the load
+//! benchmark) and `entropy` (writes what the clocks and randomness say, for
+//! the determinism tests).
 
 use kiln_sdk::{Command, Context, Error, Result, Tool};
 use std::fs;
@@ -91,6 +95,24 @@ fn build() -> Result<()> {
             let line = "x".repeat(100 * 1024 * 1024);
             kiln_sdk::log(kiln_sdk::Level::Info, &line);
             escaped("logged 100 MB")
+        }
+        "noop" => Ok(()),
+        "entropy" => {
+            use std::time::{Instant, SystemTime, UNIX_EPOCH};
+            let wall = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_err(|e| Error::msg(e.to_string()))?;
+            let t0 = Instant::now();
+            let t1 = Instant::now();
+            let random = wasip2::random::random::get_random_bytes(16);
+            let insecure = wasip2::random::insecure::get_insecure_random_bytes(16);
+            let text = format!(
+                "wall={}\nmonotonic_advances={}\nrandom={random:?}\ninsecure={insecure:?}\n",
+                wall.as_secs(),
+                t1 > t0
+            );
+            fs::write("/out/entropy.txt", text)?;
+            Ok(())
         }
         other => Err(Error::msg(format!("unknown attack '{other}'"))),
     }

@@ -1,0 +1,152 @@
+//! The hostile-recipe battery: each attack fails the build with its own
+//! named error and leaves nothing behind but the declared input.
+
+use crate::support::{Project, fixture};
+
+/// A project whose target runs the hostile recipe with `attack`.
+fn attack(attack: &str, extra_params: &str) -> Project {
+    let p = Project::new();
+    p.write("data/x", "declared input\n");
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\nparams = {{ attack = \"{attack}\"{extra_params} }}\ninputs.data = {{ path = \"data\" }}\n",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
+/// Nothing but the input entry in the store, no link, no staging leftovers.
+#[track_caller]
+fn left_nothing(p: &Project) {
+    let entries = p.store_entries();
+    assert_eq!(
+        entries.len(),
+        1,
+        "store holds more than the input: {entries:?}"
+    );
+    assert!(entries[0].ends_with("-data"), "{entries:?}");
+    assert!(!p.path("result").exists());
+    assert_eq!(p.staging_leftovers(), 0);
+    assert_eq!(
+        std::fs::read_to_string(p.path("data/x")).unwrap(),
+        "declared input\n"
+    );
+}
+
+#[test]
+fn reading_etc_passwd_finds_nothing() {
+    let p = attack("read-passwd", "");
+    p.kiln(&["build"])
+        .fails_with("reading /etc/passwd: No such file or directory");
+    left_nothing(&p);
+}
+
+#[test]
+fn listing_the_root_finds_nothing() {
+    let p = attack("list-root", "");
+    p.kiln(&["build"])
+        .fails_with("listing /: No such file or directory");
+    left_nothing(&p);
+}
+
+#[test]
+fn the_environment_is_empty() {
+    let p = attack("read-env", "");
+    let r = crate::support::run(
+        p.command(&["build"])
+            .env("KILN_TEST_SECRET", "hunter2")
+            .output()
+            .unwrap(),
+    );
+    let r = r.fails_with("the environment is empty");
+    assert!(!r.stderr.contains("hunter2"));
+    left_nothing(&p);
+}
+
+#[test]
+fn tcp_to_a_loopback_listener_is_denied() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let p = attack("tcp-connect", &format!(", port = {port}"));
+    p.kiln(&["build"])
+        .fails_with("creating a TCP socket: ErrorCode { code: 1, name: \"access-denied\"");
+    assert!(
+        listener.accept().is_err(),
+        "the recipe reached the listener"
+    );
+    left_nothing(&p);
+}
+
+#[test]
+fn writing_outside_out_is_refused() {
+    let p = attack("write-outside-out", "");
+    p.kiln(&["build"])
+        .fails_with("writing /work/../escape.txt: Operation not permitted");
+    left_nothing(&p);
+}
+
+#[test]
+fn writing_into_inputs_is_refused() {
+    let p = attack("write-inputs", "");
+    p.kiln(&["build"])
+        .fails_with("writing /inputs/data/planted.txt: Operation not permitted");
+    left_nothing(&p);
+}
+
+#[test]
+fn an_endless_loop_hits_the_time_limit() {
+    let p = attack("loop-forever", "");
+    p.kiln(&["build", "--timeout", "2s"])
+        .fails_with("ran past its time limit of 2s");
+    left_nothing(&p);
+}
+
+#[test]
+fn allocating_8_gib_hits_the_memory_limit() {
+    let p = attack("alloc-8g", "");
+    p.kiln(&["build", "--memory", "256M"])
+        .fails_with("more than its memory limit of 256 MiB");
+    left_nothing(&p);
+}
+
+#[test]
+fn an_undeclared_tool_is_refused() {
+    let p = attack("undeclared-tool", "");
+    p.kiln(&["build"])
+        .fails_with("undeclared tool: 'sh' is not an input of target 't'");
+    left_nothing(&p);
+}
+
+#[test]
+fn a_tool_path_with_dotdot_is_refused() {
+    let p = attack("dotdot-tool", "");
+    p.kiln(&["build"]).fails_with(
+        "bad tool path: '../../../../bin/sh' in input 'data': a tool path may not contain '..'",
+    );
+    left_nothing(&p);
+}
+
+#[test]
+fn a_panic_is_reported_with_its_message() {
+    let p = attack("panic", "");
+    let r = p
+        .kiln(&["build"])
+        .fails_with("recipe for 't' crashed: wasm trap: wasm `unreachable` instruction executed");
+    assert!(
+        r.stderr.contains("the hostile recipe panics on purpose"),
+        "{}",
+        r.stderr
+    );
+    left_nothing(&p);
+}
+
+#[test]
+fn a_100_mb_log_line_is_refused() {
+    let p = attack("huge-log", "");
+    p.kiln(&["build"])
+        .fails_with("sent a log message of 104857600 bytes; the limit is 1048576 bytes");
+    left_nothing(&p);
+}

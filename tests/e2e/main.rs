@@ -1,0 +1,9 @@
+//! Black-box tests: they run the `kiln` binary as a user would, each with its
+//! own temporary `KILN_HOME`, sharing one cache of compiled recipes.
+
+mod support;
+
+mod hash_cli;
+mod hostile_recipes;
+mod runtime;
+mod writing_recipes;

@@ -1,0 +1,90 @@
+//! What the runtime grants a well-behaved recipe: deterministic clocks and
+//! randomness, a build cache keyed on everything that matters, read-only
+//! outputs.
+
+use crate::support::{Project, fixture};
+
+fn entropy_project() -> Project {
+    let p = Project::new();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.e]\nrecipe = {{ path = {:?} }}\nparams = {{ attack = \"entropy\" }}\n",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
+#[test]
+fn clocks_and_randomness_are_the_same_in_every_store() {
+    let a = entropy_project();
+    let b = entropy_project();
+    a.kiln(&["build"]).ok();
+    b.kiln(&["build"]).ok();
+    let ta = std::fs::read_to_string(a.path("result/entropy.txt")).unwrap();
+    let tb = std::fs::read_to_string(b.path("result/entropy.txt")).unwrap();
+    assert_eq!(ta, tb);
+    assert!(ta.contains("wall=1\n"), "{ta}");
+    assert!(ta.contains("monotonic_advances=true"), "{ta}");
+}
+
+#[test]
+fn source_date_epoch_sets_the_wall_clock_and_the_key() {
+    let p = entropy_project();
+    p.kiln(&["build", "--source-date-epoch", "1700000000"]).ok();
+    let t = std::fs::read_to_string(p.path("result/entropy.txt")).unwrap();
+    assert!(t.contains("wall=1700000000\n"), "{t}");
+}
+
+#[test]
+fn a_second_build_is_a_cache_hit_and_outputs_are_read_only() {
+    let p = entropy_project();
+    let first = p.kiln(&["build"]).ok();
+    assert!(!first.stdout.contains("(cached)"), "{}", first.stdout);
+    let second = p.kiln(&["build", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(v[0]["cached"], true, "{}", second.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p.path("result/entropy.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o222, 0, "store files must be read-only: {mode:o}");
+}
+
+#[test]
+fn an_unknown_standard_recipe_lists_the_known_ones() {
+    let p = Project::new();
+    p.write("kiln.toml", "[target.x]\nrecipe = \"gcc\"\n");
+    p.kiln(&["build"])
+        .fails_with("unknown standard recipe 'gcc'");
+}
+
+#[test]
+fn a_custom_recipe_with_a_wrong_hash_is_refused_before_it_runs() {
+    let p = Project::new();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.e]\nrecipe = {{ path = {:?}, hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\" }}\nparams = {{ attack = \"entropy\" }}\n",
+            fixture("hostile")
+        ),
+    );
+    p.kiln(&["build"])
+        .fails_with("hash mismatch for input 'recipe' of target 'e'");
+    assert!(p.store_entries().is_empty());
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let p = Project::new();
+    let r = p.kiln(&["--help"]).ok();
+    for cmd in ["build", "hash", "prefetch", "lock", "gc"] {
+        assert!(
+            r.stdout.contains(cmd),
+            "{cmd} missing from --help:\n{}",
+            r.stdout
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The harness: a temporary project directory and store per test, the one
+//! `kiln` binary cargo built, and the fixture recipes `host/build.rs` compiled.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A test's world: a project directory and a private `KILN_HOME`.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+}
+
+/// What a `kiln` run printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panic with the whole output unless the run succeeded.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "kiln failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panic unless the run failed with exit code 1 and `needle` in stderr.
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Self {
+        assert_eq!(
+            self.code, 1,
+            "expected failure\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Project {
+            dir: tempfile::tempdir().expect("tempdir"),
+            home: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write `text` to `rel` in the project, creating directories.
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    /// A `kiln` command run in the project directory.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("KILN_HOME", self.home.path())
+            .env("KILN_COMPILE_CACHE", compile_cache());
+        c
+    }
+
+    /// Run `kiln args…` in the project directory.
+    pub fn kiln(&self, args: &[&str]) -> Run {
+        run(self.command(args).output().expect("running kiln"))
+    }
+
+    /// Store entries, by name.
+    pub fn store_entries(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.home.path().join("store"))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Files left in the store's staging area.
+    pub fn staging_leftovers(&self) -> usize {
+        std::fs::read_dir(self.home.path().join("tmp"))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
+    }
+}
+
+pub fn run(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// One compiled-recipe cache for the whole suite, beside cargo's target dir.
+fn compile_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-compiled")
+}
+
+/// The path of a fixture recipe compiled by host/build.rs.
+pub fn fixture(name: &str) -> &'static str {
+    kiln::recipes::FIXTURES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+        .unwrap_or_else(|| panic!("no fixture recipe {name}"))
+}
+
+/// A static busybox, the one native tool the tests use (Debian: busybox-static).
+pub fn busybox() -> &'static Path {
+    let p = Path::new("/bin/busybox");
+    assert!(
+        p.is_file(),
+        "these tests need a static busybox at /bin/busybox: apt-get install busybox-static (.ci/run does)"
+    );
+    p
+}
