@@ -60,17 +60,8 @@ pub struct Built {
 /// Why a build stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error(
-        "hash mismatch for input '{input}' of target '{target}' ({at}): specified {specified} got {got}\n  {fix}"
-    )]
-    HashMismatch {
-        target: String,
-        input: String,
-        at: Location,
-        specified: Sha256Hash,
-        got: Sha256Hash,
-        fix: String,
-    },
+    #[error(transparent)]
+    HashMismatch(Box<HashMismatch>),
     #[error(
         "input '{input}' of target '{target}' ({at}) is not pinned in {lockfile} and --locked forbids writing it; run `kiln lock` and commit kiln.lock"
     )]
@@ -100,7 +91,7 @@ pub enum BuildError {
     )]
     OutputHashMismatch {
         target: String,
-        at: Location,
+        at: Box<Location>,
         specified: Sha256Hash,
         got: Sha256Hash,
     },
@@ -110,6 +101,21 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Other(String),
+}
+
+/// An input whose content is not what kiln.toml or kiln.lock pinned.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "hash mismatch for input '{input}' of target '{target}' ({at}): specified {specified} got {got}\n  {fix}"
+)]
+pub struct HashMismatch {
+    pub target: String,
+    pub input: String,
+    pub at: Location,
+    pub specified: Sha256Hash,
+    pub got: Sha256Hash,
+    /// The command or edit that fixes it.
+    pub fix: String,
 }
 
 /// One build session over one kiln.toml.
@@ -275,7 +281,7 @@ impl<'a> Builder<'a> {
     ) -> Result<(), BuildError> {
         if let Some(specified) = specified {
             if specified != got {
-                return Err(BuildError::HashMismatch {
+                return Err(BuildError::HashMismatch(Box::new(HashMismatch {
                     target: t.name.clone(),
                     input: input.to_string(),
                     at,
@@ -285,13 +291,13 @@ impl<'a> Builder<'a> {
                         "if the new content is what you want, write hash = \"{got}\" in {}",
                         self.manifest.file.display()
                     ),
-                });
+                })));
             }
             return Ok(());
         }
         match self.lock.get(&t.name, input) {
             Some(pinned) if pinned == got => Ok(()),
-            Some(pinned) => Err(BuildError::HashMismatch {
+            Some(pinned) => Err(BuildError::HashMismatch(Box::new(HashMismatch {
                 target: t.name.clone(),
                 input: input.to_string(),
                 at,
@@ -300,7 +306,7 @@ impl<'a> Builder<'a> {
                 fix: format!(
                     "kiln.lock pinned it; if the change is expected run `kiln lock --update {input}`"
                 ),
-            }),
+            }))),
             None if self.opts.locked => Err(BuildError::NotLocked {
                 target: t.name.clone(),
                 input: input.to_string(),
@@ -385,7 +391,7 @@ impl<'a> Builder<'a> {
         {
             return Err(BuildError::OutputHashMismatch {
                 target: t.name.clone(),
-                at: t.at.clone(),
+                at: Box::new(t.at.clone()),
                 specified,
                 got: output_hash,
             });

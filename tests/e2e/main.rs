@@ -1,6 +1,11 @@
 //! Black-box tests: they run the `kiln` binary as a user would, each with its
 //! own temporary `KILN_HOME`, sharing one cache of compiled recipes.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test that cannot set up its world should fail loudly"
+)]
+
 mod support;
 
 mod hash_cli;

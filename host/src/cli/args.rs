@@ -164,7 +164,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("'{s}' is not a duration (write e.g. 90s, 10m, 2h)"))?;
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         return Err(format!("'{s}': the duration must be positive"));
     }
     Ok(Duration::from_secs_f64(n * f64::from(mult)))
