@@ -8,6 +8,7 @@ use std::process::Command;
 
 /// (recipe name, package, embedded in the binary?)
 const GUESTS: &[(&str, &str, bool)] = &[
+    ("go", "kiln-recipe-go", true),
     ("hostile", "kiln-fixture-hostile", false),
     ("my-recipe", "my-recipe", false),
 ];
@@ -56,7 +57,7 @@ fn main() {
         .expect("running cargo for the wasm32-wasip2 recipes");
     assert!(
         status.success(),
-        "building the recipes for wasm32-wasip2 failed; is the target installed? (rustup target add wasm32-wasip2)"
+        "building the recipes for wasm32-wasip2 failed (see the errors above); if the target is missing: rustup target add wasm32-wasip2"
     );
 
     let wasm = |package: &str| -> PathBuf {

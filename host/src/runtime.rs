@@ -125,6 +125,23 @@ pub enum RecipeError {
         trap: String,
         stderr: String,
     },
+    #[error(
+        "fixed-output step of target '{target}' produced {got}, but {setting} is {specified}\n  if the new content is what you want (a changed go.sum, say), set {setting} = \"{got}\""
+    )]
+    FixedOutputMismatch {
+        target: String,
+        setting: String,
+        specified: String,
+        got: String,
+    },
+    #[error(
+        "{setting} of target '{target}' is not set: its fixed-output step produced {got}\n  pin it by setting {setting} = \"{got}\" in kiln.toml (nothing downloaded was used)"
+    )]
+    FixedOutputUnpinned {
+        target: String,
+        setting: String,
+        got: String,
+    },
     #[error("recipe for '{target}' could not be loaded: {message}")]
     Load { target: String, message: String },
 }

@@ -187,8 +187,27 @@ impl tool_exec::Host for HostState {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(e)),
         };
+        let fixed_dir = match &cmd.fixed_output {
+            Some(fo) => match resolve_cwd(&fo.dir, &self.work_dir) {
+                Ok(dir) => Some(dir),
+                Err(_) if fo.dir.starts_with("/work/") || !fo.dir.starts_with('/') => {
+                    // The step creates it: check only that it is under /work.
+                    match resolve_new_dir(&fo.dir) {
+                        Ok(dir) => Some(dir),
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+                Err(e) => return Ok(Err(e)),
+            },
+            None => None,
+        };
         match sandbox::run(&spec, self.sandbox) {
             Ok(out) => {
+                if let (Some(fo), Some(dir), Some(0)) =
+                    (&cmd.fixed_output, &fixed_dir, out.exit_code)
+                {
+                    self.check_fixed_output(fo, dir)?;
+                }
                 let mut argv = vec![spec.program.clone()];
                 argv.extend(spec.args.iter().cloned());
                 self.report().execs.push(ExecRecord {
@@ -224,6 +243,48 @@ impl tool_exec::Host for HostState {
 }
 
 impl HostState {
+    /// Hash a fixed-output step's directory and trap unless it is what
+    /// kiln.toml pinned.
+    fn check_fixed_output(
+        &self,
+        fo: &tool_exec::FixedOutput,
+        guest_dir: &str,
+    ) -> wasmtime::Result<()> {
+        let rel = guest_dir
+            .strip_prefix("/work")
+            .unwrap_or(guest_dir)
+            .trim_start_matches('/');
+        let host_dir = self.work_dir.join(rel);
+        let got = match kiln_core::nar::hash_path(&host_dir) {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(self.trap(RecipeError::Failed {
+                    target: self.target.clone(),
+                    message: format!("fixed-output step left no readable {guest_dir}: {e}"),
+                }));
+            }
+        };
+        let specified = fo.hash.as_deref().map(kiln_core::hash::Sha256Hash::parse);
+        match specified {
+            Some(Ok(h)) if h == got => Ok(()),
+            Some(Ok(h)) => Err(self.trap(RecipeError::FixedOutputMismatch {
+                target: self.target.clone(),
+                setting: fo.setting.clone(),
+                specified: h.to_sri(),
+                got: got.to_sri(),
+            })),
+            Some(Err(e)) => Err(self.trap(RecipeError::Failed {
+                target: self.target.clone(),
+                message: format!("{}: {e}", fo.setting),
+            })),
+            None => Err(self.trap(RecipeError::FixedOutputUnpinned {
+                target: self.target.clone(),
+                setting: fo.setting.clone(),
+                got: got.to_sri(),
+            })),
+        }
+    }
+
     /// Check a request against what the target declared and turn it into a spec.
     fn plan_exec(&self, cmd: &tool_exec::Command) -> Result<SandboxSpec, tool_exec::Error> {
         let tool = &cmd.tool;
@@ -239,7 +300,8 @@ impl HostState {
         let program = resolve_tool(input, &tool.path)?;
 
         let cwd = resolve_cwd(&cmd.cwd, &self.work_dir)?;
-        if cmd.network && !self.network_allowed {
+        let network = cmd.network || cmd.fixed_output.is_some();
+        if network && !self.network_allowed && cmd.fixed_output.is_none() {
             return Err(tool_exec::Error::NetworkDenied(format!(
                 "target '{}' does not declare output_hash, so its tools get no network; pin the output with output_hash = \"sha256-…\" to make it a fixed-output target",
                 self.target
@@ -300,7 +362,7 @@ impl HostState {
             env,
             cwd,
             mounts,
-            network: cmd.network,
+            network,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
         })
     }
@@ -344,6 +406,21 @@ fn resolve_tool(input: &RunInput, path: &str) -> Result<String, tool_exec::Error
         input.name,
         path.trim_start_matches("./")
     ))
+}
+
+/// The sandbox path of a directory a step will create under `/work`.
+fn resolve_new_dir(dir: &str) -> Result<String, tool_exec::Error> {
+    let rel = dir.strip_prefix("/work/").unwrap_or(dir);
+    if rel.is_empty()
+        || Path::new(rel)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(tool_exec::Error::BadCwd(format!(
+            "fixed-output directory '{dir}' must be a path under /work without '..'"
+        )));
+    }
+    Ok(format!("/work/{}", rel.trim_end_matches('/')))
 }
 
 /// The sandbox cwd for `cwd` (empty, relative to `/work`, or absolute under `/work`).

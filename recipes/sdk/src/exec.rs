@@ -35,6 +35,7 @@ pub struct Command {
     env: Vec<(String, String)>,
     cwd: String,
     network: bool,
+    fixed_output: Option<tool_exec::FixedOutput>,
 }
 
 /// What a finished process left behind.
@@ -74,6 +75,7 @@ impl Command {
             env: Vec::new(),
             cwd: String::new(),
             network: false,
+            fixed_output: None,
         }
     }
 
@@ -86,6 +88,12 @@ impl Command {
     /// Add several arguments.
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Set several environment variables.
+    pub fn envs<'a, I: IntoIterator<Item = &'a (String, String)>>(mut self, vars: I) -> Self {
+        self.env.extend(vars.into_iter().cloned());
         self
     }
 
@@ -107,6 +115,24 @@ impl Command {
         self
     }
 
+    /// Make this a fixed-output step: the command fills `dir` (under
+    /// `/work`), gets network access, and the host fails the build unless
+    /// `dir` hashes to `hash` (`setting` names where the hash is written, for
+    /// the message). With `hash` `None` the host reports the hash it found.
+    pub fn fixed_output(
+        mut self,
+        dir: impl Into<String>,
+        hash: Option<String>,
+        setting: impl Into<String>,
+    ) -> Self {
+        self.fixed_output = Some(tool_exec::FixedOutput {
+            dir: dir.into(),
+            hash,
+            setting: setting.into(),
+        });
+        self
+    }
+
     /// Run the process and return its output whatever its exit code.
     pub fn output(&self) -> Result<Output> {
         let cmd = tool_exec::Command {
@@ -118,6 +144,7 @@ impl Command {
             env: self.env.clone(),
             cwd: self.cwd.clone(),
             network: self.network,
+            fixed_output: self.fixed_output.clone(),
         };
         let out = tool_exec::exec(&cmd)
             .map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;

