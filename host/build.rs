@@ -9,6 +9,7 @@ use std::process::Command;
 /// (recipe name, package, embedded in the binary?)
 const GUESTS: &[(&str, &str, bool)] = &[
     ("go", "kiln-recipe-go", true),
+    ("oci-image", "kiln-recipe-oci-image", true),
     ("hostile", "kiln-fixture-hostile", false),
     ("my-recipe", "my-recipe", false),
 ];

@@ -145,6 +145,37 @@ impl target::Host for HostState {
         Ok(v)
     }
 
+    fn file_mode(&mut self, path: String) -> wasmtime::Result<Option<u32>> {
+        let Some(rest) = path.strip_prefix("/inputs/") else {
+            return Ok(None);
+        };
+        let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some(input) = self.inputs.iter().find(|i| i.name == name) else {
+            return Ok(None);
+        };
+        if inner.is_empty() || !input.is_dir {
+            return Ok(std::fs::symlink_metadata(&input.host_path).ok().map(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o7777
+            }));
+        }
+        let inner = Path::new(inner);
+        if inner
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Ok(None);
+        }
+        let Ok(dir) = Dir::open_ambient_dir(&input.host_path, ambient_authority()) else {
+            return Ok(None);
+        };
+        use cap_std::fs::PermissionsExt;
+        Ok(dir
+            .symlink_metadata(inner)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777))
+    }
+
     fn source_date_epoch(&mut self) -> wasmtime::Result<u64> {
         Ok(self.source_date_epoch)
     }

@@ -94,6 +94,17 @@ pub fn target_name() -> String {
     bindings::kiln::recipe::target::name()
 }
 
+/// The Unix mode bits of `path` (under `/inputs`), which WASI cannot report;
+/// `None` if it does not exist.
+pub fn file_mode(path: &Path) -> Option<u32> {
+    bindings::kiln::recipe::target::file_mode(&path.to_string_lossy())
+}
+
+/// Whether `path` (under `/inputs`) is a file with an executable bit set.
+pub fn is_executable(path: &Path) -> bool {
+    path.is_file() && file_mode(path).is_some_and(|m| m & 0o111 != 0)
+}
+
 /// The build's SOURCE_DATE_EPOCH, in seconds.
 pub fn source_date_epoch() -> u64 {
     bindings::kiln::recipe::target::source_date_epoch()

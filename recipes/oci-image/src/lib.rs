@@ -1,0 +1,320 @@
+//! The standard `oci-image` recipe: files from inputs → a reproducible image
+//! that `docker load` / `podman load` accept and that runs.
+//!
+//! 1. collect `contents` (plus `directories`, CA certificates, tzdata) into a
+//!    sorted tree; check the entrypoint can start (`runcheck`);
+//! 2. write each layer as a deterministic tar (`layer`), digest = diff_id
+//!    (layers are stored uncompressed so they are byte-stable);
+//! 3. write the config, manifest and index with oci-spec's types as an OCI
+//!    image layout in `/out/oci/`, and the same blobs plus docker's
+//!    `manifest.json` as `/out/image.tar`.
+//!
+//! Params are documented in docs/recipes/oci-image.md.
+
+mod layer;
+mod params;
+mod runcheck;
+
+use std::fs;
+use std::io::{self, Read, Write};
+
+use kiln_sdk::{Context, Error, Result, info};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder, Sha256Digest,
+};
+use params::{LayerMode, Params, parse_mode};
+use sha2::{Digest, Sha256};
+
+use layer::Tree;
+
+const OCI: &str = "/out/oci";
+
+fn build() -> Result<()> {
+    let p: Params = kiln_sdk::params()?;
+    let sde = kiln_sdk::source_date_epoch();
+
+    // Each layer's tree; `image` is their union, for the run check.
+    let mut layers: Vec<Tree> = Vec::new();
+    let mut current = Tree::new();
+    for (i, c) in p.contents.iter().enumerate() {
+        let src = kiln_sdk::input(&c.from)?.join(&c.path);
+        let mode = c
+            .mode
+            .as_deref()
+            .map(|m| parse_mode(m, &format!("contents[{i}]")))
+            .transpose()
+            .map_err(Error::msg)?;
+        layer::add_source(&mut current, &src, &c.dest, mode)
+            .with_context(|| format!("contents[{i}] ({} → {})", src.display(), c.dest))?;
+        if p.layers == LayerMode::PerContent {
+            layers.push(std::mem::take(&mut current));
+        }
+    }
+    if let Some(ca) = &p.ca_certificates {
+        let src = kiln_sdk::input(&ca.input)?.join(&ca.path);
+        layer::add_source(
+            &mut current,
+            &src,
+            "/etc/ssl/certs/ca-certificates.crt",
+            Some(0o644),
+        )
+        .context("ca_certificates")?;
+    }
+    if let Some(tz) = &p.tzdata {
+        let src = kiln_sdk::input(&tz.input)?.join(&tz.path);
+        layer::add_source(&mut current, &src, "/usr/share/zoneinfo", None).context("tzdata")?;
+    }
+    for (i, d) in p.directories.iter().enumerate() {
+        let mode = d
+            .mode
+            .as_deref()
+            .map(|m| parse_mode(m, &format!("directories[{i}]")))
+            .transpose()
+            .map_err(Error::msg)?;
+        layer::add_dir(&mut current, &d.path, mode.unwrap_or(0o755))?;
+    }
+    if !current.is_empty() || layers.is_empty() {
+        layers.push(current);
+    }
+    let mut image = Tree::new();
+    for l in &layers {
+        image.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    let env: Vec<String> = p.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let program = p.entrypoint.first().or(p.cmd.first()).ok_or_else(|| {
+        Error::msg("set entrypoint (or cmd): an image with nothing to run cannot start")
+    })?;
+    runcheck::check(&image, program, p.env.get("PATH").map(String::as_str))?;
+
+    fs::create_dir_all(format!("{OCI}/blobs/sha256"))?;
+    let mut layer_descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in &layers {
+        let tmp = "/work/layer.tar";
+        layer::write_tar(l, sde, io::BufWriter::new(fs::File::create(tmp)?))?;
+        let (hex, size) = hash_file(tmp)?;
+        fs::rename(tmp, format!("{OCI}/blobs/sha256/{hex}"))?;
+        diff_ids.push(format!("sha256:{hex}"));
+        layer_descs.push(descriptor(MediaType::ImageLayer, size, &hex)?);
+    }
+
+    let created = rfc3339(sde);
+    let mut config = ConfigBuilder::default().env(env);
+    if !p.entrypoint.is_empty() {
+        config = config.entrypoint(p.entrypoint.clone());
+    }
+    if !p.cmd.is_empty() {
+        config = config.cmd(p.cmd.clone());
+    }
+    if let Some(w) = &p.working_dir {
+        config = config.working_dir(w.clone());
+    }
+    if let Some(u) = &p.user {
+        config = config.user(u.clone());
+    }
+    if !p.exposed_ports.is_empty() {
+        config = config.exposed_ports(p.exposed_ports.clone());
+    }
+    if !p.labels.is_empty() {
+        config = config.labels(
+            p.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    let arch = Arch::from(p.architecture.as_str());
+    let image_config = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(arch)
+        .os(Os::Linux)
+        .config(config.build().map_err(oci_err)?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()
+                .map_err(oci_err)?,
+        )
+        .build()
+        .map_err(oci_err)?;
+    // serde_json writes struct fields in declaration order and the labels map
+    // is re-sorted below, so the bytes are stable.
+    let config_json = canonical_json(&image_config)?;
+    let config_hex = write_blob(&config_json)?;
+    let config_desc = descriptor(
+        MediaType::ImageConfig,
+        config_json.len() as u64,
+        &config_hex,
+    )?;
+
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layer_descs.clone())
+        .build()
+        .map_err(oci_err)?;
+    let manifest_json = canonical_json(&manifest)?;
+    let manifest_hex = write_blob(&manifest_json)?;
+
+    let tag = p
+        .tag
+        .clone()
+        .unwrap_or_else(|| config_hex[..16].to_string());
+    let reference = format!("{}:{tag}", p.name);
+    let mut manifest_desc = descriptor(
+        MediaType::ImageManifest,
+        manifest_json.len() as u64,
+        &manifest_hex,
+    )?;
+    manifest_desc.set_annotations(Some(
+        [
+            ("org.opencontainers.image.ref.name".to_string(), tag.clone()),
+            ("io.containerd.image.name".to_string(), reference.clone()),
+        ]
+        .into_iter()
+        .collect(),
+    ));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![manifest_desc])
+        .build()
+        .map_err(oci_err)?;
+    fs::write(format!("{OCI}/index.json"), canonical_json(&index)?)?;
+    fs::write(
+        format!("{OCI}/oci-layout"),
+        b"{\"imageLayoutVersion\":\"1.0.0\"}",
+    )?;
+
+    // docker-archive: the OCI layout plus docker's manifest.json, as docker save writes since v25.
+    let docker_manifest = serde_json::json!([{
+        "Config": format!("blobs/sha256/{config_hex}"),
+        "RepoTags": [reference],
+        "Layers": layer_descs.iter().map(|d| format!("blobs/sha256/{}", d.digest().digest())).collect::<Vec<_>>(),
+    }]);
+    fs::write("/work/manifest.json", serde_json::to_vec(&docker_manifest)?)?;
+    write_archive(sde)?;
+    info!(
+        "{reference}: {} layer(s), {} files; /out/image.tar and /out/oci",
+        layers.len(),
+        image.len()
+    );
+    Ok(())
+}
+
+fn oci_err(e: oci_spec::OciSpecError) -> Error {
+    Error::msg(format!("building the image metadata: {e}"))
+}
+
+/// JSON with object keys sorted, so maps (labels, annotations) are stable.
+fn canonical_json(v: &impl serde::Serialize) -> Result<Vec<u8>> {
+    let value: serde_json::Value = serde_json::to_value(v)?;
+    Ok(serde_json::to_vec(&value)?)
+}
+
+fn descriptor(media_type: MediaType, size: u64, hex: &str) -> Result<Descriptor> {
+    let digest: Sha256Digest = hex.parse().map_err(oci_err)?;
+    DescriptorBuilder::default()
+        .media_type(media_type)
+        .size(size)
+        .digest(digest)
+        .build()
+        .map_err(oci_err)
+}
+
+fn write_blob(bytes: &[u8]) -> Result<String> {
+    let hex = hex(&Sha256::digest(bytes));
+    fs::write(format!("{OCI}/blobs/sha256/{hex}"), bytes)?;
+    Ok(hex)
+}
+
+fn hash_file(path: &str) -> Result<(String, u64)> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex(&h.finalize()), size))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `/out/image.tar`: oci-layout, index.json, manifest.json and the blobs, sorted.
+fn write_archive(sde: u64) -> Result<()> {
+    let mut tree = Tree::new();
+    let mut blobs: Vec<String> = fs::read_dir(format!("{OCI}/blobs/sha256"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    blobs.sort();
+    layer::add_dir(&mut tree, "/blobs/sha256", 0o755)?;
+    for b in blobs {
+        let src = std::path::PathBuf::from(format!("{OCI}/blobs/sha256/{b}"));
+        let size = fs::metadata(&src)?.len();
+        tree.insert(
+            format!("blobs/sha256/{b}"),
+            layer::Node::File {
+                src,
+                mode: 0o644,
+                size,
+            },
+        );
+    }
+    for (name, src) in [
+        ("index.json", format!("{OCI}/index.json")),
+        ("oci-layout", format!("{OCI}/oci-layout")),
+        ("manifest.json", "/work/manifest.json".into()),
+    ] {
+        let size = fs::metadata(&src)?.len();
+        tree.insert(
+            name.to_string(),
+            layer::Node::File {
+                src: src.into(),
+                mode: 0o644,
+                size,
+            },
+        );
+    }
+    let mut out = io::BufWriter::new(fs::File::create("/out/image.tar")?);
+    layer::write_tar(&tree, sde, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `1970-01-01T00:00:01Z` for SOURCE_DATE_EPOCH 1.
+fn rfc3339(secs: u64) -> String {
+    let days = secs / 86400;
+    let rem = secs % 86400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z.rem_euclid(146097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+kiln_sdk::recipe!(build);
