@@ -77,7 +77,12 @@ pub fn fetch(
             let len = f.metadata().ok().map(|m| m.len());
             (Box::new(f), len)
         } else {
-            let resp = ureq::get(url).call().map_err(|e| dl(e.to_string()))?;
+            // The system's trust store, so the machine's CAs (and proxies) apply.
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build();
+            let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+            let resp = agent.get(url).call().map_err(|e| dl(e.to_string()))?;
             let len = resp.body().content_length();
             (
                 Box::new(resp.into_body().into_with_config().limit(u64::MAX).reader()),

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod go_image;
 mod hash_cli;
 mod hostile_recipes;
 mod runtime;

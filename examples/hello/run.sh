@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# kiln's main job, end to end: build kiln, build hello.go into a static binary
+# and a single-layer image, run the binary, then load the image into podman
+# and run it. Installs what a fresh machine lacks first (.ci/deps).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+
+bash "$repo/.ci/deps"
+cargo build --quiet --manifest-path "$repo/Cargo.toml" -p kiln
+kiln="$repo/target/debug/kiln"
+
+cd "$repo/examples/hello"
+"$kiln" build hello image
+
+echo "--- ./result-hello/bin/hello"
+./result-hello/bin/hello
+
+echo "--- podman load + run"
+export CONTAINERS_CONF="$repo/tests/podman/containers.conf"
+podman load --quiet -i result-image/image.tar
+podman run --rm hello:kiln

@@ -1,0 +1,146 @@
+//! The headline job: Go module → static binary → image that podman loads and runs.
+
+use std::process::Command;
+
+use crate::support::{Project, go_input, hello_project, run};
+
+fn podman(args: &[&str]) -> crate::support::Run {
+    let conf =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/podman/containers.conf");
+    run(Command::new("podman")
+        .args(args)
+        .env("CONTAINERS_CONF", conf)
+        .output()
+        .expect("podman (Debian: podman runc; .ci/run installs them)"))
+}
+
+#[test]
+fn hello_builds_a_static_binary_and_an_image_that_runs() {
+    let p = hello_project();
+    p.kiln(&["build", "hello", "image"]).ok();
+    let out = run(Command::new(p.path("result-hello/bin/hello"))
+        .output()
+        .unwrap())
+    .ok();
+    assert_eq!(
+        out.stdout,
+        "Hello from a static Go binary, built by kiln!\n"
+    );
+    let info =
+        std::fs::read_to_string(p.path("result-hello/share/kiln/go/hello.buildinfo")).unwrap();
+    assert!(
+        info.contains("path\texample.com/hello") && info.contains("CGO_ENABLED=0"),
+        "{info}"
+    );
+
+    let image = p.path("result-image/image.tar");
+    let oci = p.path("result-image/oci");
+    for reference in [
+        format!("docker-archive:{}", image.display()),
+        format!("oci:{}:kiln", oci.display()),
+    ] {
+        let r = run(Command::new("skopeo")
+            .args(["inspect", &reference])
+            .output()
+            .expect("skopeo"))
+        .ok();
+        assert!(
+            r.stdout.contains("\"Created\": \"1970-01-01T00:00:01Z\""),
+            "{}",
+            r.stdout
+        );
+    }
+    podman(&["load", "-i", image.to_str().unwrap()]).ok();
+    let r = podman(&["run", "--rm", "hello:kiln"]).ok();
+    assert_eq!(r.stdout, "Hello from a static Go binary, built by kiln!\n");
+}
+
+#[test]
+fn two_checkouts_give_bit_identical_binaries_and_images() {
+    let a = hello_project();
+    let b = hello_project();
+    a.kiln(&["build", "hello", "image"]).ok();
+    b.kiln(&["build", "hello", "image"]).ok();
+    for f in ["result-hello/bin/hello", "result-image/image.tar"] {
+        assert_eq!(
+            std::fs::read(a.path(f)).unwrap(),
+            std::fs::read(b.path(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+}
+
+#[test]
+fn only_the_selected_main_packages_are_built() {
+    let p = Project::new();
+    p.write("go.mod", "module example.com/multi\n\ngo 1.22\n");
+    p.write(
+        "lib/lib.go",
+        "package lib\n\nfunc Name() string { return \"lib\" }\n",
+    );
+    p.write("cmd/a/main.go", "package main\n\nimport (\"fmt\"; \"example.com/multi/lib\")\n\nfunc main() { fmt.Println(\"a uses\", lib.Name()) }\n");
+    p.write("cmd/b/main.go", "package main\n\nfunc main() {}\n");
+    p.write(
+        "testdata/c/main.go",
+        "package main\n\nfunc main() { broken }\n",
+    );
+    p.write("kiln.toml", &format!("[target.a]\nrecipe = \"go\"\ninputs.src = {{ path = \".\" }}\n{}params = {{ packages = [\"./cmd/a\"] }}\n", go_input()));
+    p.kiln(&["build", "a"]).ok();
+    let bins: Vec<_> = std::fs::read_dir(p.path("result/bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(bins, ["a"]);
+    let out = run(Command::new(p.path("result/bin/a")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "a uses lib\n");
+}
+
+#[test]
+fn a_failing_go_test_fails_the_build_and_shows_its_output() {
+    let p = Project::new();
+    p.write("go.mod", "module example.com/t\n\ngo 1.22\n");
+    p.write("main.go", "package main\n\nfunc main() {}\n");
+    p.write("main_test.go", "package main\n\nimport \"testing\"\n\nfunc TestNope(t *testing.T) { t.Fatal(\"the answer is not 42\") }\n");
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = \"go\"\ninputs.src = {{ path = \".\" }}\n{}",
+            go_input()
+        ),
+    );
+    let r = p
+        .kiln(&["build"])
+        .fails_with("go test failed for module example.com/t");
+    assert!(r.stderr.contains("the answer is not 42"), "{}", r.stderr);
+}
+
+#[test]
+fn an_image_whose_entrypoint_is_missing_fails_at_build_time() {
+    let p = Project::new();
+    p.write("files/readme.txt", "no binary here\n");
+    p.write(
+        "kiln.toml",
+        "[target.img]\nrecipe = \"oci-image\"\ninputs.files = { path = \"files\" }\n[target.img.params]\nname = \"x\"\ncontents = [{ from = \"files\", dest = \"/data\" }]\nentrypoint = [\"/bin/app\"]\n",
+    );
+    p.kiln(&["build"])
+        .fails_with("the entrypoint /bin/app is not in the image");
+    p.write(
+        "kiln.toml",
+        "[target.img]\nrecipe = \"oci-image\"\ninputs.files = { path = \"files\" }\n[target.img.params]\nname = \"x\"\ncontents = [{ from = \"files\", path = \"readme.txt\", dest = \"/bin/app\" }]\nentrypoint = [\"/bin/app\"]\n",
+    );
+    p.kiln(&["build"])
+        .fails_with("the entrypoint /bin/app is not executable");
+}
+
+#[test]
+fn a_dynamically_linked_entrypoint_without_its_loader_is_refused() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("files")).unwrap();
+    std::fs::copy("/bin/true", p.path("files/true")).unwrap();
+    p.write(
+        "kiln.toml",
+        "[target.img]\nrecipe = \"oci-image\"\ninputs.files = { path = \"files\" }\n[target.img.params]\nname = \"x\"\ncontents = [{ from = \"files\", path = \"true\", dest = \"/bin/true\" }]\nentrypoint = [\"/bin/true\"]\n",
+    );
+    p.kiln(&["build"])
+        .fails_with("is dynamically linked and needs its interpreter /lib64/ld-linux-x86-64.so.2");
+}
