@@ -11,5 +11,6 @@ mod support;
 mod go_image;
 mod hash_cli;
 mod hostile_recipes;
+mod hostile_tools;
 mod runtime;
 mod writing_recipes;

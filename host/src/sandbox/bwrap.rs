@@ -43,6 +43,8 @@ pub(super) fn spawn(spec: &SandboxSpec) -> Result<Child, SandboxError> {
             .arg(&m.guest);
     }
     cmd.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+    // Everything outside the writable mounts is read-only, the root included.
+    cmd.args(["--remount-ro", "/"]);
     cmd.arg("--chdir").arg(&spec.cwd);
     cmd.arg("--").arg(&spec.program).args(&spec.args);
     cmd.env_clear().envs(&spec.env);

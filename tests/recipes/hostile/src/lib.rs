@@ -14,6 +14,9 @@ struct Params {
     attack: String,
     #[serde(default)]
     port: u16,
+    /// For `exec`: a shell script run by `/inputs/tools/bin/sh -c`.
+    #[serde(default)]
+    script: String,
 }
 
 fn escaped(what: impl AsRef<[u8]>) -> Result<()> {
@@ -95,6 +98,22 @@ fn build() -> Result<()> {
             let line = "x".repeat(100 * 1024 * 1024);
             kiln_sdk::log(kiln_sdk::Level::Info, &line);
             escaped("logged 100 MB")
+        }
+        "exec" => {
+            // A hostile *tool*: the script tries its escape inside the tool sandbox.
+            let out = Command::new(Tool::new("tools", "bin/sh"))
+                .args(["-c", p.script.as_str()])
+                .output()?;
+            if out.success() {
+                escaped(out.stdout)
+            } else {
+                Err(Error::msg(format!(
+                    "tool exited with {:?}: {}{}",
+                    out.exit_code,
+                    out.stdout_str(),
+                    out.stderr_str()
+                )))
+            }
         }
         "noop" => Ok(()),
         "entropy" => {

@@ -1,0 +1,118 @@
+//! Hostile tools: scripts run by a static busybox shell inside the tool
+//! sandbox. Each escape fails (or is killed), is named in the error, and
+//! leaves nothing in the store but the declared input.
+
+use crate::support::{Project, busybox, fixture};
+
+fn tool_attack(script: &str) -> Project {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\nattack = \"exec\"\nscript = '''{script}'''\n",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
+#[track_caller]
+fn left_nothing(p: &Project) {
+    let entries = p.store_entries();
+    assert_eq!(
+        entries.len(),
+        1,
+        "store holds more than the input: {entries:?}"
+    );
+    assert!(!p.path("result").exists());
+    assert_eq!(p.staging_leftovers(), 0);
+}
+
+#[test]
+fn the_hosts_hostname_file_is_not_there() {
+    let p = tool_attack("cat /etc/hostname");
+    p.kiln(&["build"])
+        .fails_with("can't open '/etc/hostname': No such file or directory");
+    left_nothing(&p);
+}
+
+#[test]
+fn the_hosts_home_and_other_directories_are_not_there() {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let p = tool_attack(&format!("ls {home} || ls /usr/bin"));
+    let r = p
+        .kiln(&["build"])
+        .fails_with("ls: /usr/bin: No such file or directory");
+    assert!(
+        r.stderr
+            .contains(&format!("ls: {home}: No such file or directory")),
+        "{}",
+        r.stderr
+    );
+    left_nothing(&p);
+}
+
+#[test]
+fn a_loopback_server_is_unreachable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let p = tool_attack(&format!("echo hi | nc 127.0.0.1 {port}"));
+    p.kiln(&["build"]).fails_with("tool exited with Some(1)");
+    assert!(
+        listener.accept().is_err(),
+        "the tool reached the host's listener"
+    );
+    left_nothing(&p);
+}
+
+#[test]
+fn writing_outside_work_and_out_is_refused() {
+    let p = tool_attack("touch /evil");
+    p.kiln(&["build"])
+        .fails_with("touch: /evil: Read-only file system");
+    left_nothing(&p);
+    let p = tool_attack("touch /inputs/tools/planted");
+    p.kiln(&["build"])
+        .fails_with("touch: /inputs/tools/planted: Read-only file system");
+    assert!(!p.path("tools/planted").exists());
+    left_nothing(&p);
+}
+
+#[test]
+fn a_setuid_file_never_reaches_the_store() {
+    let p =
+        tool_attack("cp /inputs/tools/bin/sh /out/sh && chmod 4755 /out/sh; stat -c %a /out/sh");
+    // chmod may work inside the sandbox; the store keeps only the exec bit.
+    p.kiln(&["build"]).ok();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p.path("result/sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o7777,
+        0o555,
+        "store entries keep only the executable bit: {mode:o}"
+    );
+}
+
+#[test]
+fn sleeping_past_the_timeout_and_background_processes_are_killed() {
+    let p = tool_attack("sleep 1000 & sleep 1000");
+    let start = std::time::Instant::now();
+    p.kiln(&["build", "--timeout", "3s"])
+        .fails_with("ran past its time limit of 3s");
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    left_nothing(&p);
+}
+
+#[test]
+fn a_fork_bomb_is_killed_at_the_timeout() {
+    let p = tool_attack("i=0; while [ $i -lt 10000 ]; do sleep 1000 & i=$((i+1)); done; wait");
+    p.kiln(&["build", "--timeout", "5s"])
+        .fails_with("ran past its time limit of 5s");
+    left_nothing(&p);
+}
