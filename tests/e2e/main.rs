@@ -12,5 +12,6 @@ mod go_image;
 mod hash_cli;
 mod hostile_recipes;
 mod hostile_tools;
+mod inputs;
 mod runtime;
 mod writing_recipes;

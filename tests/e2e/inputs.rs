@@ -1,0 +1,161 @@
+//! Inputs: downloads from a loopback server, kiln.lock pinning, mismatches
+//! with locations, offline rebuilds, and gc roots.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use crate::support::{Project, fixture};
+
+/// Serve `body` for every request on a loopback port; returns the URL base.
+fn serve(body: Vec<u8>, requests: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(&body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn tarball() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("pkg-1.0/README", &b"read me\n"[..]),
+        ("pkg-1.0/data/x", b"x"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+fn project(url: &str, hash: Option<&str>) -> Project {
+    let p = Project::new();
+    let hash = hash
+        .map(|h| format!(", hash = \"{h}\""))
+        .unwrap_or_default();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\nparams = {{ attack = \"noop\" }}\ninputs.pkg = {{ url = \"{url}/pkg-1.0.tar.gz\", unpack = true{hash} }}\n",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
+#[test]
+fn a_url_input_is_pinned_in_kiln_lock_then_verified_and_works_offline() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = serve(tarball(), hits.clone());
+    let p = project(&url, None);
+    p.kiln(&["build", "--locked"])
+        .fails_with("is not pinned in");
+    p.kiln(&["build"]).ok();
+    let lock = std::fs::read_to_string(p.path("kiln.lock")).unwrap();
+    assert!(lock.contains("pkg = \"sha256-"), "{lock}");
+    // The unpacked tree's single top-level directory became the root.
+    let entry = p
+        .store_entries()
+        .into_iter()
+        .find(|e| e.ends_with("-pkg"))
+        .unwrap();
+    assert!(
+        p.home
+            .path()
+            .join("store")
+            .join(&entry)
+            .join("README")
+            .is_file()
+    );
+    // A second build finds the pinned content in the store: no download.
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    p.kiln(&["build", "--locked"]).ok();
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), before);
+}
+
+#[test]
+fn prefetch_prints_the_hash_a_build_then_accepts() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = serve(tarball(), hits.clone());
+    let tmp = Project::new();
+    let r = tmp
+        .kiln(&["prefetch", "--unpack", &format!("{url}/pkg-1.0.tar.gz")])
+        .ok();
+    let hash = r.stdout.trim().lines().last().unwrap().to_string();
+    assert!(hash.starts_with("sha256-"), "{hash}");
+    let p = project(&url, Some(&hash));
+    p.kiln(&["build"]).ok();
+}
+
+#[test]
+fn a_wrong_hash_names_the_input_its_location_and_the_fix() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = serve(tarball(), hits);
+    let p = project(
+        &url,
+        Some("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="),
+    );
+    let r = p.kiln(&["build"]).fails_with("hash mismatch for");
+    assert!(r.stderr.contains("kiln.toml:4:"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("specified sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= got sha256-"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !p.store_entries().iter().any(|e| e.ends_with("-pkg")),
+        "unverified content reached the store"
+    );
+}
+
+#[test]
+fn a_changed_path_input_is_noticed() {
+    let p = Project::new();
+    p.write("src/a", "one");
+    p.write(
+        "kiln.toml",
+        &format!("[target.t]\nrecipe = {{ path = {:?} }}\nparams = {{ attack = \"noop\" }}\ninputs.src = {{ path = \"src\" }}\n", fixture("hostile")),
+    );
+    p.kiln(&["build"]).ok();
+    assert!(p.kiln(&["build"]).ok().stdout.contains("(cached)"));
+    p.write("src/a", "two");
+    assert!(!p.kiln(&["build"]).ok().stdout.contains("(cached)"));
+}
+
+#[test]
+fn gc_keeps_what_a_result_link_roots_and_deletes_the_rest() {
+    let p = Project::new();
+    p.write("src/a", "one");
+    p.write(
+        "kiln.toml",
+        &format!("[target.t]\nrecipe = {{ path = {:?} }}\nparams = {{ attack = \"entropy\" }}\ninputs.src = {{ path = \"src\" }}\n", fixture("hostile")),
+    );
+    p.kiln(&["build"]).ok();
+    let root = p.dir.path().to_str().unwrap().to_string();
+    let before = p.store_entries();
+    p.kiln(&["gc", "--root", &root]).ok();
+    assert_eq!(
+        p.store_entries(),
+        before,
+        "a rooted output or its inputs were deleted"
+    );
+    std::fs::remove_file(p.path("result")).unwrap();
+    p.kiln(&["gc", "--root", &root]).ok();
+    assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
+}
