@@ -144,3 +144,105 @@ fn a_dynamically_linked_entrypoint_without_its_loader_is_refused() {
     p.kiln(&["build"])
         .fails_with("is dynamically linked and needs its interpreter /lib64/ld-linux-x86-64.so.2");
 }
+
+/// Go's dirhash "h1:" of files (name, content), as go.sum records them.
+fn h1(files: &[(&str, &str)]) -> String {
+    let mut sorted = files.to_vec();
+    sorted.sort();
+    let summary: String = sorted
+        .iter()
+        .map(|(name, data)| {
+            format!(
+                "{}  {name}\n",
+                kiln_core::hash::Sha256Hash::of_bytes(data.as_bytes()).to_hex()
+            )
+        })
+        .collect();
+    let sri = kiln_core::hash::Sha256Hash::of_bytes(summary.as_bytes()).to_sri();
+    format!("h1:{}", sri.trim_start_matches("sha256-"))
+}
+
+/// A module depending on example.com/greet, served from a GOPROXY directory
+/// the test writes, with `vendor_hash` = `hash`.
+fn module_with_dependency(hash: Option<&str>) -> Project {
+    use std::io::Write;
+    let p = Project::new();
+    let gomod = "module example.com/greet\n\ngo 1.22\n";
+    let code = "package greet\n\nfunc Hello() string { return \"hello from a dependency\" }\n";
+    let dir = "proxy/example.com/greet/@v";
+    p.write(&format!("{dir}/list"), "v1.0.0\n");
+    p.write(
+        &format!("{dir}/v1.0.0.info"),
+        "{\"Version\":\"v1.0.0\",\"Time\":\"2020-01-01T00:00:00Z\"}\n",
+    );
+    p.write(&format!("{dir}/v1.0.0.mod"), gomod);
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let files = [
+        ("example.com/greet@v1.0.0/go.mod", gomod),
+        ("example.com/greet@v1.0.0/greet.go", code),
+    ];
+    for (name, data) in files {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(data.as_bytes()).unwrap();
+    }
+    std::fs::write(
+        p.path(&format!("{dir}/v1.0.0.zip")),
+        zip.finish().unwrap().into_inner(),
+    )
+    .unwrap();
+
+    p.write(
+        "app/go.mod",
+        "module example.com/app\n\ngo 1.22\n\nrequire example.com/greet v1.0.0\n",
+    );
+    p.write(
+        "app/go.sum",
+        &format!(
+            "example.com/greet v1.0.0 {}\nexample.com/greet v1.0.0/go.mod {}\n",
+            h1(&files),
+            h1(&[("go.mod", gomod)])
+        ),
+    );
+    p.write("app/main.go", "package main\n\nimport (\"fmt\"; \"example.com/greet\")\n\nfunc main() { fmt.Println(greet.Hello()) }\n");
+    let vendor_hash = hash
+        .map(|h| format!(", vendor_hash = \"{h}\""))
+        .unwrap_or_default();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.app]\nrecipe = \"go\"\ninputs.src = {{ path = \"app\" }}\ninputs.proxy = {{ path = \"proxy\" }}\n{}params = {{ goproxy = \"file:///inputs/proxy\", check = false{vendor_hash} }}\n",
+            go_input()
+        ),
+    );
+    p
+}
+
+#[test]
+fn an_external_dependency_builds_through_vendor_hash() {
+    // Without vendor_hash the build fails, naming the hash to pin.
+    let p = module_with_dependency(None);
+    let r = p
+        .kiln(&["build"])
+        .fails_with("params.vendor_hash of target 'app' is not set");
+    let hash = r
+        .stderr
+        .split("params.vendor_hash = \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    // With it, the module builds and runs.
+    let p = module_with_dependency(Some(&hash));
+    p.kiln(&["build"]).ok();
+    let out = run(Command::new(p.path("result/bin/app")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "hello from a dependency\n");
+    let info = std::fs::read_to_string(p.path("result/share/kiln/go/app.buildinfo")).unwrap();
+    assert!(
+        info.contains("dep\texample.com/greet\tv1.0.0\th1:"),
+        "{info}"
+    );
+    // A wrong vendor_hash fails with specified/got.
+    let p = module_with_dependency(Some("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
+    p.kiln(&["build"]).fails_with(&format!("produced {hash}, but params.vendor_hash is sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
+}
