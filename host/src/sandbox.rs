@@ -111,6 +111,21 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
     wait_capped(child, &spec.program, spec.timeout)
 }
 
+/// Start `cmd` with no stdin, piped output, in its own process group (so a
+/// timeout can kill everything it starts).
+fn spawn_piped(mut cmd: std::process::Command, program: &str) -> Result<Child, SandboxError> {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    cmd.spawn().map_err(|source| SandboxError::Spawn {
+        program: program.to_string(),
+        source,
+    })
+}
+
 /// Collect stdout/stderr (capped) and wait, killing the process group at the deadline.
 fn wait_capped(
     mut child: Child,

@@ -20,15 +20,7 @@ fn attack(attack: &str, extra_params: &str) -> Project {
 /// Nothing but the input entry in the store, no link, no staging leftovers.
 #[track_caller]
 fn left_nothing(p: &Project) {
-    let entries = p.store_entries();
-    assert_eq!(
-        entries.len(),
-        1,
-        "store holds more than the input: {entries:?}"
-    );
-    assert!(entries[0].ends_with("-data"), "{entries:?}");
-    assert!(!p.path("result").exists());
-    assert_eq!(p.staging_leftovers(), 0);
+    p.assert_left_only_input("data");
     assert_eq!(
         std::fs::read_to_string(p.path("data/x")).unwrap(),
         "declared input\n"

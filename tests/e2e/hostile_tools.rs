@@ -20,14 +20,7 @@ fn tool_attack(script: &str) -> Project {
 
 #[track_caller]
 fn left_nothing(p: &Project) {
-    let entries = p.store_entries();
-    assert_eq!(
-        entries.len(),
-        1,
-        "store holds more than the input: {entries:?}"
-    );
-    assert!(!p.path("result").exists());
-    assert_eq!(p.staging_leftovers(), 0);
+    p.assert_left_only_input("tools");
 }
 
 #[test]

@@ -93,6 +93,21 @@ impl Project {
         v
     }
 
+    /// Assert a failed build left nothing: only the declared input `input` in
+    /// the store, no result link, no staging leftovers.
+    #[track_caller]
+    pub fn assert_left_only_input(&self, input: &str) {
+        let entries = self.store_entries();
+        assert_eq!(
+            entries.len(),
+            1,
+            "store holds more than the input: {entries:?}"
+        );
+        assert!(entries[0].ends_with(&format!("-{input}")), "{entries:?}");
+        assert!(!self.path("result").exists());
+        assert_eq!(self.staging_leftovers(), 0);
+    }
+
     /// Files left in the store's staging area.
     pub fn staging_leftovers(&self) -> usize {
         std::fs::read_dir(self.home.path().join("tmp"))

@@ -202,35 +202,26 @@ fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
         .to_string();
     let name = sanitize_name(a.name.as_deref().unwrap_or(&default_name));
     let format: HashFormat = a.format.into();
-    let (hash, entry) = if is_url {
-        let f = crate::fetch::fetch(
-            &store,
-            &a.source,
-            a.unpack,
-            &name,
-            None,
-            progress_enabled(quiet),
-        )?;
+    let fetch_url = if is_url {
+        Some(a.source.clone())
+    } else if a.unpack {
+        Some(format!(
+            "file://{}",
+            std::path::absolute(&a.source)?.display()
+        ))
+    } else {
+        None
+    };
+    let (hash, entry) = if let Some(url) = fetch_url {
+        let f = crate::fetch::fetch(&store, &url, a.unpack, &name, None, progress_enabled(quiet))?;
         (f.hash, f.entry)
     } else {
         let path = PathBuf::from(&a.source);
-        if a.unpack {
-            let f = crate::fetch::fetch(
-                &store,
-                &format!("file://{}", std::path::absolute(&path)?.display()),
-                true,
-                &name,
-                None,
-                progress_enabled(quiet),
-            )?;
-            (f.hash, f.entry)
-        } else {
-            let filter = kiln_core::pathfilter::PathFilter::default();
-            let hash = kiln_core::store::content_hash(&path, &filter)
-                .with_context(|| format!("hashing {}", path.display()))?;
-            let entry = store.add_path(&path, &filter, &name, &hash)?;
-            (hash, entry)
-        }
+        let filter = kiln_core::pathfilter::PathFilter::default();
+        let hash = kiln_core::store::content_hash(&path, &filter)
+            .with_context(|| format!("hashing {}", path.display()))?;
+        let entry = store.add_path(&path, &filter, &name, &hash)?;
+        (hash, entry)
     };
     if !quiet {
         eprintln!("added {}", entry.display());

@@ -6,7 +6,6 @@
 //! `/proc` and a tmpfs `/tmp`, hostname `localhost`, uid/gid 1000, no
 //! capabilities, `no_new_privs`, and it dies with kiln.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -48,14 +47,7 @@ pub(super) fn spawn(spec: &SandboxSpec) -> Result<Child, SandboxError> {
     cmd.arg("--chdir").arg(&spec.cwd);
     cmd.arg("--").arg(&spec.program).args(&spec.args);
     cmd.env_clear().envs(&spec.env);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    cmd.spawn().map_err(|source| SandboxError::Spawn {
-        program: spec.program.clone(),
-        source,
-    })
+    super::spawn_piped(cmd, &spec.program)
 }
 
 /// bwrap's path, once it has been seen to create namespaces on this machine.

@@ -7,8 +7,7 @@
 //! build record and key say so, and such an output never satisfies a
 //! hermetic build.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use super::{SandboxError, SandboxSpec};
 
@@ -28,14 +27,7 @@ pub(super) fn spawn(spec: &SandboxSpec) -> Result<Child, SandboxError> {
     cmd.env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, rewrite(v))));
     cmd.current_dir(rewrite(&spec.cwd));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    cmd.spawn().map_err(|source| SandboxError::Spawn {
-        program: spec.program.clone(),
-        source,
-    })
+    super::spawn_piped(cmd, &spec.program)
 }
 
 /// Replace `guest` with `host` wherever it starts a path in `s`: at the
