@@ -7,12 +7,14 @@
 //!   checks inputs, computes the build key, runs the recipe, commits `/out`;
 //! * [`runtime`]: wasmtime; the only module that touches it;
 //! * [`sandbox`]: running a tool in fresh namespaces;
+//! * [`image`]: reading built images back (`kiln image inspect`);
 //! * [`recipes`]: the standard recipes compiled into this binary;
 //! * `kiln_core`: hashes, NAR, the manifest and the store, free of wasmtime.
 
 pub mod builder;
 pub mod cli;
 pub mod fetch;
+pub mod image;
 pub mod recipes;
 pub mod runtime;
 pub mod sandbox;

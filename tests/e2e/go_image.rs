@@ -50,6 +50,35 @@ fn hello_builds_a_static_binary_and_an_image_that_runs() {
             r.stdout
         );
     }
+    let r = p.kiln(&["image", "inspect", image.to_str().unwrap()]).ok();
+    for needle in [
+        "image     hello:kiln",
+        "entrypoint [\"/bin/hello\"]",
+        "-rwxr-xr-x",
+        "/bin/hello",
+        "drwxrwxrwt",
+        "/tmp",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "inspect lacks {needle:?}:\n{}",
+            r.stdout
+        );
+    }
+    let r = p
+        .kiln(&["image", "inspect", "--json", oci.to_str().unwrap()])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["repo_tags"][0], "kiln");
+    assert_eq!(v["created"], "1970-01-01T00:00:01Z");
+    assert!(
+        v["layers"][0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "/bin/hello")
+    );
+
     podman(&["load", "-i", image.to_str().unwrap()]).ok();
     let r = podman(&["run", "--rm", "hello:kiln"]).ok();
     assert_eq!(r.stdout, "Hello from a static Go binary, built by kiln!\n");

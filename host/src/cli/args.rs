@@ -31,6 +31,21 @@ pub enum Command {
     Lock(LockArgs),
     /// Delete store entries that no result link or kiln.lock roots.
     Gc(GcArgs),
+    /// Look inside images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Show an image's config, layers (digest, size) and file tree, as dive does.
+    Inspect {
+        /// A docker-archive tarball (image.tar) or an OCI layout directory (oci/).
+        path: PathBuf,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the kiln.toml is.

@@ -12,7 +12,9 @@ use kiln_core::hash::{HashFormat, Sha256Hash};
 use kiln_core::manifest::{Manifest, parse_manifest};
 use kiln_core::store::Store;
 
-use super::args::{BuildArgs, Cli, Command, HashCommand, LockArgs, PrefetchArgs, SandboxArg};
+use super::args::{
+    BuildArgs, Cli, Command, HashCommand, ImageCommand, LockArgs, PrefetchArgs, SandboxArg,
+};
 use super::{kiln_home, progress_enabled};
 use crate::builder::{BuildOptions, Builder};
 use crate::runtime::{Level, Limits};
@@ -26,6 +28,15 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prefetch(a) => prefetch(a, quiet),
         Command::Lock(a) => lock(a, quiet),
         Command::Gc(a) => gc::run(a, quiet),
+        Command::Image(ImageCommand::Inspect { path, json }) => {
+            let summary = crate::image::inspect(&path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", crate::image::render(&summary));
+            }
+            Ok(())
+        }
     }
 }
 
