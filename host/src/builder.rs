@@ -1,23 +1,26 @@
 //! The builder: turns kiln.toml targets into store entries.
 //!
-//! For each target, dependencies first: resolve the recipe and every input
-//! to a hashed store entry, check each hash against kiln.toml or kiln.lock
-//! *before* any recipe runs, compute the build key, return the stored output
-//! on a hit, otherwise run the recipe in a staging directory and commit
-//! `/out` atomically with its build record. Nothing here touches wasmtime
+//! For each target, once its dependencies are in the store: resolve the
+//! recipe and every input to a hashed store entry, check each hash against
+//! kiln.toml or kiln.lock *before* any recipe runs, compute the build key,
+//! return the stored output on a hit, otherwise run the recipe in a staging
+//! directory and commit `/out` atomically with its build record. Resolving
+//! happens on the calling thread (it updates kiln.lock); recipes of
+//! independent targets run on up to `jobs` threads. Nothing here touches wasmtime
 //! (see [`crate::runtime`]) or parses argv (see [`crate::cli`]).
 
 mod inputs;
 pub mod record;
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{OnceLock, mpsc};
 use std::time::Instant;
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::key::KeyMaterial;
+use kiln_core::listing;
 use kiln_core::lockfile::Lockfile;
 use kiln_core::manifest::{Location, Manifest, RecipeRef, Target};
 use kiln_core::pathfilter::PathFilter;
@@ -28,9 +31,24 @@ use crate::sandbox::SandboxMode;
 pub use inputs::ResolvedInput;
 use record::BuildRecord;
 
+/// What [`Builder::build`] does with each target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Return stored outputs, build the missing ones.
+    Build,
+    /// As `Build`, then build the requested targets once more in a fresh
+    /// sandbox and compare the two outputs bit for bit.
+    Check,
+    /// Only find stored outputs: fail on a target that is not built, write nothing.
+    Lookup,
+}
+
 /// How to build.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
+    pub mode: Mode,
+    /// How many recipes may run at once (independent targets in parallel).
+    pub jobs: usize,
     pub sandbox: SandboxMode,
     pub limits: Limits,
     pub source_date_epoch: u64,
@@ -55,6 +73,8 @@ pub struct Built {
     pub output_hash: Sha256Hash,
     /// True when the output came from the store without running anything.
     pub cached: bool,
+    /// True when `--check` rebuilt it and found the same bits.
+    pub checked: bool,
 }
 
 /// Why a build stopped.
@@ -95,6 +115,21 @@ pub enum BuildError {
         specified: Sha256Hash,
         got: Sha256Hash,
     },
+    #[error(
+        "target '{target}' is not built for its current inputs; run `kiln build {target}` first, or name a store path or result link"
+    )]
+    NotBuilt { target: String },
+    #[error(
+        "target '{target}' is not reproducible: a second build in a fresh sandbox differs from {first}\n{}\n  the second output is kept in {second} for inspection",
+        differences.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+    )]
+    NotReproducible {
+        target: String,
+        first: PathBuf,
+        second: PathBuf,
+        /// `changed bin/hello: file sha256-… → file sha256-…`, one per path.
+        differences: Vec<String>,
+    },
     #[error(transparent)]
     Recipe(#[from] RecipeError),
     #[error(transparent)]
@@ -120,14 +155,36 @@ pub struct HashMismatch {
 
 /// One build session over one kiln.toml.
 pub struct Builder<'a> {
+    ctx: Ctx<'a>,
+    pins: Pins,
+    built: BTreeMap<String, Built>,
+}
+
+/// What build jobs share (read-only, so jobs can run on several threads).
+struct Ctx<'a> {
     store: Store,
     manifest: &'a Manifest,
-    lock: Lockfile,
-    lock_path: PathBuf,
-    lock_changed: bool,
     opts: BuildOptions,
-    runtime: OnceCell<Runtime>,
-    built: BTreeMap<String, Built>,
+    runtime: OnceLock<Runtime>,
+}
+
+/// kiln.lock as this session reads and updates it.
+struct Pins {
+    lock: Lockfile,
+    path: PathBuf,
+    changed: bool,
+    /// `--locked`: fail instead of adding a pin.
+    frozen: bool,
+}
+
+/// A target whose recipe and inputs are resolved and hashed: ready to run.
+struct Job<'a> {
+    target: &'a Target,
+    recipe_name: String,
+    wasm: Vec<u8>,
+    recipe_hash: Sha256Hash,
+    inputs: Vec<ResolvedInput>,
+    key: Sha256Hash,
 }
 
 impl<'a> Builder<'a> {
@@ -153,36 +210,87 @@ impl<'a> Builder<'a> {
             }
         };
         Ok(Builder {
-            store,
-            manifest,
-            lock,
-            lock_path,
-            lock_changed: false,
-            opts,
-            runtime: OnceCell::new(),
+            pins: Pins {
+                lock,
+                path: lock_path,
+                changed: false,
+                frozen: opts.locked,
+            },
+            ctx: Ctx {
+                store,
+                manifest,
+                opts,
+                runtime: OnceLock::new(),
+            },
             built: BTreeMap::new(),
         })
     }
 
     /// The store this builder writes to.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.ctx.store
     }
 
-    /// Build `names` and their dependencies, in dependency order.
+    /// Build `names` and their dependencies: each target once its
+    /// dependencies are in the store, up to `jobs` recipes at a time.
+    /// On a failure, running recipes finish, no new one starts, and the
+    /// first error is returned.
     pub fn build(&mut self, names: &[String]) -> Result<Vec<Built>, BuildError> {
-        let order: Vec<String> = self
+        let mut pending: Vec<&Target> = self
+            .ctx
             .manifest
             .build_order(names)
-            .map_err(BuildError::Other)?
-            .iter()
-            .map(|t| t.name.clone())
-            .collect();
-        for name in order {
-            if !self.built.contains_key(&name) {
-                let built = self.build_one(&self.manifest.targets[&name])?;
-                self.built.insert(name, built);
+            .map_err(BuildError::Other)?;
+        pending.retain(|t| !self.built.contains_key(&t.name));
+        let ctx = &self.ctx;
+        let pins = &mut self.pins;
+        let built = &mut self.built;
+        let jobs = ctx.opts.jobs.max(1);
+        let mut failure: Option<BuildError> = None;
+        std::thread::scope(|scope| {
+            let (done_tx, done_rx) = mpsc::channel::<Result<Built, BuildError>>();
+            let mut running = 0usize;
+            loop {
+                while failure.is_none() && running < jobs {
+                    let Some(i) = pending
+                        .iter()
+                        .position(|t| t.target_deps().all(|d| built.contains_key(d)))
+                    else {
+                        break;
+                    };
+                    let t = pending.remove(i);
+                    let job = match ctx.prepare(t, pins, built) {
+                        Ok(job) => job,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    };
+                    let check = ctx.opts.mode == Mode::Check && names.contains(&t.name);
+                    let tx = done_tx.clone();
+                    running += 1;
+                    scope.spawn(move || {
+                        let _ = tx.send(ctx.execute(job, check));
+                    });
+                }
+                if running == 0 {
+                    break;
+                }
+                let Ok(result) = done_rx.recv() else { break };
+                running -= 1;
+                match result {
+                    Ok(b) => {
+                        built.insert(b.target.clone(), b);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
             }
+        });
+        if let Some(e) = failure {
+            self.save_lock()?;
+            return Err(e);
         }
         self.save_lock()?;
         Ok(names
@@ -194,14 +302,15 @@ impl<'a> Builder<'a> {
     /// Resolve (fetch, hash, pin) every input of `names` without building.
     pub fn lock_inputs(&mut self, names: &[String]) -> Result<(), BuildError> {
         let targets: Vec<&Target> = self
+            .ctx
             .manifest
             .build_order(names)
             .map_err(BuildError::Other)?;
         for t in targets {
-            self.resolve_recipe(t)?;
+            self.ctx.resolve_recipe(t, &mut self.pins)?;
             for input in t.inputs.values() {
                 if !matches!(input.source, kiln_core::manifest::Source::Target(_)) {
-                    self.resolve_input(t, input)?;
+                    inputs::resolve(&self.ctx, &mut self.pins, &self.built, t, input)?;
                 }
             }
         }
@@ -210,25 +319,80 @@ impl<'a> Builder<'a> {
 
     /// Forget pins before `lock_inputs` re-pins them (`kiln lock --update`).
     pub fn forget_pins(&mut self, input: Option<&str>) {
-        self.lock.forget(input);
-        self.lock_changed = true;
+        self.pins.lock.forget(input);
+        self.pins.changed = true;
     }
 
     fn save_lock(&mut self) -> Result<(), BuildError> {
-        if !self.lock_changed {
+        if !self.pins.changed || self.ctx.opts.mode == Mode::Lookup {
             return Ok(());
         }
-        let text = self.lock.render();
-        let tmp = self.lock_path.with_extension("lock.tmp");
+        let text = self.pins.lock.render();
+        let path = &self.pins.path;
+        let tmp = path.with_extension("lock.tmp");
         fs::write(&tmp, text)
-            .and_then(|_| fs::rename(&tmp, &self.lock_path))
-            .map_err(|e| {
-                BuildError::Other(format!("cannot write {}: {e}", self.lock_path.display()))
-            })?;
-        self.lock_changed = false;
+            .and_then(|_| fs::rename(&tmp, path))
+            .map_err(|e| BuildError::Other(format!("cannot write {}: {e}", path.display())))?;
+        self.pins.changed = false;
         Ok(())
     }
+}
 
+impl Pins {
+    /// Compare `got` with the hash kiln.toml specifies, or kiln.lock pins
+    /// (pinning it when neither does and the content is remote or a recipe).
+    fn check(
+        &mut self,
+        manifest: &Manifest,
+        t: &Target,
+        input: &str,
+        specified: Option<Sha256Hash>,
+        at: Location,
+        got: Sha256Hash,
+    ) -> Result<(), BuildError> {
+        if let Some(specified) = specified {
+            if specified != got {
+                return Err(BuildError::HashMismatch(Box::new(HashMismatch {
+                    target: t.name.clone(),
+                    input: input.to_string(),
+                    at,
+                    specified,
+                    got,
+                    fix: format!(
+                        "if the new content is what you want, write hash = \"{got}\" in {}",
+                        manifest.file.display()
+                    ),
+                })));
+            }
+            return Ok(());
+        }
+        match self.lock.get(&t.name, input) {
+            Some(pinned) if pinned == got => Ok(()),
+            Some(pinned) => Err(BuildError::HashMismatch(Box::new(HashMismatch {
+                target: t.name.clone(),
+                input: input.to_string(),
+                at,
+                specified: pinned,
+                got,
+                fix: format!(
+                    "kiln.lock pinned it; if the change is expected run `kiln lock --update {input}`"
+                ),
+            }))),
+            None if self.frozen => Err(BuildError::NotLocked {
+                target: t.name.clone(),
+                input: input.to_string(),
+                at,
+                lockfile: self.path.display().to_string(),
+            }),
+            None => {
+                self.changed |= self.lock.set(&t.name, input, got);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
     fn runtime(&self) -> Result<&Runtime, BuildError> {
         if let Some(r) = self.runtime.get() {
             return Ok(r);
@@ -239,7 +403,11 @@ impl<'a> Builder<'a> {
     }
 
     /// The recipe's wasm bytes and hash, checked against kiln.toml / kiln.lock.
-    fn resolve_recipe(&mut self, t: &Target) -> Result<(String, Vec<u8>, Sha256Hash), BuildError> {
+    fn resolve_recipe(
+        &self,
+        t: &Target,
+        pins: &mut Pins,
+    ) -> Result<(String, Vec<u8>, Sha256Hash), BuildError> {
         match &t.recipe {
             RecipeRef::Standard(name) => {
                 let wasm =
@@ -263,69 +431,36 @@ impl<'a> Builder<'a> {
                 })?;
                 let got = Sha256Hash::of_bytes(&wasm);
                 let at = hash_at.clone().unwrap_or_else(|| t.at.clone());
-                self.check_pin(t, kiln_core::lockfile::RECIPE_KEY, *hash, at, got)?;
-                Ok((path.display().to_string(), wasm, got))
-            }
-        }
-    }
-
-    /// Compare `got` with the hash kiln.toml specifies, or kiln.lock pins
-    /// (pinning it when neither does and the content is remote or a recipe).
-    fn check_pin(
-        &mut self,
-        t: &Target,
-        input: &str,
-        specified: Option<Sha256Hash>,
-        at: Location,
-        got: Sha256Hash,
-    ) -> Result<(), BuildError> {
-        if let Some(specified) = specified {
-            if specified != got {
-                return Err(BuildError::HashMismatch(Box::new(HashMismatch {
-                    target: t.name.clone(),
-                    input: input.to_string(),
+                pins.check(
+                    self.manifest,
+                    t,
+                    kiln_core::lockfile::RECIPE_KEY,
+                    *hash,
                     at,
-                    specified,
                     got,
-                    fix: format!(
-                        "if the new content is what you want, write hash = \"{got}\" in {}",
-                        self.manifest.file.display()
-                    ),
-                })));
-            }
-            return Ok(());
-        }
-        match self.lock.get(&t.name, input) {
-            Some(pinned) if pinned == got => Ok(()),
-            Some(pinned) => Err(BuildError::HashMismatch(Box::new(HashMismatch {
-                target: t.name.clone(),
-                input: input.to_string(),
-                at,
-                specified: pinned,
-                got,
-                fix: format!(
-                    "kiln.lock pinned it; if the change is expected run `kiln lock --update {input}`"
-                ),
-            }))),
-            None if self.opts.locked => Err(BuildError::NotLocked {
-                target: t.name.clone(),
-                input: input.to_string(),
-                at,
-                lockfile: self.lock_path.display().to_string(),
-            }),
-            None => {
-                self.lock_changed |= self.lock.set(&t.name, input, got);
-                Ok(())
+                )?;
+                let name = path
+                    .strip_prefix(&self.manifest.dir)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string();
+                Ok((name, wasm, got))
             }
         }
     }
 
-    fn build_one(&mut self, t: &Target) -> Result<Built, BuildError> {
-        let started = Instant::now();
-        let (recipe_name, wasm, recipe_hash) = self.resolve_recipe(t)?;
+    /// Resolve `t`'s recipe and inputs (its dependencies are in `built`)
+    /// and compute its build key. Every hash is checked here.
+    fn prepare<'t>(
+        &self,
+        t: &'t Target,
+        pins: &mut Pins,
+        built: &BTreeMap<String, Built>,
+    ) -> Result<Job<'t>, BuildError> {
+        let (recipe_name, wasm, recipe_hash) = self.resolve_recipe(t, pins)?;
         let mut resolved: Vec<ResolvedInput> = Vec::new();
         for input in t.inputs.values() {
-            resolved.push(self.resolve_input(t, input)?);
+            resolved.push(inputs::resolve(self, pins, built, t, input)?);
         }
         let key = KeyMaterial {
             recipe: recipe_hash,
@@ -336,27 +471,134 @@ impl<'a> Builder<'a> {
             output_hash: t.output_hash,
         }
         .key();
+        Ok(Job {
+            target: t,
+            recipe_name,
+            wasm,
+            recipe_hash,
+            inputs: resolved,
+            key,
+        })
+    }
 
-        let _lock = self.store.lock(&key.to_hex())?;
-        if let Some(entry) = self.store.lookup_output(&key)
-            && let Ok(rec) = record::read(&self.store, &entry)
-        {
-            return Ok(Built {
+    /// The stored output for `job`, else run its recipe and commit the
+    /// output; with `check`, then run it once more and compare.
+    fn execute(&self, job: Job<'_>, check: bool) -> Result<Built, BuildError> {
+        let t = job.target;
+        let _lock = self.store.lock(&job.key.to_hex())?;
+        let stored = self.store.lookup_output(&job.key).and_then(|entry| {
+            let rec = record::read(&self.store, &entry).ok()?;
+            Some(Built {
                 target: t.name.clone(),
                 entry,
-                key,
+                key: job.key,
                 output_hash: rec.output_hash,
                 cached: true,
+                checked: false,
+            })
+        });
+        let first = match stored {
+            Some(b) => b,
+            None if self.opts.mode == Mode::Lookup => {
+                return Err(BuildError::NotBuilt {
+                    target: t.name.clone(),
+                });
+            }
+            None => {
+                let (staging, record) = self.run(&job)?;
+                // Fixed-output targets are named by their content, others by their key.
+                let entry_hash = t.output_hash.unwrap_or(job.key);
+                let entry = self
+                    .store
+                    .commit(&staging.path().join("out"), &entry_hash, &t.name)?;
+                record::write(&self.store, &entry, &record)
+                    .map_err(|e| BuildError::Other(format!("writing the build record: {e}")))?;
+                self.store.record_output(&job.key, &entry)?;
+                Built {
+                    target: t.name.clone(),
+                    entry,
+                    key: job.key,
+                    output_hash: record.output_hash,
+                    cached: false,
+                    checked: false,
+                }
+            }
+        };
+        if !check {
+            return Ok(first);
+        }
+        let (staging, record) = self.run(&job)?;
+        if record.output_hash == first.output_hash {
+            return Ok(Built {
+                checked: true,
+                ..first
             });
         }
+        self.keep_for_inspection(t, &first, staging.path().join("out"))
+    }
 
+    /// `--check` found a difference: keep the second output under
+    /// `$KILN_HOME/checks/<entry>` and name the paths that differ.
+    fn keep_for_inspection(
+        &self,
+        t: &Target,
+        first: &Built,
+        second: PathBuf,
+    ) -> Result<Built, BuildError> {
+        let io = |e: kiln_core::nar::NarError| BuildError::Other(format!("comparing outputs: {e}"));
+        let changes = listing::diff(
+            &listing::list(&first.entry).map_err(io)?,
+            &listing::list(&second).map_err(io)?,
+        );
+        let kept = self.store.root().join("checks").join(
+            first
+                .entry
+                .file_name()
+                .unwrap_or(std::ffi::OsStr::new(&t.name)),
+        );
+        let moved = fs::create_dir_all(kept.parent().unwrap_or(self.store.root()))
+            .and_then(|_| match fs::symlink_metadata(&kept) {
+                Ok(_) => kiln_core::store::make_writable(&kept)
+                    .and_then(|_| fs::remove_dir_all(&kept).or_else(|_| fs::remove_file(&kept))),
+                Err(_) => Ok(()),
+            })
+            .and_then(|_| fs::rename(&second, &kept));
+        moved.map_err(|e| {
+            BuildError::Other(format!(
+                "keeping the second output in {}: {e}",
+                kept.display()
+            ))
+        })?;
+        Err(BuildError::NotReproducible {
+            target: t.name.clone(),
+            first: first.entry.clone(),
+            second: kept,
+            differences: changes
+                .iter()
+                .map(|c| {
+                    let show = |k: &Option<listing::EntryKind>| {
+                        k.as_ref().map_or("nothing".into(), |k| k.describe())
+                    };
+                    let path = if c.path.is_empty() { "." } else { &c.path };
+                    format!("{} {path}: {} → {}", c.verb(), show(&c.old), show(&c.new))
+                })
+                .collect(),
+        })
+    }
+
+    /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
+    /// the output, checked against the target's `output_hash`.
+    fn run(&self, job: &Job<'_>) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
+        let t = job.target;
+        let started = Instant::now();
         let staging = self.store.temp_dir(&format!("build-{}-", t.name))?;
-        let dirs = prepare_staging(staging.path(), &resolved)
+        let dirs = prepare_staging(staging.path(), &job.inputs)
             .map_err(|e| BuildError::Other(format!("preparing the build directory: {e}")))?;
         let run = RecipeRun {
             target: t.name.clone(),
             params_json: t.params.to_string(),
-            inputs: resolved
+            inputs: job
+                .inputs
                 .iter()
                 .map(|r| RunInput {
                     name: r.name.clone(),
@@ -370,14 +612,14 @@ impl<'a> Builder<'a> {
             etc_dir: dirs.etc,
             file_inputs_dir: dirs.files,
             source_date_epoch: self.opts.source_date_epoch,
-            seed: key.0,
+            seed: job.key.0,
             limits: self.opts.limits,
             sandbox: self.opts.sandbox,
             network_allowed: t.output_hash.is_some(),
             echo: self.opts.echo,
         };
         let runtime = self.runtime()?;
-        let component = runtime.load(&wasm).map_err(|e| {
+        let component = runtime.load(&job.wasm).map_err(|e| {
             BuildError::Recipe(RecipeError::Load {
                 target: t.name.clone(),
                 message: format!("{e:#}"),
@@ -397,38 +639,18 @@ impl<'a> Builder<'a> {
             });
         }
         let record = BuildRecord::new(
-            self.manifest,
             t,
-            &recipe_name,
-            recipe_hash,
-            &resolved,
+            &job.recipe_name,
+            job.recipe_hash,
+            job.key,
+            &job.inputs,
             &report,
-            self.opts.sandbox,
+            &self.opts,
             output_hash,
             started.elapsed(),
-        );
-        // Fixed-output targets are named by their content, others by their key.
-        let entry_hash = t.output_hash.unwrap_or(key);
-        let entry = self.store.commit(&dirs.out, &entry_hash, &t.name)?;
-        record::write(&self.store, &entry, &record)
-            .map_err(|e| BuildError::Other(format!("writing the build record: {e}")))?;
-        self.store.record_output(&key, &entry)?;
-        Ok(Built {
-            target: t.name.clone(),
-            entry,
-            key,
-            output_hash,
-            cached: false,
-        })
-    }
-
-    fn resolve_input(
-        &mut self,
-        t: &Target,
-        input: &kiln_core::manifest::Input,
-    ) -> Result<ResolvedInput, BuildError> {
-        let resolved = inputs::resolve(self, t, input)?;
-        Ok(resolved)
+        )
+        .map_err(|e| BuildError::Other(format!("listing the inputs for the build record: {e}")))?;
+        Ok((staging, record))
     }
 }
 

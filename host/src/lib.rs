@@ -8,9 +8,11 @@
 //! * [`runtime`]: wasmtime; the only module that touches it;
 //! * [`sandbox`]: running a tool in fresh namespaces;
 //! * [`image`]: reading built images back (`kiln image inspect`);
+//! * [`audit`]: build records turned into closures, provenance, SBOMs, diffs;
 //! * [`recipes`]: the standard recipes compiled into this binary;
 //! * `kiln_core`: hashes, NAR, the manifest and the store, free of wasmtime.
 
+pub mod audit;
 pub mod builder;
 pub mod cli;
 pub mod fetch;

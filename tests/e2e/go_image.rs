@@ -97,6 +97,25 @@ fn two_checkouts_give_bit_identical_binaries_and_images() {
             "{f} differs"
         );
     }
+    // Their build records are identical too, but for the timing section.
+    let records = |p: &Project| -> Vec<(String, serde_json::Value)> {
+        let mut v: Vec<_> = std::fs::read_dir(p.home.path().join("records"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let mut r: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+                assert!(r["timing"]["build_ms"].is_u64(), "{r}");
+                r.as_object_mut().unwrap().remove("timing");
+                (e.file_name().to_string_lossy().into_owned(), r)
+            })
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    let (ra, rb) = (records(&a), records(&b));
+    assert_eq!(ra.len(), 2);
+    assert_eq!(ra, rb);
 }
 
 #[test]

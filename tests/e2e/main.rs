@@ -8,6 +8,7 @@
 
 mod support;
 
+mod audit;
 mod go_image;
 mod hash_cli;
 mod hostile_recipes;

@@ -2,6 +2,7 @@
 //!
 //! * [`hash`]: SHA-256 digests in SRI, Nix base32 and hex;
 //! * [`nar`]: the NAR serialisation and the Nix-compatible tree hash;
+//! * [`listing`]: per-file listings of a tree and their differences;
 //! * [`manifest`]: parsing `kiln.toml` into targets, inputs and params;
 //! * [`store`]: the content-addressed store under `$KILN_HOME`.
 //!
@@ -10,6 +11,7 @@
 pub mod hash;
 pub mod hashcache;
 pub mod key;
+pub mod listing;
 pub mod lockfile;
 pub mod manifest;
 pub mod nar;

@@ -3,13 +3,14 @@
 //! `url` inputs fetched (or found in the store by hash), `target` inputs are
 //! the dependency's output. Every hash is checked here, before any recipe runs.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::manifest::{Input, Source, Target};
 use kiln_core::pathfilter::PathFilter;
 
-use super::{BuildError, Builder};
+use super::{BuildError, Built, Ctx, Pins};
 
 /// An input that is in the store with a verified hash.
 #[derive(Debug, Clone)]
@@ -26,7 +27,9 @@ pub struct ResolvedInput {
 }
 
 pub(super) fn resolve(
-    b: &mut Builder<'_>,
+    b: &Ctx<'_>,
+    pins: &mut Pins,
+    built: &BTreeMap<String, Built>,
     t: &Target,
     input: &Input,
 ) -> Result<ResolvedInput, BuildError> {
@@ -47,7 +50,7 @@ pub(super) fn resolve(
                 .map_err(|e| fail(e.to_string()))?;
             // Local sources are hashed on every build; only an explicit hash pins them.
             if let Some(specified) = input.hash {
-                b.check_pin(t, &input.name, Some(specified), at, got)?;
+                pins.check(b.manifest, t, &input.name, Some(specified), at, got)?;
             }
             let entry = b.store.add_path(path, &filter, &input.name, &got)?;
             let origin = path
@@ -69,11 +72,11 @@ pub(super) fn resolve(
             })
         }
         Source::Url { url, unpack } => {
-            let pinned = input.hash.or_else(|| b.lock.get(&t.name, &input.name));
+            let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
             let fetched =
                 crate::fetch::fetch(&b.store, url, *unpack, &input.name, pinned, b.opts.progress)
                     .map_err(|e| fail(e.to_string()))?;
-            b.check_pin(t, &input.name, input.hash, at, fetched.hash)?;
+            pins.check(b.manifest, t, &input.name, input.hash, at, fetched.hash)?;
             Ok(ResolvedInput {
                 name: input.name.clone(),
                 hash: fetched.hash,
@@ -84,8 +87,7 @@ pub(super) fn resolve(
             })
         }
         Source::Target(dep) => {
-            let built = b
-                .built
+            let built = built
                 .get(dep)
                 .ok_or_else(|| fail(format!("target '{dep}' has not been built")))?;
             Ok(ResolvedInput {

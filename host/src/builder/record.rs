@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_core::hash::Sha256Hash;
-use kiln_core::manifest::{Manifest, Target};
+use kiln_core::listing::{self, FileEntry};
+use kiln_core::manifest::Target;
+use kiln_core::nar::NarError;
 use kiln_core::store::Store;
 use serde::{Deserialize, Serialize};
 
-use super::ResolvedInput;
+use super::{BuildOptions, ResolvedInput};
 use crate::runtime::{ExecRecord, LogLine, RunReport};
 use crate::sandbox::SandboxMode;
 
@@ -23,6 +25,12 @@ use crate::sandbox::SandboxMode;
 pub struct BuildRecord {
     pub kiln_version: String,
     pub target: String,
+    /// The build key: what names this output in the cache.
+    #[serde(default = "no_hash")]
+    pub key: Sha256Hash,
+    /// The time recipes and tools saw.
+    #[serde(default)]
+    pub source_date_epoch: u64,
     pub recipe: RecipeRecord,
     pub params: serde_json::Value,
     pub inputs: Vec<InputRecord>,
@@ -53,9 +61,24 @@ pub struct InputRecord {
     /// A path relative to kiln.toml, a URL, or a target name.
     pub origin: String,
     pub hash: Sha256Hash,
+    /// `file` (the flat sha256 of its bytes) or `tree` (the NAR hash of a
+    /// directory), as `nix hash file` / `nix hash path` compute them.
+    #[serde(default = "tree")]
+    pub hash_of: String,
     /// For `target` inputs: the dependency's store entry name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
+    /// For `path` inputs that are directories: every file, with its hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
+}
+
+fn no_hash() -> Sha256Hash {
+    Sha256Hash([0; 32])
+}
+
+fn tree() -> String {
+    "tree".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,16 +101,17 @@ impl BuildRecord {
         reason = "one call site, each argument a distinct part of the record"
     )]
     pub fn new(
-        _manifest: &Manifest,
         t: &Target,
         recipe_name: &str,
         recipe_hash: Sha256Hash,
+        key: Sha256Hash,
         inputs: &[ResolvedInput],
         report: &RunReport,
-        sandbox: SandboxMode,
+        opts: &BuildOptions,
         output_hash: Sha256Hash,
         elapsed: Duration,
-    ) -> Self {
+    ) -> Result<Self, NarError> {
+        let sandbox = opts.sandbox;
         let mut tools: Vec<ToolRecord> = Vec::new();
         for e in &report.execs {
             let Some(program) = e.argv.first() else {
@@ -110,29 +134,38 @@ impl BuildRecord {
                 });
             }
         }
-        BuildRecord {
+        let mut input_records = Vec::new();
+        for i in inputs {
+            input_records.push(InputRecord {
+                name: i.name.clone(),
+                kind: i.kind.to_string(),
+                origin: i.origin.clone(),
+                hash: i.hash,
+                hash_of: if i.is_dir { "tree" } else { "file" }.into(),
+                entry: (i.kind == "target").then(|| {
+                    i.entry
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                }),
+                files: if i.kind == "path" && i.is_dir {
+                    listing::list(&i.entry)?
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(BuildRecord {
             kiln_version: env!("CARGO_PKG_VERSION").to_string(),
             target: t.name.clone(),
+            key,
+            source_date_epoch: opts.source_date_epoch,
             recipe: RecipeRecord {
                 name: recipe_name.to_string(),
                 hash: recipe_hash,
             },
             params: t.params.clone(),
-            inputs: inputs
-                .iter()
-                .map(|i| InputRecord {
-                    name: i.name.clone(),
-                    kind: i.kind.to_string(),
-                    origin: i.origin.clone(),
-                    hash: i.hash,
-                    entry: (i.kind == "target").then(|| {
-                        i.entry
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default()
-                    }),
-                })
-                .collect(),
+            inputs: input_records,
             tools,
             execs: report.execs.clone(),
             sandbox: sandbox.as_str().to_string(),
@@ -143,7 +176,7 @@ impl BuildRecord {
                 build_ms: elapsed.as_millis() as u64,
                 exec_ms: report.execs.iter().map(|e| e.duration_ms).collect(),
             },
-        }
+        })
     }
 }
 

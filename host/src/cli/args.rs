@@ -34,6 +34,45 @@ pub enum Command {
     /// Look inside images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Show what went into outputs: the input closure, provenance, an SBOM, or
+    /// what changed between two builds.
+    Audit(AuditArgs),
+    /// Re-hash store entries and name any that changed since kiln wrote them.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Targets of the kiln.toml, result links or store paths [default: every
+    /// target of the kiln.toml].
+    #[arg(value_name = "TARGET|PATH")]
+    pub what: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Print JSON instead of a tree.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an in-toto Statement with SLSA provenance v1 for the outputs to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
+    /// Write an SPDX 2.3 JSON SBOM of the Go modules in the outputs to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub sbom: Option<PathBuf>,
+    /// Compare two builds' input closures: `kiln audit --diff OLD NEW`.
+    #[arg(long, conflicts_with_all = ["provenance", "sbom"])]
+    pub diff: bool,
+    /// The sandbox mode the targets were built with (a target's build key includes it).
+    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
+    pub sandbox: SandboxArg,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Store entries or result links [default: every store entry].
+    pub paths: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,12 +126,29 @@ pub struct BuildArgs {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Build the targets again in a fresh sandbox and compare bit for bit
+    /// with the stored outputs; on a difference, name the files and keep the
+    /// second output for inspection.
+    #[arg(long)]
+    pub check: bool,
+    /// How many recipes may run at once [default: the number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SandboxArg {
     Hermetic,
     Off,
+}
+
+impl From<SandboxArg> for crate::sandbox::SandboxMode {
+    fn from(s: SandboxArg) -> Self {
+        match s {
+            SandboxArg::Hermetic => crate::sandbox::SandboxMode::Hermetic,
+            SandboxArg::Off => crate::sandbox::SandboxMode::Off,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

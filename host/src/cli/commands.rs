@@ -2,6 +2,7 @@
 //! the store, the network) and calls the library. Printing happens here and
 //! nowhere below.
 
+mod audit;
 mod gc;
 
 use std::fs;
@@ -12,11 +13,9 @@ use kiln_core::hash::{HashFormat, Sha256Hash};
 use kiln_core::manifest::{Manifest, parse_manifest};
 use kiln_core::store::Store;
 
-use super::args::{
-    BuildArgs, Cli, Command, HashCommand, ImageCommand, LockArgs, PrefetchArgs, SandboxArg,
-};
+use super::args::{BuildArgs, Cli, Command, HashCommand, ImageCommand, LockArgs, PrefetchArgs};
 use super::{kiln_home, progress_enabled};
-use crate::builder::{BuildOptions, Builder};
+use crate::builder::{BuildOptions, Builder, Mode};
 use crate::runtime::{Level, Limits};
 use crate::sandbox::SandboxMode;
 
@@ -28,6 +27,8 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prefetch(a) => prefetch(a, quiet),
         Command::Lock(a) => lock(a, quiet),
         Command::Gc(a) => gc::run(a, quiet),
+        Command::Audit(a) => audit::audit(a, quiet),
+        Command::Verify(a) => audit::verify(a, quiet),
         Command::Image(ImageCommand::Inspect { path, json }) => {
             let summary = crate::image::inspect(&path)?;
             if json {
@@ -85,10 +86,12 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         );
     }
     let opts = BuildOptions {
-        sandbox: match a.sandbox {
-            SandboxArg::Hermetic => SandboxMode::Hermetic,
-            SandboxArg::Off => SandboxMode::Off,
+        mode: if a.check { Mode::Check } else { Mode::Build },
+        jobs: match a.jobs {
+            Some(j) => usize::from(j),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
+        sandbox: a.sandbox.into(),
         limits: Limits {
             timeout: a.timeout,
             memory_bytes: a.memory,
@@ -132,9 +135,14 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
                 "key": b.key.to_hex(),
                 "output_hash": b.output_hash.to_sri(),
                 "cached": b.cached,
+                "checked": b.checked,
             }));
         } else {
-            let how = if b.cached { " (cached)" } else { "" };
+            let how = match (b.checked, b.cached) {
+                (true, _) => " (checked: a second build is bit-identical)",
+                (false, true) => " (cached)",
+                (false, false) => "",
+            };
             match &link {
                 Some(l) => println!("{}: {} -> {}{how}", b.target, l, b.entry.display()),
                 None => println!("{}: {}{how}", b.target, b.entry.display()),
@@ -267,6 +275,8 @@ fn sanitize_name(s: &str) -> String {
 fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
     let manifest = load_manifest(a.file.file.as_deref())?;
     let opts = BuildOptions {
+        mode: Mode::Build,
+        jobs: 1,
         sandbox: SandboxMode::Hermetic,
         limits: Limits::default(),
         source_date_epoch: 1,

@@ -1,0 +1,160 @@
+//! The Go modules inside a Go binary, from the `go version -m` output the
+//! go recipe saves at `share/kiln/go/<name>.buildinfo` in its output.
+
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Where the go recipe puts each binary's build information.
+pub const BUILDINFO_DIR: &str = "share/kiln/go";
+
+/// One Go binary and what `go version -m` says went into it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GoBinary {
+    /// The binary's path inside the output, e.g. `bin/hello`.
+    pub path: String,
+    /// e.g. `go1.27.3`.
+    pub go_version: String,
+    /// The main package's import path.
+    pub main_package: String,
+    /// The main module first, then its dependencies in `go version -m` order.
+    pub modules: Vec<GoModule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GoModule {
+    pub path: String,
+    /// A version, or `(devel)` for the main module built from source.
+    pub version: String,
+    /// The go.sum checksum (`h1:` + base64 sha256 of the module's dirhash);
+    /// empty for the main module.
+    pub sum: String,
+    pub main: bool,
+}
+
+impl GoModule {
+    /// A package URL: `pkg:golang/example.com/hello@v1.2.3`.
+    pub fn purl(&self) -> String {
+        purl(&self.path, &self.version)
+    }
+}
+
+/// The package URL of module `path` at `version` (none for `(devel)`).
+pub fn purl(path: &str, version: &str) -> String {
+    if version == "(devel)" || version.is_empty() {
+        format!("pkg:golang/{path}")
+    } else {
+        format!("pkg:golang/{path}@{version}")
+    }
+}
+
+/// Parse one `go version -m` output. `name` names it in errors.
+pub fn parse(name: &str, text: &str) -> Result<GoBinary, String> {
+    let mut lines = text.lines();
+    let first = lines
+        .next()
+        .ok_or_else(|| format!("{name}: empty build information"))?;
+    let (binary, go_version) = first
+        .rsplit_once(": ")
+        .ok_or_else(|| format!("{name}: first line is not `<binary>: <go version>`: {first}"))?;
+    let mut bin = GoBinary {
+        path: binary
+            .strip_prefix("/out/")
+            .unwrap_or(binary)
+            .trim_start_matches('/')
+            .to_string(),
+        go_version: go_version.trim().to_string(),
+        main_package: String::new(),
+        modules: Vec::new(),
+    };
+    for line in lines {
+        let fields: Vec<&str> = line.trim_start().split('\t').collect();
+        match fields.as_slice() {
+            ["path", p, ..] => bin.main_package = p.to_string(),
+            [kind @ ("mod" | "dep"), path, version, rest @ ..] => bin.modules.push(GoModule {
+                path: path.to_string(),
+                version: version.to_string(),
+                sum: rest.first().copied().unwrap_or("").to_string(),
+                main: *kind == "mod",
+            }),
+            // `=> path version sum`: the previous dependency is replaced.
+            ["=>", path, version, rest @ ..] => {
+                let m = bin.modules.last_mut().ok_or_else(|| {
+                    format!("{name}: a replacement (=>) before any module: {line}")
+                })?;
+                m.path = path.to_string();
+                m.version = version.to_string();
+                m.sum = rest.first().copied().unwrap_or("").to_string();
+            }
+            _ => {}
+        }
+    }
+    if bin.main_package.is_empty() {
+        return Err(format!(
+            "{name}: no `path` line: not `go version -m` output"
+        ));
+    }
+    Ok(bin)
+}
+
+/// Every Go binary described in the output `entry` (none if it holds no
+/// build information).
+pub fn read(entry: &Path) -> Result<Vec<GoBinary>, String> {
+    let dir = entry.join(BUILDINFO_DIR);
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<_> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "buildinfo"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text = fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            parse(&f.display().to_string(), &text)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &str = "/out/bin/hello: go1.27.3
+\tpath\texample.com/hello
+\tmod\texample.com/hello\t(devel)\t
+\tdep\texample.com/greet\tv1.2.0\th1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
+\tdep\tgolang.org/x/text\tv0.3.0
+\t=>\t../text\t(devel)\t
+\tbuild\t-buildmode=exe
+\tbuild\tCGO_ENABLED=0
+";
+
+    #[test]
+    fn parses_main_module_deps_and_replacements() {
+        let b = parse("hello.buildinfo", HELLO).unwrap();
+        assert_eq!(b.path, "bin/hello");
+        assert_eq!(b.go_version, "go1.27.3");
+        assert_eq!(b.main_package, "example.com/hello");
+        assert_eq!(b.modules.len(), 3);
+        assert!(b.modules[0].main);
+        assert_eq!(b.modules[0].purl(), "pkg:golang/example.com/hello");
+        assert_eq!(
+            b.modules[1].sum,
+            "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        );
+        assert_eq!(b.modules[1].purl(), "pkg:golang/example.com/greet@v1.2.0");
+        assert_eq!(b.modules[2].path, "../text");
+    }
+
+    #[test]
+    fn rejects_what_is_not_buildinfo() {
+        assert!(parse("x", "").is_err());
+        assert!(parse("x", "hello world").is_err());
+        assert!(parse("x", "/out/bin/x: go1.2\n").is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! SPDX 2.3 JSON SBOMs for outputs holding Go binaries (directly, like a go
+//! target, or through their inputs, like an image of one).
+//!
+//! Packages: one per audited output, one per Go binary in its closure, one
+//! per Go module (`go version -m`) with its version, purl and go.sum
+//! checksum. As syft does, a module's SHA256 checksum is its go.sum `h1:`
+//! digest in hex (the sha256 of Go's dirhash summary of the module).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::provenance::{Root, dir_hash_hex};
+use super::{AuditError, Node};
+use kiln_core::hash::Sha256Hash;
+
+/// The SPDX document for `roots`, or an error naming the roots that hold no
+/// Go binaries (an SBOM here lists Go modules and nothing else).
+pub fn document(roots: &[Root<'_>]) -> Result<Value, AuditError> {
+    let mut packages = Vec::new();
+    let mut relationships = Vec::new();
+    let mut modules: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut binaries = 0;
+    for (i, r) in roots.iter().enumerate() {
+        let root_id = format!("SPDXRef-Output-{}", spdx_id_part(&r.record.target));
+        packages.push(json!({
+            "SPDXID": root_id,
+            "name": r.record.target,
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "comment": format!("kiln target output, NAR hash {}", r.record.output_hash),
+        }));
+        relationships.push(json!({
+            "spdxElementId": "SPDXRef-DOCUMENT",
+            "relationshipType": "DESCRIBES",
+            "relatedSpdxElement": root_id,
+        }));
+        let mut bins = Vec::new();
+        go_binaries(r.closure, "", &mut bins);
+        for (j, (path, bin)) in bins.iter().enumerate() {
+            binaries += 1;
+            let bin_id = format!("SPDXRef-GoBinary-{i}-{j}");
+            let main = bin.children.iter().find(|m| m.hash.is_empty());
+            let mut pkg = json!({
+                "SPDXID": bin_id,
+                "name": path,
+                "downloadLocation": "NOASSERTION",
+                "filesAnalyzed": false,
+                "primaryPackagePurpose": "APPLICATION",
+                "comment": format!("Go binary built with {}", bin.source),
+            });
+            if let Some(main) = main {
+                pkg["versionInfo"] = json!(main.source);
+            }
+            if let Ok(h) = Sha256Hash::parse(&bin.hash) {
+                pkg["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": h.to_hex() }]);
+            }
+            packages.push(pkg);
+            relationships.push(json!({
+                "spdxElementId": root_id,
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": bin_id,
+            }));
+            for m in &bin.children {
+                let n = modules.len();
+                let id = modules
+                    .entry((m.name.clone(), m.source.clone()))
+                    .or_insert_with(|| {
+                        let id = format!("SPDXRef-GoModule-{n}");
+                        packages.push(module_package(&id, m));
+                        id
+                    })
+                    .clone();
+                relationships.push(json!({
+                    "spdxElementId": bin_id,
+                    "relationshipType": "DEPENDS_ON",
+                    "relatedSpdxElement": id,
+                }));
+            }
+        }
+    }
+    if binaries == 0 {
+        let names: Vec<&str> = roots.iter().map(|r| r.record.target.as_str()).collect();
+        return Err(AuditError::Other(format!(
+            "no Go binary in the closure of {}: an SBOM lists the Go modules of Go binaries (built by the go recipe) and the images holding them",
+            names.join(", ")
+        )));
+    }
+    let first = roots[0].record;
+    Ok(json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": roots.iter().map(|r| r.record.target.as_str()).collect::<Vec<_>>().join("+"),
+        "documentNamespace": format!(
+            "https://kiln.dev/spdx/{}-{}",
+            spdx_id_part(&first.target),
+            first.output_hash.to_hex()
+        ),
+        "creationInfo": {
+            "created": humantime::format_rfc3339(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(first.source_date_epoch)
+            ).to_string(),
+            "creators": [format!("Tool: kiln-{}", env!("CARGO_PKG_VERSION"))],
+        },
+        "packages": packages,
+        "relationships": relationships,
+    }))
+}
+
+fn module_package(id: &str, m: &Node) -> Value {
+    let purl = super::gomod::purl(&m.name, &m.source);
+    let mut pkg = json!({
+        "SPDXID": id,
+        "name": m.name,
+        "versionInfo": m.source,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "LIBRARY",
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": purl,
+        }],
+    });
+    if let Some(hex) = dir_hash_hex(&m.hash) {
+        pkg["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": hex }]);
+        pkg["comment"] = json!(format!("go.sum checksum {}", m.hash));
+    } else {
+        pkg["comment"] = json!("the main module, built from local source");
+    }
+    pkg
+}
+
+/// Every `go-binary` node under `n`, with its path from `n`'s output.
+fn go_binaries<'a>(n: &'a Node, prefix: &str, out: &mut Vec<(String, &'a Node)>) {
+    for c in &n.children {
+        match c.kind {
+            "go-binary" => out.push((format!("{prefix}{}", c.name), c)),
+            "target" => go_binaries(c, &format!("{prefix}{}:", c.name), out),
+            _ => {}
+        }
+    }
+}
+
+/// SPDX identifiers allow letters, digits, `.` and `-`.
+fn spdx_id_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}

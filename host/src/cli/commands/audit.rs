@@ -1,0 +1,228 @@
+//! `kiln audit` and `kiln verify`: find the store entries the user named,
+//! then print or write what [`crate::audit`] makes of their records.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use kiln_core::store::Store;
+
+use super::{compile_cache, load_manifest, open_store};
+use crate::audit::{self, Node, provenance::Root};
+use crate::builder::{BuildOptions, Builder, Mode};
+use crate::cli::args::{AuditArgs, VerifyArgs};
+use crate::cli::progress_enabled;
+use crate::runtime::Limits;
+
+pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
+    let store = open_store()?;
+    if a.diff && a.what.len() != 2 {
+        bail!(
+            "--diff compares two builds: kiln audit --diff OLD NEW (each a target, a result link or a store path)"
+        );
+    }
+    let entries = entries(&store, &a, quiet)?;
+    let closures: Vec<Node> = entries
+        .iter()
+        .map(|e| audit::closure(&store, e))
+        .collect::<Result<_, _>>()?;
+
+    if a.diff {
+        let d = audit::diff(&closures[0], &closures[1]);
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&d)?);
+        } else {
+            print!("{}", audit::render_diff(&d));
+        }
+        return Ok(());
+    }
+    if a.provenance.is_none() && a.sbom.is_none() {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&closures)?);
+        } else {
+            let trees: Vec<String> = closures.iter().map(audit::render).collect();
+            print!("{}", trees.join("\n"));
+        }
+        return Ok(());
+    }
+
+    // Attest only to outputs that still are what their records say.
+    let mut records = Vec::new();
+    for e in &entries {
+        let v = audit::verify(&store, e)?;
+        if !v.ok {
+            bail!(
+                "{} was modified after it was built (record says {}, content is {}); rebuild it before attesting to it",
+                e.display(),
+                v.expected,
+                v.got
+            );
+        }
+        records.push(audit::record_of(&store, e)?);
+    }
+    let roots: Vec<Root<'_>> = closures
+        .iter()
+        .zip(&records)
+        .map(|(closure, record)| Root { closure, record })
+        .collect();
+    if let Some(file) = &a.provenance {
+        let statement = audit::provenance::statement(&roots)?;
+        write_json(file, &statement)?;
+        if !quiet {
+            eprintln!(
+                "wrote SLSA provenance ({} subjects, {} dependencies) to {}",
+                statement["subject"].as_array().map_or(0, Vec::len),
+                statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+                    .as_array()
+                    .map_or(0, Vec::len),
+                file.display()
+            );
+        }
+    }
+    if let Some(file) = &a.sbom {
+        let doc = audit::sbom::document(&roots)?;
+        write_json(file, &doc)?;
+        if !quiet {
+            eprintln!(
+                "wrote an SPDX 2.3 SBOM ({} packages) to {}",
+                doc["packages"].as_array().map_or(0, Vec::len),
+                file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_json(file: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    fs::write(file, text).with_context(|| format!("writing {}", file.display()))
+}
+
+/// The store entries `a.what` names, in order: paths (result links, store
+/// paths) directly, targets through their build keys without building.
+fn entries(store: &Store, a: &AuditArgs, quiet: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let is_path = |w: &str| w.contains('/') || fs::symlink_metadata(w).is_ok();
+    let mut targets: Vec<String> = a.what.iter().filter(|w| !is_path(w)).cloned().collect();
+    let manifest = if targets.is_empty() && !a.what.is_empty() {
+        None
+    } else {
+        Some(load_manifest(a.file.file.as_deref())?)
+    };
+    if a.what.is_empty()
+        && let Some(m) = &manifest
+    {
+        targets = m.targets.keys().cloned().collect();
+    }
+    let mut found = std::collections::BTreeMap::new();
+    if let Some(m) = &manifest {
+        for t in &targets {
+            if !m.targets.contains_key(t) {
+                bail!(
+                    "'{t}' is neither a target of {} (targets: {}) nor an existing path",
+                    m.file.display(),
+                    m.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+        let opts = BuildOptions {
+            mode: Mode::Lookup,
+            jobs: 1,
+            sandbox: a.sandbox.into(),
+            limits: Limits::default(),
+            source_date_epoch: 1,
+            locked: false,
+            echo: None,
+            progress: progress_enabled(quiet),
+            compile_cache: compile_cache()?,
+        };
+        let mut builder = Builder::new(store.clone(), m, opts)?;
+        for b in builder.build(&targets)? {
+            found.insert(b.target.clone(), b.entry);
+        }
+    }
+    let mut out = Vec::new();
+    for w in &a.what {
+        if is_path(w) {
+            out.push(audit::entry_of(store, Path::new(w))?);
+        } else if let Some(e) = found.get(w) {
+            out.push(e.clone());
+        }
+    }
+    if a.what.is_empty() {
+        out.extend(found.into_values());
+    }
+    Ok(out)
+}
+
+pub(super) fn verify(a: VerifyArgs, quiet: bool) -> anyhow::Result<()> {
+    let store = open_store()?;
+    let entries: Vec<PathBuf> = if a.paths.is_empty() {
+        let dir = store.root().join("store");
+        let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        v
+    } else {
+        a.paths
+            .iter()
+            .map(|p| audit::entry_of(&store, p))
+            .collect::<Result<_, _>>()?
+    };
+    let bar = progress_enabled(quiet && !a.json).then(|| {
+        let b = indicatif::ProgressBar::new(entries.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("verifying {pos}/{len} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut results = Vec::new();
+    for e in &entries {
+        if let Some(b) = &bar {
+            b.set_message(e.display().to_string());
+        }
+        results.push(audit::verify(&store, e)?);
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let bad: Vec<&audit::Verified> = results.iter().filter(|v| !v.ok).collect();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else if !quiet && bad.is_empty() {
+        println!("{} store entries verified: all intact", results.len());
+    }
+    if !bad.is_empty() {
+        let lines: Vec<String> = bad
+            .iter()
+            .map(|v| match v.against {
+                "record" => format!(
+                    "  {}: its build record says {}, its content now hashes to {}",
+                    v.entry.display(),
+                    v.expected,
+                    v.got
+                ),
+                _ => format!(
+                    "  {}: named for hash {}…, its content now hashes to {}",
+                    v.entry.display(),
+                    v.expected,
+                    v.got
+                ),
+            })
+            .collect();
+        bail!(
+            "{} of {} store entries were modified after kiln wrote them:\n{}\n  delete them (chmod -R u+w ENTRY && rm -rf ENTRY) and rebuild",
+            bad.len(),
+            results.len(),
+            lines.join("\n")
+        );
+    }
+    Ok(())
+}
