@@ -3,7 +3,7 @@
 //! Subjects are the files of each audited output with their sha256;
 //! `resolvedDependencies` is every node of the input closures: recipes,
 //! URLs, local files, other targets' outputs and Go modules. The build type
-//! is documented in `docs/provenance.md`.
+//! is documented in `docs/audit.md`.
 
 use std::collections::BTreeSet;
 
@@ -16,7 +16,7 @@ use crate::builder::record::BuildRecord;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
-/// What `buildDefinition` means; documented in docs/provenance.md.
+/// What `buildDefinition` means; documented in docs/audit.md.
 pub const BUILD_TYPE: &str = "https://kiln.dev/provenance/target/v1";
 /// Who built: a local kiln, whose word is only as good as the machine's.
 pub const BUILDER_ID: &str = "https://kiln.dev/builder/local/v1";
