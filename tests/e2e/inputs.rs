@@ -27,11 +27,12 @@ fn serve(body: Vec<u8>, requests: std::sync::Arc<std::sync::atomic::AtomicUsize>
 }
 
 fn tarball() -> Vec<u8> {
+    tarball_with(b"read me\n")
+}
+
+fn tarball_with(readme: &[u8]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        ("pkg-1.0/README", &b"read me\n"[..]),
-        ("pkg-1.0/data/x", b"x"),
-    ] {
+    for (name, data) in [("pkg-1.0/README", readme), ("pkg-1.0/data/x", b"x")] {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -89,6 +90,34 @@ fn a_url_input_is_pinned_in_kiln_lock_then_verified_and_works_offline() {
 }
 
 #[test]
+fn lock_update_re_pins_what_changed_upstream() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let old = serve(tarball(), hits.clone());
+    let p = project(&old, None);
+    p.kiln(&["lock"]).ok();
+    let pinned = std::fs::read_to_string(p.path("kiln.lock")).unwrap();
+
+    // Upstream now serves other bytes at the same path: the pin catches it.
+    let new = serve(tarball_with(b"read me, version 2\n"), hits);
+    let p2 = project(&new, None);
+    std::fs::write(p2.path("kiln.lock"), &pinned).unwrap();
+    p2.kiln(&["build"])
+        .fails_with("kiln.lock pinned it; if the change is expected run `kiln lock --update pkg`");
+    p2.kiln(&["lock", "--update", "nope"])
+        .fails_with("no input 'nope'");
+    p2.kiln(&["lock", "--update", "pkg"]).ok();
+    let repinned = std::fs::read_to_string(p2.path("kiln.lock")).unwrap();
+    assert_ne!(repinned, pinned);
+    p2.kiln(&["build", "--locked"]).ok();
+    // `--update` with no input re-pins everything; unchanged content, same lock.
+    p2.kiln(&["lock", "--update"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p2.path("kiln.lock")).unwrap(),
+        repinned
+    );
+}
+
+#[test]
 fn prefetch_prints_the_hash_a_build_then_accepts() {
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let url = serve(tarball(), hits.clone());
@@ -110,8 +139,16 @@ fn a_wrong_hash_names_the_input_its_location_and_the_fix() {
         &url,
         Some("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="),
     );
-    let r = p.kiln(&["build"]).fails_with("hash mismatch for");
+    let r = p
+        .kiln(&["build"])
+        .fails_with("hash mismatch for input 'pkg' of target 't' (");
     assert!(r.stderr.contains("kiln.toml:4:"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("if the new content is what you want, write hash = \"sha256-"),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr
             .contains("specified sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= got sha256-"),

@@ -58,18 +58,53 @@ fn fingerprint_unchanged(path: &Path, filter: &PathFilter, before: &Sha256Hash) 
 }
 
 /// A digest of every entry's identity and stat data.
+///
+/// The top directory's children are walked on up to four threads (a walk is
+/// all `stat` calls, which parallelise well); each child's digest is fed to
+/// the result in name order, so the fingerprint does not depend on timing.
 pub fn fingerprint(path: &Path, filter: &PathFilter) -> Result<Sha256Hash, NarError> {
     let mut h = Sha256::new();
-    walk(path, "", filter, &mut h)?;
+    let m = fs::symlink_metadata(path).map_err(io_err(path))?;
+    if !m.is_dir() {
+        walk(path, &m, "", filter, &mut h)?;
+        return Ok(Sha256Hash(h.finalize().into()));
+    }
+    stat_line(&m, "", &mut h);
+    let children = sorted_children(path, "", filter)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let per_thread = children.len().div_ceil(threads).max(1);
+    let digests: Vec<Result<Vec<[u8; 32]>, NarError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = children
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(name, rel, meta)| {
+                            let mut ch = Sha256::new();
+                            walk(&path.join(name), meta, rel, filter, &mut ch)?;
+                            Ok(ch.finalize().into())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for part in digests {
+        for d in part? {
+            h.update(d);
+        }
+    }
     Ok(Sha256Hash(h.finalize().into()))
 }
 
-fn walk(path: &Path, rel: &str, filter: &PathFilter, h: &mut Sha256) -> Result<(), NarError> {
-    let io = |source| NarError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let m = fs::symlink_metadata(path).map_err(io)?;
+/// The entry's identity and stat data.
+fn stat_line(m: &fs::Metadata, rel: &str, h: &mut Sha256) {
     h.update(rel.as_bytes());
     h.update([0]);
     for v in [
@@ -84,20 +119,55 @@ fn walk(path: &Path, rel: &str, filter: &PathFilter, h: &mut Sha256) -> Result<(
     ] {
         h.update(v.to_le_bytes());
     }
+}
+
+type Child = (std::ffi::OsString, String, fs::Metadata);
+
+/// The entries of directory `path` the filter keeps, sorted bytewise, with
+/// their relative paths and `lstat` data (`fstatat` on the open directory).
+fn sorted_children(path: &Path, rel: &str, filter: &PathFilter) -> Result<Vec<Child>, NarError> {
+    let mut children: Vec<Child> = fs::read_dir(path)
+        .map_err(io_err(path))?
+        .map(|e| {
+            e.and_then(|e| {
+                let name = e.file_name();
+                let child_rel = join_rel(rel, &name.to_string_lossy());
+                Ok((name, child_rel, e.metadata()?))
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(io_err(path))?;
+    children.retain(|(_, r, _)| !filter.excludes(r));
+    children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(children)
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NarError + '_ {
+    move |source| NarError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Feed `path` (whose `lstat` is `m`) and everything below it to `h`.
+fn walk(
+    path: &Path,
+    m: &fs::Metadata,
+    rel: &str,
+    filter: &PathFilter,
+    h: &mut Sha256,
+) -> Result<(), NarError> {
+    stat_line(m, rel, h);
     if m.file_type().is_symlink() {
-        h.update(fs::read_link(path).map_err(io)?.as_os_str().as_bytes());
+        h.update(
+            fs::read_link(path)
+                .map_err(io_err(path))?
+                .as_os_str()
+                .as_bytes(),
+        );
     } else if m.is_dir() {
-        let mut names: Vec<_> = fs::read_dir(path)
-            .map_err(io)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(io)?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
-            let child_rel = join_rel(rel, &name.to_string_lossy());
-            if !filter.excludes(&child_rel) {
-                walk(&path.join(&name), &child_rel, filter, h)?;
-            }
+        for (name, child_rel, meta) in sorted_children(path, rel, filter)? {
+            walk(&path.join(&name), &meta, &child_rel, filter, h)?;
         }
     }
     Ok(())
@@ -127,5 +197,26 @@ mod tests {
         let h2 = hash_cached(home.path(), src.path(), &filter).unwrap();
         assert_ne!(h1, h2);
         assert_eq!(h2, content_hash(src.path(), &filter).unwrap());
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_see_changes_deep_in_the_tree() {
+        let src = tempfile::tempdir().unwrap();
+        for d in 0..9 {
+            let dir = src.path().join(format!("d{d}/sub"));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("f"), format!("{d}")).unwrap();
+        }
+        let filter = PathFilter::default();
+        let fp = fingerprint(src.path(), &filter).unwrap();
+        for _ in 0..5 {
+            assert_eq!(fingerprint(src.path(), &filter).unwrap(), fp);
+        }
+        fs::write(src.path().join("d7/sub/f"), "changed").unwrap();
+        assert_ne!(fingerprint(src.path(), &filter).unwrap(), fp);
+        let ignore = PathFilter::new(&["d7".to_string()]);
+        let before = fingerprint(src.path(), &ignore).unwrap();
+        fs::write(src.path().join("d7/sub/f"), "again").unwrap();
+        assert_eq!(fingerprint(src.path(), &ignore).unwrap(), before);
     }
 }

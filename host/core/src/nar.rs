@@ -14,6 +14,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -43,13 +44,126 @@ pub fn hash_path(path: &Path) -> Result<Sha256Hash, NarError> {
 }
 
 /// The NAR hash of `path` without the entries `filter` excludes.
+///
+/// Two threads: one walks the tree and reads files straight into 1 MiB
+/// chunks, the other hashes them, so reading (many small files mean many
+/// syscalls) and SHA-256 overlap. Chunks are recycled, not reallocated.
 pub fn hash_path_filtered(path: &Path, filter: &PathFilter) -> Result<Sha256Hash, NarError> {
-    let mut w = HashWriter(Sha256::new());
-    write_nar(path, filter, &mut w).map_err(|e| match e {
-        WriteError::Nar(n) => n,
-        WriteError::Sink(_) => unreachable!("hashing cannot fail to write"),
-    })?;
-    Ok(Sha256Hash(w.0.finalize().into()))
+    const IN_FLIGHT: usize = 8;
+    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..IN_FLIGHT + 1 {
+        let _ = empty_tx.send(vec![0; CHUNK]);
+    }
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut h = Sha256::new();
+            for (chunk, filled) in full_rx {
+                h.update(&chunk[..filled]);
+                // The writer may have finished; then the chunk is not needed.
+                let _ = empty_tx.send(chunk);
+            }
+            h
+        });
+        let mut w = ChunkWriter {
+            chunk: vec![0; CHUNK],
+            filled: 0,
+            full: full_tx,
+            empty: empty_rx,
+        };
+        let written = write_nar(path, filter, &mut w).and_then(|()| Ok(w.finish()?));
+        drop(w);
+        let h = hasher
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        match written {
+            Ok(()) => Ok(Sha256Hash(h.finalize().into())),
+            Err(WriteError::Nar(n)) => Err(n),
+            Err(WriteError::Sink(source)) => Err(NarError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    })
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Where a NAR goes: its framing bytes, and files' contents, which a sink
+/// may take without an intermediate copy.
+trait NarSink {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Copy `file` to the end (or to one byte past `len`, which the caller
+    /// reports as a change); returns how many bytes it read.
+    fn put_file(&mut self, file: &mut fs::File, len: u64) -> io::Result<u64>;
+}
+
+impl<W: Write> NarSink for W {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_all(bytes)
+    }
+    fn put_file(&mut self, file: &mut fs::File, len: u64) -> io::Result<u64> {
+        io::copy(&mut file.take(len + 1), self)
+    }
+}
+
+/// Hands full chunks to the hashing thread; files are read straight into them.
+struct ChunkWriter {
+    chunk: Vec<u8>,
+    filled: usize,
+    full: mpsc::SyncSender<(Vec<u8>, usize)>,
+    empty: mpsc::Receiver<Vec<u8>>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> io::Result<()> {
+        let next = self.empty.recv().unwrap_or_else(|_| vec![0; CHUNK]);
+        let full = std::mem::replace(&mut self.chunk, next);
+        let filled = std::mem::take(&mut self.filled);
+        self.full
+            .send((full, filled))
+            .map_err(|_| io::Error::other("the hashing thread stopped"))
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.filled > 0 {
+            self.send()?;
+        }
+        Ok(())
+    }
+}
+
+impl NarSink for ChunkWriter {
+    fn put(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(CHUNK - self.filled);
+            self.chunk[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == CHUNK {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn put_file(&mut self, file: &mut fs::File, len: u64) -> io::Result<u64> {
+        let mut copied = 0u64;
+        loop {
+            if self.filled == CHUNK {
+                self.send()?;
+            }
+            let n = file.read(&mut self.chunk[self.filled..])?;
+            if n == 0 {
+                return Ok(copied);
+            }
+            copied += n as u64;
+            if copied > len {
+                return Ok(copied);
+            }
+            self.filled += n;
+        }
+    }
 }
 
 /// Serialise `path` as a NAR into `out`.
@@ -74,22 +188,16 @@ impl From<io::Error> for WriteError {
     }
 }
 
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn write_nar(path: &Path, filter: &PathFilter, out: &mut impl Write) -> Result<(), WriteError> {
+fn write_nar(
+    path: &Path,
+    filter: &PathFilter,
+    out: &mut (impl NarSink + ?Sized),
+) -> Result<(), WriteError> {
     write_str(out, b"nix-archive-1")?;
-    let mut buf = vec![0u8; 256 * 1024];
-    write_node(path, "", filter, out, &mut buf)
+    let ft = fs::symlink_metadata(path)
+        .map_err(io_err(path))?
+        .file_type();
+    write_node(path, ft, "", filter, out)
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
@@ -101,15 +209,16 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     }
 }
 
+/// Serialise the node at `path`, whose type (from `lstat` or the directory
+/// listing) is `ft`. A file's size and mode come from `fstat` on the open
+/// file, so each file costs one path lookup.
 fn write_node(
     path: &Path,
+    ft: fs::FileType,
     rel: &str,
     filter: &PathFilter,
-    out: &mut impl Write,
-    buf: &mut [u8],
+    out: &mut (impl NarSink + ?Sized),
 ) -> Result<(), WriteError> {
-    let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
-    let ft = meta.file_type();
     write_str(out, b"(")?;
     write_str(out, b"type")?;
     if ft.is_symlink() {
@@ -118,6 +227,8 @@ fn write_node(
         write_str(out, b"target")?;
         write_str(out, target.as_os_str().as_bytes())?;
     } else if ft.is_file() {
+        let mut file = fs::File::open(path).map_err(io_err(path))?;
+        let meta = file.metadata().map_err(io_err(path))?;
         write_str(out, b"regular")?;
         if meta.permissions().mode() & 0o100 != 0 {
             write_str(out, b"executable")?;
@@ -125,20 +236,8 @@ fn write_node(
         }
         write_str(out, b"contents")?;
         let len = meta.len();
-        out.write_all(&len.to_le_bytes())?;
-        let mut file = fs::File::open(path).map_err(io_err(path))?;
-        let mut copied = 0u64;
-        loop {
-            let n = file.read(buf).map_err(io_err(path))?;
-            if n == 0 {
-                break;
-            }
-            copied += n as u64;
-            if copied > len {
-                break;
-            }
-            out.write_all(&buf[..n])?;
-        }
+        out.put(&len.to_le_bytes())?;
+        let copied = out.put_file(&mut file, len).map_err(io_err(path))?;
         if copied != len {
             return Err(WriteError::Nar(NarError::Changed {
                 path: path.to_path_buf(),
@@ -149,13 +248,13 @@ fn write_node(
         write_padding(out, len)?;
     } else if ft.is_dir() {
         write_str(out, b"directory")?;
-        let mut entries: Vec<_> = fs::read_dir(path)
+        let mut entries: Vec<(std::ffi::OsString, fs::FileType)> = fs::read_dir(path)
             .map_err(io_err(path))?
-            .map(|e| e.map(|e| e.file_name()))
+            .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?))))
             .collect::<Result<_, _>>()
             .map_err(io_err(path))?;
-        entries.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in entries {
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (name, child_ft) in entries {
             let child_rel = join_rel(rel, &name.to_string_lossy());
             if filter.excludes(&child_rel) {
                 continue;
@@ -165,7 +264,7 @@ fn write_node(
             write_str(out, b"name")?;
             write_str(out, name.as_bytes())?;
             write_str(out, b"node")?;
-            write_node(&path.join(&name), &child_rel, filter, out, buf)?;
+            write_node(&path.join(&name), child_ft, &child_rel, filter, out)?;
             write_str(out, b")")?;
         }
     } else {
@@ -191,15 +290,15 @@ fn kind_name(ft: &fs::FileType) -> &'static str {
     }
 }
 
-fn write_str(out: &mut impl Write, s: &[u8]) -> io::Result<()> {
-    out.write_all(&(s.len() as u64).to_le_bytes())?;
-    out.write_all(s)?;
+fn write_str(out: &mut (impl NarSink + ?Sized), s: &[u8]) -> io::Result<()> {
+    out.put(&(s.len() as u64).to_le_bytes())?;
+    out.put(s)?;
     write_padding(out, s.len() as u64)
 }
 
-fn write_padding(out: &mut impl Write, len: u64) -> io::Result<()> {
+fn write_padding(out: &mut (impl NarSink + ?Sized), len: u64) -> io::Result<()> {
     let pad = (8 - (len % 8) as usize) % 8;
-    out.write_all(&[0u8; 8][..pad])
+    out.put(&[0u8; 8][..pad])
 }
 
 #[cfg(test)]

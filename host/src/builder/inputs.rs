@@ -73,9 +73,22 @@ pub(super) fn resolve(
         }
         Source::Url { url, unpack } => {
             let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
-            let fetched =
-                crate::fetch::fetch(&b.store, url, *unpack, &input.name, pinned, b.opts.progress)
-                    .map_err(|e| fail(e.to_string()))?;
+            let fetched = match crate::fetch::fetch(
+                &b.store,
+                url,
+                *unpack,
+                &input.name,
+                pinned,
+                b.opts.progress,
+            ) {
+                Ok(f) => f,
+                // Report it as every other mismatch: where the pin is and the fix.
+                Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
+                    pins.check(b.manifest, t, &input.name, input.hash, at.clone(), got)?;
+                    return Err(fail(format!("{url} changed while it was checked")));
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            };
             pins.check(b.manifest, t, &input.name, input.hash, at, fetched.hash)?;
             Ok(ResolvedInput {
                 name: input.name.clone(),

@@ -154,10 +154,16 @@ impl From<SandboxArg> for crate::sandbox::SandboxMode {
 #[derive(Debug, Subcommand)]
 pub enum HashCommand {
     /// The NAR hash of a file or directory (`nix hash path`, `nix-hash --type sha256`).
+    ///
+    /// A directory's hash is remembered in $KILN_HOME with a fingerprint of
+    /// every entry's stat data; an unchanged tree is not read again.
     Path {
         path: PathBuf,
         #[arg(long, value_enum, default_value_t = FormatArg::Sri)]
         format: FormatArg,
+        /// Read every file even if the tree looks unchanged.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// The flat hash of a file's bytes (`nix hash file`, `sha256sum`).
     File {

@@ -180,8 +180,20 @@ fn replace_link(link: &Path, target: &Path) -> anyhow::Result<()> {
 
 fn hash(h: HashCommand) -> anyhow::Result<()> {
     match h {
-        HashCommand::Path { path, format } => {
-            let hash = kiln_core::nar::hash_path(&path)?;
+        HashCommand::Path {
+            path,
+            format,
+            no_cache,
+        } => {
+            let is_dir = fs::symlink_metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .is_dir();
+            let hash = if is_dir && !no_cache {
+                let home = kiln_home()?;
+                kiln_core::hashcache::hash_cached(&home, &path, &Default::default())?
+            } else {
+                kiln_core::nar::hash_path(&path)?
+            };
             println!("{}", hash.to_format(format.into()));
         }
         HashCommand::File { path, format } => {
@@ -285,6 +297,23 @@ fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
     };
+    if let Some(input) = a.update.as_deref().filter(|i| !i.is_empty()) {
+        let mut known: Vec<&str> = manifest
+            .targets
+            .values()
+            .flat_map(|t| t.inputs.keys().map(String::as_str))
+            .chain([kiln_core::lockfile::RECIPE_KEY])
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        if !known.contains(&input) {
+            bail!(
+                "no input '{input}' in any target of {}; inputs: {}",
+                manifest.file.display(),
+                known.join(", ")
+            );
+        }
+    }
     let mut builder = Builder::new(open_store()?, &manifest, opts)?;
     if let Some(input) = &a.update {
         builder.forget_pins(if input.is_empty() {

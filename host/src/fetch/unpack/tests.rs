@@ -176,3 +176,38 @@ fn zip_keeps_exec_bits_and_many_roots_stay_as_is() {
         0
     );
 }
+
+#[test]
+fn tar_xz_and_tar_zst_unpack_to_the_same_tree_as_plain_tar() {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, mode, data) in [
+        ("pkg-2.0/bin/tool", 0o755, &b"#!/bin/sh\n"[..]),
+        ("pkg-2.0/share/doc.txt", 0o644, b"docs"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+    xz.write_all(&tar).unwrap();
+    let xz = xz.finish().unwrap();
+    let zst =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    let hash_of = |bytes: &[u8]| {
+        let (d, r) = unpack_bytes(bytes);
+        r.unwrap();
+        let root = single_root(&d.path().join("out")).unwrap();
+        assert!(root.ends_with("pkg-2.0"), "{}", root.display());
+        assert_eq!(fs::read(root.join("share/doc.txt")).unwrap(), b"docs");
+        kiln_core::nar::hash_path(&root).unwrap()
+    };
+    let plain = hash_of(&tar);
+    assert_eq!(hash_of(&xz), plain, "tar.xz");
+    assert_eq!(hash_of(&zst), plain, "tar.zst");
+    // A truncated archive is an error, not a partial tree.
+    let (_d, r) = unpack_bytes(&xz[..xz.len() / 2]);
+    assert!(r.is_err());
+}
