@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         ],
         network: false,
         timeout: Duration::from_secs(10),
+        max_processes: kiln::sandbox::MAX_PROCESSES,
     };
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for _ in 0..40 {

@@ -108,9 +108,14 @@ pub enum RecipeError {
     #[error("recipe for '{target}' failed: {message}")]
     Failed { target: String, message: String },
     #[error(
-        "recipe for '{target}' ran past its time limit of {limit:?} and was stopped (raise it with --timeout)"
+        "recipe for '{target}' ran past its time limit of {limit:?} and was stopped (raise it with --timeout){note}"
     )]
-    TimeLimit { target: String, limit: Duration },
+    TimeLimit {
+        target: String,
+        limit: Duration,
+        /// What else the sandbox saw, e.g. the process limit reached.
+        note: String,
+    },
     #[error("recipe for '{target}' tried to use more than its memory limit of {} MiB and was stopped (raise it with --memory)", limit / (1024 * 1024))]
     MemoryLimit { target: String, limit: usize },
     #[error("recipe for '{target}' sent a log message of {len} bytes; the limit is {limit} bytes")]
@@ -341,6 +346,7 @@ fn classify_trap(
         return RecipeError::TimeLimit {
             target,
             limit: run.limits.timeout,
+            note: String::new(),
         };
     }
     if memory_hit.load(Ordering::SeqCst) {

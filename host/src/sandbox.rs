@@ -17,6 +17,7 @@
 
 mod bwrap;
 pub use bwrap::BUILD_UID;
+mod pids;
 mod unsandboxed;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,10 @@ use serde::{Deserialize, Serialize};
 
 /// Bytes kept of a tool's stdout, and separately of its stderr.
 pub const OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Processes (and threads) a sandbox may hold at once: room for a parallel
+/// `go build` on a large machine, far below what a fork bomb wants.
+pub const MAX_PROCESSES: u32 = 4096;
 
 /// How tools are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +77,14 @@ pub struct SandboxSpec {
     pub mounts: Vec<Mount>,
     pub network: bool,
     pub timeout: Duration,
+    /// The most processes the sandbox may hold at once (hermetic mode, where
+    /// a pids cgroup can be made).
+    #[serde(default = "max_processes")]
+    pub max_processes: u32,
+}
+
+fn max_processes() -> u32 {
+    MAX_PROCESSES
 }
 
 /// What a finished process left.
@@ -98,17 +111,47 @@ pub enum SandboxError {
         program: String,
         source: std::io::Error,
     },
-    #[error("{program} ran longer than {limit:?} and was killed with every process it started")]
-    TimedOut { program: String, limit: Duration },
+    #[error("{program} ran longer than {limit:?} and was killed with every process it started{}",
+        capped_at.map(|n| format!("; it had also reached the sandbox's limit of {n} processes")).unwrap_or_default())]
+    TimedOut {
+        program: String,
+        limit: Duration,
+        /// The process limit, when the sandbox reached it.
+        capped_at: Option<u32>,
+    },
 }
 
 /// Run `spec` to completion under `mode`.
 pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, SandboxError> {
-    let child = match mode {
-        SandboxMode::Hermetic => bwrap::spawn(spec)?,
-        SandboxMode::Off => unsandboxed::spawn(spec)?,
+    let (child, limit) = match mode {
+        SandboxMode::Hermetic => {
+            let limit = pids::PidsCgroup::create(spec.max_processes);
+            let child = match &limit {
+                Some(cg) => cg.spawn_inside(|| bwrap::spawn(spec))?,
+                None => bwrap::spawn(spec)?,
+            };
+            (child, limit)
+        }
+        SandboxMode::Off => (unsandboxed::spawn(spec)?, None),
     };
-    wait_capped(child, &spec.program, spec.timeout)
+    let capped_at = || limit.as_ref().filter(|cg| cg.hit()).map(|cg| cg.max);
+    match wait_capped(child, &spec.program, spec.timeout) {
+        Err(SandboxError::TimedOut { program, limit, .. }) => Err(SandboxError::TimedOut {
+            program,
+            limit,
+            capped_at: capped_at(),
+        }),
+        Ok(mut out) => {
+            if let Some(n) = capped_at() {
+                out.stderr.extend_from_slice(
+                    format!("\nkiln: the sandbox reached its limit of {n} processes; forks beyond it failed\n")
+                        .as_bytes(),
+                );
+            }
+            Ok(out)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Start `cmd` with no stdin, piped output, in its own process group (so a
@@ -172,6 +215,7 @@ fn wait_capped(
         return Err(SandboxError::TimedOut {
             program: program.to_string(),
             limit: timeout,
+            capped_at: None,
         });
     }
     use std::os::unix::process::ExitStatusExt;
@@ -227,6 +271,7 @@ mod tests {
             mounts: vec![],
             network: false,
             timeout,
+            max_processes: MAX_PROCESSES,
         }
     }
 

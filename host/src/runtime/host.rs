@@ -108,6 +108,7 @@ impl HostState {
             return Err(self.trap(RecipeError::TimeLimit {
                 target: self.target.clone(),
                 limit: self.limit,
+                note: String::new(),
             }));
         }
         Ok(())
@@ -260,10 +261,19 @@ impl tool_exec::Host for HostState {
                     stderr_truncated: out.stderr_truncated,
                 }))
             }
-            Err(SandboxError::TimedOut { .. }) => Err(self.trap(RecipeError::TimeLimit {
-                target: self.target.clone(),
-                limit: self.limit,
-            })),
+            Err(SandboxError::TimedOut { capped_at, .. }) => {
+                Err(self.trap(RecipeError::TimeLimit {
+                    target: self.target.clone(),
+                    limit: self.limit,
+                    note: capped_at
+                        .map(|n| {
+                            format!(
+                                "; its tools had also reached the sandbox's limit of {n} processes"
+                            )
+                        })
+                        .unwrap_or_default(),
+                }))
+            }
             Err(e @ SandboxError::Unavailable { .. }) => Err(self.trap(RecipeError::Failed {
                 target: self.target.clone(),
                 message: e.to_string(),
@@ -395,6 +405,7 @@ impl HostState {
             mounts,
             network,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
+            max_processes: crate::sandbox::MAX_PROCESSES,
         })
     }
 }
