@@ -505,12 +505,12 @@ impl<'a> Ctx<'a> {
                 });
             }
             None => {
-                let (staging, record) = self.run(&job)?;
+                let (staging, record) = self.run(&job, true)?;
                 // Fixed-output targets are named by their content, others by their key.
                 let entry_hash = t.output_hash.unwrap_or(job.key);
-                let entry = self
-                    .store
-                    .commit(&staging.path().join("out"), &entry_hash, &t.name)?;
+                let entry =
+                    self.store
+                        .commit_sealed(&staging.path().join("out"), &entry_hash, &t.name)?;
                 record::write(&self.store, &entry, &record)
                     .map_err(|e| BuildError::Other(format!("writing the build record: {e}")))?;
                 self.store.record_output(&job.key, &entry)?;
@@ -527,7 +527,7 @@ impl<'a> Ctx<'a> {
         if !check {
             return Ok(first);
         }
-        let (staging, record) = self.run(&job)?;
+        let (staging, record) = self.run(&job, false)?;
         if record.output_hash == first.output_hash {
             return Ok(Built {
                 checked: true,
@@ -587,8 +587,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
-    /// the output, checked against the target's `output_hash`.
-    fn run(&self, job: &Job<'_>) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
+    /// the output, checked against the target's `output_hash`. With `seal`,
+    /// `out/` is also made read-only and synced, ready to commit.
+    fn run(
+        &self,
+        job: &Job<'_>,
+        seal: bool,
+    ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
         let t = job.target;
         let started = Instant::now();
         let staging = self.store.temp_dir(&format!("build-{}-", t.name))?;
@@ -627,10 +632,16 @@ impl<'a> Ctx<'a> {
         })?;
         let report = runtime.run(&component, &run)?;
 
-        let output_hash = kiln_core::nar::hash_path(&dirs.out).map_err(StoreError::from)?;
+        let output_hash = if seal {
+            kiln_core::store::hash_and_seal(&dirs.out)?
+        } else {
+            kiln_core::nar::hash_path(&dirs.out).map_err(StoreError::from)?
+        };
         if let Some(specified) = t.output_hash
             && specified != output_hash
         {
+            // Let the staging directory be deleted.
+            let _ = kiln_core::store::make_writable(&dirs.out);
             return Err(BuildError::OutputHashMismatch {
                 target: t.name.clone(),
                 at: Box::new(t.at.clone()),
@@ -639,6 +650,7 @@ impl<'a> Ctx<'a> {
             });
         }
         let record = BuildRecord::new(
+            &self.store,
             t,
             &job.recipe_name,
             job.recipe_hash,

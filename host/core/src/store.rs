@@ -124,13 +124,26 @@ impl Store {
         hash: &Sha256Hash,
         name: &str,
     ) -> Result<PathBuf, StoreError> {
+        if fs::symlink_metadata(self.entry_path(hash, name)).is_err() {
+            make_read_only_and_sync(staged)?;
+        }
+        self.commit_sealed(staged, hash, name)
+    }
+
+    /// [`Store::commit`] for a tree [`hash_and_seal`] already made read-only
+    /// and synced.
+    pub fn commit_sealed(
+        &self,
+        staged: &Path,
+        hash: &Sha256Hash,
+        name: &str,
+    ) -> Result<PathBuf, StoreError> {
         let dest = self.entry_path(hash, name);
         if fs::symlink_metadata(&dest).is_ok() {
             make_writable(staged).ok();
             remove_any(staged).ok();
             return Ok(dest);
         }
-        make_read_only_and_sync(staged)?;
         match fs::rename(staged, &dest) {
             Ok(()) => {}
             // Another process committed the same entry first: same content.
@@ -259,6 +272,21 @@ pub fn copy_tree(src: &Path, dst: &Path, rel: &str, filter: &PathFilter) -> Resu
         .into());
     }
     Ok(())
+}
+
+/// The NAR hash of a staged output, computed while another thread makes it
+/// read-only and fsyncs it for [`Store::commit_sealed`]: the disk writes
+/// overlap the hashing. Modes change only in ways NAR ignores.
+pub fn hash_and_seal(staged: &Path) -> Result<Sha256Hash, StoreError> {
+    std::thread::scope(|scope| {
+        let sealing = scope.spawn(|| make_read_only_and_sync(staged));
+        let hash = nar::hash_path(staged);
+        let sealed = sealing
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        sealed?;
+        Ok(hash?)
+    })
 }
 
 /// Normalise modes (0555/0444 by the executable bit, dirs 0555) and fsync.

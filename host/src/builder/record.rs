@@ -101,6 +101,7 @@ impl BuildRecord {
         reason = "one call site, each argument a distinct part of the record"
     )]
     pub fn new(
+        store: &Store,
         t: &Target,
         recipe_name: &str,
         recipe_hash: Sha256Hash,
@@ -149,7 +150,7 @@ impl BuildRecord {
                         .unwrap_or_default()
                 }),
                 files: if i.kind == "path" && i.is_dir {
-                    listing::list(&i.entry)?
+                    input_listing(store, &i.entry)?
                 } else {
                     Vec::new()
                 },
@@ -178,6 +179,34 @@ impl BuildRecord {
             },
         })
     }
+}
+
+/// The file listing of an input's store entry. Entries never change, so it
+/// is computed once and kept in `$KILN_HOME/listings/<entry>.json` (gc
+/// deletes it with the entry).
+fn input_listing(store: &Store, entry: &Path) -> Result<Vec<FileEntry>, NarError> {
+    let name = entry
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cache = store.root().join("listings").join(format!("{name}.json"));
+    if let Ok(bytes) = fs::read(&cache)
+        && let Ok(listing) = serde_json::from_slice(&bytes)
+    {
+        return Ok(listing);
+    }
+    let listing = listing::list(entry)?;
+    if let Ok(json) = serde_json::to_vec(&listing)
+        && fs::create_dir_all(store.root().join("listings")).is_ok()
+    {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = cache.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
+        if fs::write(&tmp, json).is_ok() {
+            let _ = fs::rename(&tmp, &cache);
+        }
+    }
+    Ok(listing)
 }
 
 fn record_path(store: &Store, entry: &Path) -> PathBuf {

@@ -15,7 +15,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
-use super::bindings::kiln::recipe::{log, target, tool_exec};
+use super::bindings::kiln::recipe::{digest, log, target, tool_exec};
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
 use crate::sandbox::{self, Mount, SandboxError, SandboxMode, SandboxSpec};
 
@@ -182,6 +182,16 @@ impl target::Host for HostState {
     }
 }
 
+impl digest::Host for HostState {
+    fn sha256_file(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        Ok(self.open_guest_file(&path).and_then(|f| {
+            kiln_core::hash::Sha256Hash::of_reader(f)
+                .map(|h| h.0.to_vec())
+                .map_err(|e| format!("reading {path}: {e}"))
+        }))
+    }
+}
+
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         self.check_deadline()?;
@@ -284,6 +294,42 @@ impl tool_exec::Host for HostState {
 }
 
 impl HostState {
+    /// Open a regular file the recipe names by its path under `/inputs`,
+    /// `/work` or `/out`, through cap-std, so that no `..` or symlink leads
+    /// out of those directories.
+    fn open_guest_file(&self, path: &str) -> Result<std::fs::File, String> {
+        let (root, inner) = if let Some(rest) = path.strip_prefix("/work/") {
+            (self.work_dir.as_path(), rest)
+        } else if let Some(rest) = path.strip_prefix("/out/") {
+            (self.out_dir.as_path(), rest)
+        } else if let Some(rest) = path.strip_prefix("/inputs/") {
+            let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
+            let input = self
+                .inputs
+                .iter()
+                .find(|i| i.name == name)
+                .ok_or_else(|| format!("{path}: the target has no input named '{name}'"))?;
+            if !input.is_dir {
+                return if inner.is_empty() {
+                    std::fs::File::open(&input.host_path).map_err(|e| format!("{path}: {e}"))
+                } else {
+                    Err(format!("{path}: input '{name}' is a file, not a directory"))
+                };
+            }
+            (input.host_path.as_path(), inner)
+        } else {
+            return Err(format!("{path} is not under /inputs, /work or /out"));
+        };
+        let dir =
+            Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| format!("{path}: {e}"))?;
+        let f = dir.open(inner).map_err(|e| format!("{path}: {e}"))?;
+        let is_file = f.metadata().map_err(|e| format!("{path}: {e}"))?.is_file();
+        if !is_file {
+            return Err(format!("{path} is not a regular file"));
+        }
+        Ok(f.into_std())
+    }
+
     /// Hash a fixed-output step's directory and trap unless it is what
     /// kiln.toml pinned.
     fn check_fixed_output(

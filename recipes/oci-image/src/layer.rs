@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use kiln_sdk::{Context, Error, Result};
 
+/// Bytes moved per WASI read or write: each is a call into the host, so
+/// few large ones beat many small ones.
+pub const IO_BUFFER: usize = 4 << 20;
+
 /// One entry of the image's filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -130,7 +134,11 @@ pub fn write_tar(tree: &Tree, mtime: u64, out: impl Write) -> Result<()> {
                 h.set_size(*size);
                 let f =
                     fs::File::open(src).with_context(|| format!("reading {}", src.display()))?;
-                b.append_data(&mut h, path, f)?;
+                b.append_data(
+                    &mut h,
+                    path,
+                    std::io::BufReader::with_capacity(IO_BUFFER.min(*size as usize + 1), f),
+                )?;
             }
             Node::Symlink { target } => {
                 h.set_entry_type(tar::EntryType::Symlink);

@@ -32,6 +32,7 @@
 
 mod error;
 mod exec;
+pub mod fs;
 
 pub use error::{Context, Error, Result};
 pub use exec::{Command, Output, Tool};
@@ -103,6 +104,16 @@ pub fn file_mode(path: &Path) -> Option<u32> {
 /// Whether `path` (under `/inputs`) is a file with an executable bit set.
 pub fn is_executable(path: &Path) -> bool {
     path.is_file() && file_mode(path).is_some_and(|m| m & 0o111 != 0)
+}
+
+/// The sha256 of the file at `path` (under `/inputs`, `/work` or `/out`),
+/// computed by the host at native speed: use it for large files.
+pub fn sha256_file(path: impl AsRef<Path>) -> Result<[u8; 32]> {
+    let path = path.as_ref().to_string_lossy();
+    let bytes = bindings::kiln::recipe::digest::sha256_file(&path).map_err(Error::msg)?;
+    bytes
+        .try_into()
+        .map_err(|_| Error::msg(format!("the host's sha256 of {path} is not 32 bytes")))
 }
 
 /// The build's SOURCE_DATE_EPOCH, in seconds.

@@ -84,7 +84,9 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let _ = fs::remove_file(store.root().join("records").join(format!("{name}.json")));
+        for sidecar in ["records", "listings"] {
+            let _ = fs::remove_file(store.root().join(sidecar).join(format!("{name}.json")));
+        }
     }
     if !quiet || a.dry_run {
         let verb = if a.dry_run { "would delete" } else { "deleted" };
