@@ -39,6 +39,7 @@ fn progress_enabled(quiet: bool) -> bool {
 
 /// Run kiln with the process's argv; returns the exit code.
 pub fn main() -> i32 {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => 0,
@@ -50,4 +51,17 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// `kiln audit | head`: when the reader goes away, stop quietly with the
+/// status a process killed by SIGPIPE has (141), instead of a panic message.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload_as_str().unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

@@ -284,19 +284,29 @@ fn sanitize_name(s: &str) -> String {
     }
 }
 
-fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
-    let manifest = load_manifest(a.file.file.as_deref())?;
-    let opts = BuildOptions {
-        mode: Mode::Build,
+/// Options for commands that resolve inputs or look up outputs but run no
+/// recipe (`lock`, `audit`): one thread, no recipe log.
+fn resolving_options(
+    mode: Mode,
+    sandbox: SandboxMode,
+    quiet: bool,
+) -> anyhow::Result<BuildOptions> {
+    Ok(BuildOptions {
+        mode,
         jobs: 1,
-        sandbox: SandboxMode::Hermetic,
+        sandbox,
         limits: Limits::default(),
         source_date_epoch: 1,
         locked: false,
         echo: None,
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
-    };
+    })
+}
+
+fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
+    let manifest = load_manifest(a.file.file.as_deref())?;
+    let opts = resolving_options(Mode::Build, SandboxMode::Hermetic, quiet)?;
     if let Some(input) = a.update.as_deref().filter(|i| !i.is_empty()) {
         let mut known: Vec<&str> = manifest
             .targets

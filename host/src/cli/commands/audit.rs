@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use kiln_core::store::Store;
 
-use super::{compile_cache, load_manifest, open_store};
+use super::{load_manifest, open_store, resolving_options};
 use crate::audit::{self, Node, provenance::Root};
-use crate::builder::{BuildOptions, Builder, Mode};
+use crate::builder::{Builder, Mode};
 use crate::cli::args::{AuditArgs, VerifyArgs};
 use crate::cli::progress_enabled;
-use crate::runtime::Limits;
 
 pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
     let store = open_store()?;
@@ -125,17 +124,7 @@ fn entries(store: &Store, a: &AuditArgs, quiet: bool) -> anyhow::Result<Vec<Path
                 );
             }
         }
-        let opts = BuildOptions {
-            mode: Mode::Lookup,
-            jobs: 1,
-            sandbox: a.sandbox.into(),
-            limits: Limits::default(),
-            source_date_epoch: 1,
-            locked: false,
-            echo: None,
-            progress: progress_enabled(quiet),
-            compile_cache: compile_cache()?,
-        };
+        let opts = resolving_options(Mode::Lookup, a.sandbox.into(), quiet)?;
         let mut builder = Builder::new(store.clone(), m, opts)?;
         for b in builder.build(&targets)? {
             found.insert(b.target.clone(), b.entry);
@@ -172,7 +161,7 @@ pub(super) fn verify(a: VerifyArgs, quiet: bool) -> anyhow::Result<()> {
             .map(|p| audit::entry_of(&store, p))
             .collect::<Result<_, _>>()?
     };
-    let bar = progress_enabled(quiet && !a.json).then(|| {
+    let bar = progress_enabled(quiet || a.json).then(|| {
         let b = indicatif::ProgressBar::new(entries.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template("verifying {pos}/{len} {wide_msg}")
