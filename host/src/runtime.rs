@@ -11,7 +11,9 @@
 //! What a recipe may ask of the host is in [`host`]; this module does not
 //! decide what to build or where outputs go (that is the builder's job).
 
+mod assemble;
 mod cache;
+mod guest_fs;
 mod host;
 mod wasi;
 

@@ -81,6 +81,27 @@ fn writing_outside_out_is_refused() {
 }
 
 #[test]
+fn host_file_calls_keep_to_the_recipes_directories() {
+    let p = attack("assemble-escapes", "");
+    let r = p
+        .kiln(&["build"])
+        .fails_with("read: piece 0: /etc/passwd is not under /inputs, /work or /out");
+    for refusal in [
+        "read: piece 0: /inputs/data/../../../../../etc/passwd: ",
+        "write: /inputs/data/planted.txt is not under /work or /out",
+        "write: /work/../escape.txt: ",
+        "write: /tmp/x is not under /work or /out",
+    ] {
+        assert!(
+            r.stderr.contains(refusal),
+            "{refusal:?} not in {}",
+            r.stderr
+        );
+    }
+    left_nothing(&p);
+}
+
+#[test]
 fn writing_into_inputs_is_refused() {
     let p = attack("write-inputs", "");
     p.kiln(&["build"])

@@ -1,6 +1,7 @@
 //! kiln's core model, free of wasmtime so that it builds and tests fast.
 //!
 //! * [`hash`]: SHA-256 digests in SRI, Nix base32 and hex;
+//! * [`hashpipe`]: SHA-256 on a second thread while the caller reads;
 //! * [`nar`]: the NAR serialisation and the Nix-compatible tree hash;
 //! * [`listing`]: per-file listings of a tree and their differences;
 //! * [`manifest`]: parsing `kiln.toml` into targets, inputs and params;
@@ -10,6 +11,7 @@
 
 pub mod hash;
 pub mod hashcache;
+pub mod hashpipe;
 pub mod key;
 pub mod listing;
 pub mod lockfile;

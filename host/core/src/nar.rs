@@ -9,17 +9,14 @@
 //! hashing streams straight into SHA-256 without building the archive.
 //! It reads the filesystem but never writes it.
 
+use crate::hash::Sha256Hash;
+use crate::hashpipe::{self, HashFeed};
+use crate::pathfilter::{PathFilter, join_rel};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-
-use sha2::{Digest, Sha256};
-
-use crate::hash::Sha256Hash;
-use crate::pathfilter::{PathFilter, join_rel};
 
 /// Why a path could not be serialised.
 #[derive(Debug, thiserror::Error)]
@@ -45,49 +42,17 @@ pub fn hash_path(path: &Path) -> Result<Sha256Hash, NarError> {
 
 /// The NAR hash of `path` without the entries `filter` excludes.
 ///
-/// Two threads: one walks the tree and reads files straight into 1 MiB
-/// chunks, the other hashes them, so reading (many small files mean many
-/// syscalls) and SHA-256 overlap. Chunks are recycled, not reallocated.
+/// The tree is walked and files read on this thread while another hashes
+/// ([`crate::hashpipe`]), so reading and SHA-256 overlap.
 pub fn hash_path_filtered(path: &Path, filter: &PathFilter) -> Result<Sha256Hash, NarError> {
-    const IN_FLIGHT: usize = 8;
-    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..IN_FLIGHT + 1 {
-        let _ = empty_tx.send(vec![0; CHUNK]);
-    }
-    std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || {
-            let mut h = Sha256::new();
-            for (chunk, filled) in full_rx {
-                h.update(&chunk[..filled]);
-                // The writer may have finished; then the chunk is not needed.
-                let _ = empty_tx.send(chunk);
-            }
-            h
-        });
-        let mut w = ChunkWriter {
-            chunk: vec![0; CHUNK],
-            filled: 0,
-            full: full_tx,
-            empty: empty_rx,
-        };
-        let written = write_nar(path, filter, &mut w).and_then(|()| Ok(w.finish()?));
-        drop(w);
-        let h = hasher
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        match written {
-            Ok(()) => Ok(Sha256Hash(h.finalize().into())),
-            Err(WriteError::Nar(n)) => Err(n),
-            Err(WriteError::Sink(source)) => Err(NarError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+    hashpipe::sha256(|feed| write_nar(path, filter, feed)).map_err(|e| match e {
+        WriteError::Nar(n) => n,
+        WriteError::Sink(source) => NarError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     })
 }
-
-const CHUNK: usize = 1 << 20;
 
 /// Where a NAR goes: its framing bytes, and files' contents, which a sink
 /// may take without an intermediate copy.
@@ -107,62 +72,12 @@ impl<W: Write> NarSink for W {
     }
 }
 
-/// Hands full chunks to the hashing thread; files are read straight into them.
-struct ChunkWriter {
-    chunk: Vec<u8>,
-    filled: usize,
-    full: mpsc::SyncSender<(Vec<u8>, usize)>,
-    empty: mpsc::Receiver<Vec<u8>>,
-}
-
-impl ChunkWriter {
-    fn send(&mut self) -> io::Result<()> {
-        let next = self.empty.recv().unwrap_or_else(|_| vec![0; CHUNK]);
-        let full = std::mem::replace(&mut self.chunk, next);
-        let filled = std::mem::take(&mut self.filled);
-        self.full
-            .send((full, filled))
-            .map_err(|_| io::Error::other("the hashing thread stopped"))
+impl NarSink for HashFeed {
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        HashFeed::put(self, bytes)
     }
-
-    fn finish(&mut self) -> io::Result<()> {
-        if self.filled > 0 {
-            self.send()?;
-        }
-        Ok(())
-    }
-}
-
-impl NarSink for ChunkWriter {
-    fn put(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            let n = bytes.len().min(CHUNK - self.filled);
-            self.chunk[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
-            self.filled += n;
-            bytes = &bytes[n..];
-            if self.filled == CHUNK {
-                self.send()?;
-            }
-        }
-        Ok(())
-    }
-
     fn put_file(&mut self, file: &mut fs::File, len: u64) -> io::Result<u64> {
-        let mut copied = 0u64;
-        loop {
-            if self.filled == CHUNK {
-                self.send()?;
-            }
-            let n = file.read(&mut self.chunk[self.filled..])?;
-            if n == 0 {
-                return Ok(copied);
-            }
-            copied += n as u64;
-            if copied > len {
-                return Ok(copied);
-            }
-            self.filled += n;
-        }
+        self.put_reader(file, len + 1)
     }
 }
 

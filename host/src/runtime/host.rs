@@ -1,5 +1,5 @@
-//! What a recipe may ask of the host: the `target`, `log` and `tool-exec`
-//! imports of `wit/recipe.wit`.
+//! What a recipe may ask of the host: the imports of `wit/recipe.wit`
+//! (`target`, `tool-exec`, `digest`, `assemble`, `log`).
 //!
 //! Two levels of result: the outer `wasmtime::Result` traps the recipe
 //! (time limit, oversized log), the inner one is the WIT error the recipe
@@ -15,7 +15,9 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
-use super::bindings::kiln::recipe::{digest, log, target, tool_exec};
+use super::assemble::Stop;
+use super::bindings::kiln::recipe::{assemble, digest, log, target, tool_exec};
+use super::guest_fs::GuestFs;
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
 use crate::sandbox::{self, Mount, SandboxError, SandboxMode, SandboxSpec};
 
@@ -184,11 +186,28 @@ impl target::Host for HostState {
 
 impl digest::Host for HostState {
     fn sha256_file(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        Ok(self.open_guest_file(&path).and_then(|f| {
+        Ok(self.guest_fs().open(&path).and_then(|f| {
             kiln_core::hash::Sha256Hash::of_reader(f)
                 .map(|h| h.0.to_vec())
                 .map_err(|e| format!("reading {path}: {e}"))
         }))
+    }
+}
+
+impl assemble::Host for HostState {
+    fn sha256(
+        &mut self,
+        pieces: Vec<assemble::Piece>,
+    ) -> wasmtime::Result<Result<(Vec<u8>, u64), String>> {
+        self.check_deadline()?;
+        let r = super::assemble::sha256(&self.guest_fs(), &pieces, self.deadline);
+        self.assembly_result(r.map(|(digest, len)| (digest.to_vec(), len)))
+    }
+
+    fn write_files(&mut self, files: Vec<assemble::File>) -> wasmtime::Result<Result<(), String>> {
+        self.check_deadline()?;
+        let r = super::assemble::write_files(&self.guest_fs(), &files, self.deadline);
+        self.assembly_result(r)
     }
 }
 
@@ -294,40 +313,25 @@ impl tool_exec::Host for HostState {
 }
 
 impl HostState {
-    /// Open a regular file the recipe names by its path under `/inputs`,
-    /// `/work` or `/out`, through cap-std, so that no `..` or symlink leads
-    /// out of those directories.
-    fn open_guest_file(&self, path: &str) -> Result<std::fs::File, String> {
-        let (root, inner) = if let Some(rest) = path.strip_prefix("/work/") {
-            (self.work_dir.as_path(), rest)
-        } else if let Some(rest) = path.strip_prefix("/out/") {
-            (self.out_dir.as_path(), rest)
-        } else if let Some(rest) = path.strip_prefix("/inputs/") {
-            let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
-            let input = self
-                .inputs
-                .iter()
-                .find(|i| i.name == name)
-                .ok_or_else(|| format!("{path}: the target has no input named '{name}'"))?;
-            if !input.is_dir {
-                return if inner.is_empty() {
-                    std::fs::File::open(&input.host_path).map_err(|e| format!("{path}: {e}"))
-                } else {
-                    Err(format!("{path}: input '{name}' is a file, not a directory"))
-                };
-            }
-            (input.host_path.as_path(), inner)
-        } else {
-            return Err(format!("{path} is not under /inputs, /work or /out"));
-        };
-        let dir =
-            Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| format!("{path}: {e}"))?;
-        let f = dir.open(inner).map_err(|e| format!("{path}: {e}"))?;
-        let is_file = f.metadata().map_err(|e| format!("{path}: {e}"))?.is_file();
-        if !is_file {
-            return Err(format!("{path} is not a regular file"));
+    /// The recipe's directories, for host calls that take its paths.
+    fn guest_fs(&self) -> GuestFs<'_> {
+        GuestFs {
+            work: &self.work_dir,
+            out: &self.out_dir,
+            inputs: &self.inputs,
         }
-        Ok(f.into_std())
+    }
+
+    /// Turn an assembly's stop into the recipe's error, or a trap.
+    fn assembly_result<T>(&self, r: Result<T, Stop>) -> wasmtime::Result<Result<T, String>> {
+        match r {
+            Ok(v) => Ok(Ok(v)),
+            Err(Stop::Failed(m)) => Ok(Err(m)),
+            Err(Stop::TimedOut) => {
+                self.check_deadline()?;
+                Err(wasmtime::Error::msg("the time limit passed"))
+            }
+        }
     }
 
     /// Hash a fixed-output step's directory and trap unless it is what

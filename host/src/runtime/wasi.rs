@@ -54,6 +54,10 @@ pub(super) fn build_ctx(
     b.insecure_random_seed(u128::from_le_bytes(
         run.seed[..16].try_into().unwrap_or_default(),
     ));
+    // The runtime is synchronous: let file operations run on the recipe's
+    // thread instead of handing each one to a blocking pool (one thread
+    // hand-off per 64 KiB read otherwise). Must precede the preopens.
+    b.allow_blocking_current_thread(true);
     // WASI can only preopen directories: file inputs are reached through
     // `/inputs` itself, a directory the builder fills with links to them.
     // Paths resolve against the longest preopened prefix, so

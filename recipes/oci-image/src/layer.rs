@@ -1,17 +1,15 @@
 //! The image's files: collected from the inputs into a sorted tree, then
-//! written as a deterministic layer tar — entries sorted bytewise, mtime =
-//! SOURCE_DATE_EPOCH, uid/gid 0, no user names, fixed modes.
+//! laid out as a deterministic tar — entries sorted bytewise, mtime =
+//! SOURCE_DATE_EPOCH, uid/gid 0, no user names, fixed modes. The tar is
+//! described as [`Pieces`] (headers, and ranges of the input files) for the
+//! host to hash and write: file data never enters the recipe's memory.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use kiln_sdk::assemble::Pieces;
 use kiln_sdk::{Context, Error, Result};
-
-/// Bytes moved per WASI read or write: each is a call into the host, so
-/// few large ones beat many small ones.
-pub const IO_BUFFER: usize = 4 << 20;
 
 /// One entry of the image's filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,44 +108,80 @@ fn add_node(tree: &mut Tree, src: &Path, dest: &str, mode: Option<u32>) -> Resul
     Ok(())
 }
 
-/// Write `tree` as a tar to `out`; returns nothing but errors.
-pub fn write_tar(tree: &Tree, mtime: u64, out: impl Write) -> Result<()> {
-    let mut b = tar::Builder::new(out);
-    b.follow_symlinks(false);
+/// `tree` as a tar: file contents are ranges of their source files.
+pub fn tar_pieces(tree: &Tree, mtime: u64) -> Result<Pieces> {
+    let mut tar = TarPieces::new(mtime);
     for (path, node) in tree {
+        match node {
+            Node::Dir { mode } => tar.dir(path, *mode)?,
+            Node::File { src, mode, size } => {
+                let mut content = Pieces::new();
+                content.range(src, 0, *size);
+                tar.file(path, *mode, &content)?;
+            }
+            Node::Symlink { target } => tar.symlink(path, target)?,
+        }
+    }
+    tar.finish()
+}
+
+/// A tar archive laid out as pieces, entries in the order they are added:
+/// headers (long names included) come from the `tar` crate, contents are
+/// whatever pieces the caller gives.
+pub struct TarPieces {
+    builder: tar::Builder<Pieces>,
+    mtime: u64,
+}
+
+impl TarPieces {
+    pub fn new(mtime: u64) -> Self {
+        let mut builder = tar::Builder::new(Pieces::new());
+        builder.follow_symlinks(false);
+        TarPieces { builder, mtime }
+    }
+
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut h = tar::Header::new_ustar();
-        h.set_mtime(mtime);
+        h.set_mtime(self.mtime);
         h.set_uid(0);
         h.set_gid(0);
         let _ = h.set_username("");
         let _ = h.set_groupname("");
-        match node {
-            Node::Dir { mode } => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(*mode);
-                h.set_size(0);
-                b.append_data(&mut h, format!("{path}/"), std::io::empty())?;
-            }
-            Node::File { src, mode, size } => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_mode(*mode);
-                h.set_size(*size);
-                let f =
-                    fs::File::open(src).with_context(|| format!("reading {}", src.display()))?;
-                b.append_data(
-                    &mut h,
-                    path,
-                    std::io::BufReader::with_capacity(IO_BUFFER.min(*size as usize + 1), f),
-                )?;
-            }
-            Node::Symlink { target } => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_mode(0o777);
-                h.set_size(0);
-                b.append_link(&mut h, path, target)?;
-            }
-        }
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h
     }
-    b.into_inner()?.flush()?;
-    Ok(())
+
+    pub fn dir(&mut self, path: &str, mode: u32) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, mode, 0);
+        self.builder
+            .append_data(&mut h, format!("{path}/"), std::io::empty())?;
+        Ok(())
+    }
+
+    /// A regular file holding `content`, padded to the tar block size.
+    pub fn file(&mut self, path: &str, mode: u32, content: &Pieces) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, mode, content.len());
+        // The header only: the builder copies no data from an empty reader.
+        self.builder.append_data(&mut h, path, std::io::empty())?;
+        let out = self.builder.get_mut();
+        out.extend(content);
+        let tail = content.len() % 512;
+        if tail != 0 {
+            out.bytes(&[0; 512][..512 - tail as usize]);
+        }
+        Ok(())
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Symlink, 0o777, 0);
+        self.builder.append_link(&mut h, path, target)?;
+        Ok(())
+    }
+
+    /// The archive, with its end-of-archive blocks.
+    pub fn finish(self) -> Result<Pieces> {
+        Ok(self.builder.into_inner()?)
+    }
 }

@@ -3,11 +3,13 @@
 //!
 //! 1. collect `contents` (plus `directories`, CA certificates, tzdata) into a
 //!    sorted tree; check the entrypoint can start (`runcheck`);
-//! 2. write each layer as a deterministic tar (`layer`), digest = diff_id
-//!    (layers are stored uncompressed so they are byte-stable);
-//! 3. write the config, manifest and index with oci-spec's types as an OCI
-//!    image layout in `/out/oci/`, and the same blobs plus docker's
-//!    `manifest.json` as `/out/image.tar`.
+//! 2. lay out each layer as a deterministic tar (`layer`) and have the host
+//!    hash it: digest = diff_id (layers are stored uncompressed so they are
+//!    byte-stable);
+//! 3. make the config, manifest and index with oci-spec's types;
+//! 4. have the host write the OCI image layout in `/out/oci/` and the same
+//!    blobs plus docker's `manifest.json` as `/out/image.tar`, in parallel,
+//!    copying file data from the inputs (`kiln_sdk::assemble`).
 //!
 //! Params are documented in docs/recipes/oci-image.md.
 
@@ -15,9 +17,10 @@ mod layer;
 mod params;
 mod runcheck;
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
 
+use kiln_sdk::assemble::Pieces;
 use kiln_sdk::{Context, Error, Result, info};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder,
@@ -29,6 +32,7 @@ use sha2::{Digest, Sha256};
 use layer::Tree;
 
 const OCI: &str = "/out/oci";
+const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 
 fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
@@ -89,19 +93,20 @@ fn build() -> Result<()> {
     runcheck::check(&image, program, p.env.get("PATH").map(String::as_str))?;
 
     fs::create_dir_all(format!("{OCI}/blobs/sha256"))?;
+    // Each layer's tar, as pieces: its digest first (the host reads the
+    // inputs once), the bytes are written below with everything else.
+    let mut blobs: BTreeMap<String, Pieces> = BTreeMap::new();
     let mut layer_descs = Vec::new();
     let mut diff_ids = Vec::new();
-    for l in &layers {
-        let tmp = "/work/layer.tar";
-        layer::write_tar(
-            l,
-            sde,
-            io::BufWriter::with_capacity(layer::IO_BUFFER, kiln_sdk::fs::create(tmp)?),
-        )?;
-        let (hex, size) = hash_file(tmp)?;
-        fs::rename(tmp, format!("{OCI}/blobs/sha256/{hex}"))?;
+    for (i, l) in layers.iter().enumerate() {
+        let pieces = layer::tar_pieces(l, sde)?;
+        let (digest, size) = pieces
+            .sha256()
+            .with_context(|| format!("hashing layer {i}"))?;
+        let hex = hex(&digest);
         diff_ids.push(format!("sha256:{hex}"));
         layer_descs.push(descriptor(MediaType::ImageLayer, size, &hex)?);
+        blobs.insert(hex, pieces);
     }
 
     let created = rfc3339(sde);
@@ -147,7 +152,7 @@ fn build() -> Result<()> {
     // serde_json writes struct fields in declaration order and the labels map
     // is re-sorted below, so the bytes are stable.
     let config_json = canonical_json(&image_config)?;
-    let config_hex = write_blob(&config_json)?;
+    let config_hex = write_blob(&config_json, &mut blobs)?;
     let config_desc = descriptor(
         MediaType::ImageConfig,
         config_json.len() as u64,
@@ -162,7 +167,7 @@ fn build() -> Result<()> {
         .build()
         .map_err(oci_err)?;
     let manifest_json = canonical_json(&manifest)?;
-    let manifest_hex = write_blob(&manifest_json)?;
+    let manifest_hex = write_blob(&manifest_json, &mut blobs)?;
 
     let tag = p
         .tag
@@ -188,11 +193,9 @@ fn build() -> Result<()> {
         .manifests(vec![manifest_desc])
         .build()
         .map_err(oci_err)?;
-    fs::write(format!("{OCI}/index.json"), canonical_json(&index)?)?;
-    fs::write(
-        format!("{OCI}/oci-layout"),
-        b"{\"imageLayoutVersion\":\"1.0.0\"}",
-    )?;
+    let index_json = canonical_json(&index)?;
+    fs::write(format!("{OCI}/index.json"), &index_json)?;
+    fs::write(format!("{OCI}/oci-layout"), OCI_LAYOUT)?;
 
     // docker-archive: the OCI layout plus docker's manifest.json, as docker save writes since v25.
     let docker_manifest = serde_json::json!([{
@@ -200,8 +203,26 @@ fn build() -> Result<()> {
         "RepoTags": [reference],
         "Layers": layer_descs.iter().map(|d| format!("blobs/sha256/{}", d.digest().digest())).collect::<Vec<_>>(),
     }]);
-    fs::write("/work/manifest.json", serde_json::to_vec(&docker_manifest)?)?;
-    write_archive(sde)?;
+    let archive = archive_pieces(
+        &blobs,
+        &[
+            ("index.json", index_json),
+            ("manifest.json", serde_json::to_vec(&docker_manifest)?),
+            ("oci-layout", OCI_LAYOUT.to_vec()),
+        ],
+        sde,
+    )?;
+
+    // The layers' bytes, twice: as OCI blobs and inside image.tar. The host
+    // writes the files in parallel, copying from the inputs.
+    let mut files: Vec<(String, &Pieces)> = vec![("/out/image.tar".into(), &archive)];
+    for hex in layer_descs.iter().map(|d| d.digest().digest()) {
+        let path = format!("{OCI}/blobs/sha256/{hex}");
+        if !files.iter().any(|(p, _)| *p == path) {
+            files.push((path, &blobs[hex]));
+        }
+    }
+    kiln_sdk::assemble::write_files(&files)?;
     info!(
         "{reference}: {} layer(s), {} files; /out/image.tar and /out/oci",
         layers.len(),
@@ -230,63 +251,41 @@ fn descriptor(media_type: MediaType, size: u64, hex: &str) -> Result<Descriptor>
         .map_err(oci_err)
 }
 
-fn write_blob(bytes: &[u8]) -> Result<String> {
+/// Write a small blob (config, manifest) into the OCI layout and keep its
+/// bytes for the archive; its digest (hex) names it.
+fn write_blob(bytes: &[u8], blobs: &mut BTreeMap<String, Pieces>) -> Result<String> {
     let hex = hex(&Sha256::digest(bytes));
     fs::write(format!("{OCI}/blobs/sha256/{hex}"), bytes)?;
+    let mut pieces = Pieces::new();
+    pieces.bytes(bytes);
+    blobs.insert(hex.clone(), pieces);
     Ok(hex)
-}
-
-/// The sha256 (hex) and size of a file, hashed by the host at native speed.
-fn hash_file(path: &str) -> Result<(String, u64)> {
-    let digest = kiln_sdk::sha256_file(path)?;
-    Ok((hex(&digest), fs::metadata(path)?.len()))
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `/out/image.tar`: oci-layout, index.json, manifest.json and the blobs, sorted.
-fn write_archive(sde: u64) -> Result<()> {
-    let mut tree = Tree::new();
-    let mut blobs: Vec<String> = fs::read_dir(format!("{OCI}/blobs/sha256"))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    blobs.sort();
-    layer::add_dir(&mut tree, "/blobs/sha256", 0o755)?;
-    for b in blobs {
-        let src = std::path::PathBuf::from(format!("{OCI}/blobs/sha256/{b}"));
-        let size = fs::metadata(&src)?.len();
-        tree.insert(
-            format!("blobs/sha256/{b}"),
-            layer::Node::File {
-                src,
-                mode: 0o644,
-                size,
-            },
-        );
+/// `image.tar`'s layout: the blobs, then index.json, manifest.json and
+/// oci-layout — every entry sorted by name.
+fn archive_pieces(
+    blobs: &BTreeMap<String, Pieces>,
+    files: &[(&str, Vec<u8>)],
+    sde: u64,
+) -> Result<Pieces> {
+    let mut tar = layer::TarPieces::new(sde);
+    tar.dir("blobs", 0o755)?;
+    tar.dir("blobs/sha256", 0o755)?;
+    for (hex, pieces) in blobs {
+        tar.file(&format!("blobs/sha256/{hex}"), 0o644, pieces)?;
     }
-    for (name, src) in [
-        ("index.json", format!("{OCI}/index.json")),
-        ("oci-layout", format!("{OCI}/oci-layout")),
-        ("manifest.json", "/work/manifest.json".into()),
-    ] {
-        let size = fs::metadata(&src)?.len();
-        tree.insert(
-            name.to_string(),
-            layer::Node::File {
-                src: src.into(),
-                mode: 0o644,
-                size,
-            },
-        );
+    debug_assert!(files.windows(2).all(|w| w[0].0 < w[1].0));
+    for (name, bytes) in files {
+        let mut pieces = Pieces::new();
+        pieces.bytes(bytes);
+        tar.file(name, 0o644, &pieces)?;
     }
-    let mut out =
-        io::BufWriter::with_capacity(layer::IO_BUFFER, kiln_sdk::fs::create("/out/image.tar")?);
-    layer::write_tar(&tree, sde, &mut out)?;
-    out.flush()?;
-    Ok(())
+    tar.finish()
 }
 
 /// `1970-01-01T00:00:01Z` for SOURCE_DATE_EPOCH 1.

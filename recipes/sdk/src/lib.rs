@@ -8,6 +8,8 @@
 //! * [`params`] deserializes the target's `params` table into your type;
 //! * [`input`], [`WORK`] and [`OUT`] name the directories the recipe sees;
 //! * [`Command`] runs a declared tool in the host's sandbox;
+//! * [`assemble`] has the host hash and write large files made of pieces
+//!   (headers it computed, ranges of its inputs), several at once;
 //! * [`info!`], [`warn!`] and [`debug!`] log into kiln's output;
 //! * [`Error`] and [`Context`] turn failures into a readable build error.
 //!
@@ -30,6 +32,7 @@
 //!
 //! This crate must not grow host-side logic: it only adapts the WIT contract.
 
+pub mod assemble;
 mod error;
 mod exec;
 pub mod fs;

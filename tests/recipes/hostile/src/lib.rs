@@ -69,6 +69,31 @@ fn build() -> Result<()> {
                 .context("writing /inputs/data/planted.txt")?;
             escaped("wrote into /inputs")
         }
+        "assemble-escapes" => {
+            // The host-side file calls must keep to the recipe's directories.
+            use kiln_sdk::assemble::{Pieces, write_files};
+            let range = |path: &str| {
+                let mut p = Pieces::new();
+                p.range(path, 0, 1);
+                p
+            };
+            let mut refused = Vec::new();
+            for path in ["/etc/passwd", "/inputs/data/../../../../../etc/passwd"] {
+                match range(path).sha256() {
+                    Ok(_) => return escaped(format!("hashed {path}")),
+                    Err(e) => refused.push(format!("read: {e}")),
+                }
+            }
+            let mut bytes = Pieces::new();
+            bytes.bytes(b"x");
+            for path in ["/inputs/data/planted.txt", "/work/../escape.txt", "/tmp/x"] {
+                match write_files(&[(path, &bytes)]) {
+                    Ok(()) => return escaped(format!("wrote {path}")),
+                    Err(e) => refused.push(format!("write: {e}")),
+                }
+            }
+            Err(Error::msg(refused.join("\n")))
+        }
         "loop-forever" => {
             fs::write("/out/partial", "x")?;
             #[expect(clippy::empty_loop, reason = "the attack is the loop")]

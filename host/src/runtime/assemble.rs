@@ -1,0 +1,295 @@
+//! The `assemble` import: files made of pieces — bytes the recipe computed
+//! and ranges of existing files — hashed or written by the host. File data
+//! never passes through the recipe's memory: ranges are copied by the kernel
+//! (`std::io::copy` between files is `copy_file_range` on Linux, which
+//! shares extents where the filesystem can), and the files of one call are
+//! written in parallel, one per core.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::bindings::kiln::recipe::assemble::{File as Plan, Piece};
+use super::guest_fs::GuestFs;
+
+/// Why an assembly stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// Bad input or an I/O error: the message is for the recipe.
+    Failed(String),
+    /// The build's deadline passed.
+    TimedOut,
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+/// The sha256 and length of `pieces` laid end to end. Ranges are read on
+/// this thread and hashed on another.
+pub(super) fn sha256(
+    fs: &GuestFs<'_>,
+    pieces: &[Piece],
+    deadline: Instant,
+) -> Result<([u8; 32], u64), Stop> {
+    let mut len = 0u64;
+    let digest = kiln_core::hashpipe::sha256(|feed| {
+        for (i, piece) in pieces.iter().enumerate() {
+            check(deadline)?;
+            match piece {
+                Piece::Bytes(b) => feed.put(b)?,
+                Piece::Range(r) => {
+                    let mut src = open_range(fs, &r.path, r.offset, r.length, i)?;
+                    src.seek(SeekFrom::Start(r.offset))
+                        .map_err(|e| failed(i, &format!("{}: {e}", r.path)))?;
+                    let read = feed
+                        .put_reader(&mut src, r.length)
+                        .map_err(|e| failed(i, &format!("reading {}: {e}", r.path)))?;
+                    if read < r.length {
+                        return Err(shrank(i, &r.path));
+                    }
+                }
+            }
+            len += piece_len(piece);
+        }
+        Ok(())
+    })?;
+    Ok((digest.0, len))
+}
+
+/// Write every planned file, several at once. The first failure (in plan
+/// order) is reported; the other workers stop at their next piece.
+pub(super) fn write_files(fs: &GuestFs<'_>, plans: &[Plan], deadline: Instant) -> Result<(), Stop> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(plans.len());
+    let next = AtomicUsize::new(0);
+    let errors: Mutex<Vec<(usize, Stop)>> = Mutex::new(Vec::new());
+    let stopped = || !errors.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= plans.len() || stopped() {
+                        break;
+                    }
+                    if let Err(e) = write_file(fs, &plans[i], deadline, &stopped) {
+                        errors
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.sort_by_key(|(i, _)| *i);
+    match errors.into_iter().next() {
+        None => Ok(()),
+        Some((_, Stop::TimedOut)) => Err(Stop::TimedOut),
+        Some((_, Stop::Failed(m))) => Err(Stop::Failed(m)),
+    }
+}
+
+fn write_file(
+    fs: &GuestFs<'_>,
+    plan: &Plan,
+    deadline: Instant,
+    stopped: &dyn Fn() -> bool,
+) -> Result<(), Stop> {
+    let in_file = |e: Stop| match e {
+        Stop::Failed(m) => Stop::Failed(format!("writing {}: {m}", plan.path)),
+        t => t,
+    };
+    let mut dst = fs.create(&plan.path).map_err(Stop::Failed)?;
+    for (i, piece) in plan.pieces.iter().enumerate() {
+        check(deadline).map_err(in_file)?;
+        if stopped() {
+            return Ok(());
+        }
+        match piece {
+            Piece::Bytes(b) => dst
+                .write_all(b)
+                .map_err(|e| in_file(failed(i, &e.to_string())))?,
+            Piece::Range(r) => {
+                let mut src = open_range(fs, &r.path, r.offset, r.length, i).map_err(in_file)?;
+                src.seek(SeekFrom::Start(r.offset))
+                    .map_err(|e| in_file(failed(i, &format!("{}: {e}", r.path))))?;
+                let copied = std::io::copy(&mut (&src).take(r.length), &mut dst)
+                    .map_err(|e| in_file(failed(i, &format!("copying {}: {e}", r.path))))?;
+                if copied < r.length {
+                    return Err(in_file(shrank(i, &r.path)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Open a range's file, checking that it holds the whole range.
+fn open_range(
+    fs: &GuestFs<'_>,
+    path: &str,
+    offset: u64,
+    length: u64,
+    piece: usize,
+) -> Result<File, Stop> {
+    let f = fs.open(path).map_err(|e| failed(piece, &e))?;
+    let size = f
+        .metadata()
+        .map_err(|e| failed(piece, &format!("{path}: {e}")))?
+        .len();
+    match offset.checked_add(length) {
+        Some(end) if end <= size => Ok(f),
+        _ => Err(failed(
+            piece,
+            &format!("{path} holds {size} bytes; the range asks for {length} from offset {offset}"),
+        )),
+    }
+}
+
+fn piece_len(piece: &Piece) -> u64 {
+    match piece {
+        Piece::Bytes(b) => b.len() as u64,
+        Piece::Range(r) => r.length,
+    }
+}
+
+fn check(deadline: Instant) -> Result<(), Stop> {
+    if Instant::now() >= deadline {
+        Err(Stop::TimedOut)
+    } else {
+        Ok(())
+    }
+}
+
+fn failed(piece: usize, message: &str) -> Stop {
+    Stop::Failed(format!("piece {piece}: {message}"))
+}
+
+fn shrank(piece: usize, path: &str) -> Stop {
+    failed(piece, &format!("{path} got shorter while it was read"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::RunInput;
+    use super::super::bindings::kiln::recipe::assemble::FileRange;
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use std::time::Duration;
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    fn range(path: &str, offset: u64, length: u64) -> Piece {
+        Piece::Range(FileRange {
+            path: path.into(),
+            offset,
+            length,
+        })
+    }
+
+    #[test]
+    fn files_are_written_and_hashed_from_their_pieces() {
+        let root = tempfile::tempdir().unwrap();
+        let (work, out, input) = (
+            root.path().join("work"),
+            root.path().join("out"),
+            root.path().join("in"),
+        );
+        for d in [&work, &out, &input] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // Larger than a hashing chunk (1 MiB), so reads are split.
+        let big: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(input.join("big"), &big).unwrap();
+        let inputs = [RunInput {
+            name: "src".into(),
+            hash: String::new(),
+            host_path: input.clone(),
+            is_dir: true,
+        }];
+        let fs = GuestFs {
+            work: &work,
+            out: &out,
+            inputs: &inputs,
+        };
+        let pieces = vec![
+            Piece::Bytes(b"head".to_vec()),
+            range("/inputs/src/big", 10, big.len() as u64 - 10),
+            Piece::Bytes(b"mid".to_vec()),
+            range("/inputs/src/big", 0, 3),
+        ];
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&big[10..]);
+        expected.extend_from_slice(b"mid");
+        expected.extend_from_slice(&big[..3]);
+
+        let (digest, len) = sha256(&fs, &pieces, later()).unwrap();
+        assert_eq!(len, expected.len() as u64);
+        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&expected)));
+
+        let plans: Vec<Plan> = ["/out/a", "/work/b", "/out/c"]
+            .iter()
+            .map(|p| Plan {
+                path: p.to_string(),
+                pieces: pieces.clone(),
+            })
+            .collect();
+        write_files(&fs, &plans, later()).unwrap();
+        for f in [out.join("a"), work.join("b"), out.join("c")] {
+            assert_eq!(std::fs::read(&f).unwrap(), expected, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn bad_pieces_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::write(work.join("small"), "12345").unwrap();
+        let fs = GuestFs {
+            work: &work,
+            out: &work,
+            inputs: &[],
+        };
+        let past_end = vec![Piece::Bytes(vec![1]), range("/work/small", 2, 4)];
+        assert_eq!(
+            sha256(&fs, &past_end, later()).unwrap_err(),
+            Stop::Failed(
+                "piece 1: /work/small holds 5 bytes; the range asks for 4 from offset 2".into()
+            )
+        );
+        let plans = [Plan {
+            path: "/work/out".into(),
+            pieces: vec![range("/work/missing", 0, 1)],
+        }];
+        match write_files(&fs, &plans, later()).unwrap_err() {
+            Stop::Failed(m) => assert!(
+                m.starts_with("writing /work/out: piece 0: /work/missing:"),
+                "{m}"
+            ),
+            t => panic!("{t:?}"),
+        }
+        let plans = [Plan {
+            path: "/etc/x".into(),
+            pieces: vec![],
+        }];
+        assert!(matches!(
+            write_files(&fs, &plans, later()),
+            Err(Stop::Failed(m)) if m.contains("not under /work or /out")
+        ));
+        assert_eq!(
+            sha256(&fs, &past_end, Instant::now()).unwrap_err(),
+            Stop::TimedOut
+        );
+    }
+}

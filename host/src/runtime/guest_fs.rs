@@ -1,0 +1,140 @@
+//! Files the recipe names by the paths it sees (`/inputs/<name>/…`,
+//! `/work/…`, `/out/…`), opened by the host through cap-std under the
+//! directory each maps to, so that no `..` or symlink leads out of them.
+//! Host calls that take paths (`digest`, `assemble`) go through here.
+
+use std::fs::File;
+use std::path::Path;
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+
+use super::RunInput;
+
+/// The directories a running recipe can reach.
+#[derive(Clone, Copy)]
+pub(super) struct GuestFs<'a> {
+    pub work: &'a Path,
+    pub out: &'a Path,
+    pub inputs: &'a [RunInput],
+}
+
+impl GuestFs<'_> {
+    /// Open a regular file under `/inputs`, `/work` or `/out` for reading.
+    pub fn open(&self, path: &str) -> Result<File, String> {
+        let (root, inner) = if let Some(rest) = path.strip_prefix("/inputs/") {
+            let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
+            let input = self
+                .inputs
+                .iter()
+                .find(|i| i.name == name)
+                .ok_or_else(|| format!("{path}: the target has no input named '{name}'"))?;
+            if !input.is_dir {
+                return if inner.is_empty() {
+                    File::open(&input.host_path).map_err(|e| format!("{path}: {e}"))
+                } else {
+                    Err(format!("{path}: input '{name}' is a file, not a directory"))
+                };
+            }
+            (input.host_path.as_path(), inner)
+        } else {
+            self.writable(path)
+                .map_err(|_| format!("{path} is not under /inputs, /work or /out"))?
+        };
+        let f = dir(root, path)?
+            .open(inner)
+            .map_err(|e| format!("{path}: {e}"))?;
+        let is_file = f.metadata().map_err(|e| format!("{path}: {e}"))?.is_file();
+        if !is_file {
+            return Err(format!("{path} is not a regular file"));
+        }
+        Ok(f.into_std())
+    }
+
+    /// Create (or truncate) a file under `/work` or `/out` for writing; its
+    /// parent directory must exist.
+    pub fn create(&self, path: &str) -> Result<File, String> {
+        let (root, inner) = self.writable(path)?;
+        if inner.is_empty() {
+            return Err(format!("{path} names a directory, not a file"));
+        }
+        let f = dir(root, path)?
+            .open_with(
+                inner,
+                OpenOptions::new().write(true).create(true).truncate(true),
+            )
+            .map_err(|e| format!("{path}: {e}"))?;
+        Ok(f.into_std())
+    }
+
+    /// The host directory and the rest of a path under `/work` or `/out`.
+    fn writable<'p>(&self, path: &'p str) -> Result<(&Path, &'p str), String> {
+        if let Some(rest) = path.strip_prefix("/work/") {
+            Ok((self.work, rest))
+        } else if let Some(rest) = path.strip_prefix("/out/") {
+            Ok((self.out, rest))
+        } else {
+            Err(format!(
+                "{path} is not under /work or /out, the only places a recipe writes"
+            ))
+        }
+    }
+}
+
+fn dir(root: &Path, path: &str) -> Result<Dir, String> {
+    Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| format!("{path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_inside_their_directories_only() {
+        let root = tempfile::tempdir().unwrap();
+        let (work, out, input) = (
+            root.path().join("work"),
+            root.path().join("out"),
+            root.path().join("in"),
+        );
+        for d in [&work, &out, &input] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(input.join("a"), "a").unwrap();
+        std::fs::write(root.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("../secret", work.join("escape")).unwrap();
+        let inputs = [RunInput {
+            name: "src".into(),
+            hash: String::new(),
+            host_path: input.clone(),
+            is_dir: true,
+        }];
+        let fs = GuestFs {
+            work: &work,
+            out: &out,
+            inputs: &inputs,
+        };
+        assert!(fs.open("/inputs/src/a").is_ok());
+        assert!(fs.open("/inputs/src/../../secret").is_err());
+        assert!(fs.open("/work/escape").is_err());
+        assert!(
+            fs.open("/inputs/nope/a")
+                .unwrap_err()
+                .contains("no input named 'nope'")
+        );
+        assert!(
+            fs.open("/etc/passwd")
+                .unwrap_err()
+                .contains("not under /inputs")
+        );
+        assert!(
+            fs.create("/inputs/src/b")
+                .unwrap_err()
+                .contains("not under /work or /out")
+        );
+        assert!(fs.create("/work/../x").is_err());
+        assert!(fs.create("/work/escape").is_err());
+        assert!(fs.create("/out/new").is_ok());
+        assert!(out.join("new").is_file());
+    }
+}
