@@ -23,6 +23,9 @@ pub(super) enum Stop {
     TimedOut,
 }
 
+/// The most a range copy moves between two looks at the deadline.
+const COPY_STEP: u64 = 64 << 20;
+
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
         Stop::Failed(e.to_string())
@@ -64,6 +67,7 @@ pub(super) fn sha256(
 /// Write every planned file, several at once. The first failure (in plan
 /// order) is reported; the other workers stop at their next piece.
 pub(super) fn write_files(fs: &GuestFs<'_>, plans: &[Plan], deadline: Instant) -> Result<(), Stop> {
+    check_plans(plans)?;
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(plans.len());
@@ -97,6 +101,40 @@ pub(super) fn write_files(fs: &GuestFs<'_>, plans: &[Plan], deadline: Instant) -
     }
 }
 
+/// Files written at the same time must not overlap: no path twice, and no
+/// range read from a file the same call writes.
+fn check_plans(plans: &[Plan]) -> Result<(), Stop> {
+    let mut targets = std::collections::HashMap::new();
+    for plan in plans {
+        if let Some(first) = targets.insert(normal(&plan.path), &plan.path) {
+            return Err(Stop::Failed(format!(
+                "{} and {first} are the same file: a call writes each file once",
+                plan.path
+            )));
+        }
+    }
+    for plan in plans {
+        for (i, piece) in plan.pieces.iter().enumerate() {
+            if let Piece::Range(r) = piece
+                && let Some(target) = targets.get(&normal(&r.path))
+            {
+                return Err(Stop::Failed(format!(
+                    "writing {}: piece {i} reads {target}, which the same call writes",
+                    plan.path
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A guest path without empty or `.` components, for comparing.
+fn normal(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
+}
+
 fn write_file(
     fs: &GuestFs<'_>,
     plan: &Plan,
@@ -121,10 +159,17 @@ fn write_file(
                 let mut src = open_range(fs, &r.path, r.offset, r.length, i).map_err(in_file)?;
                 src.seek(SeekFrom::Start(r.offset))
                     .map_err(|e| in_file(failed(i, &format!("{}: {e}", r.path))))?;
-                let copied = std::io::copy(&mut (&src).take(r.length), &mut dst)
-                    .map_err(|e| in_file(failed(i, &format!("copying {}: {e}", r.path))))?;
-                if copied < r.length {
-                    return Err(in_file(shrank(i, &r.path)));
+                // In steps, so a huge range still meets the deadline.
+                let mut left = r.length;
+                while left > 0 {
+                    check(deadline).map_err(in_file)?;
+                    let step = left.min(COPY_STEP);
+                    let copied = std::io::copy(&mut (&src).take(step), &mut dst)
+                        .map_err(|e| in_file(failed(i, &format!("copying {}: {e}", r.path))))?;
+                    if copied < step {
+                        return Err(in_file(shrank(i, &r.path)));
+                    }
+                    left -= step;
                 }
             }
         }
@@ -279,6 +324,33 @@ mod tests {
             ),
             t => panic!("{t:?}"),
         }
+        let twice = [
+            Plan {
+                path: "/work/a".into(),
+                pieces: vec![],
+            },
+            Plan {
+                path: "/work/./a".into(),
+                pieces: vec![],
+            },
+        ];
+        assert_eq!(
+            write_files(&fs, &twice, later()).unwrap_err(),
+            Stop::Failed(
+                "/work/./a and /work/a are the same file: a call writes each file once".into()
+            )
+        );
+        let reads_its_own = [Plan {
+            path: "/work/small".into(),
+            pieces: vec![range("/work//small", 0, 1)],
+        }];
+        assert_eq!(
+            write_files(&fs, &reads_its_own, later()).unwrap_err(),
+            Stop::Failed(
+                "writing /work/small: piece 0 reads /work/small, which the same call writes".into()
+            )
+        );
+        assert_eq!(std::fs::read(work.join("small")).unwrap(), b"12345");
         let plans = [Plan {
             path: "/etc/x".into(),
             pieces: vec![],
