@@ -2,17 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{Project, go_input, hello_project, run};
-
-fn podman(args: &[&str]) -> crate::support::Run {
-    let conf =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/podman/containers.conf");
-    run(Command::new("podman")
-        .args(args)
-        .env("CONTAINERS_CONF", conf)
-        .output()
-        .expect("podman (Debian: podman runc; .ci/run installs them)"))
-}
+use crate::support::{Project, go_input, hello_project, podman, run};
 
 #[test]
 fn hello_builds_a_static_binary_and_an_image_that_runs() {

@@ -14,5 +14,6 @@ mod hash_cli;
 mod hostile_recipes;
 mod hostile_tools;
 mod inputs;
+mod oci_image;
 mod runtime;
 mod writing_recipes;

@@ -138,6 +138,16 @@ pub fn fixture(name: &str) -> &'static str {
         .unwrap_or_else(|| panic!("no fixture recipe {name}"))
 }
 
+/// Run podman with the repo's containers.conf (runc, cgroupfs, no network).
+pub fn podman(args: &[&str]) -> Run {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/podman/containers.conf");
+    run(Command::new("podman")
+        .args(args)
+        .env("CONTAINERS_CONF", conf)
+        .output()
+        .expect("podman (Debian: podman runc; .ci/run installs them)"))
+}
+
 /// A static busybox, the one native tool the tests use (Debian: busybox-static).
 pub fn busybox() -> &'static Path {
     let p = Path::new("/bin/busybox");
