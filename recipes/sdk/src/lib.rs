@@ -35,7 +35,6 @@
 pub mod assemble;
 mod error;
 mod exec;
-pub mod fs;
 
 pub use error::{Context, Error, Result};
 pub use exec::{Command, Output, Tool};
