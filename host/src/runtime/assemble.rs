@@ -224,8 +224,8 @@ fn shrank(piece: usize, path: &str) -> Stop {
 
 #[cfg(test)]
 mod tests {
-    use super::super::RunInput;
     use super::super::bindings::kiln::recipe::assemble::FileRange;
+    use super::super::guest_fs::TestDirs;
     use super::*;
     use sha2::{Digest, Sha256};
     use std::time::Duration;
@@ -244,29 +244,11 @@ mod tests {
 
     #[test]
     fn files_are_written_and_hashed_from_their_pieces() {
-        let root = tempfile::tempdir().unwrap();
-        let (work, out, input) = (
-            root.path().join("work"),
-            root.path().join("out"),
-            root.path().join("in"),
-        );
-        for d in [&work, &out, &input] {
-            std::fs::create_dir(d).unwrap();
-        }
+        let dirs = TestDirs::new();
         // Larger than a hashing chunk (1 MiB), so reads are split.
         let big: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i * 7 % 251) as u8).collect();
-        std::fs::write(input.join("big"), &big).unwrap();
-        let inputs = [RunInput {
-            name: "src".into(),
-            hash: String::new(),
-            host_path: input.clone(),
-            is_dir: true,
-        }];
-        let fs = GuestFs {
-            work: &work,
-            out: &out,
-            inputs: &inputs,
-        };
+        std::fs::write(dirs.input.join("big"), &big).unwrap();
+        let fs = dirs.fs();
         let pieces = vec![
             Piece::Bytes(b"head".to_vec()),
             range("/inputs/src/big", 10, big.len() as u64 - 10),
@@ -290,22 +272,16 @@ mod tests {
             })
             .collect();
         write_files(&fs, &plans, later()).unwrap();
-        for f in [out.join("a"), work.join("b"), out.join("c")] {
+        for f in [dirs.out.join("a"), dirs.work.join("b"), dirs.out.join("c")] {
             assert_eq!(std::fs::read(&f).unwrap(), expected, "{}", f.display());
         }
     }
 
     #[test]
     fn bad_pieces_are_named() {
-        let root = tempfile::tempdir().unwrap();
-        let work = root.path().join("work");
-        std::fs::create_dir(&work).unwrap();
-        std::fs::write(work.join("small"), "12345").unwrap();
-        let fs = GuestFs {
-            work: &work,
-            out: &work,
-            inputs: &[],
-        };
+        let dirs = TestDirs::new();
+        std::fs::write(dirs.work.join("small"), "12345").unwrap();
+        let fs = dirs.fs();
         let past_end = vec![Piece::Bytes(vec![1]), range("/work/small", 2, 4)];
         assert_eq!(
             sha256(&fs, &past_end, later()).unwrap_err(),
@@ -350,7 +326,7 @@ mod tests {
                 "writing /work/small: piece 0 reads /work/small, which the same call writes".into()
             )
         );
-        assert_eq!(std::fs::read(work.join("small")).unwrap(), b"12345");
+        assert_eq!(std::fs::read(dirs.work.join("small")).unwrap(), b"12345");
         let plans = [Plan {
             path: "/etc/x".into(),
             pieces: vec![],

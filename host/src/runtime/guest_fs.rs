@@ -85,12 +85,20 @@ fn dir(root: &Path, path: &str) -> Result<Dir, String> {
     Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| format!("{path}: {e}"))
 }
 
+/// A recipe's directories for tests: `work/`, `out/`, and a directory
+/// input `src` at `in/`, in a temporary root.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) struct TestDirs {
+    pub root: tempfile::TempDir,
+    pub work: std::path::PathBuf,
+    pub out: std::path::PathBuf,
+    pub input: std::path::PathBuf,
+    inputs: Vec<RunInput>,
+}
 
-    #[test]
-    fn paths_resolve_inside_their_directories_only() {
+#[cfg(test)]
+impl TestDirs {
+    pub fn new() -> Self {
         let root = tempfile::tempdir().unwrap();
         let (work, out, input) = (
             root.path().join("work"),
@@ -100,20 +108,41 @@ mod tests {
         for d in [&work, &out, &input] {
             std::fs::create_dir(d).unwrap();
         }
-        std::fs::write(input.join("a"), "a").unwrap();
-        std::fs::write(root.path().join("secret"), "s").unwrap();
-        std::os::unix::fs::symlink("../secret", work.join("escape")).unwrap();
-        let inputs = [RunInput {
+        let inputs = vec![RunInput {
             name: "src".into(),
             hash: String::new(),
             host_path: input.clone(),
             is_dir: true,
         }];
-        let fs = GuestFs {
-            work: &work,
-            out: &out,
-            inputs: &inputs,
-        };
+        TestDirs {
+            root,
+            work,
+            out,
+            input,
+            inputs,
+        }
+    }
+
+    pub fn fs(&self) -> GuestFs<'_> {
+        GuestFs {
+            work: &self.work,
+            out: &self.out,
+            inputs: &self.inputs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_inside_their_directories_only() {
+        let dirs = TestDirs::new();
+        std::fs::write(dirs.input.join("a"), "a").unwrap();
+        std::fs::write(dirs.root.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("../secret", dirs.work.join("escape")).unwrap();
+        let fs = dirs.fs();
         assert!(fs.open("/inputs/src/a").is_ok());
         assert!(fs.open("/inputs/src/../../secret").is_err());
         assert!(fs.open("/work/escape").is_err());
@@ -134,7 +163,11 @@ mod tests {
         );
         assert!(fs.create("/work/../x").is_err());
         assert!(fs.create("/work/escape").is_err());
+        assert_eq!(
+            std::fs::read(dirs.root.path().join("secret")).unwrap(),
+            b"s"
+        );
         assert!(fs.create("/out/new").is_ok());
-        assert!(out.join("new").is_file());
+        assert!(dirs.out.join("new").is_file());
     }
 }
