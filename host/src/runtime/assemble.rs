@@ -1,9 +1,8 @@
 //! The `assemble` import: files made of pieces — bytes the recipe computed
 //! and ranges of existing files — hashed or written by the host. File data
-//! never passes through the recipe's memory: ranges are copied by the kernel
-//! (`std::io::copy` between files is `copy_file_range` on Linux, which
-//! shares extents where the filesystem can), and the files of one call are
-//! written in parallel, one per core.
+//! never passes through the recipe's memory: ranges are copied inside the
+//! kernel (`std::io::copy` between files is `copy_file_range` on Linux),
+//! and the files of one call are written in parallel, one per core.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};

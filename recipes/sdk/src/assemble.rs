@@ -6,8 +6,8 @@
 //! [`std::io::Write`], so an archive library can write its headers into it
 //! — and hands them to the host: [`Pieces::sha256`] digests them without
 //! writing anything, [`write_files`] writes several files at once. File data
-//! never passes through the recipe's memory, and the host copies it with the
-//! kernel (sharing extents on filesystems with reflinks).
+//! never passes through the recipe's memory: the host copies it inside the
+//! kernel (`copy_file_range`).
 //!
 //! ```ignore
 //! let mut p = kiln_sdk::assemble::Pieces::new();
