@@ -41,7 +41,8 @@ fn main() -> anyhow::Result<()> {
             seed: [0; 32],
             limits: Limits::default(),
             sandbox: SandboxMode::Hermetic,
-            network_allowed: false,
+            output_hash: None,
+            fetch_unpinned: false,
             echo: None,
         };
         let t = Instant::now();

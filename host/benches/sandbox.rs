@@ -30,9 +30,9 @@ fn main() -> anyhow::Result<()> {
                 writable: true,
             },
         ],
-        network: false,
+        network: kiln::sandbox::Network::None,
         timeout: Duration::from_secs(10),
-        max_processes: kiln::sandbox::MAX_PROCESSES,
+        limits: kiln::sandbox::SandboxLimits::default(),
     };
     let (mut on, mut off) = (Vec::new(), Vec::new());
     for _ in 0..40 {

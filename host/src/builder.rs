@@ -60,6 +60,9 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Where compiled recipes are cached (shared by every store that wants to).
     pub compile_cache: PathBuf,
+    /// Run fixed-output steps kiln.toml does not pin yet, with network, to
+    /// learn their hash (`--fetch-unpinned`); nothing they fetch is used.
+    pub fetch_unpinned: bool,
 }
 
 /// A target that is in the store.
@@ -620,7 +623,8 @@ impl<'a> Ctx<'a> {
             seed: job.key.0,
             limits: self.opts.limits,
             sandbox: self.opts.sandbox,
-            network_allowed: t.output_hash.is_some(),
+            output_hash: t.output_hash,
+            fetch_unpinned: self.opts.fetch_unpinned,
             echo: self.opts.echo,
         };
         let runtime = self.runtime()?;
@@ -694,6 +698,11 @@ fn prepare_staging(root: &Path, inputs: &[ResolvedInput]) -> std::io::Result<Sta
     fs::write(
         dirs.etc.join("group"),
         format!("root:x:0:\nkiln:x:{uid}:\nnogroup:x:65534:\n"),
+    )?;
+    // Only mounted for steps with network: slirp4netns's DNS forwarder.
+    fs::write(
+        dirs.etc.join("resolv.conf"),
+        format!("nameserver {}\n", crate::sandbox::net::NAMESERVER),
     )?;
     for i in inputs.iter().filter(|i| !i.is_dir) {
         let link = dirs.files.join(&i.name);

@@ -49,8 +49,13 @@ const ERROR_LIMIT: usize = 64 * 1024;
 pub struct Limits {
     /// Wall-clock time for the whole build, tool runs included.
     pub timeout: Duration,
-    /// Linear memory the recipe may grow to.
+    /// Linear memory the recipe may grow to, all its memories together.
     pub memory_bytes: usize,
+    /// `/work` and `/out` together, at their files' apparent sizes; also the
+    /// largest file a tool may write.
+    pub disk_bytes: u64,
+    /// Log messages in total.
+    pub log_bytes: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +63,8 @@ impl Default for Limits {
         Limits {
             timeout: Duration::from_secs(3600),
             memory_bytes: 2 << 30,
+            disk_bytes: 64 << 30,
+            log_bytes: 16 << 20,
         }
     }
 }
@@ -91,8 +98,13 @@ pub struct RecipeRun {
     pub seed: [u8; 32],
     pub limits: Limits,
     pub sandbox: SandboxMode,
-    /// Fixed-output targets may give tools network access.
-    pub network_allowed: bool,
+    /// The target's `output_hash` from kiln.toml: a fixed-output target's
+    /// tools may ask for the network, and the pin a fixed-output step may
+    /// name as its setting.
+    pub output_hash: Option<kiln_core::hash::Sha256Hash>,
+    /// Run fixed-output steps that kiln.toml does not pin, to report their
+    /// hash (`kiln build --fetch-unpinned`); nothing they fetch is kept.
+    pub fetch_unpinned: bool,
     /// Print log lines at or above this level as they arrive (None: quiet).
     pub echo: Option<Level>,
 }
@@ -120,6 +132,17 @@ pub enum RecipeError {
     },
     #[error("recipe for '{target}' tried to use more than its memory limit of {} MiB and was stopped (raise it with --memory)", limit / (1024 * 1024))]
     MemoryLimit { target: String, limit: usize },
+    #[error("recipe for '{target}' logged more than {limit} bytes in total and was stopped")]
+    LogLimit { target: String, limit: usize },
+    #[error(
+        "target '{target}' wrote more than its disk budget of {} MiB to /work and /out ({bytes} bytes counted; sparse files count at their apparent size) and was stopped",
+        limit / (1024 * 1024)
+    )]
+    DiskLimit {
+        target: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("recipe for '{target}' sent a log message of {len} bytes; the limit is {limit} bytes")]
     LogTooLong {
         target: String,
@@ -191,33 +214,75 @@ impl WasiView for RecipeState {
     }
 }
 
-/// Caps linear memory and remembers that the cap was hit, so the trap that
-/// follows a failed allocation can be reported as what it is.
+/// Caps the recipe's memory *in total* — every linear memory and table it
+/// creates counts, not only the largest — and the number of instances,
+/// memories and tables, so a component cannot multiply small allocations
+/// past the limit. Remembers that the cap was hit, so the trap that follows
+/// a failed allocation can be reported as what it is.
 struct MemoryLimiter {
     limit: usize,
+    /// Bytes of linear memory granted so far, all memories together.
+    used: usize,
+    /// Table elements granted so far, all tables together.
+    table_elements: usize,
     hit: Arc<AtomicBool>,
+}
+
+/// Instances, memories and tables a recipe may create. A Rust recipe built
+/// for wasm32-wasip2 uses a handful of each.
+const MAX_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 64;
+/// Table elements, all tables together.
+const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
+impl MemoryLimiter {
+    fn new(limit: usize, hit: Arc<AtomicBool>) -> Self {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            table_elements: 0,
+            hit,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        let total = self.used - current.min(self.used) + desired;
+        if total > self.limit {
             self.hit.store(true, Ordering::SeqCst);
             return Ok(false);
         }
+        self.used = total;
         Ok(true)
     }
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        let total = self.table_elements - current.min(self.table_elements) + desired;
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -275,10 +340,7 @@ impl Runtime {
         let state = RecipeState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                limit: run.limits.memory_bytes,
-                hit: hit.clone(),
-            },
+            limiter: MemoryLimiter::new(run.limits.memory_bytes, hit.clone()),
             host: host::HostState::new(run, deadline, log.clone()),
         };
         let mut store = Store::new(&self.engine, state);
@@ -312,7 +374,22 @@ impl Runtime {
             }
         }
         match result? {
-            Ok(()) => Ok(report),
+            Ok(()) => {
+                // The output is hashed next: refuse one past the disk budget
+                // (a sparse 10 TiB file, say) before anyone reads it.
+                if store.data().host.check_disk().is_err() {
+                    return Err(store
+                        .data()
+                        .host
+                        .take_fatal()
+                        .unwrap_or(RecipeError::TimeLimit {
+                            target,
+                            limit: run.limits.timeout,
+                            note: String::new(),
+                        }));
+                }
+                Ok(report)
+            }
             Err(mut message) => {
                 if message.len() > ERROR_LIMIT {
                     let mut cut = ERROR_LIMIT;

@@ -7,7 +7,9 @@
 //! output cap. Backends live in their own files:
 //!
 //! * [`bwrap`]: bubblewrap — fresh user, mount, pid, network, ipc and uts
-//!   namespaces; nothing of the host's filesystem but the mounts listed;
+//!   namespaces; nothing of the host's filesystem but the mounts listed; a
+//!   syscall filter ([`seccomp`]); rlimits and a pids cgroup ([`pids`]);
+//!   for [`Network::Outbound`], a user-mode network stack ([`net`]);
 //! * [`unsandboxed`]: `--sandbox=off`, for machines without user namespaces;
 //!   the process runs on the host with sandbox paths rewritten to host paths,
 //!   and its output is marked not hermetic.
@@ -17,7 +19,9 @@
 
 mod bwrap;
 pub use bwrap::BUILD_UID;
+pub mod net;
 mod pids;
+pub mod seccomp;
 mod unsandboxed;
 
 use std::collections::BTreeMap;
@@ -56,6 +60,57 @@ impl SandboxMode {
     }
 }
 
+/// What a sandbox's network namespace is connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// Loopback only: nothing outside the sandbox.
+    None,
+    /// Outbound connections through a user-mode stack; the host's loopback,
+    /// its own addresses and the link-local range stay unreachable.
+    Outbound,
+}
+
+/// Resource caps for one exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLimits {
+    /// Processes (and threads) at once: a pids cgroup where kiln can make
+    /// one, and `RLIMIT_NPROC` in the sandbox's user namespace always.
+    pub max_processes: u32,
+    /// Address space per process (`RLIMIT_AS`).
+    pub memory_bytes: u64,
+    /// The largest file a process may write (`RLIMIT_FSIZE`; sparse files
+    /// count at their apparent size).
+    pub file_bytes: u64,
+    /// The size of the tmpfs at `/tmp`.
+    pub tmp_bytes: u64,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            max_processes: MAX_PROCESSES,
+            memory_bytes: physical_memory().unwrap_or(16 << 30),
+            file_bytes: 64 << 30,
+            tmp_bytes: 4 << 30,
+        }
+    }
+}
+
+/// Bytes of RAM on this machine (`/proc/meminfo`).
+fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// A host directory and where the sandbox shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mount {
@@ -75,16 +130,9 @@ pub struct SandboxSpec {
     /// The working directory, as the sandbox sees it.
     pub cwd: String,
     pub mounts: Vec<Mount>,
-    pub network: bool,
+    pub network: Network,
     pub timeout: Duration,
-    /// The most processes the sandbox may hold at once (hermetic mode, where
-    /// a pids cgroup can be made).
-    #[serde(default = "max_processes")]
-    pub max_processes: u32,
-}
-
-fn max_processes() -> u32 {
-    MAX_PROCESSES
+    pub limits: SandboxLimits,
 }
 
 /// What a finished process left.
@@ -123,16 +171,18 @@ pub enum SandboxError {
 
 /// Run `spec` to completion under `mode`.
 pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, SandboxError> {
-    let (child, limit) = match mode {
+    // `_user_net` keeps a fetching step's network stack up until it exits.
+    let (child, limit, _user_net) = match mode {
         SandboxMode::Hermetic => {
-            let limit = pids::PidsCgroup::create(spec.max_processes);
-            let child = match &limit {
-                Some(cg) => cg.spawn_inside(|| bwrap::spawn(spec))?,
-                None => bwrap::spawn(spec)?,
+            let limit = pids::PidsCgroup::create(spec.limits.max_processes);
+            let pending = match &limit {
+                Some(cg) => cg.spawn_inside(|| bwrap::start(spec))?,
+                None => bwrap::start(spec)?,
             };
-            (child, limit)
+            let (child, user_net) = pending.release(spec)?;
+            (child, limit, user_net)
         }
-        SandboxMode::Off => (unsandboxed::spawn(spec)?, None),
+        SandboxMode::Off => (unsandboxed::spawn(spec)?, None, None),
     };
     let capped_at = || limit.as_ref().filter(|cg| cg.hit()).map(|cg| cg.max);
     match wait_capped(child, &spec.program, spec.timeout) {
@@ -269,9 +319,9 @@ mod tests {
             env: BTreeMap::new(),
             cwd: "/".into(),
             mounts: vec![],
-            network: false,
+            network: Network::None,
             timeout,
-            max_processes: MAX_PROCESSES,
+            limits: SandboxLimits::default(),
         }
     }
 

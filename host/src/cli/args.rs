@@ -117,6 +117,16 @@ pub struct BuildArgs {
     /// Memory limit for each recipe (e.g. 512M, 2G).
     #[arg(long, value_parser = parse_size, default_value = "2G")]
     pub memory: usize,
+    /// Disk budget for each target: /work and /out together, at apparent
+    /// size (e.g. 10G).
+    #[arg(long, value_parser = parse_size, default_value = "64G")]
+    pub disk: usize,
+    /// Run fixed-output steps that kiln.toml does not pin yet, with network,
+    /// and report the hash to pin (nothing they fetch is used). The step's
+    /// recipe and tools then reach the network with the target's inputs:
+    /// use it on projects you trust.
+    #[arg(long)]
+    pub fetch_unpinned: bool,
     /// SOURCE_DATE_EPOCH for the build: the time recipes and tools see.
     #[arg(long, default_value_t = 1)]
     pub source_date_epoch: u64,

@@ -95,6 +95,8 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         limits: Limits {
             timeout: a.timeout,
             memory_bytes: a.memory,
+            disk_bytes: a.disk as u64,
+            ..Limits::default()
         },
         source_date_epoch: a.source_date_epoch,
         locked: a.locked,
@@ -105,6 +107,7 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         },
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
+        fetch_unpinned: a.fetch_unpinned,
     };
     if opts.sandbox == SandboxMode::Off && !quiet {
         eprintln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
@@ -301,6 +304,7 @@ fn resolving_options(
         echo: None,
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
+        fetch_unpinned: false,
     })
 }
 

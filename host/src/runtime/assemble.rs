@@ -48,11 +48,18 @@ pub(super) fn sha256(
                     let mut src = open_range(fs, &r.path, r.offset, r.length, i)?;
                     src.seek(SeekFrom::Start(r.offset))
                         .map_err(|e| failed(i, &format!("{}: {e}", r.path)))?;
-                    let read = feed
-                        .put_reader(&mut src, r.length)
-                        .map_err(|e| failed(i, &format!("reading {}: {e}", r.path)))?;
-                    if read < r.length {
-                        return Err(shrank(i, &r.path));
+                    // In steps, so a huge (or sparse) range meets the deadline.
+                    let mut left = r.length;
+                    while left > 0 {
+                        check(deadline)?;
+                        let step = left.min(COPY_STEP);
+                        let read = feed
+                            .put_reader(&mut src, step)
+                            .map_err(|e| failed(i, &format!("reading {}: {e}", r.path)))?;
+                        if read < step {
+                            return Err(shrank(i, &r.path));
+                        }
+                        left -= step;
                     }
                 }
             }

@@ -41,8 +41,16 @@ impl GuestFs<'_> {
             self.writable(path)
                 .map_err(|_| format!("{path} is not under /inputs, /work or /out"))?
         };
+        // Non-blocking, so a FIFO or device a tool left cannot stall the
+        // host; anything but a regular file is then refused.
+        use cap_std::fs::OpenOptionsExt;
         let f = dir(root, path)?
-            .open(inner)
+            .open_with(
+                inner,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY),
+            )
             .map_err(|e| format!("{path}: {e}"))?;
         let is_file = f.metadata().map_err(|e| format!("{path}: {e}"))?.is_file();
         if !is_file {
@@ -79,6 +87,56 @@ impl GuestFs<'_> {
             ))
         }
     }
+}
+
+/// Why [`disk_usage`] stopped.
+#[derive(Debug)]
+pub(super) enum UsageStop {
+    /// More than the limit: the bytes counted when it was passed.
+    TooLarge(u64),
+    TimedOut,
+    Io(String),
+}
+
+/// The apparent size of everything under `roots` (a sparse file counts at
+/// its apparent size, as it would in an archive or on another disk),
+/// without following symlinks; stops as soon as the total passes `limit` or
+/// the deadline passes.
+pub(super) fn disk_usage(
+    roots: &[&Path],
+    limit: u64,
+    deadline: std::time::Instant,
+) -> Result<u64, UsageStop> {
+    fn walk(
+        p: &Path,
+        total: &mut u64,
+        limit: u64,
+        deadline: std::time::Instant,
+    ) -> Result<(), UsageStop> {
+        if std::time::Instant::now() >= deadline {
+            return Err(UsageStop::TimedOut);
+        }
+        let meta = std::fs::symlink_metadata(p)
+            .map_err(|e| UsageStop::Io(format!("{}: {e}", p.display())))?;
+        *total = total.saturating_add(meta.len());
+        if *total > limit {
+            return Err(UsageStop::TooLarge(*total));
+        }
+        if meta.is_dir() {
+            let entries =
+                std::fs::read_dir(p).map_err(|e| UsageStop::Io(format!("{}: {e}", p.display())))?;
+            for e in entries {
+                let e = e.map_err(|e| UsageStop::Io(format!("{}: {e}", p.display())))?;
+                walk(&e.path(), total, limit, deadline)?;
+            }
+        }
+        Ok(())
+    }
+    let mut total = 0;
+    for root in roots {
+        walk(root, &mut total, limit, deadline)?;
+    }
+    Ok(total)
 }
 
 fn dir(root: &Path, path: &str) -> Result<Dir, String> {

@@ -7,7 +7,7 @@
 //! host panic.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use super::assemble::Stop;
 use super::bindings::kiln::recipe::{assemble, digest, log, target, tool_exec};
 use super::guest_fs::GuestFs;
+use super::guest_fs::{UsageStop, disk_usage};
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
-use crate::sandbox::{self, Mount, SandboxError, SandboxMode, SandboxSpec};
+use crate::sandbox::{self, Mount, Network, SandboxError, SandboxMode, SandboxSpec};
+use kiln_core::hash::Sha256Hash;
 
 /// The largest log message a recipe may send.
 pub const LOG_MESSAGE_LIMIT: usize = 1024 * 1024;
@@ -66,9 +68,13 @@ pub(super) struct HostState {
     out_dir: std::path::PathBuf,
     etc_dir: std::path::PathBuf,
     sandbox: SandboxMode,
-    network_allowed: bool,
+    /// The target's `output_hash`, from kiln.toml.
+    output_hash: Option<Sha256Hash>,
+    fetch_unpinned: bool,
     deadline: Instant,
-    limit: std::time::Duration,
+    limits: super::Limits,
+    /// Bytes of log messages so far.
+    log_bytes: usize,
     echo: Option<Level>,
     report: Arc<Mutex<RunReport>>,
     fatal: Mutex<Option<RecipeError>>,
@@ -85,9 +91,11 @@ impl HostState {
             out_dir: run.out_dir.clone(),
             etc_dir: run.etc_dir.clone(),
             sandbox: run.sandbox,
-            network_allowed: run.network_allowed,
+            output_hash: run.output_hash,
+            fetch_unpinned: run.fetch_unpinned,
             deadline,
-            limit: run.limits.timeout,
+            limits: run.limits,
+            log_bytes: 0,
             echo: run.echo,
             report,
             fatal: Mutex::new(None),
@@ -109,11 +117,32 @@ impl HostState {
         if Instant::now() >= self.deadline {
             return Err(self.trap(RecipeError::TimeLimit {
                 target: self.target.clone(),
-                limit: self.limit,
+                limit: self.limits.timeout,
                 note: String::new(),
             }));
         }
         Ok(())
+    }
+
+    /// Trap unless `/work` and `/out` together fit the disk budget.
+    pub(super) fn check_disk(&self) -> wasmtime::Result<()> {
+        match disk_usage(
+            &[&self.work_dir, &self.out_dir],
+            self.limits.disk_bytes,
+            self.deadline,
+        ) {
+            Ok(_) => Ok(()),
+            Err(UsageStop::TooLarge(bytes)) => Err(self.trap(RecipeError::DiskLimit {
+                target: self.target.clone(),
+                bytes,
+                limit: self.limits.disk_bytes,
+            })),
+            Err(UsageStop::TimedOut) => self.check_deadline(),
+            Err(UsageStop::Io(m)) => Err(self.trap(RecipeError::Failed {
+                target: self.target.clone(),
+                message: format!("measuring /work and /out: {m}"),
+            })),
+        }
     }
 
     fn report(&self) -> std::sync::MutexGuard<'_, RunReport> {
@@ -186,11 +215,20 @@ impl target::Host for HostState {
 
 impl digest::Host for HostState {
     fn sha256_file(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
-        Ok(self.guest_fs().open(&path).and_then(|f| {
-            kiln_core::hash::Sha256Hash::of_reader(f)
-                .map(|h| h.0.to_vec())
-                .map_err(|e| format!("reading {path}: {e}"))
-        }))
+        self.check_deadline()?;
+        let file = match self.guest_fs().open(&path) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // The assembler's hasher checks the deadline between blocks.
+        let pieces = [assemble::Piece::Range(assemble::FileRange {
+            path: path.clone(),
+            offset: 0,
+            length: len,
+        })];
+        let r = super::assemble::sha256(&self.guest_fs(), &pieces, self.deadline);
+        self.assembly_result(r.map(|(digest, _)| digest.to_vec()))
     }
 }
 
@@ -221,6 +259,13 @@ impl log::Host for HostState {
                 limit: LOG_MESSAGE_LIMIT,
             }));
         }
+        self.log_bytes = self.log_bytes.saturating_add(message.len());
+        if self.log_bytes > self.limits.log_bytes {
+            return Err(self.trap(RecipeError::LogLimit {
+                target: self.target.clone(),
+                limit: self.limits.log_bytes,
+            }));
+        }
         let (level, name) = match level {
             log::Level::Debug => (Level::Debug, "debug"),
             log::Level::Info => (Level::Info, "info"),
@@ -244,48 +289,53 @@ impl tool_exec::Host for HostState {
         cmd: tool_exec::Command,
     ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
         self.check_deadline()?;
-        let spec = match self.plan_exec(&cmd) {
+        let mut spec = match self.plan_exec(&cmd) {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(e)),
         };
-        let fixed_dir = match &cmd.fixed_output {
-            Some(fo) => match resolve_cwd(&fo.dir, &self.work_dir) {
-                Ok(dir) => Some(dir),
-                Err(_) if fo.dir.starts_with("/work/") || !fo.dir.starts_with('/') => {
-                    // The step creates it: check only that it is under /work.
-                    match resolve_new_dir(&fo.dir) {
-                        Ok(dir) => Some(dir),
-                        Err(e) => return Ok(Err(e)),
-                    }
-                }
+        let fetch = match &cmd.fixed_output {
+            Some(fo) => match self.plan_fetch(fo, &mut spec)? {
+                Ok(fetch) => Some(fetch),
                 Err(e) => return Ok(Err(e)),
             },
             None => None,
         };
-        match sandbox::run(&spec, self.sandbox) {
+        let result = sandbox::run(&spec, self.sandbox);
+        let verdict = match (&fetch, &result) {
+            (Some(fetch), Ok(out)) => Some(self.check_fetch(fetch, out.exit_code)?),
+            (Some(fetch), Err(_)) => {
+                discard_dir(&fetch.host_dir);
+                None
+            }
+            (None, _) => None,
+        };
+        match result {
             Ok(out) => {
-                if let (Some(fo), Some(dir), Some(0)) =
-                    (&cmd.fixed_output, &fixed_dir, out.exit_code)
-                {
-                    self.check_fixed_output(fo, dir)?;
-                }
                 let mut argv = vec![spec.program.clone()];
                 argv.extend(spec.args.iter().cloned());
                 self.report().execs.push(ExecRecord {
                     argv,
                     env: spec.env.clone(),
                     cwd: spec.cwd.clone(),
-                    network: spec.network,
+                    network: spec.network == Network::Outbound,
                     exit_code: out.exit_code,
                     signal: out.signal,
                     stdout_bytes: out.stdout.len(),
                     stderr_bytes: out.stderr.len(),
                     duration_ms: out.duration.as_millis() as u64,
                 });
+                if let Some(Err(e)) = verdict {
+                    return Err(self.trap(e));
+                }
+                self.check_disk()?;
+                let mut stderr = out.stderr;
+                if let Some(Ok(FetchVerdict::Discarded(note))) = verdict {
+                    stderr.extend_from_slice(note.as_bytes());
+                }
                 Ok(Ok(tool_exec::Output {
                     exit_code: out.exit_code,
                     stdout: out.stdout,
-                    stderr: out.stderr,
+                    stderr,
                     stdout_truncated: out.stdout_truncated,
                     stderr_truncated: out.stderr_truncated,
                 }))
@@ -293,7 +343,7 @@ impl tool_exec::Host for HostState {
             Err(SandboxError::TimedOut { capped_at, .. }) => {
                 Err(self.trap(RecipeError::TimeLimit {
                     target: self.target.clone(),
-                    limit: self.limit,
+                    limit: self.limits.timeout,
                     note: capped_at
                         .map(|n| {
                             format!(
@@ -310,6 +360,23 @@ impl tool_exec::Host for HostState {
             Err(e) => Ok(Err(tool_exec::Error::Failed(e.to_string()))),
         }
     }
+}
+
+/// A fixed-output step about to run: where it writes and what kiln.toml pins.
+struct Fetch {
+    setting: String,
+    guest_dir: String,
+    host_dir: PathBuf,
+    /// None: the user ran `--fetch-unpinned` to learn the hash.
+    pin: Option<Sha256Hash>,
+}
+
+/// What became of a fixed-output step's directory that is not kept.
+enum FetchVerdict {
+    /// It matched the pin and stays.
+    Kept,
+    /// It was deleted; the note is added to the step's stderr.
+    Discarded(String),
 }
 
 impl HostState {
@@ -334,45 +401,182 @@ impl HostState {
         }
     }
 
-    /// Hash a fixed-output step's directory and trap unless it is what
-    /// kiln.toml pinned.
-    fn check_fixed_output(
+    /// The hash kiln.toml pins for `setting` (`output_hash` or
+    /// `params.<key>[.<key>…]`). The recipe only names the setting: the
+    /// value is read here, from the target's own kiln.toml table.
+    fn pinned(&self, setting: &str) -> Result<Option<Sha256Hash>, String> {
+        if setting == "output_hash" {
+            return Ok(self.output_hash);
+        }
+        let Some(path) = setting.strip_prefix("params.") else {
+            return Err(format!(
+                "a fixed-output step must name where kiln.toml pins its hash: `output_hash` or `params.<key>`, not '{setting}'"
+            ));
+        };
+        let params: serde_json::Value =
+            serde_json::from_str(&self.params_json).map_err(|e| format!("params: {e}"))?;
+        let mut v = &params;
+        for key in path.split('.') {
+            match v.get(key) {
+                Some(next) => v = next,
+                None => return Ok(None),
+            }
+        }
+        match v {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) => Sha256Hash::parse(s)
+                .map(Some)
+                .map_err(|e| format!("{setting} in kiln.toml: {e}")),
+            other => Err(format!(
+                "{setting} in kiln.toml must be a hash string, not {other}"
+            )),
+        }
+    }
+
+    /// Turn `spec` into a fixed-output step: network on, only a fresh `dir`
+    /// writable, and the pin read from kiln.toml. No pin, no network.
+    fn plan_fetch(
         &self,
         fo: &tool_exec::FixedOutput,
-        guest_dir: &str,
-    ) -> wasmtime::Result<()> {
-        let rel = guest_dir
-            .strip_prefix("/work")
-            .unwrap_or(guest_dir)
-            .trim_start_matches('/');
-        let host_dir = self.work_dir.join(rel);
-        let got = match kiln_core::nar::hash_path(&host_dir) {
-            Ok(h) => h,
-            Err(e) => {
+        spec: &mut SandboxSpec,
+    ) -> wasmtime::Result<Result<Fetch, tool_exec::Error>> {
+        let pin = match self.pinned(&fo.setting) {
+            Ok(pin) => pin,
+            Err(message) => {
                 return Err(self.trap(RecipeError::Failed {
                     target: self.target.clone(),
-                    message: format!("fixed-output step left no readable {guest_dir}: {e}"),
+                    message,
                 }));
             }
         };
-        let specified = fo.hash.as_deref().map(kiln_core::hash::Sha256Hash::parse);
-        match specified {
-            Some(Ok(h)) if h == got => Ok(()),
-            Some(Ok(h)) => Err(self.trap(RecipeError::FixedOutputMismatch {
-                target: self.target.clone(),
-                setting: fo.setting.clone(),
-                specified: h.to_sri(),
-                got: got.to_sri(),
-            })),
-            Some(Err(e)) => Err(self.trap(RecipeError::Failed {
-                target: self.target.clone(),
-                message: format!("{}: {e}", fo.setting),
-            })),
-            None => Err(self.trap(RecipeError::FixedOutputUnpinned {
-                target: self.target.clone(),
-                setting: fo.setting.clone(),
-                got: got.to_sri(),
-            })),
+        if pin.is_none() && !self.fetch_unpinned {
+            return Ok(Err(tool_exec::Error::NetworkDenied(format!(
+                "{setting} is not set for target '{t}' in kiln.toml, so its fixed-output step gets no network; set {setting} = \"sha256-…\" to the hash of what the step fetches. To learn it, run `kiln build --fetch-unpinned {t}`: the step runs with network and kiln prints the hash (nothing it fetched is used)",
+                setting = fo.setting,
+                t = self.target
+            ))));
+        }
+        let guest_dir = match resolve_new_dir(&fo.dir) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rel = guest_dir.trim_start_matches("/work/");
+        let host_dir = match create_fresh_dir(&self.work_dir, rel) {
+            Ok(d) => d,
+            Err(why) => {
+                return Ok(Err(tool_exec::Error::BadCwd(format!(
+                    "fixed-output directory {guest_dir}: {why}"
+                ))));
+            }
+        };
+        // Read-only everywhere but the fresh directory: what the step
+        // fetches can reach the build only through the hash check.
+        for m in &mut spec.mounts {
+            m.writable = false;
+        }
+        spec.mounts.push(Mount {
+            host: host_dir.clone(),
+            guest: guest_dir.clone(),
+            writable: true,
+        });
+        spec.mounts.push(Mount {
+            host: self.etc_dir.join("resolv.conf"),
+            guest: "/etc/resolv.conf".into(),
+            writable: false,
+        });
+        spec.network = Network::Outbound;
+        Ok(Ok(Fetch {
+            setting: fo.setting.clone(),
+            guest_dir,
+            host_dir,
+            pin,
+        }))
+    }
+
+    /// Hash a fixed-output step's directory whatever its exit code; keep it
+    /// only if it is what kiln.toml pinned. `Err` is the trap to raise.
+    fn check_fetch(
+        &self,
+        fetch: &Fetch,
+        exit_code: Option<i32>,
+    ) -> wasmtime::Result<Result<FetchVerdict, RecipeError>> {
+        let discard = || discard_dir(&fetch.host_dir);
+        match disk_usage(&[&fetch.host_dir], self.limits.disk_bytes, self.deadline) {
+            Ok(_) => {}
+            Err(UsageStop::TooLarge(bytes)) => {
+                discard();
+                return Ok(Err(RecipeError::DiskLimit {
+                    target: self.target.clone(),
+                    bytes,
+                    limit: self.limits.disk_bytes,
+                }));
+            }
+            Err(UsageStop::TimedOut) => {
+                discard();
+                self.check_deadline()?;
+            }
+            Err(UsageStop::Io(m)) => {
+                discard();
+                return Ok(Err(RecipeError::Failed {
+                    target: self.target.clone(),
+                    message: format!(
+                        "fixed-output step left no readable {}: {m}",
+                        fetch.guest_dir
+                    ),
+                }));
+            }
+        }
+        // The directory is the host's own (made fresh, its parent read-only
+        // to the step), and NAR hashing records symlinks without following them.
+        let got = match kiln_core::nar::hash_path(&fetch.host_dir) {
+            Ok(h) => h,
+            Err(e) => {
+                discard();
+                return Ok(Err(RecipeError::Failed {
+                    target: self.target.clone(),
+                    message: format!(
+                        "fixed-output step left no readable {}: {e}",
+                        fetch.guest_dir
+                    ),
+                }));
+            }
+        };
+        let succeeded = exit_code == Some(0);
+        match fetch.pin {
+            Some(pin) if pin == got => Ok(Ok(FetchVerdict::Kept)),
+            Some(pin) => {
+                discard();
+                if succeeded {
+                    Ok(Err(RecipeError::FixedOutputMismatch {
+                        target: self.target.clone(),
+                        setting: fetch.setting.clone(),
+                        specified: pin.to_sri(),
+                        got: got.to_sri(),
+                    }))
+                } else {
+                    Ok(Ok(FetchVerdict::Discarded(format!(
+                        "\nkiln: the step failed; what it left in {} ({}) is not {} and was deleted\n",
+                        fetch.guest_dir,
+                        got.to_sri(),
+                        fetch.setting
+                    ))))
+                }
+            }
+            None => {
+                discard();
+                if succeeded {
+                    Ok(Err(RecipeError::FixedOutputUnpinned {
+                        target: self.target.clone(),
+                        setting: fetch.setting.clone(),
+                        got: got.to_sri(),
+                    }))
+                } else {
+                    Ok(Ok(FetchVerdict::Discarded(format!(
+                        "\nkiln: the step failed; {} was deleted\n",
+                        fetch.guest_dir
+                    ))))
+                }
+            }
         }
     }
 
@@ -391,13 +595,19 @@ impl HostState {
         let program = resolve_tool(input, &tool.path)?;
 
         let cwd = resolve_cwd(&cmd.cwd, &self.work_dir)?;
-        let network = cmd.network || cmd.fixed_output.is_some();
-        if network && !self.network_allowed && cmd.fixed_output.is_none() {
+        // `network` without a fixed-output step: only a target whose whole
+        // output kiln.toml pins (output_hash), checked when the build ends.
+        if cmd.network && cmd.fixed_output.is_none() && self.output_hash.is_none() {
             return Err(tool_exec::Error::NetworkDenied(format!(
                 "target '{}' does not declare output_hash, so its tools get no network; pin the output with output_hash = \"sha256-…\" to make it a fixed-output target",
                 self.target
             )));
         }
+        let network = if cmd.network && cmd.fixed_output.is_none() {
+            Network::Outbound
+        } else {
+            Network::None
+        };
 
         let tool_dir = Path::new(&program)
             .parent()
@@ -447,6 +657,13 @@ impl HostState {
                 writable: false,
             });
         }
+        if network == Network::Outbound {
+            mounts.push(Mount {
+                host: self.etc_dir.join("resolv.conf"),
+                guest: "/etc/resolv.conf".into(),
+                writable: false,
+            });
+        }
         Ok(SandboxSpec {
             program,
             args: cmd.args.clone(),
@@ -455,9 +672,48 @@ impl HostState {
             mounts,
             network,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
-            max_processes: crate::sandbox::MAX_PROCESSES,
+            limits: sandbox::SandboxLimits {
+                file_bytes: self.limits.disk_bytes,
+                ..sandbox::SandboxLimits::default()
+            },
         })
     }
+}
+
+/// Delete a fixed-output directory (tools leave read-only trees, as Go's
+/// module cache is).
+fn discard_dir(dir: &Path) {
+    let _ = kiln_core::store::make_writable(dir);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Create `rel` beneath `work` (parents as needed, never through a symlink
+/// that leaves `work`); it must not exist yet. Returns its host path.
+fn create_fresh_dir(work: &Path, rel: &str) -> Result<PathBuf, String> {
+    let root = Dir::open_ambient_dir(work, ambient_authority()).map_err(|e| e.to_string())?;
+    let rel_path = Path::new(rel);
+    if let Some(parent) = rel_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        root.create_dir_all(parent)
+            .map_err(|e| format!("cannot create its parent: {e}"))?;
+    }
+    root.create_dir(rel_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "already exists; a fixed-output step fills a fresh directory".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
+    // cap-std kept every step beneath /work; name the result by its real
+    // path so the mount cannot be redirected later.
+    let host = work
+        .join(rel_path)
+        .canonicalize()
+        .map_err(|e| e.to_string())?;
+    let work_real = work.canonicalize().map_err(|e| e.to_string())?;
+    if !host.starts_with(&work_real) {
+        return Err("resolves outside /work".into());
+    }
+    Ok(host)
 }
 
 /// `/inputs/<input>/<path>`, after checking that `path` stays inside the

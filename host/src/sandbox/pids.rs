@@ -1,9 +1,9 @@
-//! The process-count limit: a fresh `pids` cgroup per sandbox.
+//! The process-count limit's first line: a fresh `pids` cgroup per sandbox.
 //!
-//! `RLIMIT_NPROC` cannot do this job: it is not enforced for processes whose
-//! user is root outside the user namespace, which is what bubblewrap's
-//! sandbox is when kiln runs as root. A cgroup counts every process in it,
-//! whoever owns them. The spawning thread joins the new cgroup just for the
+//! A cgroup counts every process in it, whoever owns them, and says when
+//! it refused a fork (so kiln can name the limit). Where none can be made,
+//! `RLIMIT_NPROC`, set in the sandbox's own user namespace by the bwrap
+//! backend, still caps the sandbox. The spawning thread joins the new cgroup just for the
 //! spawn (cgroup v1 moves single threads through `tasks`), so the sandbox
 //! starts inside it and kiln itself does not stay there. On drop, anything
 //! left is killed and the cgroup removed.
@@ -14,7 +14,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One sandbox's cgroup.
@@ -46,10 +45,10 @@ impl PidsCgroup {
 
     /// Run `spawn` with the calling thread inside the cgroup, so that the
     /// process it starts (and everything that process starts) is counted.
-    pub fn spawn_inside(
+    pub fn spawn_inside<T>(
         &self,
-        spawn: impl FnOnce() -> Result<Child, super::SandboxError>,
-    ) -> Result<Child, super::SandboxError> {
+        spawn: impl FnOnce() -> Result<T, super::SandboxError>,
+    ) -> Result<T, super::SandboxError> {
         let tid = rustix::thread::gettid().as_raw_nonzero().to_string();
         let moved = fs::write(self.dir.join("tasks"), &tid);
         let child = spawn();

@@ -21,7 +21,9 @@ use std::path::Path;
 use kiln_sdk::{Command, Context, Error, Result, Tool, info};
 use params::Params;
 
+/// The module cache `go mod download` fills: the fixed-output directory.
 const MOD_FETCH: &str = "/work/modfetch";
+/// Where the build reads modules from (`GOPROXY=file://…`).
 const MOD_DOWNLOAD: &str = "/work/modfetch/cache/download";
 
 fn build() -> Result<()> {
@@ -226,11 +228,16 @@ fn download_modules(
     env.push(("GOPROXY".into(), proxy));
     env.push(("GOMODCACHE".into(), MOD_FETCH.into()));
     env.push(("GOFLAGS".into(), "-mod=mod".into()));
+    // Only the module cache is writable during the download; go's own
+    // scratch goes to the step's private /tmp.
+    env.retain(|(k, _)| k != "GOCACHE" && k != "GOPATH");
+    env.push(("GOCACHE".into(), "/tmp/go-build".into()));
+    env.push(("GOPATH".into(), "/tmp/go".into()));
     Command::new(go.clone())
         .args(["mod", "download", "-x"])
         .envs(&env)
         .cwd(module_dir)
-        .fixed_output(MOD_DOWNLOAD, p.vendor_hash.clone(), "params.vendor_hash")
+        .fixed_output(MOD_FETCH, "params.vendor_hash")
         .run()
         .context("downloading the module's dependencies")?;
     Ok(())

@@ -36,6 +36,10 @@ pub struct Params {
     /// The hash of the module download (`go mod download`'s cache), for
     /// modules without `vendor/`.
     #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted here so kiln.toml may set it; the host reads the pin itself"
+    )]
     pub vendor_hash: Option<String>,
     /// The GOPROXY the download step uses (default https://proxy.golang.org).
     #[serde(default)]

@@ -115,19 +115,15 @@ impl Command {
         self
     }
 
-    /// Make this a fixed-output step: the command fills `dir` (under
-    /// `/work`), gets network access, and the host fails the build unless
-    /// `dir` hashes to `hash` (`setting` names where the hash is written, for
-    /// the message). With `hash` `None` the host reports the hash it found.
-    pub fn fixed_output(
-        mut self,
-        dir: impl Into<String>,
-        hash: Option<String>,
-        setting: impl Into<String>,
-    ) -> Self {
+    /// Make this a fixed-output step: the command fills the fresh directory
+    /// `dir` (under `/work`; the host creates it) with network access, and
+    /// the host keeps `dir` only if its hash equals the one kiln.toml pins at
+    /// `setting` (`output_hash` or `params.<key>`, e.g.
+    /// `params.vendor_hash`). The recipe never passes the hash itself: the
+    /// host reads it from kiln.toml, and without it the step gets no network.
+    pub fn fixed_output(mut self, dir: impl Into<String>, setting: impl Into<String>) -> Self {
         self.fixed_output = Some(tool_exec::FixedOutput {
             dir: dir.into(),
-            hash,
             setting: setting.into(),
         });
         self

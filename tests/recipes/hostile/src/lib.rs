@@ -17,6 +17,27 @@ struct Params {
     /// For `exec`: a shell script run by `/inputs/tools/bin/sh -c`.
     #[serde(default)]
     script: String,
+    /// For `exec`: variables for the tool's environment.
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    /// For `exec`: make it a fixed-output step filling this directory…
+    #[serde(default)]
+    fixed_dir: Option<String>,
+    /// …pinned by this kiln.toml setting (default `params.pin`).
+    #[serde(default)]
+    fixed_setting: Option<String>,
+    /// For `exec`: ask for the network.
+    #[serde(default)]
+    network: bool,
+    /// For `exec`: run this script after the first (e.g. to read what a
+    /// fixed-output step left).
+    #[serde(default)]
+    then: Option<String>,
+    /// For `digest`: the path to hash; for `log-flood`: messages to send.
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    count: u32,
 }
 
 fn escaped(what: impl AsRef<[u8]>) -> Result<()> {
@@ -126,9 +147,22 @@ fn build() -> Result<()> {
         }
         "exec" => {
             // A hostile *tool*: the script tries its escape inside the tool sandbox.
-            let out = Command::new(Tool::new("tools", "bin/sh"))
+            let mut cmd = Command::new(Tool::new("tools", "bin/sh"))
                 .args(["-c", p.script.as_str()])
-                .output()?;
+                .envs(&p.env.clone().into_iter().collect::<Vec<_>>())
+                .network(p.network);
+            if let Some(dir) = &p.fixed_dir {
+                let setting = p.fixed_setting.as_deref().unwrap_or("params.pin");
+                cmd = cmd.fixed_output(dir.as_str(), setting);
+            }
+            let mut out = cmd.output()?;
+            if let Some(then) = &p.then {
+                let first = out.stdout_str() + &out.stderr_str();
+                out = Command::new(Tool::new("tools", "bin/sh"))
+                    .args(["-c", then.as_str()])
+                    .output()?;
+                out.stderr.extend_from_slice(first.as_bytes());
+            }
             if out.success() {
                 escaped(out.stdout)
             } else {
@@ -139,6 +173,28 @@ fn build() -> Result<()> {
                     out.stderr_str()
                 )))
             }
+        }
+        "digest" => {
+            if !p.script.is_empty() {
+                Command::new(Tool::new("tools", "bin/sh"))
+                    .args(["-c", p.script.as_str()])
+                    .run()?;
+            }
+            let d = kiln_sdk::sha256_file(&p.path)?;
+            escaped(format!("{d:?}"))
+        }
+        "log-flood" => {
+            let line = "x".repeat(1024 * 1024 - 1);
+            for _ in 0..p.count {
+                kiln_sdk::log(kiln_sdk::Level::Debug, &line);
+            }
+            escaped(format!("logged {} MiB", p.count))
+        }
+        "sparse-output" => {
+            // A 10 TiB file that takes no disk: hashing it would take hours.
+            let f = fs::File::create("/out/sparse").context("creating /out/sparse")?;
+            f.set_len(10 << 40).context("growing /out/sparse")?;
+            Ok(())
         }
         "noop" => Ok(()),
         "entropy" => {
