@@ -154,6 +154,8 @@ pub enum SandboxError {
         "cannot create a sandbox: {reason}. Install bubblewrap (Debian: apt-get install bubblewrap) on a kernel that allows unprivileged user namespaces, or pass --sandbox=off to build without isolation (the output is then marked not hermetic)"
     )]
     Unavailable { reason: String },
+    #[error("cannot give the fixed-output step a network: {reason}")]
+    NetworkUnavailable { reason: String },
     #[error("could not start {program}: {source}")]
     Spawn {
         program: String,

@@ -12,6 +12,7 @@ mod audit;
 mod go_image;
 mod hash_cli;
 mod hostile_recipes;
+mod hostile_sandbox;
 mod hostile_tools;
 mod inputs;
 mod oci_image;

@@ -144,7 +144,21 @@ impl Store {
             remove_any(staged).ok();
             return Ok(dest);
         }
-        match fs::rename(staged, &dest) {
+        // Moving a directory to another parent rewrites its `..`, which
+        // needs write permission on it: a non-root user cannot move a sealed
+        // (0555) directory. Open it for the rename, seal it again after.
+        let is_dir = fs::symlink_metadata(staged).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            fs::set_permissions(staged, fs::Permissions::from_mode(0o755))
+                .map_err(io_at(staged))?;
+        }
+        let renamed = fs::rename(staged, &dest);
+        if is_dir {
+            let sealed = if renamed.is_ok() { &dest } else { staged };
+            fs::set_permissions(sealed, fs::Permissions::from_mode(0o555))
+                .map_err(io_at(sealed))?;
+        }
+        match renamed {
             Ok(()) => {}
             // Another process committed the same entry first: same content.
             Err(_) if fs::symlink_metadata(&dest).is_ok() => {

@@ -353,7 +353,9 @@ impl tool_exec::Host for HostState {
                         .unwrap_or_default(),
                 }))
             }
-            Err(e @ SandboxError::Unavailable { .. }) => Err(self.trap(RecipeError::Failed {
+            Err(
+                e @ (SandboxError::Unavailable { .. } | SandboxError::NetworkUnavailable { .. }),
+            ) => Err(self.trap(RecipeError::Failed {
                 target: self.target.clone(),
                 message: e.to_string(),
             })),

@@ -52,9 +52,8 @@ impl UserNet {
     /// tool starts) an outbound link and the routes that keep host services
     /// out of reach.
     pub fn attach(pid: i32) -> Result<Self, SandboxError> {
-        let fail = |reason: String| SandboxError::Unavailable {
-            reason: format!("cannot give the fixed-output step a network: {reason}"),
-        };
+        let fail = |reason: String| SandboxError::NetworkUnavailable { reason };
+        let owner = NetOwner::of(pid).map_err(|e| fail(format!("finding its namespaces: {e}")))?;
         let (mut ready_r, ready_w) = std::io::pipe().map_err(|e| fail(e.to_string()))?;
         let mut cmd = Command::new("slirp4netns");
         cmd.args([
@@ -62,7 +61,7 @@ impl UserNet {
             "--mtu=65520",
             "--disable-host-loopback",
             "--ready-fd=3",
-            &format!("--userns-path=/proc/{pid}/ns/user"),
+            &format!("--userns-path={}", owner.path()),
             "--netns-type=path",
             &format!("/proc/{pid}/ns/net"),
             "tap0",
@@ -71,11 +70,12 @@ impl UserNet {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-        cmd.fd_mappings(vec![FdMapping {
+        let mut fds = vec![FdMapping {
             parent_fd: OwnedFd::from(ready_w),
             child_fd: 3,
-        }])
-        .map_err(|e| fail(e.to_string()))?;
+        }];
+        fds.push(owner.mapping().map_err(|e| fail(e.to_string()))?);
+        cmd.fd_mappings(fds).map_err(|e| fail(e.to_string()))?;
         let slirp = cmd.spawn().map_err(|e| {
             fail(format!(
                 "slirp4netns does not start ({e}); install it (Debian: apt-get install slirp4netns)"
@@ -104,13 +104,66 @@ impl UserNet {
             }
             return Err(fail(format!("slirp4netns did not come up: {}", err.trim())));
         }
-        add_unreachable_routes(pid).map_err(fail)?;
+        add_unreachable_routes(pid, &owner).map_err(fail)?;
         Ok(net)
     }
 }
 
+/// The user namespace that owns a sandbox's network namespace: the one
+/// where its network can be configured.
+///
+/// It is asked of the network namespace itself (`NS_GET_USERNS`), because
+/// bubblewrap may nest a second user namespace for the tool at any moment
+/// of its setup, and only the outer one owns the network.
+struct NetOwner {
+    fd: OwnedFd,
+}
+
+/// Where helpers find the owner: their descriptor 4.
+const OWNER_FD: i32 = 4;
+
+impl NetOwner {
+    fn of(pid: i32) -> std::io::Result<Self> {
+        let net = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        Ok(NetOwner {
+            fd: owning_user_namespace(&net)?,
+        })
+    }
+
+    /// The namespace's path, as a helper started with [`Self::mapping`] sees it.
+    fn path(&self) -> String {
+        format!("/proc/self/fd/{OWNER_FD}")
+    }
+
+    /// The descriptor a helper needs.
+    fn mapping(&self) -> std::io::Result<FdMapping> {
+        Ok(FdMapping {
+            parent_fd: self.fd.try_clone()?,
+            child_fd: OWNER_FD,
+        })
+    }
+}
+
+/// `ioctl(NS_GET_USERNS)`: the user namespace owning a namespace.
+#[expect(
+    unsafe_code,
+    reason = "NS_GET_USERNS has no safe wrapper; it takes no argument and returns a new descriptor"
+)]
+fn owning_user_namespace(ns: &std::fs::File) -> std::io::Result<OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    /// `_IO(0xb7, 0x1)` from linux/nsfs.h.
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: the request takes no argument; `ns` is an open descriptor.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// `ip route add unreachable …` inside the sandbox's namespaces.
-fn add_unreachable_routes(pid: i32) -> Result<(), String> {
+fn add_unreachable_routes(pid: i32, owner: &NetOwner) -> Result<(), String> {
     let mut batch = String::new();
     for r in UNREACHABLE
         .iter()
@@ -119,22 +172,25 @@ fn add_unreachable_routes(pid: i32) -> Result<(), String> {
     {
         batch.push_str(&format!("route add unreachable {r}\n"));
     }
-    let mut child = Command::new("nsenter")
-        .args([
-            "--target",
-            &pid.to_string(),
-            "--user",
-            "--net",
-            "--preserve-credentials",
-            "ip",
-            "-batch",
-            "-",
-        ])
+    // As root, entering the network namespace is enough (root holds
+    // CAP_NET_ADMIN over all of them). Otherwise nsenter enters the owning
+    // user namespace, where kiln's uid *is* root, keeping its credentials
+    // (setgroups is denied there), so `ip` keeps the capability when executed.
+    let mut cmd = Command::new("nsenter");
+    if !rustix::process::geteuid().is_root() {
+        cmd.arg("--preserve-credentials")
+            .arg(format!("--user={}", owner.path()));
+    }
+    cmd.arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ip", "-batch", "-"])
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.fd_mappings(vec![owner.mapping().map_err(|e| e.to_string())?])
+        .map_err(|e| e.to_string())?;
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("nsenter does not start: {e} (Debian: util-linux, iproute2)"))?;
     if let Some(mut stdin) = child.stdin.take() {

@@ -1,0 +1,342 @@
+//! The sandbox against a hostile kiln.toml, recipe or tool (issue 12): no
+//! code on the host through a tool's environment, no network without the
+//! user's pin, nothing unverified from a fixed-output step, limits that
+//! hold. Each refusal is asserted by its named error.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Project, busybox, fixture};
+
+/// A project whose target runs the hostile recipe with these params (TOML
+/// lines of `[target.t.params]`), with busybox as the `tools` input.
+fn hostile(params: &str) -> Project {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\n{params}\n",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
+/// A shared library whose constructor writes `marker` on whatever process
+/// loads it: the payload of an `LD_PRELOAD` attack.
+fn preload_library(dir: &Path, marker: &Path) -> std::path::PathBuf {
+    let src = dir.join("evil.c");
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void pwn(void) {{ FILE *f = fopen({:?}, \"w\"); if (f) {{ fputs(\"ran on the host\", f); fclose(f); }} }}\n",
+            marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    let so = dir.join("evil.so");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc) to build the LD_PRELOAD payload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Proof the payload works: it does run in a host process.
+    let _ = Command::new("/bin/true").env("LD_PRELOAD", &so).status();
+    assert!(marker.exists(), "the payload does not run even unsandboxed");
+    std::fs::remove_file(marker).unwrap();
+    so
+}
+
+#[test]
+fn ld_preload_in_a_tools_env_never_runs_on_the_host() {
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("marker");
+    let so = preload_library(scratch.path(), &marker);
+    let p = hostile(&format!(
+        "attack = \"exec\"\nscript = 'echo \"$LD_PRELOAD\"'\nenv = {{ LD_PRELOAD = {:?} }}\n",
+        so.display().to_string()
+    ));
+    p.kiln(&["build"]).ok();
+    assert!(
+        !marker.exists(),
+        "a tool's LD_PRELOAD ran code in a host process"
+    );
+    // The variable itself reached the tool, inside the sandbox.
+    let seen = std::fs::read_to_string(p.path("result/escaped")).unwrap();
+    assert_eq!(seen.trim(), so.display().to_string());
+}
+
+#[test]
+fn ld_preload_in_the_go_recipes_params_env_never_runs_on_the_host() {
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("marker");
+    let so = preload_library(scratch.path(), &marker);
+    let p = crate::support::hello_project();
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    let toml = toml.replacen(
+        "recipe = \"go\"\n",
+        &format!(
+            "recipe = \"go\"\nparams.env = {{ LD_PRELOAD = {:?} }}\n",
+            so.display().to_string()
+        ),
+        1,
+    );
+    assert!(toml.contains("LD_PRELOAD"), "{toml}");
+    p.write("kiln.toml", &toml);
+    // The sandbox has no such file: the loader inside (if any) ignores it.
+    let _ = p.kiln(&["build", "hello"]);
+    assert!(
+        !marker.exists(),
+        "params.env's LD_PRELOAD ran code in a host process"
+    );
+}
+
+/// A loopback listener that counts connections, for "nothing reached it".
+struct Listener(std::net::TcpListener);
+
+impl Listener {
+    fn on(addr: &str) -> Self {
+        let l = std::net::TcpListener::bind(addr).unwrap();
+        l.set_nonblocking(true).unwrap();
+        Listener(l)
+    }
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+    #[track_caller]
+    fn assert_untouched(&self) {
+        assert!(self.0.accept().is_err(), "the sandbox reached the listener");
+    }
+}
+
+#[test]
+fn a_fixed_output_step_without_a_pin_gets_no_network() {
+    let l = Listener::on("127.0.0.1:0");
+    let p = hostile(&format!(
+        "attack = \"exec\"\nscript = 'echo hi | nc 127.0.0.1 {}; echo x > /work/fetched/f'\nfixed_dir = \"fetched\"\n",
+        l.port()
+    ));
+    p.kiln(&["build"])
+        .fails_with("network denied: params.pin is not set for target 't' in kiln.toml")
+        .fails_with("kiln build --fetch-unpinned t");
+    l.assert_untouched();
+    p.assert_left_only_input("tools");
+}
+
+#[test]
+fn a_recipe_cannot_name_a_setting_outside_kiln_toml() {
+    let p = hostile(
+        "attack = \"exec\"\nscript = 'true'\nfixed_dir = \"fetched\"\nfixed_setting = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n",
+    );
+    p.kiln(&["build"])
+        .fails_with("must name where kiln.toml pins its hash");
+    p.assert_left_only_input("tools");
+}
+
+/// The machine's first non-loopback IPv4 address, if any.
+fn host_address() -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        w.find(|x| *x == "inet")?;
+        let a = w.next()?.split('/').next()?.to_string();
+        (!a.starts_with("127.")).then_some(a)
+    })
+}
+
+#[test]
+fn a_pinned_fixed_output_step_cannot_reach_host_services_or_metadata() {
+    let lo = Listener::on("127.0.0.1:0");
+    let any = Listener::on("0.0.0.0:0");
+    let host = host_address().unwrap_or_else(|| "127.0.0.1".into());
+    // Each probe prints what happened; the step then records the routes.
+    let script = format!(
+        "for a in 127.0.0.1:{lo} 10.0.2.2:{lo} {host}:{any} 169.254.169.254:80; do \
+           if echo hi | nc -w 3 ${{a%:*}} ${{a#*:}}; then echo \"REACHED $a\"; else echo \"refused $a\"; fi; \
+         done > /work/fetched/probes 2>&1; ip route >> /work/fetched/probes; cat /work/fetched/probes",
+        lo = lo.port(),
+        any = any.port()
+    );
+    let p = hostile(&format!(
+        "attack = \"exec\"\nscript = '{script}'\nfixed_dir = \"fetched\"\npin = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n"
+    ));
+    // The pin is wrong on purpose: the step's directory is reported and dropped.
+    let r = p
+        .kiln(&["build"])
+        .fails_with("fixed-output step of target 't' produced sha256-");
+    lo.assert_untouched();
+    any.assert_untouched();
+    assert!(!r.stderr.contains("REACHED"), "{}", r.stderr);
+    p.assert_left_only_input("tools");
+}
+
+#[test]
+fn a_pinned_fixed_output_step_has_outbound_network() {
+    // pypi.org is one of the registries this machine reaches; where the
+    // host itself cannot, say so rather than pass.
+    let host_reaches = Command::new("sh")
+        .args(["-c", "echo | timeout 5 busybox nc -w 5 pypi.org 443"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !host_reaches {
+        eprintln!(
+            "SKIPPED: this machine cannot reach pypi.org:443, so there is no outbound network to test"
+        );
+        return;
+    }
+    let p = hostile(
+        "attack = \"exec\"\nscript = 'echo | nc -w 5 pypi.org 443 && echo connected > /work/fetched/ok'\nfixed_dir = \"fetched\"\n",
+    );
+    let r = p
+        .kiln(&["build", "--fetch-unpinned"])
+        .fails_with("params.pin of target 't' is not set: its fixed-output step produced sha256-");
+    // The hash printed is that of a directory holding `ok` = "connected\n".
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok"), "connected\n").unwrap();
+    let want = kiln_core::nar::hash_path(dir.path()).unwrap().to_sri();
+    assert!(r.stderr.contains(&want), "{}", r.stderr);
+    p.assert_left_only_input("tools");
+}
+
+#[test]
+fn a_fixed_output_step_can_write_only_its_fresh_directory() {
+    for exit in [0, 1] {
+        let p = hostile(&format!(
+            "attack = \"exec\"\nscript = 'echo data > /work/fetched/f; touch /out/planted || touch /work/planted || echo both-read-only; exit {exit}'\nfixed_dir = \"fetched\"\npin = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\nthen = 'ls /work/fetched /out/planted /work/planted 2>&1; exit 1'\n"
+        ));
+        let r = p.kiln(&["build"]);
+        if exit == 0 {
+            r.fails_with("fixed-output step of target 't' produced")
+                .fails_with(
+                    "but params.pin is sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+                );
+        } else {
+            // The step failed: its directory was deleted, and nothing else
+            // could be written.
+            r.fails_with("ls: /work/fetched: No such file or directory")
+                .fails_with("ls: /out/planted: No such file or directory")
+                .fails_with("ls: /work/planted: No such file or directory")
+                .fails_with("touch: /out/planted: Read-only file system")
+                .fails_with("kiln: the step failed; what it left in /work/fetched");
+        }
+        p.assert_left_only_input("tools");
+    }
+}
+
+#[test]
+fn a_fifo_digest_is_refused_at_once() {
+    let p = hostile("attack = \"digest\"\nscript = 'mkfifo /work/pipe'\npath = \"/work/pipe\"\n");
+    let start = std::time::Instant::now();
+    p.kiln(&["build", "--timeout", "30s"])
+        .fails_with("/work/pipe is not a regular file");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    p.assert_left_only_input("tools");
+}
+
+#[test]
+fn a_10_tib_sparse_output_is_refused_within_seconds() {
+    // From the recipe itself (WASI), and from a tool.
+    for params in [
+        "attack = \"sparse-output\"\n",
+        "attack = \"exec\"\nscript = 'truncate -s 10995116277760 /out/sparse'\n",
+    ] {
+        let p = hostile(params);
+        let start = std::time::Instant::now();
+        let r = p.kiln(&["build", "--timeout", "3s"]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        // A tool meets RLIMIT_FSIZE (the shell dies of SIGXFSZ: 128 + 25),
+        // the recipe the disk budget.
+        assert!(
+            r.stderr.contains("disk budget of 65536 MiB")
+                || r.stderr.contains("tool exited with Some(153)"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "took {:?}",
+            start.elapsed()
+        );
+        p.assert_left_only_input("tools");
+    }
+}
+
+#[test]
+fn a_thousand_1_mib_log_messages_are_stopped() {
+    let p = hostile("attack = \"log-flood\"\ncount = 1000\n");
+    p.kiln(&["build"])
+        .fails_with("logged more than 16777216 bytes in total and was stopped");
+    p.assert_left_only_input("tools");
+}
+
+#[test]
+fn new_namespaces_are_refused_inside_the_sandbox() {
+    let p = hostile("attack = \"exec\"\nscript = 'unshare -U true; unshare -n true; exit 1'\n");
+    let r = p.kiln(&["build"]).fails_with("tool exited with Some(1)");
+    assert_eq!(
+        r.stderr.matches("Operation not permitted").count(),
+        2,
+        "{}",
+        r.stderr
+    );
+    p.assert_left_only_input("tools");
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_when_kiln_is_not_root() {
+    // As root, a pids cgroup stops the bomb (hostile_tools); here kiln runs
+    // as `nobody`, where no cgroup can be made and RLIMIT_NPROC in the
+    // sandbox's user namespace must hold.
+    if !rustix::process::geteuid().is_root() {
+        // Already not root: the ordinary fork-bomb test covers this case.
+        eprintln!("SKIPPED: not root, so hostile_tools' fork-bomb test already runs without root");
+        return;
+    }
+    let p = hostile(
+        "attack = \"exec\"\nscript = 'i=0; while [ $i -lt 10000 ]; do sleep 1000 & i=$((i+1)); done; wait'\n",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    for d in [p.dir.path(), p.home.path(), cache.path()] {
+        let st = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let r = crate::support::run(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                env!("CARGO_BIN_EXE_kiln"),
+                "build",
+                "--timeout",
+                "60s",
+            ])
+            .current_dir(p.dir.path())
+            .env("KILN_HOME", p.home.path())
+            .env("KILN_COMPILE_CACHE", cache.path())
+            .output()
+            .unwrap(),
+    );
+    let r = r.fails_with("can't fork");
+    assert!(
+        !r.stderr.contains("ran past its time limit"),
+        "{}",
+        r.stderr
+    );
+}
