@@ -258,10 +258,15 @@ fn module_with_dependency(hash: Option<&str>) -> Project {
 
 #[test]
 fn an_external_dependency_builds_through_vendor_hash() {
-    // Without vendor_hash the build fails, naming the hash to pin.
+    // Without vendor_hash the download gets no network, and the error says
+    // how to learn the hash.
     let p = module_with_dependency(None);
+    p.kiln(&["build"])
+        .fails_with("network denied: params.vendor_hash is not set for target 'app'")
+        .fails_with("kiln build --fetch-unpinned app");
+    // --fetch-unpinned runs the step and names the hash to pin.
     let r = p
-        .kiln(&["build"])
+        .kiln(&["build", "--fetch-unpinned"])
         .fails_with("params.vendor_hash of target 'app' is not set");
     let hash = r
         .stderr
