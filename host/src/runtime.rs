@@ -444,3 +444,30 @@ fn classify_trap(
         stderr: stderr.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memory_is_limited_across_all_memories_not_each() {
+        let hit = Arc::new(AtomicBool::new(false));
+        let mut l = MemoryLimiter::new(100 << 20, hit.clone());
+        // Three memories of 40 MiB each: the third passes the total.
+        assert!(l.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(!l.memory_growing(0, 40 << 20, None).unwrap());
+        assert!(hit.load(Ordering::SeqCst));
+        // Growing one already counted is charged by the difference.
+        assert!(l.memory_growing(40 << 20, 60 << 20, None).unwrap());
+        assert!(!l.memory_growing(60 << 20, 61 << 20, None).unwrap());
+        // Tables likewise, and the counts of each kind are capped.
+        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
+        assert!(!l.table_growing(0, 1, None).unwrap());
+        assert_eq!(
+            (l.instances(), l.memories(), l.tables()),
+            (MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES)
+        );
+    }
+}

@@ -9,8 +9,8 @@
 //! left is killed and the cgroup removed.
 //!
 //! Where no writable cgroup-v1 `pids` hierarchy exists (cgroup v2 only, or
-//! not root), [`PidsCgroup::create`] returns `None` and the caller runs
-//! without this limit; the timeout still kills everything.
+//! not root), [`PidsCgroup::create`] returns `None`; `RLIMIT_NPROC` (set by
+//! the bwrap backend) and the timeout remain.
 
 use std::fs;
 use std::path::{Path, PathBuf};

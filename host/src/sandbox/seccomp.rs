@@ -77,7 +77,7 @@ pub fn programs() -> Result<Vec<BpfProgram>, seccompiler::Error> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(seccompiler::Error::Backend)?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
         .iter()
-        .map(|(_, nr)| (*nr as i64, Vec::new()))
+        .map(|(_, nr)| (*nr, Vec::new()))
         .collect();
     let clone_rules = NAMESPACE_FLAGS
         .iter()
@@ -91,7 +91,7 @@ pub fn programs() -> Result<Vec<BpfProgram>, seccompiler::Error> {
             )?])
         })
         .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_clone as i64, clone_rules);
+    rules.insert(libc::SYS_clone, clone_rules);
     let eperm = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -99,7 +99,7 @@ pub fn programs() -> Result<Vec<BpfProgram>, seccompiler::Error> {
         arch,
     )?;
     let enosys = SeccompFilter::new(
-        [(libc::SYS_clone3 as i64, Vec::new())]
+        [(libc::SYS_clone3, Vec::new())]
             .into_iter()
             .collect(),
         SeccompAction::Allow,
