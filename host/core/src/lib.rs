@@ -1,5 +1,6 @@
 //! kiln's core model, free of wasmtime so that it builds and tests fast.
 //!
+//! * [`beneath`]: paths resolved beneath a root, never through a symlink;
 //! * [`hash`]: SHA-256 digests in SRI, Nix base32 and hex;
 //! * [`hashpipe`]: SHA-256 on a second thread while the caller reads;
 //! * [`nar`]: the NAR serialisation and the Nix-compatible tree hash;
@@ -9,6 +10,7 @@
 //!
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
 
+pub mod beneath;
 pub mod hash;
 pub mod hashcache;
 pub mod hashpipe;

@@ -75,10 +75,8 @@ pub fn denied_names() -> impl Iterator<Item = &'static str> {
 /// The programs, in the order bubblewrap should install them.
 pub fn programs() -> Result<Vec<BpfProgram>, seccompiler::Error> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(seccompiler::Error::Backend)?;
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED
-        .iter()
-        .map(|(_, nr)| (*nr, Vec::new()))
-        .collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
     let clone_rules = NAMESPACE_FLAGS
         .iter()
         .map(|&flag| {
@@ -99,9 +97,7 @@ pub fn programs() -> Result<Vec<BpfProgram>, seccompiler::Error> {
         arch,
     )?;
     let enosys = SeccompFilter::new(
-        [(libc::SYS_clone3, Vec::new())]
-            .into_iter()
-            .collect(),
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,

@@ -1,5 +1,6 @@
 use super::*;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 
 /// A tar with one entry whose header is written by hand, so that names the
 /// tar crate would refuse to build (`..`, absolute) can be tested.
@@ -123,7 +124,68 @@ fn writing_through_a_symlink_is_refused() {
     let mut bytes = raw_tar("dir", b'2', ".", b"");
     bytes.extend(raw_tar("dir/x", b'0', "", b"x"));
     let (_d, r) = unpack_bytes(&finish(bytes));
+    // Symlinks come last: `dir/x` made a directory the link may not replace.
+    assert!(matches!(r, Err(UnpackError::LinkOverDir(_))), "{r:?}");
+    // A symlink under a symlink is refused when it is made.
+    let mut bytes = raw_tar("a", b'2', "b", b"");
+    bytes.extend(raw_tar("a/c", b'2', "d", b""));
+    let (_d, r) = unpack_bytes(&finish(bytes));
     assert!(matches!(r, Err(UnpackError::ThroughLink(_))), "{r:?}");
+}
+
+/// The archive of issue 13: a chain of symlinks, each lexically inside,
+/// that together reach `/`, then a hard link through it to a host file.
+fn symlink_chain_archive(host_file: &Path) -> Vec<u8> {
+    let depth = 20;
+    let dirs: Vec<String> = (1..=depth).map(|i| format!("d{i}")).collect();
+    let deep = dirs.join("/");
+    let mut bytes = Vec::new();
+    bytes.extend(raw_tar(&format!("{deep}/"), b'5', "", b""));
+    // d1/…/d20/up -> ../../… (20 levels): d1's parent, the archive's root.
+    let up = vec![".."; depth].join("/");
+    bytes.extend(raw_tar(&format!("{deep}/up"), b'2', &up, b""));
+    // esc -> d1/…/d20/up/../.. : lexically inside, really above the root.
+    bytes.extend(raw_tar("esc", b'2', &format!("{deep}/up/../.."), b""));
+    let target = format!("esc{}", host_file.display());
+    bytes.extend(raw_tar("loot", b'1', &target, b""));
+    finish(bytes)
+}
+
+#[test]
+fn a_symlink_chain_cannot_link_a_host_file_into_the_archive() {
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("secret");
+    fs::write(&victim, "host secret").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let (d, r) = unpack_bytes(&symlink_chain_archive(&victim));
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, UnpackError::HardLinkOut { entry, .. } if entry == "loot"),
+        "{e}"
+    );
+    assert!(!d.path().join("out/loot").exists());
+    let meta = fs::metadata(&victim).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1);
+}
+
+#[test]
+fn entry_count_and_depth_are_bounded() {
+    let deep: Vec<String> = (0..=MAX_DEPTH).map(|i| format!("{i}")).collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, deep.join("/"), &b"x"[..]).unwrap();
+    let (_d, r) = unpack_bytes(&b.into_inner().unwrap());
+    assert!(matches!(r, Err(UnpackError::TooDeep { .. })), "{r:?}");
+    // Entries are counted whatever they hold: empty directories too.
+    let mut x = Extractor::new(tempfile::tempdir().unwrap().path(), 1 << 20).unwrap();
+    x.entries = MAX_ENTRIES;
+    assert!(matches!(
+        x.admit(Path::new("one-more")),
+        Err(UnpackError::TooManyEntries { .. })
+    ));
 }
 
 #[test]
