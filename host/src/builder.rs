@@ -10,6 +10,7 @@
 //! (see [`crate::runtime`]) or parses argv (see [`crate::cli`]).
 
 mod inputs;
+pub mod reach;
 pub mod record;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,11 @@ pub struct BuildOptions {
     /// Run fixed-output steps kiln.toml does not pin yet, with network, to
     /// learn their hash (`--fetch-unpinned`); nothing they fetch is used.
     pub fetch_unpinned: bool,
+    /// Directories outside the project whose files kiln.toml may read
+    /// (`--allow-path`); the project's own tree is always readable.
+    pub allow_paths: Vec<PathBuf>,
+    /// Bounds on each download.
+    pub download: crate::fetch::DownloadLimits,
 }
 
 /// A target that is in the store.
@@ -396,6 +402,11 @@ impl Pins {
 }
 
 impl<'a> Ctx<'a> {
+    /// What host paths this kiln.toml may read.
+    fn reach(&self) -> reach::Reach {
+        reach::Reach::new(&self.manifest.dir, &self.opts.allow_paths)
+    }
+
     fn runtime(&self) -> Result<&Runtime, BuildError> {
         if let Some(r) = self.runtime.get() {
             return Ok(r);
@@ -426,11 +437,21 @@ impl<'a> Ctx<'a> {
                 hash,
                 hash_at,
             } => {
-                let wasm = fs::read(path).map_err(|e| BuildError::Input {
+                let recipe_error = |message: String| BuildError::Input {
                     target: t.name.clone(),
                     input: kiln_core::lockfile::RECIPE_KEY.into(),
                     at: t.at.clone(),
-                    message: format!("cannot read recipe {}: {e}", path.display()),
+                    message,
+                };
+                let real = self.reach().check(path).map_err(recipe_error)?;
+                if !real.is_file() {
+                    return Err(recipe_error(format!(
+                        "recipe {} is not a file",
+                        path.display()
+                    )));
+                }
+                let wasm = fs::read(&real).map_err(|e| {
+                    recipe_error(format!("cannot read recipe {}: {e}", path.display()))
                 })?;
                 let got = Sha256Hash::of_bytes(&wasm);
                 let at = hash_at.clone().unwrap_or_else(|| t.at.clone());

@@ -5,13 +5,22 @@
 //! prefetched. Otherwise the file is streamed to the store's staging area
 //! (hashing as it arrives), optionally unpacked with `nix-prefetch-url
 //! --unpack` semantics, hashed, checked against the expected hash, and only
-//! then committed. `file://` URLs read a local file the same way.
+//! then committed. `file://` URLs read a local file the same way; which
+//! local files a kiln.toml may name is the builder's `reach` check, and here
+//! only a regular file is read (never a FIFO, a device or `/proc`).
+//!
+//! Every download is bounded: at most [`DownloadLimits::max_bytes`], and no
+//! more than [`DownloadLimits::stall`] without a byte; past either it fails
+//! by name and leaves nothing in the store.
 
 pub mod unpack;
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_core::hash::Sha256Hash;
@@ -27,11 +36,40 @@ pub struct Fetched {
     pub cached: bool,
 }
 
+/// Bounds on one download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadLimits {
+    /// The most bytes a download may bring.
+    pub max_bytes: u64,
+    /// The longest a download may go without receiving a byte.
+    pub stall: Duration,
+}
+
+impl Default for DownloadLimits {
+    fn default() -> Self {
+        DownloadLimits {
+            max_bytes: 16 << 30,
+            stall: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("downloading {url}: {message}")]
     Download { url: String, message: String },
+    #[error(
+        "downloading {url}: it is larger than the limit of {limit} bytes; nothing was stored (raise it with --max-download)"
+    )]
+    TooLarge { url: String, limit: u64 },
+    #[error(
+        "downloading {url}: no data for {}s; nothing was stored",
+        stall.as_secs()
+    )]
+    Stalled { url: String, stall: Duration },
+    #[error("{url}: {message}")]
+    NotAFile { url: String, message: String },
     #[error("unpacking {url}: {source}")]
     Unpack {
         url: String,
@@ -55,6 +93,7 @@ pub fn fetch(
     name: &str,
     expected: Option<Sha256Hash>,
     progress: bool,
+    limits: DownloadLimits,
 ) -> Result<Fetched, FetchError> {
     if let Some(hash) = expected
         && let Some(entry) = store.find_by_hash(&hash)
@@ -71,9 +110,12 @@ pub fn fetch(
     };
     let staging = store.temp_dir("fetch-")?;
     let file = staging.path().join("download");
-    let (reader, len): (Box<dyn Read>, Option<u64>) =
+    let (reader, len): (Box<dyn Read + Send>, Option<u64>) =
         if let Some(path) = url.strip_prefix("file://") {
-            let f = fs::File::open(path).map_err(|e| dl(e.to_string()))?;
+            let f = open_local(path).map_err(|message| FetchError::NotAFile {
+                url: url.to_string(),
+                message,
+            })?;
             let len = f.metadata().ok().map(|m| m.len());
             (Box::new(f), len)
         } else {
@@ -81,7 +123,12 @@ pub fn fetch(
             let tls = ureq::tls::TlsConfig::builder()
                 .root_certs(ureq::tls::RootCerts::PlatformVerifier)
                 .build();
-            let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .tls_config(tls)
+                .timeout_connect(Some(limits.stall))
+                .timeout_recv_response(Some(limits.stall))
+                .build()
+                .into();
             let resp = agent.get(url).call().map_err(|e| dl(e.to_string()))?;
             let len = resp.body().content_length();
             (
@@ -89,8 +136,29 @@ pub fn fetch(
                 len,
             )
         };
+    if len.is_some_and(|n| n > limits.max_bytes) {
+        return Err(FetchError::TooLarge {
+            url: url.to_string(),
+            limit: limits.max_bytes,
+        });
+    }
     let bar = progress_bar(progress, len, &format!("fetching {name}"));
-    copy_with_progress(reader, &file, &bar).map_err(|e| dl(e.to_string()))?;
+    match copy_bounded(reader, &file, &bar, limits) {
+        Ok(()) => {}
+        Err(CopyStop::TooLarge) => {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit: limits.max_bytes,
+            });
+        }
+        Err(CopyStop::Stalled) => {
+            return Err(FetchError::Stalled {
+                url: url.to_string(),
+                stall: limits.stall,
+            });
+        }
+        Err(CopyStop::Io(e)) => return Err(dl(e.to_string())),
+    }
     bar.finish_and_clear();
 
     let staged = if unpack {
@@ -141,22 +209,97 @@ fn progress_bar(enabled: bool, len: Option<u64>, msg: &str) -> ProgressBar {
     bar
 }
 
-fn copy_with_progress(
-    mut r: impl Read,
+/// Why [`copy_bounded`] stopped.
+enum CopyStop {
+    TooLarge,
+    Stalled,
+    Io(io::Error),
+}
+
+/// Copy `r` to `dest` on a worker thread, watching it: past
+/// `limits.max_bytes`, or `limits.stall` without a byte, the copy is
+/// abandoned (the caller's staging directory goes with it).
+fn copy_bounded(
+    r: Box<dyn Read + Send>,
     dest: &std::path::Path,
     bar: &ProgressBar,
-) -> io::Result<()> {
-    let mut f = fs::File::create(dest)?;
+    limits: DownloadLimits,
+) -> Result<(), CopyStop> {
+    let f = fs::File::create(dest).map_err(CopyStop::Io)?;
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let worker = std::thread::spawn(move || copy_counted(r, f, &counter, limits.max_bytes));
+    let mut last = (0, Instant::now());
+    while !worker.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = received.load(Ordering::Relaxed);
+        bar.set_position(now);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= limits.stall {
+            return Err(CopyStop::Stalled);
+        }
+    }
+    worker.join().unwrap_or_else(|_| {
+        Err(CopyStop::Io(io::Error::other(
+            "the download thread panicked",
+        )))
+    })
+}
+
+fn copy_counted(
+    mut r: Box<dyn Read + Send>,
+    mut f: fs::File,
+    received: &AtomicU64,
+    max: u64,
+) -> Result<(), CopyStop> {
     let mut buf = vec![0u8; 256 * 1024];
+    let mut total: u64 = 0;
     loop {
         let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(CopyStop::Io(e)),
         };
-        f.write_all(&buf[..n])?;
-        bar.inc(n as u64);
+        total += n as u64;
+        if total > max {
+            return Err(CopyStop::TooLarge);
+        }
+        f.write_all(&buf[..n]).map_err(CopyStop::Io)?;
+        received.store(total, Ordering::Relaxed);
     }
-    f.sync_all()
+    f.sync_all().map_err(CopyStop::Io)
+}
+
+/// Open a local file for a `file://` URL: only a regular file, opened
+/// without blocking (a FIFO would hang the build), and never a kernel
+/// interface (`/proc`, `/sys`, `/dev`).
+fn open_local(path: &str) -> Result<fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let real = std::path::Path::new(path)
+        .canonicalize()
+        .map_err(|e| e.to_string())?;
+    if ["/proc", "/sys", "/dev"]
+        .iter()
+        .any(|p| real.starts_with(p))
+    {
+        return Err(format!(
+            "{} is a kernel interface, not a file kiln downloads",
+            real.display()
+        ));
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&real)
+        .map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file; kiln reads only regular files",
+            real.display()
+        ));
+    }
+    Ok(f)
 }

@@ -330,6 +330,7 @@ fn a_fork_bomb_is_stopped_when_kiln_is_not_root() {
             .current_dir(p.dir.path())
             .env("KILN_HOME", p.home.path())
             .env("KILN_COMPILE_CACHE", cache.path())
+            .env("KILN_ALLOW_PATH", crate::support::shared_paths())
             .output()
             .unwrap(),
     );

@@ -11,6 +11,7 @@ mod support;
 mod audit;
 mod go_image;
 mod hash_cli;
+mod hostile_inputs;
 mod hostile_recipes;
 mod hostile_sandbox;
 mod hostile_tools;

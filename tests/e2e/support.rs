@@ -71,7 +71,8 @@ impl Project {
         c.args(args)
             .current_dir(self.dir.path())
             .env("KILN_HOME", self.home.path())
-            .env("KILN_COMPILE_CACHE", compile_cache());
+            .env("KILN_COMPILE_CACHE", compile_cache())
+            .env("KILN_ALLOW_PATH", shared_paths());
         c
     }
 
@@ -123,6 +124,27 @@ pub fn run(out: Output) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// What the suite shares outside each project, which its kiln.toml files
+/// name and the user (the harness) allows: the fixture recipes this build
+/// compiled and the downloaded Go toolchain.
+pub fn shared_paths() -> String {
+    let fixtures = FIXTURES_DIR.get_or_init(|| {
+        Path::new(fixture("hostile"))
+            .parent()
+            .expect("the fixtures' directory")
+            .to_path_buf()
+    });
+    format!(
+        "{}:{}",
+        fixtures.display(),
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("kiln-downloads")
+            .display()
+    )
+}
+
+static FIXTURES_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// One compiled-recipe cache for the whole suite, beside cargo's target dir.
 fn compile_cache() -> PathBuf {

@@ -45,6 +45,7 @@ pub(super) fn resolve(
             if !path.exists() {
                 return Err(fail(format!("{} does not exist", path.display())));
             }
+            b.reach().check(path).map_err(fail)?;
             let filter = PathFilter::new(exclude);
             let got = kiln_core::hashcache::hash_cached(b.store.root(), path, &filter)
                 .map_err(|e| fail(e.to_string()))?;
@@ -72,6 +73,9 @@ pub(super) fn resolve(
             })
         }
         Source::Url { url, unpack } => {
+            if let Some(local) = url.strip_prefix("file://") {
+                b.reach().check(std::path::Path::new(local)).map_err(fail)?;
+            }
             let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
             let fetched = match crate::fetch::fetch(
                 &b.store,
@@ -80,6 +84,7 @@ pub(super) fn resolve(
                 &input.name,
                 pinned,
                 b.opts.progress,
+                b.opts.download,
             ) {
                 Ok(f) => f,
                 // Report it as every other mismatch: where the pin is and the fix.

@@ -93,6 +93,16 @@ pub struct FileArg {
     /// The kiln.toml to use [default: ./kiln.toml].
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Let kiln.toml read `path` inputs, custom recipes and `file://` URLs
+    /// under DIR, outside its project directory (repeatable; the
+    /// environment variable takes a `:`-separated list).
+    #[arg(
+        long = "allow-path",
+        value_name = "DIR",
+        env = "KILN_ALLOW_PATH",
+        value_delimiter = ':'
+    )]
+    pub allow_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +137,9 @@ pub struct BuildArgs {
     /// use it on projects you trust.
     #[arg(long)]
     pub fetch_unpinned: bool,
+    /// The largest download an input may bring (e.g. 500M, 16G).
+    #[arg(long, value_parser = parse_size, default_value = "16G")]
+    pub max_download: usize,
     /// SOURCE_DATE_EPOCH for the build: the time recipes and tools see.
     #[arg(long, default_value_t = 1)]
     pub source_date_epoch: u64,
@@ -218,6 +231,9 @@ pub struct PrefetchArgs {
     pub name: Option<String>,
     #[arg(long, value_enum, default_value_t = FormatArg::Sri)]
     pub format: FormatArg,
+    /// The largest download to accept (e.g. 500M, 16G).
+    #[arg(long, value_parser = parse_size, default_value = "16G")]
+    pub max_download: usize,
 }
 
 #[derive(Debug, Args)]

@@ -108,6 +108,11 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
         fetch_unpinned: a.fetch_unpinned,
+        allow_paths: a.file.allow_paths.clone(),
+        download: crate::fetch::DownloadLimits {
+            max_bytes: a.max_download as u64,
+            ..Default::default()
+        },
     };
     if opts.sandbox == SandboxMode::Off && !quiet {
         eprintln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
@@ -247,10 +252,23 @@ fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
         None
     };
     let (hash, entry) = if let Some(url) = fetch_url {
-        let f = crate::fetch::fetch(&store, &url, a.unpack, &name, None, progress_enabled(quiet))?;
+        let limits = crate::fetch::DownloadLimits {
+            max_bytes: a.max_download as u64,
+            ..Default::default()
+        };
+        let f = crate::fetch::fetch(
+            &store,
+            &url,
+            a.unpack,
+            &name,
+            None,
+            progress_enabled(quiet),
+            limits,
+        )?;
         (f.hash, f.entry)
     } else {
         let path = PathBuf::from(&a.source);
+        crate::builder::reach::check_kind(&path).map_err(anyhow::Error::msg)?;
         let filter = kiln_core::pathfilter::PathFilter::default();
         let hash = kiln_core::store::content_hash(&path, &filter)
             .with_context(|| format!("hashing {}", path.display()))?;
@@ -293,6 +311,7 @@ fn resolving_options(
     mode: Mode,
     sandbox: SandboxMode,
     quiet: bool,
+    allow_paths: &[PathBuf],
 ) -> anyhow::Result<BuildOptions> {
     Ok(BuildOptions {
         mode,
@@ -305,12 +324,19 @@ fn resolving_options(
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
         fetch_unpinned: false,
+        allow_paths: allow_paths.to_vec(),
+        download: Default::default(),
     })
 }
 
 fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
     let manifest = load_manifest(a.file.file.as_deref())?;
-    let opts = resolving_options(Mode::Build, SandboxMode::Hermetic, quiet)?;
+    let opts = resolving_options(
+        Mode::Build,
+        SandboxMode::Hermetic,
+        quiet,
+        &a.file.allow_paths,
+    )?;
     if let Some(input) = a.update.as_deref().filter(|i| !i.is_empty()) {
         let mut known: Vec<&str> = manifest
             .targets

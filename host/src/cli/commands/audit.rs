@@ -124,7 +124,7 @@ fn entries(store: &Store, a: &AuditArgs, quiet: bool) -> anyhow::Result<Vec<Path
                 );
             }
         }
-        let opts = resolving_options(Mode::Lookup, a.sandbox.into(), quiet)?;
+        let opts = resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?;
         let mut builder = Builder::new(store.clone(), m, opts)?;
         for b in builder.build(&targets)? {
             found.insert(b.target.clone(), b.entry);
