@@ -144,8 +144,11 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
         children.push(node);
     }
     for bin in gomod::read(entry).map_err(AuditError::Other)? {
+        // The path comes from the output: resolved beneath it, regular files only.
+        let root = kiln_core::beneath::Root::open(entry)
+            .map_err(|e| AuditError::Other(format!("{}: {e}", entry.display())))?;
         let hash = Sha256Hash::of_reader(
-            std::fs::File::open(entry.join(&bin.path))
+            root.open_file(Path::new(&bin.path))
                 .map_err(|e| AuditError::Other(format!("{}: {e}", bin.path)))?,
         )
         .map_err(|e| AuditError::Other(format!("{}: {e}", bin.path)))?;

@@ -171,6 +171,8 @@ pub struct Builder<'a> {
 
 /// What build jobs share (read-only, so jobs can run on several threads).
 struct Ctx<'a> {
+    /// Held while the builder lives, so `kiln gc` waits for it.
+    _in_use: kiln_core::store::StoreLock,
     store: Store,
     manifest: &'a Manifest,
     opts: BuildOptions,
@@ -226,6 +228,7 @@ impl<'a> Builder<'a> {
                 frozen: opts.locked,
             },
             ctx: Ctx {
+                _in_use: store.hold_for_use()?,
                 store,
                 manifest,
                 opts,
@@ -551,7 +554,9 @@ impl<'a> Ctx<'a> {
         if !check {
             return Ok(first);
         }
-        let (staging, record) = self.run(&job, false)?;
+        // Sealed like a store entry: what a rebuild leaves for inspection
+        // keeps no setuid bit and no write permission either.
+        let (staging, record) = self.run(&job, true)?;
         if record.output_hash == first.output_hash {
             return Ok(Built {
                 checked: true,
@@ -586,7 +591,7 @@ impl<'a> Ctx<'a> {
                     .and_then(|_| fs::remove_dir_all(&kept).or_else(|_| fs::remove_file(&kept))),
                 Err(_) => Ok(()),
             })
-            .and_then(|_| fs::rename(&second, &kept));
+            .and_then(|_| kiln_core::store::move_sealed(&second, &kept));
         moved.map_err(|e| {
             BuildError::Other(format!(
                 "keeping the second output in {}: {e}",

@@ -18,4 +18,5 @@ mod hostile_tools;
 mod inputs;
 mod oci_image;
 mod runtime;
+mod store_hygiene;
 mod writing_recipes;

@@ -100,6 +100,49 @@ impl Store {
             .map_err(io_at(&tmp))
     }
 
+    /// Hold the store for use (a build, a lock, a fetch): any number of kiln
+    /// processes may, while `kiln gc` waits for them all to let go.
+    pub fn hold_for_use(&self) -> Result<StoreLock, StoreError> {
+        let file = self.gc_lock_file()?;
+        file.lock_shared()
+            .map_err(io_at(&self.root.join("locks/gc.lock")))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Hold the store alone, for `kiln gc`: no build runs meanwhile, so
+    /// nothing it resolved can be deleted and everything under `tmp/` is a
+    /// leftover of a killed process.
+    pub fn hold_for_gc(&self) -> Result<StoreLock, StoreError> {
+        let file = self.gc_lock_file()?;
+        file.lock()
+            .map_err(io_at(&self.root.join("locks/gc.lock")))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    fn gc_lock_file(&self) -> Result<fs::File, StoreError> {
+        let p = self.root.join("locks").join("gc.lock");
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_at(&p))
+    }
+
+    /// Delete everything under `tmp/`: staging left by killed processes.
+    /// Only call this holding [`Self::hold_for_gc`]. Returns how many.
+    pub fn clear_staging(&self) -> Result<usize, StoreError> {
+        let tmp = self.root.join("tmp");
+        let mut n = 0;
+        for e in fs::read_dir(&tmp).map_err(io_at(&tmp))? {
+            let p = e.map_err(io_at(&tmp))?.path();
+            make_writable(&p).ok();
+            remove_any(&p).map_err(io_at(&p))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Take the lock named `name` (e.g. a build key), waiting for other kiln
     /// processes that hold it.
     pub fn lock(&self, name: &str) -> Result<StoreLock, StoreError> {
@@ -144,21 +187,7 @@ impl Store {
             remove_any(staged).ok();
             return Ok(dest);
         }
-        // Moving a directory to another parent rewrites its `..`, which
-        // needs write permission on it: a non-root user cannot move a sealed
-        // (0555) directory. Open it for the rename, seal it again after.
-        let is_dir = fs::symlink_metadata(staged).is_ok_and(|m| m.is_dir());
-        if is_dir {
-            fs::set_permissions(staged, fs::Permissions::from_mode(0o755))
-                .map_err(io_at(staged))?;
-        }
-        let renamed = fs::rename(staged, &dest);
-        if is_dir {
-            let sealed = if renamed.is_ok() { &dest } else { staged };
-            fs::set_permissions(sealed, fs::Permissions::from_mode(0o555))
-                .map_err(io_at(sealed))?;
-        }
-        match renamed {
+        match move_sealed(staged, &dest) {
             Ok(()) => {}
             // Another process committed the same entry first: same content.
             Err(_) if fs::symlink_metadata(&dest).is_ok() => {
@@ -341,6 +370,23 @@ pub fn make_writable(path: &Path) -> io::Result<()> {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     }
     Ok(())
+}
+
+/// Rename a sealed file or directory. Moving a directory to another parent
+/// rewrites its `..`, which needs write permission on it: a non-root user
+/// cannot move a sealed (0555) directory. It is opened for the rename and
+/// sealed again after, wherever it ends up.
+pub fn move_sealed(from: &Path, to: &Path) -> io::Result<()> {
+    let is_dir = fs::symlink_metadata(from).is_ok_and(|m| m.is_dir());
+    if is_dir {
+        fs::set_permissions(from, fs::Permissions::from_mode(0o755))?;
+    }
+    let renamed = fs::rename(from, to);
+    if is_dir {
+        let sealed = if renamed.is_ok() { to } else { from };
+        fs::set_permissions(sealed, fs::Permissions::from_mode(0o555))?;
+    }
+    renamed
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {

@@ -2,6 +2,7 @@
 //! go recipe saves at `share/kiln/go/<name>.buildinfo` in its output.
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -99,26 +100,50 @@ pub fn parse(name: &str, text: &str) -> Result<GoBinary, String> {
 }
 
 /// Every Go binary described in the output `entry` (none if it holds no
-/// build information).
+/// build information). The output is a recipe's work, so its paths are
+/// resolved beneath it ([`kiln_core::beneath`]): a symlink or a FIFO a
+/// hostile recipe left is refused, never followed or read.
 pub fn read(entry: &Path) -> Result<Vec<GoBinary>, String> {
-    let dir = entry.join(BUILDINFO_DIR);
-    let Ok(rd) = fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    let mut files: Vec<_> = rd
+    let root =
+        kiln_core::beneath::Root::open(entry).map_err(|e| format!("{}: {e}", entry.display()))?;
+    match root.kind(Path::new(BUILDINFO_DIR)) {
+        Ok(Some(rustix::fs::FileType::Directory)) => {}
+        Ok(None) => return Ok(Vec::new()),
+        Ok(Some(kind)) => {
+            return Err(format!(
+                "{BUILDINFO_DIR} in {} is a {}, not a directory",
+                entry.display(),
+                kiln_core::beneath::kind_name(kind)
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    // No component of BUILDINFO_DIR is a symlink (checked above), and
+    // store entries are read-only: listing it by path lists what was checked.
+    let rd = fs::read_dir(entry.join(BUILDINFO_DIR)).map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = rd
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "buildinfo"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".buildinfo"))
         .collect();
-    files.sort();
-    files
+    names.sort();
+    names
         .iter()
-        .map(|f| {
-            let text = fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            parse(&f.display().to_string(), &text)
+        .map(|n| {
+            let rel = Path::new(BUILDINFO_DIR).join(n);
+            let mut text = String::new();
+            root.open_file(&rel)
+                .map_err(|e| e.to_string())?
+                .take(MAX_BUILDINFO)
+                .read_to_string(&mut text)
+                .map_err(|e| format!("{}: {e}", rel.display()))?;
+            parse(&rel.display().to_string(), &text)
         })
         .collect()
 }
+
+/// A `go version -m` report is a few KiB; a larger one is not one.
+const MAX_BUILDINFO: u64 = 16 << 20;
 
 #[cfg(test)]
 mod tests {

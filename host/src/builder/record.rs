@@ -220,15 +220,26 @@ fn record_path(store: &Store, entry: &Path) -> PathBuf {
 /// Store `record` for `entry` (atomically).
 pub fn write(store: &Store, entry: &Path, record: &BuildRecord) -> std::io::Result<()> {
     let path = record_path(store, entry);
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
+    // An entry's record describes the run that made it; another run that
+    // found the entry there (a concurrent build, a cache hit) keeps it.
+    if path.exists() {
+        return Ok(());
     }
-    let tmp = path.with_extension("json.tmp");
-    fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,
+    let dir = path.parent().unwrap_or(store.root());
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(
+        &mut tmp,
+        &serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,
     )?;
-    fs::rename(tmp, path)
+    match tmp.persist_noclobber(&path) {
+        Ok(_) => Ok(()),
+        Err(e) if path.exists() => {
+            drop(e);
+            Ok(())
+        }
+        Err(e) => Err(e.error),
+    }
 }
 
 /// The record of `entry`.

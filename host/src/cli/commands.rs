@@ -229,6 +229,7 @@ fn hash(h: HashCommand) -> anyhow::Result<()> {
 
 fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
     let store = open_store()?;
+    let _in_use = store.hold_for_use()?;
     let is_url = ["http://", "https://", "file://"]
         .iter()
         .any(|p| a.source.starts_with(p));

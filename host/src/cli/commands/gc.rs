@@ -20,6 +20,12 @@ use crate::cli::args::GcArgs;
 
 pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let store = open_store()?;
+    // Alone in the store: no build can resolve an entry while we decide.
+    let _alone = store.hold_for_gc()?;
+    let stale = if a.dry_run { 0 } else { store.clear_staging()? };
+    if stale > 0 && !quiet {
+        eprintln!("removed {stale} staging leftovers of interrupted runs");
+    }
     let store_dir = store.root().join("store");
     let store_dir = fs::canonicalize(&store_dir).unwrap_or(store_dir);
     let roots = if a.roots.is_empty() {
