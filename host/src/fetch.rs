@@ -13,7 +13,7 @@
 //! more than [`DownloadLimits::stall`] without a byte; past either it fails
 //! by name and leaves nothing in the store.
 
-pub mod unpack;
+pub use kiln_core::unpack;
 
 use std::fs;
 use std::io::{self, Read, Write};

@@ -6,7 +6,8 @@
 //! * [`nar`]: the NAR serialisation and the Nix-compatible tree hash;
 //! * [`listing`]: per-file listings of a tree and their differences;
 //! * [`manifest`]: parsing `kiln.toml` into targets, inputs and params;
-//! * [`store`]: the content-addressed store under `$KILN_HOME`.
+//! * [`store`]: the content-addressed store under `$KILN_HOME`;
+//! * [`unpack`]: archives unpacked beneath their directory, bounded.
 //!
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
 
@@ -21,3 +22,4 @@ pub mod manifest;
 pub mod nar;
 pub mod pathfilter;
 pub mod store;
+pub mod unpack;

@@ -264,7 +264,7 @@ fn tar_xz_and_tar_zst_unpack_to_the_same_tree_as_plain_tar() {
         let root = single_root(&d.path().join("out")).unwrap();
         assert!(root.ends_with("pkg-2.0"), "{}", root.display());
         assert_eq!(fs::read(root.join("share/doc.txt")).unwrap(), b"docs");
-        kiln_core::nar::hash_path(&root).unwrap()
+        crate::nar::hash_path(&root).unwrap()
     };
     let plain = hash_of(&tar);
     assert_eq!(hash_of(&xz), plain, "tar.xz");

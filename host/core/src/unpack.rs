@@ -6,7 +6,7 @@
 //! An archive is untrusted until its hash is checked, and it is unpacked
 //! before it can be hashed. So every path is resolved beneath the
 //! destination by the kernel, never through a symlink
-//! ([`kiln_core::beneath`]); symlinks are created *last*, after every file
+//! ([`crate::beneath`]); symlinks are created *last*, after every file
 //! and directory, so nothing the archive links is ever followed while it is
 //! unpacked; a hard link may only name a regular file this archive already
 //! extracted. Refused, by name: entries with absolute paths or `..`;
@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
-use kiln_core::beneath::{BeneathError, Root};
+use crate::beneath::{BeneathError, Root};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 /// Refuse output larger than this multiple of the archive…
