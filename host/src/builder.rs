@@ -22,7 +22,7 @@ use std::time::Instant;
 use kiln_core::hash::Sha256Hash;
 use kiln_core::key::KeyMaterial;
 use kiln_core::listing;
-use kiln_core::lockfile::Lockfile;
+use kiln_core::lockfile::{Lockfile, Pin};
 use kiln_core::manifest::{Location, Manifest, RecipeRef, Target};
 use kiln_core::pathfilter::PathFilter;
 use kiln_core::store::{Store, StoreError, content_hash};
@@ -357,11 +357,12 @@ impl Pins {
         &mut self,
         manifest: &Manifest,
         t: &Target,
-        input: &str,
+        pin: Pin<'_>,
         specified: Option<Sha256Hash>,
         at: Location,
         got: Sha256Hash,
     ) -> Result<(), BuildError> {
+        let input = pin.to_string();
         if let Some(specified) = specified {
             if specified != got {
                 return Err(BuildError::HashMismatch(Box::new(HashMismatch {
@@ -378,7 +379,7 @@ impl Pins {
             }
             return Ok(());
         }
-        match self.lock.get(&t.name, input) {
+        match self.lock.get(&t.name, pin) {
             Some(pinned) if pinned == got => Ok(()),
             Some(pinned) => Err(BuildError::HashMismatch(Box::new(HashMismatch {
                 target: t.name.clone(),
@@ -397,7 +398,7 @@ impl Pins {
                 lockfile: self.path.display().to_string(),
             }),
             None => {
-                self.changed |= self.lock.set(&t.name, input, got);
+                self.changed |= self.lock.set(&t.name, pin, got);
                 Ok(())
             }
         }
@@ -458,14 +459,7 @@ impl<'a> Ctx<'a> {
                 })?;
                 let got = Sha256Hash::of_bytes(&wasm);
                 let at = hash_at.clone().unwrap_or_else(|| t.at.clone());
-                pins.check(
-                    self.manifest,
-                    t,
-                    kiln_core::lockfile::RECIPE_KEY,
-                    *hash,
-                    at,
-                    got,
-                )?;
+                pins.check(self.manifest, t, Pin::Recipe, *hash, at, got)?;
                 let name = path
                     .strip_prefix(&self.manifest.dir)
                     .unwrap_or(path)
@@ -497,7 +491,8 @@ impl<'a> Ctx<'a> {
             source_date_epoch: self.opts.source_date_epoch,
             output_hash: t.output_hash,
         }
-        .key();
+        .key()
+        .map_err(|e| BuildError::Other(e.to_string()))?;
         Ok(Job {
             target: t,
             recipe_name,

@@ -17,6 +17,7 @@ mod hostile_sandbox;
 mod hostile_tools;
 mod inputs;
 mod oci_image;
+mod regressions;
 mod runtime;
 mod store_hygiene;
 mod writing_recipes;

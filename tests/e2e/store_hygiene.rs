@@ -74,7 +74,11 @@ fn gc_clears_staging_left_by_killed_runs_and_waits_for_builds() {
     std::fs::create_dir_all(stale.join("out/sub")).unwrap();
     std::fs::set_permissions(stale.join("out"), std::fs::Permissions::from_mode(0o555)).unwrap();
     // A build in progress while gc runs: gc waits, then keeps what it rooted.
-    let mut build = p.command(&["build", "-q"]).spawn().unwrap();
+    let mut build = p
+        .command(&["build", "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(stale.exists());
     let start = std::time::Instant::now();

@@ -102,8 +102,13 @@ impl Root {
 
     /// What `rel` is, without following a final symlink; `None` if absent.
     pub fn kind(&self, rel: &Path) -> Result<Option<FileType>, BeneathError> {
-        let Some((dir, name)) = self.parent(rel, false)? else {
-            return Ok(Some(FileType::Directory));
+        let (dir, name) = match self.parent(rel, false) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(Some(FileType::Directory)),
+            Err(BeneathError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
@@ -212,6 +217,7 @@ mod tests {
             root.kind(Path::new("out")).unwrap(),
             Some(FileType::Symlink)
         );
+        assert_eq!(root.kind(Path::new("no/such/dir")).unwrap(), None);
     }
 
     #[test]

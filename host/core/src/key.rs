@@ -12,7 +12,14 @@ use serde::Serialize;
 use crate::hash::Sha256Hash;
 
 /// Bumped whenever what a recipe or tool sees changes (sandbox layout, WIT).
-pub const SANDBOX_ABI: u32 = 1;
+/// 2: the syscall filter, rlimits, a size-capped `/tmp`, read-only `/work`
+/// in fixed-output steps, and the pin read from kiln.toml.
+pub const SANDBOX_ABI: u32 = 2;
+
+/// The key could not be computed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot compute the build key: {0}")]
+pub struct KeyError(#[from] serde_json::Error);
 
 /// Everything that goes into a build key.
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +35,7 @@ pub struct KeyMaterial<'a> {
 
 impl KeyMaterial<'_> {
     /// The key: sha256 of the canonical JSON of this material plus the ABI.
-    pub fn key(&self) -> Sha256Hash {
+    pub fn key(&self) -> Result<Sha256Hash, KeyError> {
         #[derive(Serialize)]
         struct Versioned<'b, 'a> {
             abi: u32,
@@ -39,9 +46,8 @@ impl KeyMaterial<'_> {
         let value = serde_json::to_value(Versioned {
             abi: SANDBOX_ABI,
             material: self,
-        })
-        .unwrap_or_default();
-        Sha256Hash::of_bytes(value.to_string().as_bytes())
+        })?;
+        Ok(Sha256Hash::of_bytes(value.to_string().as_bytes()))
     }
 }
 
@@ -61,10 +67,10 @@ mod tests {
             source_date_epoch: 1,
             output_hash: None,
         };
-        let k = base.key();
+        let k = base.key().unwrap();
         assert_eq!(
             k.to_hex(),
-            "383d7a304fca05e96f41a171b682b647a40c9d3b352f88239b6b09552690b7b4"
+            "9dd2857a3508d30f67d57e55b4e9a1f74651eed9f782693498df73a6d14ece21"
         );
         let other = serde_json::json!({"b": 2, "a": [true]});
         let variants = [
@@ -94,7 +100,7 @@ mod tests {
             },
         ];
         for v in variants {
-            assert_ne!(v.key(), k, "{v:?}");
+            assert_ne!(v.key().unwrap(), k, "{v:?}");
         }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_core::hash::Sha256Hash;
+use kiln_core::lockfile::Pin;
 use kiln_core::manifest::{Input, Source, Target};
 use kiln_core::pathfilter::PathFilter;
 
@@ -47,36 +48,74 @@ pub(super) fn resolve(
             }
             b.reach().check(path).map_err(fail)?;
             let filter = PathFilter::new(exclude);
-            let got = kiln_core::hashcache::hash_cached(b.store.root(), path, &filter)
-                .map_err(|e| fail(e.to_string()))?;
+            let lookup = b.opts.mode == super::Mode::Lookup;
+            // A lookup writes nothing, not even the stat cache.
+            let got = if lookup {
+                kiln_core::store::content_hash(path, &filter).map_err(|e| fail(e.to_string()))?
+            } else {
+                kiln_core::hashcache::hash_cached(b.store.root(), path, &filter)
+                    .map_err(|e| fail(e.to_string()))?
+            };
+            if lookup {
+                let entry = b
+                    .store
+                    .find_by_hash(&got)
+                    .ok_or_else(|| BuildError::NotBuilt {
+                        target: t.name.clone(),
+                    })?;
+                return Ok(ResolvedInput {
+                    name: input.name.clone(),
+                    hash: got,
+                    is_dir: entry.is_dir(),
+                    entry,
+                    kind: "path",
+                    origin: origin_of(path, &b.manifest.dir),
+                });
+            }
             // Local sources are hashed on every build; only an explicit hash pins them.
             if let Some(specified) = input.hash {
-                pins.check(b.manifest, t, &input.name, Some(specified), at, got)?;
+                pins.check(
+                    b.manifest,
+                    t,
+                    Pin::Input(&input.name),
+                    Some(specified),
+                    at,
+                    got,
+                )?;
             }
             let entry = b.store.add_path(path, &filter, &input.name, &got)?;
-            let origin = path
-                .strip_prefix(&b.manifest.dir)
-                .unwrap_or(path)
-                .display()
-                .to_string();
             Ok(ResolvedInput {
                 name: input.name.clone(),
                 hash: got,
                 is_dir: entry.is_dir(),
                 entry,
                 kind: "path",
-                origin: if origin.is_empty() {
-                    ".".into()
-                } else {
-                    origin
-                },
+                origin: origin_of(path, &b.manifest.dir),
             })
         }
         Source::Url { url, unpack } => {
             if let Some(local) = url.strip_prefix("file://") {
                 b.reach().check(std::path::Path::new(local)).map_err(fail)?;
             }
-            let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
+            let pinned = input
+                .hash
+                .or_else(|| pins.lock.get(&t.name, Pin::Input(&input.name)));
+            if b.opts.mode == super::Mode::Lookup {
+                // A lookup never downloads: the pinned content is there or
+                // the target was not built from it.
+                let found = pinned.and_then(|h| b.store.find_by_hash(&h).map(|e| (h, e)));
+                let (hash, entry) = found.ok_or_else(|| BuildError::NotBuilt {
+                    target: t.name.clone(),
+                })?;
+                return Ok(ResolvedInput {
+                    name: input.name.clone(),
+                    hash,
+                    is_dir: entry.is_dir(),
+                    entry,
+                    kind: "url",
+                    origin: url.clone(),
+                });
+            }
             let fetched = match crate::fetch::fetch(
                 &b.store,
                 url,
@@ -89,12 +128,26 @@ pub(super) fn resolve(
                 Ok(f) => f,
                 // Report it as every other mismatch: where the pin is and the fix.
                 Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
-                    pins.check(b.manifest, t, &input.name, input.hash, at.clone(), got)?;
+                    pins.check(
+                        b.manifest,
+                        t,
+                        Pin::Input(&input.name),
+                        input.hash,
+                        at.clone(),
+                        got,
+                    )?;
                     return Err(fail(format!("{url} changed while it was checked")));
                 }
                 Err(e) => return Err(fail(e.to_string())),
             };
-            pins.check(b.manifest, t, &input.name, input.hash, at, fetched.hash)?;
+            pins.check(
+                b.manifest,
+                t,
+                Pin::Input(&input.name),
+                input.hash,
+                at,
+                fetched.hash,
+            )?;
             Ok(ResolvedInput {
                 name: input.name.clone(),
                 hash: fetched.hash,
@@ -117,5 +170,19 @@ pub(super) fn resolve(
                 origin: dep.clone(),
             })
         }
+    }
+}
+
+/// A path input's origin for records: relative to kiln.toml's directory.
+fn origin_of(path: &std::path::Path, base: &std::path::Path) -> String {
+    let origin = path
+        .strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    if origin.is_empty() {
+        ".".into()
+    } else {
+        origin
     }
 }

@@ -64,6 +64,10 @@ pub struct AuditArgs {
     /// The sandbox mode the targets were built with (a target's build key includes it).
     #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
     pub sandbox: SandboxArg,
+    /// The SOURCE_DATE_EPOCH the targets were built with (their build key
+    /// includes it), as given to `kiln build`.
+    #[arg(long, default_value_t = 1)]
+    pub source_date_epoch: u64,
 }
 
 #[derive(Debug, Args)]
@@ -257,21 +261,27 @@ pub struct GcArgs {
 
 /// `90`, `90s`, `10m`, `2h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, mult) = match s.trim().char_indices().last() {
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        _ => (s, 1),
+    let t = s.trim();
+    let bad = || format!("'{s}' is not a duration (write e.g. 90s, 10m, 2h, 1h30m)");
+    // A bare number is seconds; anything else is humantime's grammar.
+    let d = match t.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(t).map_err(|_| bad())?,
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (write e.g. 90s, 10m, 2h)"))?;
-    if n.is_nan() || n <= 0.0 {
+    if d.is_zero() {
         return Err(format!("'{s}': the duration must be positive"));
     }
-    Ok(Duration::from_secs_f64(n * f64::from(mult)))
+    if d > MAX_DURATION {
+        return Err(format!(
+            "'{s}' is longer than kiln's limit of {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
 }
+
+/// The longest time limit kiln takes: a deadline past it could overflow.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// `1048576`, `512K`, `512M`, `2G`.
 pub fn parse_size(s: &str) -> Result<usize, String> {
@@ -299,8 +309,24 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration(" 90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in [
+            "soon",
+            "0s",
+            "inf",
+            "1e30s",
+            "-5s",
+            "NaN",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_duration("400days")
+                .unwrap_err()
+                .contains("longer than")
+        );
         assert_eq!(parse_size("512M"), Ok(512 << 20));
         assert_eq!(parse_size("2G"), Ok(2 << 30));
         assert!(parse_size("lots").is_err());

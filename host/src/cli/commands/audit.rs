@@ -124,7 +124,10 @@ fn entries(store: &Store, a: &AuditArgs, quiet: bool) -> anyhow::Result<Vec<Path
                 );
             }
         }
-        let opts = resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?;
+        let opts = crate::builder::BuildOptions {
+            source_date_epoch: a.source_date_epoch,
+            ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?
+        };
         let mut builder = Builder::new(store.clone(), m, opts)?;
         for b in builder.build(&targets)? {
             found.insert(b.target.clone(), b.entry);

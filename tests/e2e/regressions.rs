@@ -1,0 +1,65 @@
+//! Bugs found while restructuring (issue 14), each pinned by a test that
+//! failed before its fix.
+
+use crate::support::{Project, fixture};
+
+/// The hostile fixture's `noop` target over a `src` directory.
+fn noop_project(extra_inputs: &str) -> Project {
+    let p = Project::new();
+    p.write("src/a.txt", "one\n");
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\nparams = {{ attack = \"noop\" }}\ninputs.src = {{ path = \"src\" }}\n{extra_inputs}",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
+#[test]
+fn an_input_called_recipe_does_not_collide_with_the_recipe_pin() {
+    let p = noop_project("inputs.recipe = { url = \"file://DATA\" }\n");
+    p.write("data.txt", "an input that happens to be called recipe\n");
+    let toml = std::fs::read_to_string(p.path("kiln.toml"))
+        .unwrap()
+        .replace("DATA", &p.path("data.txt").display().to_string());
+    p.write("kiln.toml", &toml);
+    p.kiln(&["build"]).ok();
+    let lock = std::fs::read_to_string(p.path("kiln.lock")).unwrap();
+    assert!(lock.contains("[recipe]\nt = \"sha256-"), "{lock}");
+    assert!(lock.contains("[target.t]\nrecipe = \"sha256-"), "{lock}");
+    // And the next build reads both pins back.
+    p.kiln(&["build", "--locked"]).ok();
+}
+
+#[test]
+fn audit_finds_a_target_built_with_another_source_date_epoch() {
+    let p = noop_project("");
+    p.kiln(&["build", "--source-date-epoch", "5"]).ok();
+    p.kiln(&["audit", "t", "--source-date-epoch", "5"]).ok();
+    p.kiln(&["audit", "t"])
+        .fails_with("target 't' is not built for its current inputs");
+}
+
+#[test]
+fn a_lookup_after_a_source_edit_writes_nothing() {
+    let p = noop_project("");
+    p.kiln(&["build"]).ok();
+    let before = p.store_entries();
+    p.write("src/a.txt", "two\n");
+    p.kiln(&["audit", "t"])
+        .fails_with("target 't' is not built for its current inputs");
+    assert_eq!(p.store_entries(), before, "audit added store entries");
+}
+
+#[test]
+fn time_limits_parse_strictly() {
+    let p = noop_project("");
+    for bad in ["inf", "1e30s", "400days"] {
+        let r = p.kiln(&["build", "--timeout", bad]);
+        assert_eq!(r.code, 2, "--timeout {bad}: {}", r.stderr);
+        assert!(r.stderr.contains("--timeout"), "{}", r.stderr);
+    }
+    p.kiln(&["build", "--timeout", " 90s"]).ok();
+}
