@@ -63,3 +63,29 @@ fn time_limits_parse_strictly() {
     }
     p.kiln(&["build", "--timeout", " 90s"]).ok();
 }
+
+#[test]
+fn a_crafted_elf_entrypoint_is_refused_by_name() {
+    // An ELF header whose program headers are 1 byte long, 3 of them, at an
+    // offset far past the file's end: the run check used to panic on it.
+    let mut elf = vec![0u8; 64];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[32..40].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    elf[54..56].copy_from_slice(&1u16.to_le_bytes());
+    elf[56..58].copy_from_slice(&3u16.to_le_bytes());
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("app")).unwrap();
+    std::fs::write(p.path("app/evil"), &elf).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p.path("app/evil"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.write(
+        "kiln.toml",
+        "[target.img]\nrecipe = \"oci-image\"\ninputs.app = { path = \"app\" }\n[target.img.params]\nname = \"x\"\ncontents = [{ from = \"app\", dest = \"/\" }]\nentrypoint = [\"/evil\"]\n",
+    );
+    let r = p
+        .kiln(&["build"])
+        .fails_with("is a malformed ELF file (program headers are too small)");
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}

@@ -138,9 +138,8 @@ fn build() -> Result<()> {
         .run()?;
 
     let mut names: Vec<String> = fs::read_dir("/out/bin")?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
     names.sort();
     fs::create_dir_all("/out/share/kiln/go")?;
     for name in &names {

@@ -78,9 +78,8 @@ fn add_node(tree: &mut Tree, src: &Path, dest: &str, mode: Option<u32>) -> Resul
             tree.insert(dest.to_string(), Node::Dir { mode: 0o755 });
         }
         let mut names: Vec<String> = fs::read_dir(src)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()?;
         names.sort();
         for n in names {
             let child = if dest.is_empty() {

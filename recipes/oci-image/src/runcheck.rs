@@ -104,51 +104,138 @@ fn elf_interpreter(src: &std::path::Path, head: &[u8]) -> Result<Option<String>>
     if head.len() < 64 || !head.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    let is64 = head[4] == 2;
-    let le = head[5] == 1;
-    let u16_at = |b: &[u8], o: usize| if le { u16::from_le_bytes([b[o], b[o + 1]]) } else { u16::from_be_bytes([b[o], b[o + 1]]) } as u64;
-    let u32_at = |b: &[u8], o: usize| {
-        let a = [b[o], b[o + 1], b[o + 2], b[o + 3]];
-        (if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }) as u64
-    };
-    let u64_at = |b: &[u8], o: usize| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[o..o + 8]);
-        if le {
-            u64::from_le_bytes(a)
-        } else {
-            u64::from_be_bytes(a)
-        }
-    };
-    let (phoff, phentsize, phnum) = if is64 {
-        (u64_at(head, 32), u16_at(head, 54), u16_at(head, 56))
-    } else {
-        (u32_at(head, 28), u16_at(head, 42), u16_at(head, 44))
-    };
     let data = fs::read(src)?;
+    interpreter_of(&data).map_err(|why| {
+        Error::msg(format!(
+            "{} is a malformed ELF file ({why}); it would not start",
+            src.display()
+        ))
+    })
+}
+
+/// PT_INTERP of the ELF image `data`. Every offset and size comes from the
+/// file, so every read is checked: a crafted header is an error, never a
+/// panic or an out-of-bounds read.
+fn interpreter_of(data: &[u8]) -> std::result::Result<Option<String>, &'static str> {
+    const PT_INTERP: u64 = 3;
+    let is64 = match data.get(4) {
+        Some(2) => true,
+        Some(1) => false,
+        _ => return Err("unknown ELF class"),
+    };
+    let le = match data.get(5) {
+        Some(1) => true,
+        Some(2) => false,
+        _ => return Err("unknown byte order"),
+    };
+    let read = |o: usize, n: usize| -> std::result::Result<u64, &'static str> {
+        let b = o
+            .checked_add(n)
+            .and_then(|end| data.get(o..end))
+            .ok_or("a header points past the end of the file")?;
+        let mut a = [0u8; 8];
+        if le {
+            a[..n].copy_from_slice(b);
+            Ok(u64::from_le_bytes(a))
+        } else {
+            a[8 - n..].copy_from_slice(b);
+            Ok(u64::from_be_bytes(a))
+        }
+    };
+    let to_usize = |v: u64| usize::try_from(v).map_err(|_| "an offset does not fit in memory");
+    let (phoff, phentsize, phnum) = if is64 {
+        (read(32, 8)?, read(54, 2)?, read(56, 2)?)
+    } else {
+        (read(28, 4)?, read(42, 2)?, read(44, 2)?)
+    };
+    let min_entry = if is64 { 56 } else { 32 };
+    if phnum > 0 && phentsize < min_entry {
+        return Err("program headers are too small");
+    }
     for i in 0..phnum {
-        let o = (phoff + i * phentsize) as usize;
-        if o + phentsize as usize > data.len() {
-            break;
+        let o = i
+            .checked_mul(phentsize)
+            .and_then(|x| x.checked_add(phoff))
+            .ok_or("program header offsets overflow")?;
+        let o = to_usize(o)?;
+        if read(o, 4)? != PT_INTERP {
+            continue;
         }
-        if u32_at(&data, o) == 3 {
-            let (off, size) = if is64 {
-                (u64_at(&data, o + 8), u64_at(&data, o + 32))
-            } else {
-                (u32_at(&data, o + 4), u32_at(&data, o + 16))
-            };
-            let bytes = data
-                .get(off as usize..(off + size) as usize)
-                .unwrap_or_default();
-            let s = String::from_utf8_lossy(bytes)
+        let (off, size) = if is64 {
+            (read(o + 8, 8)?, read(o + 32, 8)?)
+        } else {
+            (read(o + 4, 4)?, read(o + 16, 4)?)
+        };
+        let (off, size) = (to_usize(off)?, to_usize(size)?);
+        let bytes = off
+            .checked_add(size)
+            .and_then(|end| data.get(off..end))
+            .ok_or("the interpreter's name lies past the end of the file")?;
+        return Ok(Some(
+            String::from_utf8_lossy(bytes)
                 .trim_end_matches('\0')
-                .to_string();
-            return Ok(Some(s));
-        }
+                .to_string(),
+        ));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interpreter_of;
+
+    /// A minimal 64-bit little-endian ELF header with one program header.
+    fn elf64(phoff: u64, phentsize: u16, phnum: u16, interp: Option<&[u8]>) -> Vec<u8> {
+        let mut d = vec![0u8; 64];
+        d[..4].copy_from_slice(b"\x7fELF");
+        d[4] = 2;
+        d[5] = 1;
+        d[32..40].copy_from_slice(&phoff.to_le_bytes());
+        d[54..56].copy_from_slice(&phentsize.to_le_bytes());
+        d[56..58].copy_from_slice(&phnum.to_le_bytes());
+        if let Some(name) = interp {
+            let mut ph = vec![0u8; 56];
+            ph[..4].copy_from_slice(&3u32.to_le_bytes());
+            let off = 64 + 56;
+            ph[8..16].copy_from_slice(&(off as u64).to_le_bytes());
+            ph[32..40].copy_from_slice(&(name.len() as u64).to_le_bytes());
+            d.extend_from_slice(&ph);
+            d.extend_from_slice(name);
+        }
+        d
+    }
+
+    #[test]
+    fn a_good_header_names_its_interpreter() {
+        let d = elf64(64, 56, 1, Some(b"/lib64/ld-linux-x86-64.so.2\0"));
+        assert_eq!(
+            interpreter_of(&d),
+            Ok(Some("/lib64/ld-linux-x86-64.so.2".into()))
+        );
+        assert_eq!(interpreter_of(&elf64(64, 56, 0, None)), Ok(None));
+    }
+
+    #[test]
+    fn crafted_headers_are_errors_not_panics() {
+        let cases = [
+            elf64(u64::MAX, 56, 2, None),
+            elf64(64, 1, 3, None),
+            elf64(64, 56, u16::MAX, None),
+            elf64(1 << 40, 56, 1, None),
+            {
+                let mut d = elf64(64, 56, 1, Some(b"x"));
+                d[64 + 8..64 + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+                d
+            },
+            {
+                let mut d = elf64(64, 56, 1, Some(b"x"));
+                d[64 + 32..64 + 40].copy_from_slice(&u64::MAX.to_le_bytes());
+                d
+            },
+            b"\x7fELF".to_vec(),
+        ];
+        for d in cases {
+            assert!(interpreter_of(&d).is_err(), "{:?}", &d[..8.min(d.len())]);
+        }
+    }
 }
