@@ -79,7 +79,7 @@ pub fn record_of(store: &Store, entry: &Path) -> Result<BuildRecord, AuditError>
 pub fn entry_of(store: &Store, path: &Path) -> Result<PathBuf, AuditError> {
     let real = std::fs::canonicalize(path)
         .map_err(|e| AuditError::Other(format!("{}: {e}", path.display())))?;
-    let dir = std::fs::canonicalize(store.root().join("store"))
+    let dir = std::fs::canonicalize(store.entries_dir())
         .map_err(|e| AuditError::Other(format!("{}: {e}", store.root().display())))?;
     let rel = real.strip_prefix(&dir).map_err(|_| {
         AuditError::Other(format!(
@@ -109,7 +109,7 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
     for input in &rec.inputs {
         let mut node = match (input.kind.as_str(), &input.entry) {
             ("target", Some(dep)) => {
-                let mut n = closure(store, &store.root().join("store").join(dep))?;
+                let mut n = closure(store, &store.entries_dir().join(dep))?;
                 n.name = input.name.clone();
                 n
             }

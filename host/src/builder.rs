@@ -562,7 +562,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// `--check` found a difference: keep the second output under
-    /// `$KILN_HOME/checks/<entry>` and name the paths that differ.
+    /// the store's checks (`Store::check_path`) and name the paths that differ.
     fn keep_for_inspection(
         &self,
         t: &Target,
@@ -574,12 +574,7 @@ impl<'a> Ctx<'a> {
             &listing::list(&first.entry).map_err(io)?,
             &listing::list(&second).map_err(io)?,
         );
-        let kept = self.store.root().join("checks").join(
-            first
-                .entry
-                .file_name()
-                .unwrap_or(std::ffi::OsStr::new(&t.name)),
-        );
+        let kept = self.store.check_path(&first.entry);
         let moved = fs::create_dir_all(kept.parent().unwrap_or(self.store.root()))
             .and_then(|_| match fs::symlink_metadata(&kept) {
                 Ok(_) => kiln_core::store::make_writable(&kept)

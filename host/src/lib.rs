@@ -7,6 +7,7 @@
 //!   checks inputs, computes the build key, runs the recipe, commits `/out`;
 //! * [`runtime`]: wasmtime; the only module that touches it;
 //! * [`sandbox`]: running a tool in fresh namespaces;
+//! * [`gc`]: which store entries are rooted, and deleting the rest;
 //! * [`image`]: reading built images back (`kiln image inspect`);
 //! * [`audit`]: build records turned into closures, provenance, SBOMs, diffs;
 //! * [`recipes`]: the standard recipes compiled into this binary;
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod builder;
 pub mod cli;
 pub mod fetch;
+pub mod gc;
 pub mod image;
 pub mod recipes;
 pub mod runtime;

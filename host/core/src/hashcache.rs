@@ -19,9 +19,14 @@ use crate::nar::NarError;
 use crate::pathfilter::{PathFilter, join_rel};
 use crate::store::content_hash;
 
-/// The content hash of `path` (as [`content_hash`]), from the cache under
-/// `home` when the tree's fingerprint is unchanged.
-pub fn hash_cached(home: &Path, path: &Path, filter: &PathFilter) -> Result<Sha256Hash, NarError> {
+/// The content hash of `path` (as [`content_hash`]), from the cache in
+/// `cache_dir` (the store's [`crate::store::Store::hashcache_dir`]) when the
+/// tree's fingerprint is unchanged.
+pub fn hash_cached(
+    cache_dir: &Path,
+    path: &Path,
+    filter: &PathFilter,
+) -> Result<Sha256Hash, NarError> {
     let abs = fs::canonicalize(path).map_err(|source| NarError::Io {
         path: path.to_path_buf(),
         source,
@@ -29,9 +34,7 @@ pub fn hash_cached(home: &Path, path: &Path, filter: &PathFilter) -> Result<Sha2
     let mut id = Sha256::new();
     id.update(abs.as_os_str().as_bytes());
     id.update(format!("{filter:?}").as_bytes());
-    let cache_file = home
-        .join("hashcache")
-        .join(Sha256Hash(id.finalize().into()).to_hex());
+    let cache_file = cache_dir.join(Sha256Hash(id.finalize().into()).to_hex());
 
     let fingerprint = fingerprint(&abs, filter)?;
     if let Ok(text) = fs::read_to_string(&cache_file)
@@ -44,7 +47,7 @@ pub fn hash_cached(home: &Path, path: &Path, filter: &PathFilter) -> Result<Sha2
     let hash = content_hash(&abs, filter)?;
     // Only remember the hash if nothing moved while it was computed.
     if fingerprint_unchanged(&abs, filter, &fingerprint) {
-        let _ = fs::create_dir_all(home.join("hashcache"));
+        let _ = fs::create_dir_all(cache_dir);
         let tmp = cache_file.with_extension("tmp");
         if fs::write(&tmp, format!("{} {}", fingerprint.to_hex(), hash.to_sri())).is_ok() {
             let _ = fs::rename(&tmp, &cache_file);

@@ -1,11 +1,19 @@
 //! The content-addressed store under `$KILN_HOME`.
 //!
 //! ```text
-//! $KILN_HOME/store/<nix32>-<name>   read-only entries: inputs and outputs
-//! $KILN_HOME/outputs/<key hex>      which entry a build key produced
-//! $KILN_HOME/tmp/                   staging, on the same filesystem
-//! $KILN_HOME/locks/                 one lock file per build key
+//! $KILN_HOME/store/<nix32>-<name>     read-only entries: inputs and outputs
+//! $KILN_HOME/outputs/<key hex>        which entry a build key produced
+//! $KILN_HOME/records/<entry>.json     the build record of an output entry
+//! $KILN_HOME/listings/<entry>.json    an entry's per-file listing (audit --diff)
+//! $KILN_HOME/checks/<entry>           a `--check` rebuild that differed
+//! $KILN_HOME/hashcache/<id>           stat fingerprints of path inputs
+//! $KILN_HOME/compiled/                compiled recipes (unless KILN_COMPILE_CACHE)
+//! $KILN_HOME/tmp/                     staging, on the same filesystem
+//! $KILN_HOME/locks/                   one lock file per build key, and gc.lock
 //! ```
+//!
+//! This module is the only one that knows this layout: everyone else asks
+//! [`Store`] for a path.
 //!
 //! Every write follows one pattern: fill a temp directory under `tmp/`,
 //! make it read-only, fsync, then rename into `store/`. A killed build
@@ -74,10 +82,64 @@ impl Store {
         &self.root
     }
 
+    /// The directory holding every entry.
+    pub fn entries_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// Every entry, sorted.
+    pub fn entries(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let dir = self.entries_dir();
+        let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(io_at(&dir))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<_>>()
+            .map_err(io_at(&dir))?;
+        v.sort();
+        Ok(v)
+    }
+
+    /// Where the build record of the output entry `entry` lives.
+    pub fn record_path(&self, entry: &Path) -> PathBuf {
+        self.sidecar("records", entry, ".json")
+    }
+
+    /// Where the per-file listing of `entry` is cached.
+    pub fn listing_path(&self, entry: &Path) -> PathBuf {
+        self.sidecar("listings", entry, ".json")
+    }
+
+    /// Where a `--check` rebuild of `entry` that differed is kept.
+    pub fn check_path(&self, entry: &Path) -> PathBuf {
+        self.sidecar("checks", entry, "")
+    }
+
+    /// Where compiled recipes are cached by default.
+    pub fn compiled_dir(&self) -> PathBuf {
+        self.root.join("compiled")
+    }
+
+    /// The directory of the input-hash cache.
+    pub fn hashcache_dir(&self) -> PathBuf {
+        self.root.join("hashcache")
+    }
+
+    /// Files that describe an entry and die with it (records, listings).
+    pub fn sidecars(&self, entry: &Path) -> [PathBuf; 2] {
+        [self.record_path(entry), self.listing_path(entry)]
+    }
+
+    fn sidecar(&self, dir: &str, entry: &Path, ext: &str) -> PathBuf {
+        let name = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.root.join(dir).join(format!("{name}{ext}"))
+    }
+
     /// The store path an entry named `name` with `hash` has (whether or not it exists).
     pub fn entry_path(&self, hash: &Sha256Hash, name: &str) -> PathBuf {
-        self.root
-            .join("store")
+        self.entries_dir()
             .join(format!("{}-{name}", &hash.to_nix32()[..32]))
     }
 

@@ -53,7 +53,7 @@ pub(super) fn resolve(
             let got = if lookup {
                 kiln_core::store::content_hash(path, &filter).map_err(|e| fail(e.to_string()))?
             } else {
-                kiln_core::hashcache::hash_cached(b.store.root(), path, &filter)
+                kiln_core::hashcache::hash_cached(&b.store.hashcache_dir(), path, &filter)
                     .map_err(|e| fail(e.to_string()))?
             };
             if lookup {

@@ -185,11 +185,7 @@ impl BuildRecord {
 /// is computed once and kept in `$KILN_HOME/listings/<entry>.json` (gc
 /// deletes it with the entry).
 fn input_listing(store: &Store, entry: &Path) -> Result<Vec<FileEntry>, NarError> {
-    let name = entry
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cache = store.root().join("listings").join(format!("{name}.json"));
+    let cache = store.listing_path(entry);
     if let Ok(bytes) = fs::read(&cache)
         && let Ok(listing) = serde_json::from_slice(&bytes)
     {
@@ -197,7 +193,7 @@ fn input_listing(store: &Store, entry: &Path) -> Result<Vec<FileEntry>, NarError
     }
     let listing = listing::list(entry)?;
     if let Ok(json) = serde_json::to_vec(&listing)
-        && fs::create_dir_all(store.root().join("listings")).is_ok()
+        && fs::create_dir_all(cache.parent().unwrap_or(store.root())).is_ok()
     {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -210,11 +206,7 @@ fn input_listing(store: &Store, entry: &Path) -> Result<Vec<FileEntry>, NarError
 }
 
 fn record_path(store: &Store, entry: &Path) -> PathBuf {
-    let name = entry
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    store.root().join("records").join(format!("{name}.json"))
+    store.record_path(entry)
 }
 
 /// Store `record` for `entry` (atomically).

@@ -50,7 +50,7 @@ fn open_store() -> anyhow::Result<Store> {
 fn compile_cache() -> anyhow::Result<PathBuf> {
     match std::env::var_os("KILN_COMPILE_CACHE").filter(|v| !v.is_empty()) {
         Some(dir) => Ok(PathBuf::from(dir)),
-        None => Ok(kiln_home()?.join("compiled")),
+        None => Ok(open_store()?.compiled_dir()),
     }
 }
 
@@ -197,8 +197,12 @@ fn hash(h: HashCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", path.display()))?
                 .is_dir();
             let hash = if is_dir && !no_cache {
-                let home = kiln_home()?;
-                kiln_core::hashcache::hash_cached(&home, &path, &Default::default())?
+                let store = open_store()?;
+                kiln_core::hashcache::hash_cached(
+                    &store.hashcache_dir(),
+                    &path,
+                    &Default::default(),
+                )?
             } else {
                 kiln_core::nar::hash_path(&path)?
             };

@@ -150,14 +150,7 @@ fn entries(store: &Store, a: &AuditArgs, quiet: bool) -> anyhow::Result<Vec<Path
 pub(super) fn verify(a: VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     let store = open_store()?;
     let entries: Vec<PathBuf> = if a.paths.is_empty() {
-        let dir = store.root().join("store");
-        let mut v: Vec<PathBuf> = fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
-        v.sort();
-        v
+        store.entries()?
     } else {
         a.paths
             .iter()
