@@ -704,22 +704,9 @@ fn prepare_staging(root: &Path, inputs: &[ResolvedInput]) -> std::io::Result<Sta
     for d in [&dirs.work, &dirs.out, &dirs.etc, &dirs.files] {
         fs::create_dir(d)?;
     }
-    let uid = crate::sandbox::BUILD_UID;
-    fs::write(
-        dirs.etc.join("passwd"),
-        format!(
-            "root:x:0:0:root:/root:/noshell\nkiln:x:{uid}:{uid}:kiln build user:/homeless-shelter:/noshell\nnobody:x:65534:65534:nobody:/:/noshell\n"
-        ),
-    )?;
-    fs::write(
-        dirs.etc.join("group"),
-        format!("root:x:0:\nkiln:x:{uid}:\nnogroup:x:65534:\n"),
-    )?;
-    // Only mounted for steps with network: slirp4netns's DNS forwarder.
-    fs::write(
-        dirs.etc.join("resolv.conf"),
-        format!("nameserver {}\n", crate::sandbox::net::NAMESERVER),
-    )?;
+    for (name, text) in crate::sandbox::policy::etc_files() {
+        fs::write(dirs.etc.join(name), text)?;
+    }
     for i in inputs.iter().filter(|i| !i.is_dir) {
         let link = dirs.files.join(&i.name);
         if fs::hard_link(&i.entry, &link).is_err() {

@@ -21,6 +21,7 @@ mod bwrap;
 pub use bwrap::BUILD_UID;
 pub mod net;
 mod pids;
+pub mod policy;
 pub mod seccomp;
 mod unsandboxed;
 

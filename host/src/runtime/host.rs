@@ -20,7 +20,7 @@ use super::bindings::kiln::recipe::{assemble, digest, log, target, tool_exec};
 use super::guest_fs::GuestFs;
 use super::guest_fs::{UsageStop, disk_usage};
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
-use crate::sandbox::{self, Mount, Network, SandboxError, SandboxMode, SandboxSpec};
+use crate::sandbox::{self, Network, SandboxError, SandboxMode, SandboxSpec, policy};
 use kiln_core::hash::Sha256Hash;
 
 /// The largest log message a recipe may send.
@@ -473,19 +473,12 @@ impl HostState {
         };
         // Read-only everywhere but the fresh directory: what the step
         // fetches can reach the build only through the hash check.
-        for m in &mut spec.mounts {
-            m.writable = false;
-        }
-        spec.mounts.push(Mount {
-            host: host_dir.clone(),
-            guest: guest_dir.clone(),
-            writable: true,
-        });
-        spec.mounts.push(Mount {
-            host: self.etc_dir.join("resolv.conf"),
-            guest: "/etc/resolv.conf".into(),
-            writable: false,
-        });
+        spec.mounts = policy::fetch_mounts(
+            std::mem::take(&mut spec.mounts),
+            &host_dir,
+            &guest_dir,
+            &self.etc_dir,
+        );
         spec.network = Network::Outbound;
         Ok(Ok(Fetch {
             setting: fo.setting.clone(),
@@ -615,57 +608,16 @@ impl HostState {
             .parent()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut env: BTreeMap<String, String> = [
-            ("PATH", tool_dir.as_str()),
-            ("HOME", "/homeless-shelter"),
-            ("TMPDIR", "/tmp"),
-            ("TZ", "UTC"),
-            ("LC_ALL", "C"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        env.insert(
-            "SOURCE_DATE_EPOCH".into(),
-            self.source_date_epoch.to_string(),
+        let env = policy::tool_env(&tool_dir, self.source_date_epoch, &cmd.env);
+        let mounts = policy::mounts(
+            self.inputs
+                .iter()
+                .map(|i| (i.name.as_str(), i.host_path.as_path())),
+            &self.work_dir,
+            &self.out_dir,
+            &self.etc_dir,
+            network,
         );
-        for (k, v) in &cmd.env {
-            env.insert(k.clone(), v.clone());
-        }
-
-        let mut mounts: Vec<Mount> = self
-            .inputs
-            .iter()
-            .map(|i| Mount {
-                host: i.host_path.clone(),
-                guest: format!("/inputs/{}", i.name),
-                writable: false,
-            })
-            .collect();
-        mounts.push(Mount {
-            host: self.work_dir.clone(),
-            guest: "/work".into(),
-            writable: true,
-        });
-        mounts.push(Mount {
-            host: self.out_dir.clone(),
-            guest: "/out".into(),
-            writable: true,
-        });
-        for f in ["passwd", "group"] {
-            mounts.push(Mount {
-                host: self.etc_dir.join(f),
-                guest: format!("/etc/{f}"),
-                writable: false,
-            });
-        }
-        if network == Network::Outbound {
-            mounts.push(Mount {
-                host: self.etc_dir.join("resolv.conf"),
-                guest: "/etc/resolv.conf".into(),
-                writable: false,
-            });
-        }
         Ok(SandboxSpec {
             program,
             args: cmd.args.clone(),
