@@ -1,0 +1,244 @@
+//! Fixed-output steps: the only tool runs with a network. The pin comes
+//! from kiln.toml (the recipe only names the setting); only a fresh
+//! directory is writable while the step runs; the directory is hashed
+//! whatever the exit code and deleted unless it matches.
+
+use std::path::{Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use kiln_core::hash::Sha256Hash;
+
+use super::super::RecipeError;
+use super::super::bindings::kiln::recipe::tool_exec;
+use super::super::guest_fs::{UsageStop, disk_usage};
+use super::HostState;
+use super::paths::resolve_new_dir;
+use crate::sandbox::{Network, SandboxSpec, policy};
+
+/// A fixed-output step about to run: where it writes and what kiln.toml pins.
+pub(super) struct Fetch {
+    setting: String,
+    guest_dir: String,
+    pub(super) host_dir: PathBuf,
+    /// None: the user ran `--fetch-unpinned` to learn the hash.
+    pin: Option<Sha256Hash>,
+}
+
+/// What became of a fixed-output step's directory that is not kept.
+pub(super) enum FetchVerdict {
+    /// It matched the pin and stays.
+    Kept,
+    /// It was deleted; the note is added to the step's stderr.
+    Discarded(String),
+}
+
+impl HostState {
+    /// The hash kiln.toml pins for `setting` (`output_hash` or
+    /// `params.<key>[.<key>…]`). The recipe only names the setting: the
+    /// value is read here, from the target's own kiln.toml table.
+    fn pinned(&self, setting: &str) -> Result<Option<Sha256Hash>, String> {
+        if setting == "output_hash" {
+            return Ok(self.output_hash);
+        }
+        let Some(path) = setting.strip_prefix("params.") else {
+            return Err(format!(
+                "a fixed-output step must name where kiln.toml pins its hash: `output_hash` or `params.<key>`, not '{setting}'"
+            ));
+        };
+        let params: serde_json::Value =
+            serde_json::from_str(&self.params_json).map_err(|e| format!("params: {e}"))?;
+        let mut v = &params;
+        for key in path.split('.') {
+            match v.get(key) {
+                Some(next) => v = next,
+                None => return Ok(None),
+            }
+        }
+        match v {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::String(s) => Sha256Hash::parse(s)
+                .map(Some)
+                .map_err(|e| format!("{setting} in kiln.toml: {e}")),
+            other => Err(format!(
+                "{setting} in kiln.toml must be a hash string, not {other}"
+            )),
+        }
+    }
+
+    /// Turn `spec` into a fixed-output step: network on, only a fresh `dir`
+    /// writable, and the pin read from kiln.toml. No pin, no network.
+    pub(super) fn plan_fetch(
+        &self,
+        fo: &tool_exec::FixedOutput,
+        spec: &mut SandboxSpec,
+    ) -> wasmtime::Result<Result<Fetch, tool_exec::Error>> {
+        let pin = match self.pinned(&fo.setting) {
+            Ok(pin) => pin,
+            Err(message) => {
+                return Err(self.trap(RecipeError::Failed {
+                    target: self.target.clone(),
+                    message,
+                }));
+            }
+        };
+        if pin.is_none() && !self.fetch_unpinned {
+            return Ok(Err(tool_exec::Error::NetworkDenied(format!(
+                "{setting} is not set for target '{t}' in kiln.toml, so its fixed-output step gets no network; set {setting} = \"sha256-…\" to the hash of what the step fetches. To learn it, run `kiln build --fetch-unpinned {t}`: the step runs with network and kiln prints the hash (nothing it fetched is used)",
+                setting = fo.setting,
+                t = self.target
+            ))));
+        }
+        let guest_dir = match resolve_new_dir(&fo.dir) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rel = guest_dir.trim_start_matches("/work/");
+        let host_dir = match create_fresh_dir(&self.work_dir, rel) {
+            Ok(d) => d,
+            Err(why) => {
+                return Ok(Err(tool_exec::Error::BadCwd(format!(
+                    "fixed-output directory {guest_dir}: {why}"
+                ))));
+            }
+        };
+        // Read-only everywhere but the fresh directory: what the step
+        // fetches can reach the build only through the hash check.
+        spec.mounts = policy::fetch_mounts(
+            std::mem::take(&mut spec.mounts),
+            &host_dir,
+            &guest_dir,
+            &self.etc_dir,
+        );
+        spec.network = Network::Outbound;
+        Ok(Ok(Fetch {
+            setting: fo.setting.clone(),
+            guest_dir,
+            host_dir,
+            pin,
+        }))
+    }
+
+    /// Hash a fixed-output step's directory whatever its exit code; keep it
+    /// only if it is what kiln.toml pinned. `Err` is the trap to raise.
+    pub(super) fn check_fetch(
+        &self,
+        fetch: &Fetch,
+        exit_code: Option<i32>,
+    ) -> wasmtime::Result<Result<FetchVerdict, RecipeError>> {
+        let discard = || discard_dir(&fetch.host_dir);
+        match disk_usage(&[&fetch.host_dir], self.limits.disk_bytes, self.deadline) {
+            Ok(_) => {}
+            Err(UsageStop::TooLarge(bytes)) => {
+                discard();
+                return Ok(Err(RecipeError::DiskLimit {
+                    target: self.target.clone(),
+                    bytes,
+                    limit: self.limits.disk_bytes,
+                }));
+            }
+            Err(UsageStop::TimedOut) => {
+                discard();
+                self.check_deadline()?;
+            }
+            Err(UsageStop::Io(m)) => {
+                discard();
+                return Ok(Err(RecipeError::Failed {
+                    target: self.target.clone(),
+                    message: format!(
+                        "fixed-output step left no readable {}: {m}",
+                        fetch.guest_dir
+                    ),
+                }));
+            }
+        }
+        // The directory is the host's own (made fresh, its parent read-only
+        // to the step), and NAR hashing records symlinks without following them.
+        let got = match kiln_core::nar::hash_path(&fetch.host_dir) {
+            Ok(h) => h,
+            Err(e) => {
+                discard();
+                return Ok(Err(RecipeError::Failed {
+                    target: self.target.clone(),
+                    message: format!(
+                        "fixed-output step left no readable {}: {e}",
+                        fetch.guest_dir
+                    ),
+                }));
+            }
+        };
+        let succeeded = exit_code == Some(0);
+        match fetch.pin {
+            Some(pin) if pin == got => Ok(Ok(FetchVerdict::Kept)),
+            Some(pin) => {
+                discard();
+                if succeeded {
+                    Ok(Err(RecipeError::FixedOutputMismatch {
+                        target: self.target.clone(),
+                        setting: fetch.setting.clone(),
+                        specified: pin.to_sri(),
+                        got: got.to_sri(),
+                    }))
+                } else {
+                    Ok(Ok(FetchVerdict::Discarded(format!(
+                        "\nkiln: the step failed; what it left in {} ({}) is not {} and was deleted\n",
+                        fetch.guest_dir,
+                        got.to_sri(),
+                        fetch.setting
+                    ))))
+                }
+            }
+            None => {
+                discard();
+                if succeeded {
+                    Ok(Err(RecipeError::FixedOutputUnpinned {
+                        target: self.target.clone(),
+                        setting: fetch.setting.clone(),
+                        got: got.to_sri(),
+                    }))
+                } else {
+                    Ok(Ok(FetchVerdict::Discarded(format!(
+                        "\nkiln: the step failed; {} was deleted\n",
+                        fetch.guest_dir
+                    ))))
+                }
+            }
+        }
+    }
+}
+
+/// Delete a fixed-output directory (tools leave read-only trees, as Go's
+/// module cache is).
+pub(super) fn discard_dir(dir: &Path) {
+    let _ = kiln_core::store::make_writable(dir);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Create `rel` beneath `work` (parents as needed, never through a symlink
+/// that leaves `work`); it must not exist yet. Returns its host path.
+fn create_fresh_dir(work: &Path, rel: &str) -> Result<PathBuf, String> {
+    let root = Dir::open_ambient_dir(work, ambient_authority()).map_err(|e| e.to_string())?;
+    let rel_path = Path::new(rel);
+    if let Some(parent) = rel_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        root.create_dir_all(parent)
+            .map_err(|e| format!("cannot create its parent: {e}"))?;
+    }
+    root.create_dir(rel_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "already exists; a fixed-output step fills a fresh directory".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
+    // cap-std kept every step beneath /work; name the result by its real
+    // path so the mount cannot be redirected later.
+    let host = work
+        .join(rel_path)
+        .canonicalize()
+        .map_err(|e| e.to_string())?;
+    let work_real = work.canonicalize().map_err(|e| e.to_string())?;
+    if !host.starts_with(&work_real) {
+        return Err("resolves outside /work".into());
+    }
+    Ok(host)
+}
