@@ -43,10 +43,7 @@ fn the_docs_kiln_toml_builds_with_the_example_recipe() {
         std::fs::read_to_string(p.path("result/greetings.txt")).unwrap(),
         "Hello, lib.rs!\n"
     );
-    // The first build pinned the recipe.
-    assert!(
-        std::fs::read_to_string(p.path("kiln.lock"))
-            .unwrap()
-            .contains("recipe = \"sha256-")
-    );
+    // The first build pinned the recipe, in kiln.lock's recipe table.
+    let lock = std::fs::read_to_string(p.path("kiln.lock")).unwrap();
+    assert!(lock.contains("[recipe]\ngreetings = \"sha256-"), "{lock}");
 }
