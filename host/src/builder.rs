@@ -9,28 +9,29 @@
 //! independent targets run on up to `jobs` threads. Nothing here touches wasmtime
 //! (see [`crate::runtime`]) or parses argv (see [`crate::cli`]).
 
+mod check;
 mod inputs;
+mod pins;
 pub mod reach;
 pub mod record;
+mod run;
+
+use pins::Pins;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{OnceLock, mpsc};
-use std::time::Instant;
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::key::KeyMaterial;
-use kiln_core::listing;
 use kiln_core::lockfile::{Lockfile, Pin};
 use kiln_core::manifest::{Location, Manifest, RecipeRef, Target};
-use kiln_core::pathfilter::PathFilter;
-use kiln_core::store::{Store, StoreError, content_hash};
+use kiln_core::store::{Store, StoreError};
 
-use crate::runtime::{Limits, RecipeError, RecipeRun, RunInput, Runtime};
+use crate::runtime::{Limits, RecipeError, Runtime};
 use crate::sandbox::SandboxMode;
 pub use inputs::ResolvedInput;
-use record::BuildRecord;
 
 /// What [`Builder::build`] does with each target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,15 +178,6 @@ struct Ctx<'a> {
     manifest: &'a Manifest,
     opts: BuildOptions,
     runtime: OnceLock<Runtime>,
-}
-
-/// kiln.lock as this session reads and updates it.
-struct Pins {
-    lock: Lockfile,
-    path: PathBuf,
-    changed: bool,
-    /// `--locked`: fail instead of adding a pin.
-    frozen: bool,
 }
 
 /// A target whose recipe and inputs are resolved and hashed: ready to run.
@@ -350,61 +342,6 @@ impl<'a> Builder<'a> {
     }
 }
 
-impl Pins {
-    /// Compare `got` with the hash kiln.toml specifies, or kiln.lock pins
-    /// (pinning it when neither does and the content is remote or a recipe).
-    fn check(
-        &mut self,
-        manifest: &Manifest,
-        t: &Target,
-        pin: Pin<'_>,
-        specified: Option<Sha256Hash>,
-        at: Location,
-        got: Sha256Hash,
-    ) -> Result<(), BuildError> {
-        let input = pin.to_string();
-        if let Some(specified) = specified {
-            if specified != got {
-                return Err(BuildError::HashMismatch(Box::new(HashMismatch {
-                    target: t.name.clone(),
-                    input: input.to_string(),
-                    at,
-                    specified,
-                    got,
-                    fix: format!(
-                        "if the new content is what you want, write hash = \"{got}\" in {}",
-                        manifest.file.display()
-                    ),
-                })));
-            }
-            return Ok(());
-        }
-        match self.lock.get(&t.name, pin) {
-            Some(pinned) if pinned == got => Ok(()),
-            Some(pinned) => Err(BuildError::HashMismatch(Box::new(HashMismatch {
-                target: t.name.clone(),
-                input: input.to_string(),
-                at,
-                specified: pinned,
-                got,
-                fix: format!(
-                    "kiln.lock pinned it; if the change is expected run `kiln lock --update {input}`"
-                ),
-            }))),
-            None if self.frozen => Err(BuildError::NotLocked {
-                target: t.name.clone(),
-                input: input.to_string(),
-                at,
-                lockfile: self.path.display().to_string(),
-            }),
-            None => {
-                self.changed |= self.lock.set(&t.name, pin, got);
-                Ok(())
-            }
-        }
-    }
-}
-
 impl<'a> Ctx<'a> {
     /// What host paths this kiln.toml may read.
     fn reach(&self) -> reach::Reach {
@@ -560,163 +497,4 @@ impl<'a> Ctx<'a> {
         }
         self.keep_for_inspection(t, &first, staging.path().join("out"))
     }
-
-    /// `--check` found a difference: keep the second output under
-    /// the store's checks (`Store::check_path`) and name the paths that differ.
-    fn keep_for_inspection(
-        &self,
-        t: &Target,
-        first: &Built,
-        second: PathBuf,
-    ) -> Result<Built, BuildError> {
-        let io = |e: kiln_core::nar::NarError| BuildError::Other(format!("comparing outputs: {e}"));
-        let changes = listing::diff(
-            &listing::list(&first.entry).map_err(io)?,
-            &listing::list(&second).map_err(io)?,
-        );
-        let kept = self.store.check_path(&first.entry);
-        let moved = fs::create_dir_all(kept.parent().unwrap_or(self.store.root()))
-            .and_then(|_| match fs::symlink_metadata(&kept) {
-                Ok(_) => kiln_core::store::make_writable(&kept)
-                    .and_then(|_| fs::remove_dir_all(&kept).or_else(|_| fs::remove_file(&kept))),
-                Err(_) => Ok(()),
-            })
-            .and_then(|_| kiln_core::store::move_sealed(&second, &kept));
-        moved.map_err(|e| {
-            BuildError::Other(format!(
-                "keeping the second output in {}: {e}",
-                kept.display()
-            ))
-        })?;
-        Err(BuildError::NotReproducible {
-            target: t.name.clone(),
-            first: first.entry.clone(),
-            second: kept,
-            differences: changes
-                .iter()
-                .map(|c| {
-                    let show = |k: &Option<listing::EntryKind>| {
-                        k.as_ref().map_or("nothing".into(), |k| k.describe())
-                    };
-                    let path = if c.path.is_empty() { "." } else { &c.path };
-                    format!("{} {path}: {} → {}", c.verb(), show(&c.old), show(&c.new))
-                })
-                .collect(),
-        })
-    }
-
-    /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
-    /// the output, checked against the target's `output_hash`. With `seal`,
-    /// `out/` is also made read-only and synced, ready to commit.
-    fn run(
-        &self,
-        job: &Job<'_>,
-        seal: bool,
-    ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
-        let t = job.target;
-        let started = Instant::now();
-        let staging = self.store.temp_dir(&format!("build-{}-", t.name))?;
-        let dirs = prepare_staging(staging.path(), &job.inputs)
-            .map_err(|e| BuildError::Other(format!("preparing the build directory: {e}")))?;
-        let run = RecipeRun {
-            target: t.name.clone(),
-            params_json: t.params.to_string(),
-            inputs: job
-                .inputs
-                .iter()
-                .map(|r| RunInput {
-                    name: r.name.clone(),
-                    hash: r.hash.to_sri(),
-                    host_path: r.entry.clone(),
-                    is_dir: r.is_dir,
-                })
-                .collect(),
-            work_dir: dirs.work,
-            out_dir: dirs.out.clone(),
-            etc_dir: dirs.etc,
-            file_inputs_dir: dirs.files,
-            source_date_epoch: self.opts.source_date_epoch,
-            seed: job.key.0,
-            limits: self.opts.limits,
-            sandbox: self.opts.sandbox,
-            output_hash: t.output_hash,
-            fetch_unpinned: self.opts.fetch_unpinned,
-            echo: self.opts.echo,
-        };
-        let runtime = self.runtime()?;
-        let component = runtime.load(&job.wasm).map_err(|e| {
-            BuildError::Recipe(RecipeError::Load {
-                target: t.name.clone(),
-                message: format!("{e:#}"),
-            })
-        })?;
-        let report = runtime.run(&component, &run)?;
-
-        let output_hash = if seal {
-            kiln_core::store::hash_and_seal(&dirs.out)?
-        } else {
-            kiln_core::nar::hash_path(&dirs.out).map_err(StoreError::from)?
-        };
-        if let Some(specified) = t.output_hash
-            && specified != output_hash
-        {
-            // Let the staging directory be deleted.
-            let _ = kiln_core::store::make_writable(&dirs.out);
-            return Err(BuildError::OutputHashMismatch {
-                target: t.name.clone(),
-                at: Box::new(t.at.clone()),
-                specified,
-                got: output_hash,
-            });
-        }
-        let record = BuildRecord::new(
-            &self.store,
-            t,
-            &job.recipe_name,
-            job.recipe_hash,
-            job.key,
-            &job.inputs,
-            &report,
-            &self.opts,
-            output_hash,
-            started.elapsed(),
-        )
-        .map_err(|e| BuildError::Other(format!("listing the inputs for the build record: {e}")))?;
-        Ok((staging, record))
-    }
-}
-
-struct StagingDirs {
-    work: PathBuf,
-    out: PathBuf,
-    etc: PathBuf,
-    files: PathBuf,
-}
-
-/// `work/`, `out/`, the sandbox's passwd/group, and links to file inputs.
-fn prepare_staging(root: &Path, inputs: &[ResolvedInput]) -> std::io::Result<StagingDirs> {
-    let dirs = StagingDirs {
-        work: root.join("work"),
-        out: root.join("out"),
-        etc: root.join("etc"),
-        files: root.join("inputs"),
-    };
-    for d in [&dirs.work, &dirs.out, &dirs.etc, &dirs.files] {
-        fs::create_dir(d)?;
-    }
-    for (name, text) in crate::sandbox::policy::etc_files() {
-        fs::write(dirs.etc.join(name), text)?;
-    }
-    for i in inputs.iter().filter(|i| !i.is_dir) {
-        let link = dirs.files.join(&i.name);
-        if fs::hard_link(&i.entry, &link).is_err() {
-            fs::copy(&i.entry, &link)?;
-        }
-    }
-    Ok(dirs)
-}
-
-/// The content hash of a path input, for `kiln hash` and the builder alike.
-pub fn hash_local(path: &Path, exclude: &[String]) -> Result<Sha256Hash, kiln_core::nar::NarError> {
-    content_hash(path, &PathFilter::new(exclude))
 }

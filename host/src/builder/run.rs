@@ -1,0 +1,125 @@
+//! Running one job: a fresh staging directory (`work/`, `out/`, the
+//! sandbox's `/etc` files, links to file inputs), the recipe, the output's
+//! hash checked against `output_hash`, and the build record.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kiln_core::store::StoreError;
+
+use super::record::BuildRecord;
+use super::{BuildError, Ctx, Job, ResolvedInput};
+use crate::runtime::{RecipeError, RecipeRun, RunInput};
+
+impl Ctx<'_> {
+    /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
+    /// the output, checked against the target's `output_hash`. With `seal`,
+    /// `out/` is also made read-only and synced, ready to commit.
+    pub(super) fn run(
+        &self,
+        job: &Job<'_>,
+        seal: bool,
+    ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
+        let t = job.target;
+        let started = Instant::now();
+        let staging = self.store.temp_dir(&format!("build-{}-", t.name))?;
+        let dirs = prepare_staging(staging.path(), &job.inputs)
+            .map_err(|e| BuildError::Other(format!("preparing the build directory: {e}")))?;
+        let run = RecipeRun {
+            target: t.name.clone(),
+            params_json: t.params.to_string(),
+            inputs: job
+                .inputs
+                .iter()
+                .map(|r| RunInput {
+                    name: r.name.clone(),
+                    hash: r.hash.to_sri(),
+                    host_path: r.entry.clone(),
+                    is_dir: r.is_dir,
+                })
+                .collect(),
+            work_dir: dirs.work,
+            out_dir: dirs.out.clone(),
+            etc_dir: dirs.etc,
+            file_inputs_dir: dirs.files,
+            source_date_epoch: self.opts.source_date_epoch,
+            seed: job.key.0,
+            limits: self.opts.limits,
+            sandbox: self.opts.sandbox,
+            output_hash: t.output_hash,
+            fetch_unpinned: self.opts.fetch_unpinned,
+            echo: self.opts.echo,
+        };
+        let runtime = self.runtime()?;
+        let component = runtime.load(&job.wasm).map_err(|e| {
+            BuildError::Recipe(RecipeError::Load {
+                target: t.name.clone(),
+                message: format!("{e:#}"),
+            })
+        })?;
+        let report = runtime.run(&component, &run)?;
+
+        let output_hash = if seal {
+            kiln_core::store::hash_and_seal(&dirs.out)?
+        } else {
+            kiln_core::nar::hash_path(&dirs.out).map_err(StoreError::from)?
+        };
+        if let Some(specified) = t.output_hash
+            && specified != output_hash
+        {
+            // Let the staging directory be deleted.
+            let _ = kiln_core::store::make_writable(&dirs.out);
+            return Err(BuildError::OutputHashMismatch {
+                target: t.name.clone(),
+                at: Box::new(t.at.clone()),
+                specified,
+                got: output_hash,
+            });
+        }
+        let record = BuildRecord::new(
+            &self.store,
+            t,
+            &job.recipe_name,
+            job.recipe_hash,
+            job.key,
+            &job.inputs,
+            &report,
+            &self.opts,
+            output_hash,
+            started.elapsed(),
+        )
+        .map_err(|e| BuildError::Other(format!("listing the inputs for the build record: {e}")))?;
+        Ok((staging, record))
+    }
+}
+
+struct StagingDirs {
+    work: PathBuf,
+    out: PathBuf,
+    etc: PathBuf,
+    files: PathBuf,
+}
+
+/// `work/`, `out/`, the sandbox's passwd/group, and links to file inputs.
+fn prepare_staging(root: &Path, inputs: &[ResolvedInput]) -> std::io::Result<StagingDirs> {
+    let dirs = StagingDirs {
+        work: root.join("work"),
+        out: root.join("out"),
+        etc: root.join("etc"),
+        files: root.join("inputs"),
+    };
+    for d in [&dirs.work, &dirs.out, &dirs.etc, &dirs.files] {
+        fs::create_dir(d)?;
+    }
+    for (name, text) in crate::sandbox::policy::etc_files() {
+        fs::write(dirs.etc.join(name), text)?;
+    }
+    for i in inputs.iter().filter(|i| !i.is_dir) {
+        let link = dirs.files.join(&i.name);
+        if fs::hard_link(&i.entry, &link).is_err() {
+            fs::copy(&i.entry, &link)?;
+        }
+    }
+    Ok(dirs)
+}
