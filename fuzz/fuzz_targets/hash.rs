@@ -6,7 +6,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
     if let Ok(h) = Sha256Hash::parse(text) {
-        for s in [h.to_sri(), h.to_nix32()] {
+        for s in [
+            h.to_sri(),
+            format!("sha256:{}", h.to_nix32()),
+            format!("sha256:{}", h.to_hex()),
+        ] {
             assert_eq!(Sha256Hash::parse(&s).ok(), Some(h), "{s}");
         }
     }
