@@ -6,22 +6,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{Project, busybox, fixture};
+use crate::support::{Project, busybox_project};
 
 /// A project whose target runs the hostile recipe with these params (TOML
 /// lines of `[target.t.params]`), with busybox as the `tools` input.
 fn hostile(params: &str) -> Project {
-    let p = Project::new();
-    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
-    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
-    p.write(
-        "kiln.toml",
-        &format!(
-            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\n{params}\n",
-            fixture("hostile")
-        ),
-    );
-    p
+    busybox_project("", params)
 }
 
 /// A shared library whose constructor writes `marker` on whatever process

@@ -2,20 +2,10 @@
 //! sandbox. Each escape fails (or is killed), is named in the error, and
 //! leaves nothing in the store but the declared input.
 
-use crate::support::{Project, busybox, fixture};
+use crate::support::{Project, busybox_project};
 
 fn tool_attack(script: &str) -> Project {
-    let p = Project::new();
-    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
-    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
-    p.write(
-        "kiln.toml",
-        &format!(
-            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\nattack = \"exec\"\nscript = '''{script}'''\n",
-            fixture("hostile")
-        ),
-    );
-    p
+    busybox_project("", &format!("attack = \"exec\"\nscript = '''{script}'''"))
 }
 
 #[track_caller]

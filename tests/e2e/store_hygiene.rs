@@ -5,21 +5,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{Project, busybox, fixture};
+use crate::support::{Project, busybox_project};
 
 /// A target `t` running `script` with busybox; `extra` is more TOML for it.
 fn tool_project(script: &str, extra: &str) -> Project {
-    let p = Project::new();
-    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
-    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
-    p.write(
-        "kiln.toml",
-        &format!(
-            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n{extra}[target.t.params]\nattack = \"exec\"\nscript = '''{script}'''\n",
-            fixture("hostile")
-        ),
-    );
-    p
+    busybox_project(
+        extra,
+        &format!("attack = \"exec\"\nscript = '''{script}'''"),
+    )
 }
 
 #[test]

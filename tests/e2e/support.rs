@@ -170,6 +170,23 @@ pub fn podman(args: &[&str]) -> Run {
         .expect("podman (Debian: podman runc; .ci/run installs them)"))
 }
 
+/// A project whose target `t` runs the hostile fixture recipe with a static
+/// busybox as its `tools` input: `target_toml` is more TOML for `[target.t]`,
+/// `params_toml` the lines of `[target.t.params]`.
+pub fn busybox_project(target_toml: &str, params_toml: &str) -> Project {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).expect("mkdir");
+    std::fs::copy(busybox(), p.path("tools/bin/sh")).expect("copying busybox");
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n{target_toml}[target.t.params]\n{params_toml}\n",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
 /// A static busybox, the one native tool the tests use (Debian: busybox-static).
 pub fn busybox() -> &'static Path {
     let p = Path::new("/bin/busybox");

@@ -63,14 +63,13 @@ pub(super) fn resolve(
                     .ok_or_else(|| BuildError::NotBuilt {
                         target: t.name.clone(),
                     })?;
-                return Ok(ResolvedInput {
-                    name: input.name.clone(),
-                    hash: got,
-                    is_dir: entry.is_dir(),
+                return Ok(resolved(
+                    input,
+                    got,
                     entry,
-                    kind: "path",
-                    origin: origin_of(path, &b.manifest.dir),
-                });
+                    "path",
+                    origin_of(path, &b.manifest.dir),
+                ));
             }
             // Local sources are hashed on every build; only an explicit hash pins them.
             if let Some(specified) = input.hash {
@@ -84,14 +83,13 @@ pub(super) fn resolve(
                 )?;
             }
             let entry = b.store.add_path(path, &filter, &input.name, &got)?;
-            Ok(ResolvedInput {
-                name: input.name.clone(),
-                hash: got,
-                is_dir: entry.is_dir(),
+            Ok(resolved(
+                input,
+                got,
                 entry,
-                kind: "path",
-                origin: origin_of(path, &b.manifest.dir),
-            })
+                "path",
+                origin_of(path, &b.manifest.dir),
+            ))
         }
         Source::Url { url, unpack } => {
             if let Some(local) = url.strip_prefix("file://") {
@@ -107,14 +105,7 @@ pub(super) fn resolve(
                 let (hash, entry) = found.ok_or_else(|| BuildError::NotBuilt {
                     target: t.name.clone(),
                 })?;
-                return Ok(ResolvedInput {
-                    name: input.name.clone(),
-                    hash,
-                    is_dir: entry.is_dir(),
-                    entry,
-                    kind: "url",
-                    origin: url.clone(),
-                });
+                return Ok(resolved(input, hash, entry, "url", url.clone()));
             }
             let fetched = match crate::fetch::fetch(
                 &b.store,
@@ -148,28 +139,44 @@ pub(super) fn resolve(
                 at,
                 fetched.hash,
             )?;
-            Ok(ResolvedInput {
-                name: input.name.clone(),
-                hash: fetched.hash,
-                is_dir: fetched.entry.is_dir(),
-                entry: fetched.entry,
-                kind: "url",
-                origin: url.clone(),
-            })
+            Ok(resolved(
+                input,
+                fetched.hash,
+                fetched.entry,
+                "url",
+                url.clone(),
+            ))
         }
         Source::Target(dep) => {
             let built = built
                 .get(dep)
                 .ok_or_else(|| fail(format!("target '{dep}' has not been built")))?;
-            Ok(ResolvedInput {
-                name: input.name.clone(),
-                hash: built.output_hash,
-                entry: built.entry.clone(),
-                is_dir: built.entry.is_dir(),
-                kind: "target",
-                origin: dep.clone(),
-            })
+            Ok(resolved(
+                input,
+                built.output_hash,
+                built.entry.clone(),
+                "target",
+                dep.clone(),
+            ))
         }
+    }
+}
+
+/// An input found in the store as `entry`.
+fn resolved(
+    input: &Input,
+    hash: Sha256Hash,
+    entry: PathBuf,
+    kind: &'static str,
+    origin: String,
+) -> ResolvedInput {
+    ResolvedInput {
+        name: input.name.clone(),
+        hash,
+        is_dir: entry.is_dir(),
+        entry,
+        kind,
+        origin,
     }
 }
 
