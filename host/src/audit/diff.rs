@@ -1,0 +1,80 @@
+//! What changed between two builds' input closures.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::Node;
+
+/// How one node differs between two closures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// `added`, `removed` or `changed`.
+    pub change: &'static str,
+    /// Names from the root: `input hello > src > hello.go`.
+    pub path: String,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Version>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Version>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Version {
+    pub source: String,
+    pub hash: String,
+}
+
+/// What changed from closure `a` to closure `b`: the outputs themselves,
+/// then every node added, removed or changed (hash or source), in `b`'s order.
+pub fn diff(a: &Node, b: &Node) -> Vec<Difference> {
+    let version = |n: &Node| Version {
+        source: n.source.clone(),
+        hash: n.hash.clone(),
+    };
+    let mut out = Vec::new();
+    if a.hash != b.hash {
+        out.push(Difference {
+            change: "changed",
+            path: "output".into(),
+            kind: "target",
+            old: Some(version(a)),
+            new: Some(version(b)),
+        });
+    }
+    let old: BTreeMap<String, &Node> = a.descendants().into_iter().collect();
+    let new = b.descendants();
+    for (path, n) in &new {
+        match old.get(path) {
+            None => out.push(Difference {
+                change: "added",
+                path: path.clone(),
+                kind: n.kind,
+                old: None,
+                new: Some(version(n)),
+            }),
+            Some(o) if o.hash != n.hash || o.source != n.source => out.push(Difference {
+                change: "changed",
+                path: path.clone(),
+                kind: n.kind,
+                old: Some(version(o)),
+                new: Some(version(n)),
+            }),
+            Some(_) => {}
+        }
+    }
+    let new_paths: std::collections::BTreeSet<&String> = new.iter().map(|(p, _)| p).collect();
+    for (path, o) in &old {
+        if !new_paths.contains(path) {
+            out.push(Difference {
+                change: "removed",
+                path: path.clone(),
+                kind: o.kind,
+                old: Some(version(o)),
+                new: None,
+            });
+        }
+    }
+    out
+}
