@@ -1,17 +1,15 @@
-//! Compiles the guest crates (standard recipes and test-fixture recipes) for
-//! wasm32-wasip2 with a nested `cargo build`, the way wasmtime's
-//! test-programs are built, and generates `recipes.rs`: the standard recipes
-//! embedded with `include_bytes!`, the fixtures as paths for the tests.
+//! Compiles the standard recipes for wasm32-wasip2 with a nested `cargo
+//! build`, the way wasmtime's test-programs are built, and generates
+//! `recipes.rs`, which embeds them with `include_bytes!`. Test-fixture
+//! recipes are the test suite's own (`tests/fixtures.rs`): never shipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (recipe name, package, embedded in the binary?)
-const GUESTS: &[(&str, &str, bool)] = &[
-    ("go", "kiln-recipe-go", true),
-    ("oci-image", "kiln-recipe-oci-image", true),
-    ("hostile", "kiln-fixture-hostile", false),
-    ("my-recipe", "my-recipe", false),
+/// (recipe name, package) of each standard recipe.
+const GUESTS: &[(&str, &str)] = &[
+    ("go", "kiln-recipe-go"),
+    ("oci-image", "kiln-recipe-oci-image"),
 ];
 
 fn main() {
@@ -22,14 +20,7 @@ fn main() {
         .expect("host/ sits in the workspace root")
         .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for dir in [
-        "wit",
-        "recipes",
-        "tests/recipes",
-        "examples/my-recipe/src",
-        "examples/my-recipe/Cargo.toml",
-        "Cargo.lock",
-    ] {
+    for dir in ["wit", "recipes", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -40,7 +31,7 @@ fn main() {
         .args(["build", "--release", "--target=wasm32-wasip2", "--quiet"])
         .arg("--target-dir")
         .arg(&target_dir);
-    for (_, package, _) in GUESTS {
+    for (_, package) in GUESTS {
         cmd.args(["-p", package]);
     }
     // The outer build's flags are for the host, not for wasm.
@@ -69,22 +60,11 @@ fn main() {
     let mut code = String::from(
         "/// (name, wasm) of every standard recipe.\npub const STANDARD: &[(&str, &[u8])] = &[\n",
     );
-    for (name, package, embedded) in GUESTS {
-        if *embedded {
-            code.push_str(&format!(
-                "    ({name:?}, include_bytes!({:?})),\n",
-                path_str(&wasm(package))
-            ));
-        }
-    }
-    code.push_str("];\n\n/// (name, path) of the test-fixture recipes this build compiled.\n#[doc(hidden)]\npub const FIXTURES: &[(&str, &str)] = &[\n");
-    for (name, package, embedded) in GUESTS {
-        if !*embedded {
-            code.push_str(&format!(
-                "    ({name:?}, {:?}),\n",
-                path_str(&wasm(package))
-            ));
-        }
+    for (name, package) in GUESTS {
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            path_str(&wasm(package))
+        ));
     }
     code.push_str("];\n");
     std::fs::write(out_dir.join("recipes.rs"), code).expect("writing recipes.rs");

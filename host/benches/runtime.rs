@@ -5,15 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/fixtures.rs"]
+mod fixtures;
+
 use kiln::runtime::{Limits, RecipeRun, Runtime};
 use kiln::sandbox::SandboxMode;
 
 fn main() -> anyhow::Result<()> {
-    let wasm_path = kiln::recipes::FIXTURES
-        .iter()
-        .find(|(n, _)| *n == "hostile")
-        .map(|(_, p)| *p)
-        .expect("fixture");
+    let wasm_path = fixtures::fixture_path("hostile");
     let wasm = std::fs::read(wasm_path)?;
     let cache = tempfile::tempdir()?;
     let scratch = tempfile::tempdir()?;

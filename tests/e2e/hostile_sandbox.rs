@@ -249,7 +249,7 @@ fn a_10_tib_sparse_output_is_refused_within_seconds() {
         // the recipe the disk budget.
         assert!(
             r.stderr.contains("disk budget of 65536 MiB")
-                || r.stderr.contains("tool exited with Some(153)"),
+                || r.stderr.contains("tool exited with code 153"),
             "{}",
             r.stderr
         );
@@ -273,7 +273,7 @@ fn a_thousand_1_mib_log_messages_are_stopped() {
 #[test]
 fn new_namespaces_are_refused_inside_the_sandbox() {
     let p = hostile("attack = \"exec\"\nscript = 'unshare -U true; unshare -n true; exit 1'\n");
-    let r = p.kiln(&["build"]).fails_with("tool exited with Some(1)");
+    let r = p.kiln(&["build"]).fails_with("tool exited with code 1");
     assert_eq!(
         r.stderr.matches("Operation not permitted").count(),
         2,

@@ -6,6 +6,8 @@
     reason = "a test that cannot set up its world should fail loudly"
 )]
 
+#[path = "../fixtures.rs"]
+mod fixtures;
 mod support;
 
 mod audit;

@@ -130,7 +130,7 @@ pub fn run(out: Output) -> Run {
 /// compiled and the downloaded Go toolchain.
 pub fn shared_paths() -> String {
     let fixtures = FIXTURES_DIR.get_or_init(|| {
-        Path::new(fixture("hostile"))
+        Path::new(&fixture("hostile"))
             .parent()
             .expect("the fixtures' directory")
             .to_path_buf()
@@ -151,13 +151,9 @@ fn compile_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-compiled")
 }
 
-/// The path of a fixture recipe compiled by host/build.rs.
-pub fn fixture(name: &str) -> &'static str {
-    kiln::recipes::FIXTURES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, p)| *p)
-        .unwrap_or_else(|| panic!("no fixture recipe {name}"))
+/// The path of a fixture recipe (built once per test run, see tests/fixtures.rs).
+pub fn fixture(name: &str) -> String {
+    crate::fixtures::fixture_path(name).display().to_string()
 }
 
 /// Run podman with the repo's containers.conf (runc, cgroupfs, no network).

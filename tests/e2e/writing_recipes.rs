@@ -26,7 +26,7 @@ fn the_docs_kiln_toml_builds_with_the_example_recipe() {
     let p = Project::new();
     let toml = block("toml", "[target.greetings]").replace(
         "target/wasm32-wasip2/release/my_recipe.wasm",
-        fixture("my-recipe"),
+        &fixture("my-recipe"),
     );
     p.write("kiln.toml", &toml);
     p.write("src/lib.rs", "// the recipe's own source, as in the doc\n");

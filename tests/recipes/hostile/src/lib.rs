@@ -166,9 +166,12 @@ fn build() -> Result<()> {
             if out.success() {
                 escaped(out.stdout)
             } else {
+                let status = match out.exit_code {
+                    Some(code) => format!("tool exited with code {code}"),
+                    None => "tool was killed by a signal".to_string(),
+                };
                 Err(Error::msg(format!(
-                    "tool exited with {:?}: {}{}",
-                    out.exit_code,
+                    "{status}: {}{}",
                     out.stdout_str(),
                     out.stderr_str()
                 )))
