@@ -16,7 +16,7 @@ mod render;
 pub mod sbom;
 mod verify;
 
-pub use diff::{Difference, Version, diff};
+pub use diff::{Change, Difference, Version, diff};
 pub use render::{render, render_diff};
 pub use verify::{Verified, verify};
 
@@ -29,11 +29,51 @@ use serde::Serialize;
 
 use crate::builder::record::{self, BuildRecord};
 
+/// What a node of an input closure is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    /// A target's output (the root, and target inputs).
+    Target,
+    /// The recipe a target was built with.
+    Recipe,
+    /// A `path` input.
+    Path,
+    /// A `url` input.
+    Url,
+    /// A file inside a path or url input.
+    File,
+    /// A Go binary in the output.
+    GoBinary,
+    /// A Go module linked into a binary.
+    GoModule,
+}
+
+impl NodeKind {
+    /// The word printed in trees, diffs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Target => "target",
+            NodeKind::Recipe => "recipe",
+            NodeKind::Path => "path",
+            NodeKind::Url => "url",
+            NodeKind::File => "file",
+            NodeKind::GoBinary => "go-binary",
+            NodeKind::GoModule => "go-module",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One node of an input closure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Node {
-    /// `target`, `recipe`, `path`, `url`, `file`, `go-binary` or `go-module`.
-    pub kind: &'static str,
+    pub kind: NodeKind,
     /// The input's name (the target's name at the root), a file's path, a
     /// module's path.
     pub name: String,
@@ -106,7 +146,12 @@ pub fn entry_of(store: &Store, path: &Path) -> Result<PathBuf, AuditError> {
 /// The input closure of the target output `entry`.
 pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
     let rec = record_of(store, entry)?;
-    let mut children = vec![Node::leaf("recipe", &rec.recipe.name, "", rec.recipe.hash)];
+    let mut children = vec![Node::leaf(
+        NodeKind::Recipe,
+        &rec.recipe.name,
+        "",
+        rec.recipe.hash,
+    )];
     children[0].source = if crate::recipes::standard(&rec.recipe.name).is_some() {
         "standard".into()
     } else {
@@ -120,7 +165,11 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
                 n
             }
             _ => {
-                let kind = if input.kind == "url" { "url" } else { "path" };
+                let kind = if input.kind == "url" {
+                    NodeKind::Url
+                } else {
+                    NodeKind::Path
+                };
                 let mut n = Node::leaf(kind, &input.name, &input.origin, input.hash);
                 n.hash_of = Some(input.hash_of.clone());
                 n.children = input
@@ -128,12 +177,12 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
                     .iter()
                     .filter_map(|f| match &f.kind {
                         EntryKind::File { sha256, .. } => {
-                            Some(Node::leaf("file", &f.path, "", *sha256))
+                            Some(Node::leaf(NodeKind::File, &f.path, "", *sha256))
                         }
                         EntryKind::Symlink { target } => Some(Node {
                             source: format!("-> {target}"),
                             hash: String::new(),
-                            ..Node::leaf("file", &f.path, "", Sha256Hash([0; 32]))
+                            ..Node::leaf(NodeKind::File, &f.path, "", Sha256Hash([0; 32]))
                         }),
                         EntryKind::Directory => None,
                     })
@@ -158,12 +207,12 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
                 .map_err(|e| AuditError::Other(format!("{}: {e}", bin.path)))?,
         )
         .map_err(|e| AuditError::Other(format!("{}: {e}", bin.path)))?;
-        let mut n = Node::leaf("go-binary", &bin.path, &bin.go_version, hash);
+        let mut n = Node::leaf(NodeKind::GoBinary, &bin.path, &bin.go_version, hash);
         n.children = bin
             .modules
             .iter()
             .map(|m| Node {
-                kind: "go-module",
+                kind: NodeKind::GoModule,
                 name: m.path.clone(),
                 source: m.version.clone(),
                 hash: m.sum.clone(),
@@ -177,7 +226,7 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
         children.push(n);
     }
     Ok(Node {
-        kind: "target",
+        kind: NodeKind::Target,
         name: rec.target.clone(),
         source: rec.target.clone(),
         hash: rec.output_hash.to_sri(),
@@ -190,7 +239,7 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
 }
 
 impl Node {
-    fn leaf(kind: &'static str, name: &str, source: &str, hash: Sha256Hash) -> Node {
+    fn leaf(kind: NodeKind, name: &str, source: &str, hash: Sha256Hash) -> Node {
         Node {
             kind,
             name: name.to_string(),

@@ -27,7 +27,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::sandbox::SandboxMode;
-pub use host::{ExecRecord, Level, LogLine};
+pub use host::{ExecRecord, Level, LogLine, LogSource};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -364,11 +364,14 @@ impl Runtime {
                 })
             });
         let mut report = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
-        for (stream, pipe) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for (source, pipe) in [
+            (LogSource::RecipeStdout, &stdout),
+            (LogSource::RecipeStderr, &stderr),
+        ] {
             let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
             for line in text.lines() {
                 report.log.push(LogLine {
-                    level: format!("recipe-{stream}"),
+                    level: source,
                     message: line.to_string(),
                 });
             }

@@ -4,16 +4,36 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::Node;
+use super::{Node, NodeKind};
 
 /// How one node differs between two closures.
+/// How a node differs: in `b` only, in `a` only, or in both with another
+/// hash or source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+}
+
+impl Change {
+    /// The word printed and serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Removed => "removed",
+            Change::Changed => "changed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
-    /// `added`, `removed` or `changed`.
-    pub change: &'static str,
+    pub change: Change,
     /// Names from the root: `input hello > src > hello.go`.
     pub path: String,
-    pub kind: &'static str,
+    pub kind: NodeKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub old: Option<Version>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,9 +56,9 @@ pub fn diff(a: &Node, b: &Node) -> Vec<Difference> {
     let mut out = Vec::new();
     if a.hash != b.hash {
         out.push(Difference {
-            change: "changed",
+            change: Change::Changed,
             path: "output".into(),
-            kind: "target",
+            kind: NodeKind::Target,
             old: Some(version(a)),
             new: Some(version(b)),
         });
@@ -48,14 +68,14 @@ pub fn diff(a: &Node, b: &Node) -> Vec<Difference> {
     for (path, n) in &new {
         match old.get(path) {
             None => out.push(Difference {
-                change: "added",
+                change: Change::Added,
                 path: path.clone(),
                 kind: n.kind,
                 old: None,
                 new: Some(version(n)),
             }),
             Some(o) if o.hash != n.hash || o.source != n.source => out.push(Difference {
-                change: "changed",
+                change: Change::Changed,
                 path: path.clone(),
                 kind: n.kind,
                 old: Some(version(o)),
@@ -68,7 +88,7 @@ pub fn diff(a: &Node, b: &Node) -> Vec<Difference> {
     for (path, o) in &old {
         if !new_paths.contains(path) {
             out.push(Difference {
-                change: "removed",
+                change: Change::Removed,
                 path: path.clone(),
                 kind: o.kind,
                 old: Some(version(o)),

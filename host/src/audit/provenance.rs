@@ -11,7 +11,7 @@ use kiln_core::hash::Sha256Hash;
 use kiln_core::listing::{self, EntryKind};
 use serde_json::{Value, json};
 
-use super::{AuditError, Node};
+use super::{AuditError, Node, NodeKind};
 use crate::builder::record::BuildRecord;
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -119,7 +119,7 @@ fn dependencies(n: &Node, prefix: &str, out: &mut Vec<Value>, seen: &mut BTreeSe
     for c in &n.children {
         let name = format!("{prefix}/{}", c.name);
         let rd = match c.kind {
-            "recipe" => Some(json!({
+            NodeKind::Recipe => Some(json!({
                 "name": format!("{prefix}/recipe"),
                 "uri": if c.source == "standard" {
                     format!("kiln:recipe/{}", c.name)
@@ -128,27 +128,27 @@ fn dependencies(n: &Node, prefix: &str, out: &mut Vec<Value>, seen: &mut BTreeSe
                 },
                 "digest": digest(&c.hash, false),
             })),
-            "url" => Some(json!({
+            NodeKind::Url => Some(json!({
                 "name": name,
                 "uri": c.source,
                 "digest": digest(&c.hash, is_tree(c)),
             })),
-            "path" => Some(json!({
+            NodeKind::Path => Some(json!({
                 "name": name,
                 "uri": file_uri(&c.source, ""),
                 "digest": digest(&c.hash, is_tree(c)),
             })),
-            "file" if !c.hash.is_empty() => Some(json!({
+            NodeKind::File if !c.hash.is_empty() => Some(json!({
                 "name": name,
                 "uri": file_uri(&n.source, &c.name),
                 "digest": digest(&c.hash, false),
             })),
-            "target" => Some(json!({
+            NodeKind::Target => Some(json!({
                 "name": name,
                 "uri": format!("kiln:target/{}", c.source),
                 "digest": digest(&c.hash, true),
             })),
-            "go-module" => {
+            NodeKind::GoModule => {
                 let uri = super::gomod::purl(&c.name, &c.source);
                 let mut rd = json!({ "name": format!("go module {}", c.name), "uri": uri });
                 if let Some(hex) = dir_hash_hex(&c.hash) {
@@ -163,7 +163,7 @@ fn dependencies(n: &Node, prefix: &str, out: &mut Vec<Value>, seen: &mut BTreeSe
         {
             out.push(rd);
         }
-        let deeper = if c.kind == "target" {
+        let deeper = if c.kind == NodeKind::Target {
             name
         } else {
             prefix.to_string()

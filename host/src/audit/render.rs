@@ -1,6 +1,6 @@
 //! Closures and their differences as text for a terminal.
 
-use super::{Difference, Node, Version};
+use super::{Change, Difference, Node, Version};
 
 /// The closure as an indented tree, one node per line.
 pub fn render(root: &Node) -> String {
@@ -64,9 +64,11 @@ pub fn render_diff(diffs: &[Difference]) -> String {
     diffs
         .iter()
         .map(|d| match d.change {
-            "added" => format!("added    {}  {}\n", d.path, show(&d.new)),
-            "removed" => format!("removed  {}  {}\n", d.path, show(&d.old)),
-            _ => format!("changed  {}  {} → {}\n", d.path, show(&d.old), show(&d.new)),
+            Change::Added => format!("added    {}  {}\n", d.path, show(&d.new)),
+            Change::Removed => format!("removed  {}  {}\n", d.path, show(&d.old)),
+            Change::Changed => {
+                format!("changed  {}  {} → {}\n", d.path, show(&d.old), show(&d.new))
+            }
         })
         .collect()
 }

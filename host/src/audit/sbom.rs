@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::provenance::{Root, dir_hash_hex};
-use super::{AuditError, Node};
+use super::{AuditError, Node, NodeKind};
 use kiln_core::hash::Sha256Hash;
 
 /// The SPDX document for `roots`, or an error naming the roots that hold no
@@ -136,8 +136,8 @@ fn module_package(id: &str, m: &Node) -> Value {
 fn go_binaries<'a>(n: &'a Node, prefix: &str, out: &mut Vec<(String, &'a Node)>) {
     for c in &n.children {
         match c.kind {
-            "go-binary" => out.push((format!("{prefix}{}", c.name), c)),
-            "target" => go_binaries(c, &format!("{prefix}{}:", c.name), out),
+            NodeKind::GoBinary => out.push((format!("{prefix}{}", c.name), c)),
+            NodeKind::Target => go_binaries(c, &format!("{prefix}{}:", c.name), out),
             _ => {}
         }
     }

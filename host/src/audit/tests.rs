@@ -1,6 +1,6 @@
 use super::*;
 
-fn node(kind: &'static str, name: &str, hash: &str, children: Vec<Node>) -> Node {
+fn node(kind: NodeKind, name: &str, hash: &str, children: Vec<Node>) -> Node {
     Node {
         kind,
         name: name.into(),
@@ -17,35 +17,38 @@ fn node(kind: &'static str, name: &str, hash: &str, children: Vec<Node>) -> Node
 #[test]
 fn diff_names_changed_added_and_removed_nodes_by_path() {
     let a = node(
-        "target",
+        NodeKind::Target,
         "hello",
         "out1",
         vec![node(
-            "path",
+            NodeKind::Path,
             "src",
             "s1",
             vec![
-                node("file", "hello.go", "h1", vec![]),
-                node("file", "old.go", "o", vec![]),
+                node(NodeKind::File, "hello.go", "h1", vec![]),
+                node(NodeKind::File, "old.go", "o", vec![]),
             ],
         )],
     );
     let b = node(
-        "target",
+        NodeKind::Target,
         "hello",
         "out2",
         vec![node(
-            "path",
+            NodeKind::Path,
             "src",
             "s2",
             vec![
-                node("file", "hello.go", "h2", vec![]),
-                node("file", "new.go", "n", vec![]),
+                node(NodeKind::File, "hello.go", "h2", vec![]),
+                node(NodeKind::File, "new.go", "n", vec![]),
             ],
         )],
     );
     let d = diff(&a, &b);
-    let summary: Vec<(&str, &str)> = d.iter().map(|d| (d.change, d.path.as_str())).collect();
+    let summary: Vec<(&str, &str)> = d
+        .iter()
+        .map(|d| (d.change.as_str(), d.path.as_str()))
+        .collect();
     assert_eq!(
         summary,
         [
@@ -63,16 +66,16 @@ fn diff_names_changed_added_and_removed_nodes_by_path() {
 #[test]
 fn render_draws_a_tree() {
     let t = node(
-        "target",
+        NodeKind::Target,
         "hello",
         "sha256-x",
         vec![
-            node("recipe", "go", "r", vec![]),
+            node(NodeKind::Recipe, "go", "r", vec![]),
             node(
-                "path",
+                NodeKind::Path,
                 "src",
                 "s",
-                vec![node("file", "hello.go", "h", vec![])],
+                vec![node(NodeKind::File, "hello.go", "h", vec![])],
             ),
         ],
     );

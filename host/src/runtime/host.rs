@@ -41,11 +41,35 @@ pub enum Level {
     Error,
 }
 
+/// Where a line of a build's log came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogSource {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    /// What the recipe printed on its stdout.
+    RecipeStdout,
+    /// What the recipe printed on its stderr.
+    RecipeStderr,
+}
+
+impl From<Level> for LogSource {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Debug => LogSource::Debug,
+            Level::Info => LogSource::Info,
+            Level::Warn => LogSource::Warn,
+            Level::Error => LogSource::Error,
+        }
+    }
+}
+
 /// One line of a build's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
-    /// `debug`, `info`, `warn`, `error`, `recipe-stdout` or `recipe-stderr`.
-    pub level: String,
+    pub level: LogSource,
     pub message: String,
 }
 
@@ -272,17 +296,17 @@ impl log::Host for HostState {
                 limit: self.limits.log_bytes,
             }));
         }
-        let (level, name) = match level {
-            log::Level::Debug => (Level::Debug, "debug"),
-            log::Level::Info => (Level::Info, "info"),
-            log::Level::Warn => (Level::Warn, "warn"),
-            log::Level::Error => (Level::Error, "error"),
+        let level = match level {
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
         };
         if self.echo.is_some_and(|min| level >= min) {
             eprintln!("[{}] {message}", self.target);
         }
         self.report().log.push(LogLine {
-            level: name.to_string(),
+            level: level.into(),
             message,
         });
         Ok(())
