@@ -241,28 +241,29 @@ fn wait_capped(
     ]
     .map(|r| r.map(|r| std::thread::spawn(move || read_capped(r))));
     let pid = child.id();
+    // Wait for the exit without reaping: while the process is a zombie its
+    // pid, and so its process group's id, cannot be reused, so the kill
+    // below reaches only what this spawn started, never a newcomer that
+    // was given the same number.
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
-        let status = child.wait();
+        let exited = wait_unreaped(pid);
         let _ = tx.send(());
-        status
+        exited
     });
     let timed_out = rx.recv_timeout(timeout).is_err();
-    if timed_out {
-        kill_group(pid);
-    }
-    let status: ExitStatus = waiter
-        .join()
-        .map_err(|_| SandboxError::Spawn {
-            program: program.to_string(),
-            source: std::io::Error::other("waiter thread panicked"),
-        })?
-        .map_err(|source| SandboxError::Spawn {
-            program: program.to_string(),
-            source,
-        })?;
-    // Orphans that kept the pipes open die with the group.
+    // Orphans that kept the pipes open die with the group (and, past the
+    // deadline, everything else in it).
     kill_group(pid);
+    let exited = waiter.join().map_err(|_| SandboxError::Spawn {
+        program: program.to_string(),
+        source: std::io::Error::other("waiter thread panicked"),
+    })?;
+    let reaped = exited.and_then(|()| child.wait());
+    let status: ExitStatus = reaped.map_err(|source| SandboxError::Spawn {
+        program: program.to_string(),
+        source,
+    })?;
     let [out, err] = readers.map(|h| h.and_then(|h| h.join().ok()).unwrap_or_default());
     if timed_out {
         return Err(SandboxError::TimedOut {
@@ -300,6 +301,25 @@ fn read_capped(mut r: Box<dyn Read + Send>) -> (Vec<u8>, bool) {
         }
     }
     (kept, truncated)
+}
+
+/// Block until the child `pid` has exited, leaving it unreaped (a zombie).
+fn wait_unreaped(pid: u32) -> std::io::Result<()> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| std::io::Error::other("bad child pid"))?;
+    loop {
+        match waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// SIGKILL the process group `pid` leads (the spawn put the child in its own group).
