@@ -5,8 +5,9 @@
 //! `RLIMIT_NPROC`, set in the sandbox's own user namespace by the bwrap
 //! backend, still caps the sandbox. The spawning thread joins the new cgroup just for the
 //! spawn (cgroup v1 moves single threads through `tasks`), so the sandbox
-//! starts inside it and kiln itself does not stay there. On drop, anything
-//! left is killed and the cgroup removed.
+//! starts inside it and kiln itself does not stay there. On drop, kiln
+//! waits for the cgroup to empty (the sandbox's pid namespace took its
+//! processes down) and removes it.
 //!
 //! Where no writable cgroup-v1 `pids` hierarchy exists (cgroup v2 only, or
 //! not root), [`PidsCgroup::create`] returns `None`; `RLIMIT_NPROC` (set by
@@ -72,21 +73,16 @@ impl PidsCgroup {
 
 impl Drop for PidsCgroup {
     fn drop(&mut self) {
-        // Kill what is left (normally nothing: the sandbox's pid 1 took its
-        // namespace down with it), then remove the empty cgroup.
-        for _ in 0..50 {
+        // The sandbox's pid 1 took its pid namespace, and so every process
+        // counted here, down with it; the kernel is finishing them off.
+        // Wait for the cgroup to empty, then remove it. Never kill by the
+        // pids listed in `cgroup.procs`: one that exits between the read and
+        // the kill can be reused by an unrelated process (pid_max may be as
+        // low as 32768 while fork bombs are tested), which would then die.
+        for _ in 0..250 {
             let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
-            let pids: Vec<i32> = procs
-                .lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect();
-            if pids.is_empty() && fs::remove_dir(&self.dir).is_ok() {
+            if procs.trim().is_empty() && fs::remove_dir(&self.dir).is_ok() {
                 return;
-            }
-            for p in pids {
-                if let Some(pid) = rustix::process::Pid::from_raw(p) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                }
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -163,12 +159,18 @@ mod tests {
         let mut child = child;
         let _ = child.kill();
         let _ = child.wait();
+        // No pid namespace here to take the sleeps down: the test does.
+        for p in fs::read_to_string(cg.dir.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter_map(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
         let dir = cg.dir.clone();
         drop(cg);
-        assert!(
-            !dir.exists(),
-            "the cgroup is removed with what was left in it"
-        );
+        assert!(!dir.exists(), "the cgroup is removed once it is empty");
         // This thread went back home.
         let tid = rustix::thread::gettid().as_raw_nonzero().to_string();
         let (mount, path) = v1_pids_cgroup().unwrap();
