@@ -53,6 +53,7 @@ impl UserNet {
     /// out of reach.
     pub fn attach(pid: i32) -> Result<Self, SandboxError> {
         let fail = |reason: String| SandboxError::NetworkUnavailable { reason };
+        wait_for_loopback(pid).map_err(fail)?;
         let owner = NetOwner::of(pid).map_err(|e| fail(format!("finding its namespaces: {e}")))?;
         let (mut ready_r, ready_w) = std::io::pipe().map_err(|e| fail(e.to_string()))?;
         let mut cmd = Command::new("slirp4netns");
@@ -160,6 +161,30 @@ fn owning_user_namespace(ns: &std::fs::File) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Wait until bubblewrap has brought up the sandbox's loopback device.
+///
+/// bwrap's child configures `lo` (adds 127.0.0.1/8 exclusively, then sets
+/// it up) while kiln already knows its pid. Anything that brings `lo` up
+/// first makes the kernel add 127.0.0.1 itself, and bwrap's exclusive add
+/// then fails and the sandbox dies — slirp4netns does bring `lo` up. The
+/// `127.0.0.0/8` route exists only once `lo` is up, so its presence in the
+/// namespace's FIB says bwrap is done with the network.
+fn wait_for_loopback(pid: i32) -> Result<(), String> {
+    let fib = format!("/proc/{pid}/net/fib_trie");
+    let start = Instant::now();
+    loop {
+        match std::fs::read_to_string(&fib) {
+            Ok(text) if text.contains("127.0.0.0/8") => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("the sandbox exited while it was set up ({e})")),
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            return Err("the sandbox's loopback device did not come up".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// `ip route add unreachable …` inside the sandbox's namespaces.
