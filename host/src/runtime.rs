@@ -132,6 +132,10 @@ pub enum RecipeError {
     },
     #[error("recipe for '{target}' tried to use more than its memory limit of {} MiB and was stopped (raise it with --memory)", limit / (1024 * 1024))]
     MemoryLimit { target: String, limit: usize },
+    #[error(
+        "recipe for '{target}' creates more wasm objects than kiln allows ({MAX_INSTANCES} instances, {MAX_MEMORIES} memories, {MAX_TABLES} tables in all): {detail}"
+    )]
+    ObjectLimit { target: String, detail: String },
     #[error("recipe for '{target}' logged more than {limit} bytes in total and was stopped")]
     LogLimit { target: String, limit: usize },
     #[error(
@@ -350,7 +354,19 @@ impl Runtime {
         store.epoch_deadline_trap();
 
         let result = bindings::Recipe::instantiate(&mut store, component, &self.linker)
-            .map_err(load_err)
+            .map_err(|e| {
+                // wasmtime counts instances, memories and tables against the
+                // limiter's caps and fails instantiation with this wording.
+                let detail = format!("{e:#}");
+                if detail.contains("resource limit exceeded") {
+                    RecipeError::ObjectLimit {
+                        target: target.clone(),
+                        detail,
+                    }
+                } else {
+                    load_err(e)
+                }
+            })
             .and_then(|recipe| {
                 recipe.call_build(&mut store).map_err(|e| {
                     classify_trap(

@@ -163,3 +163,52 @@ fn a_100_mb_log_line_is_refused() {
         .fails_with("sent a log message of 104857600 bytes; the limit is 1048576 bytes");
     left_nothing(&p);
 }
+
+/// A component that exports `build` but instantiates `memories` extra core
+/// modules, each with a small linear memory of its own: a way to multiply
+/// memory past a per-memory cap. Written in the component text format.
+fn many_memories_component(memories: usize) -> Vec<u8> {
+    let mut wat = String::from(
+        r#"(component
+  (core module $main
+    (memory (export "mem") 1)
+    (func (export "build") (result i32) unreachable))
+  (core instance $m (instantiate $main))
+  (core module $extra (memory 16))
+"#,
+    );
+    for _ in 0..memories {
+        wat.push_str("  (core instance (instantiate $extra))\n");
+    }
+    wat.push_str(
+        r#"  (func (export "build") (result (result (error string)))
+    (canon lift (core func $m "build") (memory (core memory $m "mem"))))
+)"#,
+    );
+    wat::parse_str(&wat).expect("the test component parses")
+}
+
+#[test]
+fn a_component_with_many_memories_is_refused_before_it_runs() {
+    let p = Project::new();
+    p.write("data/x", "declared input\n");
+    std::fs::write(p.path("many.wasm"), many_memories_component(40)).unwrap();
+    p.write(
+        "kiln.toml",
+        "[target.t]\nrecipe = { path = \"many.wasm\" }\ninputs.data = { path = \"data\" }\n",
+    );
+    p.kiln(&["build"]).fails_with(
+        "recipe for 't' creates more wasm objects than kiln allows (64 instances, 16 memories, 64 tables in all): resource limit exceeded: memory count too high at 17",
+    );
+    left_nothing(&p);
+
+    // The same shape under the cap instantiates and runs (and traps, as
+    // written): the refusal above is the count, not the shape.
+    std::fs::write(p.path("few.wasm"), many_memories_component(10)).unwrap();
+    p.write(
+        "kiln.toml",
+        "[target.u]\nrecipe = { path = \"few.wasm\" }\ninputs.data = { path = \"data\" }\n",
+    );
+    p.kiln(&["build"])
+        .fails_with("recipe for 'u' crashed: wasm trap: wasm `unreachable` instruction executed");
+}
