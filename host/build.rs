@@ -3,8 +3,10 @@
 //! `recipes.rs`, which embeds them with `include_bytes!`. Test-fixture
 //! recipes are the test suite's own (`tests/fixtures.rs`): never shipped.
 
+#[path = "wasm_build.rs"]
+mod wasm_build;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// (recipe name, package) of each standard recipe.
 const GUESTS: &[(&str, &str)] = &[
@@ -20,50 +22,28 @@ fn main() {
         .expect("host/ sits in the workspace root")
         .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("wasm_build.rs").display()
+    );
     for dir in ["wit", "recipes", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    let target_dir = out_dir.join("guests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "--release", "--target=wasm32-wasip2", "--quiet"])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for (_, package) in GUESTS {
-        cmd.args(["-p", package]);
-    }
-    // The outer build's flags are for the host, not for wasm.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd
-        .status()
-        .expect("running cargo for the wasm32-wasip2 recipes");
-    assert!(
-        status.success(),
-        "building the recipes for wasm32-wasip2 failed (see the errors above); if the target is missing: rustup target add wasm32-wasip2"
+    let packages: Vec<&str> = GUESTS.iter().map(|(_, p)| *p).collect();
+    let wasm_dir = wasm_build::build_wasm(
+        &root,
+        &out_dir.join("guests"),
+        &packages,
+        "the standard recipes",
     );
-
-    let wasm = |package: &str| -> PathBuf {
-        target_dir
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", package.replace('-', "_")))
-    };
     let mut code = String::from(
         "/// (name, wasm) of every standard recipe.\npub const STANDARD: &[(&str, &[u8])] = &[\n",
     );
     for (name, package) in GUESTS {
         code.push_str(&format!(
             "    ({name:?}, include_bytes!({:?})),\n",
-            path_str(&wasm(package))
+            path_str(&wasm_build::wasm_file(&wasm_dir, package))
         ));
     }
     code.push_str("];\n");

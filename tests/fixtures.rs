@@ -4,8 +4,10 @@
 //! standard recipes; fixtures never reach it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
+
+#[path = "../host/wasm_build.rs"]
+mod wasm_build;
 
 /// (name, package) of each fixture recipe.
 const FIXTURES: &[(&str, &str)] = &[
@@ -22,40 +24,17 @@ pub fn fixture_path(name: &str) -> PathBuf {
         .find(|(n, _)| *n == name)
         .map(|(_, p)| *p)
         .unwrap_or_else(|| panic!("no fixture recipe {name}"));
-    dir.join(format!("{}.wasm", package.replace('-', "_")))
+    wasm_build::wasm_file(dir, package)
 }
 
-/// A nested `cargo build` of every fixture, as host/build.rs builds the
-/// standard recipes; returns the directory holding the `.wasm` files.
+/// A nested `cargo build` of every fixture (`host/wasm_build.rs`, as
+/// build.rs builds the standard recipes); returns the directory holding
+/// the `.wasm` files.
 fn build_all() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("host/ sits in the workspace root")
-        .to_path_buf();
+        .expect("host/ sits in the workspace root");
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixture-recipes");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "--release", "--target=wasm32-wasip2", "--quiet"])
-        .arg("--target-dir")
-        .arg(&target_dir);
-    for (_, package) in FIXTURES {
-        cmd.args(["-p", package]);
-    }
-    // The outer build's flags are for the host, not for wasm.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().expect("running cargo for the fixture recipes");
-    assert!(
-        status.success(),
-        "building the fixture recipes for wasm32-wasip2 failed (see above); if the target is missing: rustup target add wasm32-wasip2"
-    );
-    target_dir.join("wasm32-wasip2/release")
+    let packages: Vec<&str> = FIXTURES.iter().map(|(_, p)| *p).collect();
+    wasm_build::build_wasm(root, &target_dir, &packages, "the fixture recipes")
 }

@@ -27,7 +27,8 @@ use kiln_core::listing::EntryKind;
 use kiln_core::store::Store;
 use serde::Serialize;
 
-use crate::builder::record::{self, BuildRecord};
+use crate::builder::record::{self, BuildRecord, HashOf, InputKind};
+use crate::sandbox::SandboxMode;
 
 /// What a node of an input closure is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,13 +85,13 @@ pub struct Node {
     pub hash: String,
     /// For url and path inputs: `file` (flat hash) or `tree` (NAR hash).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hash_of: Option<String>,
+    pub hash_of: Option<HashOf>,
     /// The store entry (targets only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<PathBuf>,
     /// Sandbox mode the target was built in (targets only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<String>,
+    pub sandbox: Option<SandboxMode>,
     /// Executables the recipe ran from this input.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
@@ -105,41 +106,62 @@ pub enum AuditError {
         "{0} has no build record: it is not a target's output (inputs and prefetched files have none); audit a target or its result link"
     )]
     NoRecord(PathBuf),
-    #[error("{0}")]
-    Other(String),
+    #[error("cannot read the build record of {}: {source}", entry.display())]
+    BadRecord {
+        entry: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Hash(#[from] kiln_core::nar::NarError),
+    #[error("{} is not in the kiln store {}; name a target, a result link or a store path", path.display(), store.display())]
+    NotInStore { path: PathBuf, store: PathBuf },
+    #[error("{0} is the store itself; name one entry")]
+    WholeStore(PathBuf),
+    #[error("{}: {message}", entry.display())]
+    GoBuildInfo { entry: PathBuf, message: String },
+    #[error("the audited outputs hold no files, so the provenance would have no subject")]
+    NoSubject,
+    #[error(
+        "no Go binary in the closure of {}: an SBOM lists the Go modules of Go binaries (built by the go recipe) and the images holding them",
+        targets.join(", ")
+    )]
+    NoGoBinary { targets: Vec<String> },
 }
 
 /// The record of the target output `entry`.
 pub fn record_of(store: &Store, entry: &Path) -> Result<BuildRecord, AuditError> {
     record::read(store, entry).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => AuditError::NoRecord(entry.to_path_buf()),
-        _ => AuditError::Other(format!(
-            "reading the build record of {}: {e}",
-            entry.display()
-        )),
+        _ => AuditError::BadRecord {
+            entry: entry.to_path_buf(),
+            source: e,
+        },
     })
 }
 
 /// The store entry a path names: a store entry, a path inside one, or a
 /// link (like `result`) to either.
 pub fn entry_of(store: &Store, path: &Path) -> Result<PathBuf, AuditError> {
-    let real = std::fs::canonicalize(path)
-        .map_err(|e| AuditError::Other(format!("{}: {e}", path.display())))?;
-    let dir = std::fs::canonicalize(store.entries_dir())
-        .map_err(|e| AuditError::Other(format!("{}: {e}", store.root().display())))?;
-    let rel = real.strip_prefix(&dir).map_err(|_| {
-        AuditError::Other(format!(
-            "{} is not in the kiln store {}; name a target, a result link or a store path",
-            path.display(),
-            dir.display()
-        ))
-    })?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AuditError::Io { path, source }
+    };
+    let real = std::fs::canonicalize(path).map_err(io(path))?;
+    let dir = std::fs::canonicalize(store.entries_dir()).map_err(io(&store.entries_dir()))?;
+    let rel = real
+        .strip_prefix(&dir)
+        .map_err(|_| AuditError::NotInStore {
+            path: path.to_path_buf(),
+            store: dir.clone(),
+        })?;
     match rel.components().next() {
         Some(first) => Ok(dir.join(first)),
-        None => Err(AuditError::Other(format!(
-            "{} is the store itself; name one entry",
-            path.display()
-        ))),
+        None => Err(AuditError::WholeStore(path.to_path_buf())),
     }
 }
 
@@ -158,20 +180,20 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
         "custom".into()
     };
     for input in &rec.inputs {
-        let mut node = match (input.kind.as_str(), &input.entry) {
-            ("target", Some(dep)) => {
+        let mut node = match (input.kind, &input.entry) {
+            (InputKind::Target, Some(dep)) => {
                 let mut n = closure(store, &store.entries_dir().join(dep))?;
                 n.name = input.name.clone();
                 n
             }
             _ => {
-                let kind = if input.kind == "url" {
+                let kind = if input.kind == InputKind::Url {
                     NodeKind::Url
                 } else {
                     NodeKind::Path
                 };
                 let mut n = Node::leaf(kind, &input.name, &input.origin, input.hash);
-                n.hash_of = Some(input.hash_of.clone());
+                n.hash_of = Some(input.hash_of);
                 n.children = input
                     .files
                     .iter()
@@ -198,15 +220,18 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
             .collect();
         children.push(node);
     }
-    for bin in gomod::read(entry).map_err(AuditError::Other)? {
+    let go_err = |message: String| AuditError::GoBuildInfo {
+        entry: entry.to_path_buf(),
+        message,
+    };
+    for bin in gomod::read(entry).map_err(go_err)? {
         // The path comes from the output: resolved beneath it, regular files only.
-        let root = kiln_core::beneath::Root::open(entry)
-            .map_err(|e| AuditError::Other(format!("{}: {e}", entry.display())))?;
+        let root = kiln_core::beneath::Root::open(entry).map_err(|e| go_err(e.to_string()))?;
         let hash = Sha256Hash::of_reader(
             root.open_file(Path::new(&bin.path))
-                .map_err(|e| AuditError::Other(format!("{}: {e}", bin.path)))?,
+                .map_err(|e| go_err(format!("{}: {e}", bin.path)))?,
         )
-        .map_err(|e| AuditError::Other(format!("{}: {e}", bin.path)))?;
+        .map_err(|e| go_err(format!("{}: {e}", bin.path)))?;
         let mut n = Node::leaf(NodeKind::GoBinary, &bin.path, &bin.go_version, hash);
         n.children = bin
             .modules
@@ -230,9 +255,9 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
         name: rec.target.clone(),
         source: rec.target.clone(),
         hash: rec.output_hash.to_sri(),
-        hash_of: Some("tree".into()),
+        hash_of: Some(HashOf::Tree),
         entry: Some(entry.to_path_buf()),
-        sandbox: Some(rec.sandbox.clone()),
+        sandbox: Some(rec.sandbox),
         tools: Vec::new(),
         children,
     })

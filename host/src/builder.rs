@@ -10,27 +10,30 @@
 //! (see [`crate::runtime`]) or parses argv (see [`crate::cli`]).
 
 mod check;
+mod error;
 mod inputs;
 mod pins;
 pub mod reach;
 pub mod record;
 mod run;
+mod schedule;
 
 use pins::Pins;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::{OnceLock, mpsc};
+use std::sync::OnceLock;
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::key::KeyMaterial;
 use kiln_core::lockfile::{Lockfile, Pin};
-use kiln_core::manifest::{Location, Manifest, RecipeRef, Target};
-use kiln_core::store::{Store, StoreError};
+use kiln_core::manifest::{Manifest, RecipeRef, Target};
+use kiln_core::store::Store;
 
-use crate::runtime::{Limits, RecipeError, Runtime};
+use crate::runtime::{Limits, Runtime};
 use crate::sandbox::SandboxMode;
+pub use error::{BuildError, HashMismatch};
 pub use inputs::ResolvedInput;
 
 /// What [`Builder::build`] does with each target.
@@ -87,82 +90,6 @@ pub struct Built {
     pub checked: bool,
 }
 
-/// Why a build stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    HashMismatch(Box<HashMismatch>),
-    #[error(
-        "input '{input}' of target '{target}' ({at}) is not pinned in {lockfile} and --locked forbids writing it; run `kiln lock` and commit kiln.lock"
-    )]
-    NotLocked {
-        target: String,
-        input: String,
-        at: Location,
-        lockfile: String,
-    },
-    #[error(
-        "unknown standard recipe '{name}' ({at}); standard recipes: {known}. A custom recipe is written recipe = {{ path = \"my-recipe.wasm\", hash = \"sha256-…\" }}"
-    )]
-    UnknownRecipe {
-        name: String,
-        at: Location,
-        known: String,
-    },
-    #[error("input '{input}' of target '{target}' ({at}): {message}")]
-    Input {
-        target: String,
-        input: String,
-        at: Location,
-        message: String,
-    },
-    #[error(
-        "output of target '{target}' does not match its output_hash ({at}): specified {specified} got {got}\n  if the new output is right, set output_hash = \"{got}\""
-    )]
-    OutputHashMismatch {
-        target: String,
-        at: Box<Location>,
-        specified: Sha256Hash,
-        got: Sha256Hash,
-    },
-    #[error(
-        "target '{target}' is not built for its current inputs; run `kiln build {target}` first, or name a store path or result link"
-    )]
-    NotBuilt { target: String },
-    #[error(
-        "target '{target}' is not reproducible: a second build in a fresh sandbox differs from {first}\n{}\n  the second output is kept in {second} for inspection",
-        differences.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
-    )]
-    NotReproducible {
-        target: String,
-        first: PathBuf,
-        second: PathBuf,
-        /// `changed bin/hello: file sha256-… → file sha256-…`, one per path.
-        differences: Vec<String>,
-    },
-    #[error(transparent)]
-    Recipe(#[from] RecipeError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Other(String),
-}
-
-/// An input whose content is not what kiln.toml or kiln.lock pinned.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "hash mismatch for input '{input}' of target '{target}' ({at}): specified {specified} got {got}\n  {fix}"
-)]
-pub struct HashMismatch {
-    pub target: String,
-    pub input: String,
-    pub at: Location,
-    pub specified: Sha256Hash,
-    pub got: Sha256Hash,
-    /// The command or edit that fixes it.
-    pub fix: String,
-}
-
 /// One build session over one kiln.toml.
 pub struct Builder<'a> {
     ctx: Ctx<'a>,
@@ -199,17 +126,17 @@ impl<'a> Builder<'a> {
     ) -> Result<Self, BuildError> {
         let lock_path = manifest.dir.join("kiln.lock");
         let lock = match fs::read_to_string(&lock_path) {
-            Ok(text) => Lockfile::parse(&lock_path.display().to_string(), &text)
-                .map_err(|e| BuildError::Other(e.to_string()))?,
+            Ok(text) => Lockfile::parse(&lock_path.display().to_string(), &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile {
                 version: 1,
                 ..Default::default()
             },
-            Err(e) => {
-                return Err(BuildError::Other(format!(
-                    "cannot read {}: {e}",
-                    lock_path.display()
-                )));
+            Err(source) => {
+                return Err(BuildError::Io {
+                    action: "cannot read",
+                    path: lock_path,
+                    source,
+                });
             }
         };
         Ok(Builder {
@@ -240,63 +167,22 @@ impl<'a> Builder<'a> {
     /// On a failure, running recipes finish, no new one starts, and the
     /// first error is returned.
     pub fn build(&mut self, names: &[String]) -> Result<Vec<Built>, BuildError> {
-        let mut pending: Vec<&Target> = self
-            .ctx
-            .manifest
-            .build_order(names)
-            .map_err(BuildError::Other)?;
-        pending.retain(|t| !self.built.contains_key(&t.name));
+        let pending = self.ctx.manifest.build_order(names)?;
         let ctx = &self.ctx;
         let pins = &mut self.pins;
-        let built = &mut self.built;
-        let jobs = ctx.opts.jobs.max(1);
-        let mut failure: Option<BuildError> = None;
-        std::thread::scope(|scope| {
-            let (done_tx, done_rx) = mpsc::channel::<Result<Built, BuildError>>();
-            let mut running = 0usize;
-            loop {
-                while failure.is_none() && running < jobs {
-                    let Some(i) = pending
-                        .iter()
-                        .position(|t| t.target_deps().all(|d| built.contains_key(d)))
-                    else {
-                        break;
-                    };
-                    let t = pending.remove(i);
-                    let job = match ctx.prepare(t, pins, built) {
-                        Ok(job) => job,
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    };
-                    let check = ctx.opts.mode == Mode::Check && names.contains(&t.name);
-                    let tx = done_tx.clone();
-                    running += 1;
-                    scope.spawn(move || {
-                        let _ = tx.send(ctx.execute(job, check));
-                    });
-                }
-                if running == 0 {
-                    break;
-                }
-                let Ok(result) = done_rx.recv() else { break };
-                running -= 1;
-                match result {
-                    Ok(b) => {
-                        built.insert(b.target.clone(), b);
-                    }
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                    }
-                }
-            }
-        });
-        if let Some(e) = failure {
-            self.save_lock()?;
-            return Err(e);
-        }
+        let result = schedule::run(
+            pending,
+            ctx.opts.jobs,
+            &mut self.built,
+            |t, built| {
+                let check = ctx.opts.mode == Mode::Check && names.contains(&t.name);
+                Ok((ctx.prepare(t, pins, built)?, check))
+            },
+            |(job, check)| ctx.execute(job, check),
+        );
+        // Pins learned before a failure are kept: they were checked.
         self.save_lock()?;
+        result?;
         Ok(names
             .iter()
             .filter_map(|n| self.built.get(n).cloned())
@@ -305,11 +191,7 @@ impl<'a> Builder<'a> {
 
     /// Resolve (fetch, hash, pin) every input of `names` without building.
     pub fn lock_inputs(&mut self, names: &[String]) -> Result<(), BuildError> {
-        let targets: Vec<&Target> = self
-            .ctx
-            .manifest
-            .build_order(names)
-            .map_err(BuildError::Other)?;
+        let targets: Vec<&Target> = self.ctx.manifest.build_order(names)?;
         for t in targets {
             self.ctx.resolve_recipe(t, &mut self.pins)?;
             for input in t.inputs.values() {
@@ -333,10 +215,12 @@ impl<'a> Builder<'a> {
         }
         let text = self.pins.lock.render();
         let path = &self.pins.path;
-        let tmp = path.with_extension("lock.tmp");
-        fs::write(&tmp, text)
-            .and_then(|_| fs::rename(&tmp, path))
-            .map_err(|e| BuildError::Other(format!("cannot write {}: {e}", path.display())))?;
+        kiln_core::store::write_atomic(path, text.as_bytes(), kiln_core::store::Existing::Replace)
+            .map_err(|source| BuildError::Io {
+                action: "cannot write",
+                path: path.clone(),
+                source,
+            })?;
         self.pins.changed = false;
         Ok(())
     }
@@ -353,7 +237,7 @@ impl<'a> Ctx<'a> {
             return Ok(r);
         }
         let r = Runtime::new(&self.opts.compile_cache)
-            .map_err(|e| BuildError::Other(format!("{e:#}")))?;
+            .map_err(|e| BuildError::Runtime(format!("{e:#}")))?;
         Ok(self.runtime.get_or_init(|| r))
     }
 
@@ -428,8 +312,7 @@ impl<'a> Ctx<'a> {
             source_date_epoch: self.opts.source_date_epoch,
             output_hash: t.output_hash,
         }
-        .key()
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+        .key()?;
         Ok(Job {
             target: t,
             recipe_name,
@@ -470,8 +353,11 @@ impl<'a> Ctx<'a> {
                 let entry =
                     self.store
                         .commit_sealed(&staging.path().join("out"), &entry_hash, &t.name)?;
-                record::write(&self.store, &entry, &record)
-                    .map_err(|e| BuildError::Other(format!("writing the build record: {e}")))?;
+                record::write(&self.store, &entry, &record).map_err(|source| BuildError::Io {
+                    action: "cannot write the build record of",
+                    path: entry.clone(),
+                    source,
+                })?;
                 self.store.record_output(&job.key, &entry)?;
                 Built {
                     target: t.name.clone(),
@@ -496,5 +382,14 @@ impl<'a> Ctx<'a> {
             });
         }
         self.keep_for_inspection(t, &first, staging.path().join("out"))
+    }
+}
+
+impl schedule::Node for Target {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn deps(&self) -> Vec<&str> {
+        self.target_deps().collect()
     }
 }

@@ -15,21 +15,13 @@ use clap::Parser;
 
 pub use args::Cli;
 
-/// Where kiln keeps its store: `$KILN_HOME`, else `$XDG_CACHE_HOME/kiln`,
-/// else `~/.cache/kiln`.
+/// Where kiln keeps its store ([`kiln_core::store::Store::default_root`]).
 pub fn kiln_home() -> anyhow::Result<PathBuf> {
-    if let Some(h) = std::env::var_os("KILN_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(h));
-    }
-    if let Some(c) = std::env::var_os("XDG_CACHE_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(c).join("kiln"));
-    }
-    let home = std::env::var_os("HOME").ok_or_else(|| {
+    kiln_core::store::Store::default_root().ok_or_else(|| {
         anyhow::anyhow!(
             "neither KILN_HOME nor HOME is set; set KILN_HOME to where kiln may keep its store"
         )
-    })?;
-    Ok(PathBuf::from(home).join(".cache/kiln"))
+    })
 }
 
 /// Whether progress bars may be drawn (stderr is a terminal and not `-q`).

@@ -15,10 +15,13 @@ mod assemble;
 mod cache;
 mod guest_fs;
 mod host;
+mod limiter;
 mod wasi;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -218,78 +221,6 @@ impl WasiView for RecipeState {
     }
 }
 
-/// Caps the recipe's memory *in total* — every linear memory and table it
-/// creates counts, not only the largest — and the number of instances,
-/// memories and tables, so a component cannot multiply small allocations
-/// past the limit. Remembers that the cap was hit, so the trap that follows
-/// a failed allocation can be reported as what it is.
-struct MemoryLimiter {
-    limit: usize,
-    /// Bytes of linear memory granted so far, all memories together.
-    used: usize,
-    /// Table elements granted so far, all tables together.
-    table_elements: usize,
-    hit: Arc<AtomicBool>,
-}
-
-/// Instances, memories and tables a recipe may create. A Rust recipe built
-/// for wasm32-wasip2 uses a handful of each.
-const MAX_INSTANCES: usize = 64;
-const MAX_MEMORIES: usize = 16;
-const MAX_TABLES: usize = 64;
-/// Table elements, all tables together.
-const MAX_TABLE_ELEMENTS: usize = 1_000_000;
-
-impl MemoryLimiter {
-    fn new(limit: usize, hit: Arc<AtomicBool>) -> Self {
-        MemoryLimiter {
-            limit,
-            used: 0,
-            table_elements: 0,
-            hit,
-        }
-    }
-}
-
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let total = self.used - current.min(self.used) + desired;
-        if total > self.limit {
-            self.hit.store(true, Ordering::SeqCst);
-            return Ok(false);
-        }
-        self.used = total;
-        Ok(true)
-    }
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let total = self.table_elements - current.min(self.table_elements) + desired;
-        if total > MAX_TABLE_ELEMENTS {
-            return Ok(false);
-        }
-        self.table_elements = total;
-        Ok(true)
-    }
-    fn instances(&self) -> usize {
-        MAX_INSTANCES
-    }
-    fn memories(&self) -> usize {
-        MAX_MEMORIES
-    }
-    fn tables(&self) -> usize {
-        MAX_TABLES
-    }
-}
-
 impl Runtime {
     /// An engine with epoch interruption, caching compiled components in `cache_dir`.
     pub fn new(cache_dir: &Path) -> anyhow::Result<Self> {
@@ -461,32 +392,5 @@ fn classify_trap(
         target,
         trap,
         stderr: stderr.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasmtime::ResourceLimiter;
-
-    #[test]
-    fn memory_is_limited_across_all_memories_not_each() {
-        let hit = Arc::new(AtomicBool::new(false));
-        let mut l = MemoryLimiter::new(100 << 20, hit.clone());
-        // Three memories of 40 MiB each: the third passes the total.
-        assert!(l.memory_growing(0, 40 << 20, None).unwrap());
-        assert!(l.memory_growing(0, 40 << 20, None).unwrap());
-        assert!(!l.memory_growing(0, 40 << 20, None).unwrap());
-        assert!(hit.load(Ordering::SeqCst));
-        // Growing one already counted is charged by the difference.
-        assert!(l.memory_growing(40 << 20, 60 << 20, None).unwrap());
-        assert!(!l.memory_growing(60 << 20, 61 << 20, None).unwrap());
-        // Tables likewise, and the counts of each kind are capped.
-        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
-        assert!(!l.table_growing(0, 1, None).unwrap());
-        assert_eq!(
-            (l.instances(), l.memories(), l.tables()),
-            (MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES)
-        );
     }
 }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::hash::Sha256Hash;
 use crate::nar::NarError;
 use crate::pathfilter::{PathFilter, join_rel};
+use crate::store::Existing;
 use crate::store::content_hash;
 
 /// The content hash of `path` (as [`content_hash`]), from the cache in
@@ -47,11 +48,9 @@ pub fn hash_cached(
     let hash = content_hash(&abs, filter)?;
     // Only remember the hash if nothing moved while it was computed.
     if fingerprint_unchanged(&abs, filter, &fingerprint) {
-        let _ = fs::create_dir_all(cache_dir);
-        let tmp = cache_file.with_extension("tmp");
-        if fs::write(&tmp, format!("{} {}", fingerprint.to_hex(), hash.to_sri())).is_ok() {
-            let _ = fs::rename(&tmp, &cache_file);
-        }
+        let line = format!("{} {}", fingerprint.to_hex(), hash.to_sri());
+        // A cache: failing to remember only costs a re-hash next time.
+        let _ = crate::store::write_atomic(&cache_file, line.as_bytes(), Existing::Replace);
     }
     Ok(hash)
 }

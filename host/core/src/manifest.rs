@@ -422,7 +422,7 @@ impl Target {
 
 impl Manifest {
     /// `names` and everything they depend on, dependencies first.
-    pub fn build_order(&self, names: &[String]) -> Result<Vec<&Target>, String> {
+    pub fn build_order(&self, names: &[String]) -> Result<Vec<&Target>, UnknownTarget> {
         let mut order: Vec<&Target> = Vec::new();
         fn add<'a>(m: &'a Manifest, name: &str, order: &mut Vec<&'a Target>) {
             if order.iter().any(|t| t.name == name) {
@@ -436,17 +436,25 @@ impl Manifest {
         }
         for n in names {
             if !self.targets.contains_key(n) {
-                let known: Vec<_> = self.targets.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "{} has no target '{n}' (targets: {})",
-                    self.file.display(),
-                    known.join(", ")
-                ));
+                return Err(UnknownTarget {
+                    file: self.file.clone(),
+                    name: n.clone(),
+                    known: self.targets.keys().cloned().collect(),
+                });
             }
             add(self, n, &mut order);
         }
         Ok(order)
     }
+}
+
+/// A target name that kiln.toml does not declare.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} has no target '{name}' (targets: {})", file.display(), known.join(", "))]
+pub struct UnknownTarget {
+    pub file: PathBuf,
+    pub name: String,
+    pub known: Vec<String>,
 }
 
 /// toml's messages, with the valid keys spelled out where serde lists them.

@@ -66,6 +66,19 @@ pub struct StoreLock {
 }
 
 impl Store {
+    /// Where the store lives unless told otherwise: `$KILN_HOME`, else
+    /// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln` (None without `HOME`).
+    pub fn default_root() -> Option<PathBuf> {
+        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(h) = var("KILN_HOME") {
+            return Some(PathBuf::from(h));
+        }
+        if let Some(c) = var("XDG_CACHE_HOME") {
+            return Some(PathBuf::from(c).join("kiln"));
+        }
+        var("HOME").map(|h| PathBuf::from(h).join(".cache/kiln"))
+    }
+
     /// Open (creating if needed) the store rooted at `root`.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         for sub in ["store", "outputs", "tmp", "locks"] {
@@ -310,14 +323,8 @@ impl Store {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let dir = self.root.join("outputs");
-        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
-        fs::write(tmp.path(), name).map_err(io_at(tmp.path()))?;
-        let dest = dir.join(key.to_hex());
-        tmp.persist(&dest).map_err(|e| StoreError::Io {
-            path: dest,
-            source: e.error,
-        })?;
+        let dest = self.root.join("outputs").join(key.to_hex());
+        write_atomic(&dest, name.as_bytes(), Existing::Replace).map_err(io_at(&dest))?;
         Ok(())
     }
 }
@@ -449,6 +456,43 @@ pub fn move_sealed(from: &Path, to: &Path) -> io::Result<()> {
         fs::set_permissions(sealed, fs::Permissions::from_mode(0o555))?;
     }
     renamed
+}
+
+/// Whether [`write_atomic`] may replace a file that is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it (caches, kiln.lock, links).
+    Replace,
+    /// Keep it: the first writer wins (build records describe the run that
+    /// made their entry). Returns `Ok(false)` when the file was there.
+    Keep,
+}
+
+/// Write `bytes` to `path` so that no reader ever sees a partial file: into
+/// a temp file beside it, then renamed over it (or linked, with
+/// [`Existing::Keep`]). Creates `path`'s directory. The one way kiln writes
+/// a file others may read concurrently; returns whether it wrote.
+pub fn write_atomic(path: &Path, bytes: &[u8], existing: Existing) -> io::Result<bool> {
+    if existing == Existing::Keep && fs::symlink_metadata(path).is_ok() {
+        return Ok(false);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kiln-write-")
+        .tempfile_in(dir)?;
+    io::Write::write_all(&mut tmp, bytes)?;
+    match existing {
+        Existing::Replace => tmp.persist(path).map(|_| true).map_err(|e| e.error),
+        Existing::Keep => match tmp.persist_noclobber(path) {
+            Ok(_) => Ok(true),
+            Err(_) if fs::symlink_metadata(path).is_ok() => Ok(false),
+            Err(e) => Err(e.error),
+        },
+    }
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {

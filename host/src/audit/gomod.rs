@@ -1,5 +1,7 @@
-//! The Go modules inside a Go binary, from the `go version -m` output the
-//! go recipe saves at `share/kiln/go/<name>.buildinfo` in its output.
+//! The Go modules inside a Go binary, from the `go version -m` output an
+//! output holds at `share/kiln/go/<name>.buildinfo` — a documented
+//! convention (docs/writing-recipes.md) that the go recipe follows and any
+//! recipe may: audit knows the convention, not a recipe.
 
 use std::fs;
 use std::io::Read;

@@ -12,7 +12,7 @@ use kiln_core::listing::{self, EntryKind};
 use serde_json::{Value, json};
 
 use super::{AuditError, Node, NodeKind};
-use crate::builder::record::BuildRecord;
+use crate::builder::record::{BuildRecord, HashOf};
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
@@ -35,14 +35,11 @@ pub fn statement(roots: &[Root<'_>]) -> Result<Value, AuditError> {
     let mut deps = Vec::new();
     let mut seen = BTreeSet::new();
     for r in roots {
-        let entry = r.closure.entry.as_ref().ok_or_else(|| {
-            AuditError::Other(format!(
-                "{}: a closure root has no store entry",
-                r.closure.name
-            ))
-        })?;
-        let files =
-            listing::list(entry).map_err(|e| AuditError::Other(format!("listing outputs: {e}")))?;
+        // A closure root is a target, which always has its entry.
+        let Some(entry) = r.closure.entry.as_ref() else {
+            continue;
+        };
+        let files = listing::list(entry)?;
         for f in files {
             if let EntryKind::File { sha256, .. } = f.kind {
                 let name = if f.path.is_empty() {
@@ -69,9 +66,7 @@ pub fn statement(roots: &[Root<'_>]) -> Result<Value, AuditError> {
         dependencies(r.closure, &r.record.target, &mut deps, &mut seen);
     }
     if subjects.is_empty() {
-        return Err(AuditError::Other(
-            "the audited outputs hold no files, so the provenance would have no subject".into(),
-        ));
+        return Err(AuditError::NoSubject);
     }
     Ok(json!({
         "_type": STATEMENT_TYPE,
@@ -174,7 +169,7 @@ fn dependencies(n: &Node, prefix: &str, out: &mut Vec<Value>, seen: &mut BTreeSe
 
 /// Whether a url/path node's hash is of a tree (its record said so).
 fn is_tree(n: &Node) -> bool {
-    n.hash_of.as_deref() != Some("file")
+    n.hash_of != Some(HashOf::File)
 }
 
 /// Go's `h1:<base64>` as the lowercase hex in-toto's `dirHash` wants.

@@ -1,6 +1,7 @@
 //! Closures and their differences as text for a terminal.
 
 use super::{Change, Difference, Node, Version};
+use crate::sandbox::SandboxMode;
 
 /// The closure as an indented tree, one node per line.
 pub fn render(root: &Node) -> String {
@@ -30,7 +31,7 @@ pub fn render(root: &Node) -> String {
                 line.push_str(&format!("  {}", c.hash));
             }
             if let Some(s) = &c.sandbox
-                && s != "hermetic"
+                && *s != SandboxMode::Hermetic
             {
                 line.push_str(&format!("  (sandbox {s}: NOT HERMETIC)"));
             }

@@ -80,11 +80,9 @@ pub fn document(roots: &[Root<'_>]) -> Result<Value, AuditError> {
         }
     }
     if binaries == 0 {
-        let names: Vec<&str> = roots.iter().map(|r| r.record.target.as_str()).collect();
-        return Err(AuditError::Other(format!(
-            "no Go binary in the closure of {}: an SBOM lists the Go modules of Go binaries (built by the go recipe) and the images holding them",
-            names.join(", ")
-        )));
+        return Err(AuditError::NoGoBinary {
+            targets: roots.iter().map(|r| r.record.target.clone()).collect(),
+        });
     }
     let first = roots[0].record;
     Ok(json!({

@@ -21,11 +21,10 @@ pub struct Verified {
 /// Re-hash `entry` and compare with its build record, or, for inputs (which
 /// have none), with the hash its name starts with.
 pub fn verify(store: &Store, entry: &Path) -> Result<Verified, AuditError> {
-    let hash_err = |e: kiln_core::nar::NarError| AuditError::Other(e.to_string());
     match record_of(store, entry) {
         Ok(rec) => {
             // A target output is hashed as a tree even when it is one file.
-            let got = kiln_core::nar::hash_path(entry).map_err(hash_err)?;
+            let got = kiln_core::nar::hash_path(entry)?;
             Ok(Verified {
                 entry: entry.to_path_buf(),
                 against: "record",
@@ -35,8 +34,7 @@ pub fn verify(store: &Store, entry: &Path) -> Result<Verified, AuditError> {
             })
         }
         Err(AuditError::NoRecord(_)) => {
-            let got =
-                kiln_core::store::content_hash(entry, &Default::default()).map_err(hash_err)?;
+            let got = kiln_core::store::content_hash(entry, &Default::default())?;
             let name = entry
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

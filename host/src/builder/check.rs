@@ -18,11 +18,13 @@ impl Ctx<'_> {
         first: &Built,
         second: PathBuf,
     ) -> Result<Built, BuildError> {
-        let io = |e: kiln_core::nar::NarError| BuildError::Other(format!("comparing outputs: {e}"));
-        let changes = listing::diff(
-            &listing::list(&first.entry).map_err(io)?,
-            &listing::list(&second).map_err(io)?,
-        );
+        let list = |path: &PathBuf| {
+            listing::list(path).map_err(|source| BuildError::Listing {
+                action: "cannot list the outputs to compare",
+                source,
+            })
+        };
+        let changes = listing::diff(&list(&first.entry)?, &list(&second)?);
         let kept = self.store.check_path(&first.entry);
         let moved = fs::create_dir_all(kept.parent().unwrap_or(self.store.root()))
             .and_then(|_| match fs::symlink_metadata(&kept) {
@@ -31,11 +33,10 @@ impl Ctx<'_> {
                 Err(_) => Ok(()),
             })
             .and_then(|_| kiln_core::store::move_sealed(&second, &kept));
-        moved.map_err(|e| {
-            BuildError::Other(format!(
-                "keeping the second output in {}: {e}",
-                kept.display()
-            ))
+        moved.map_err(|source| BuildError::Io {
+            action: "cannot keep the second output in",
+            path: kept.clone(),
+            source,
         })?;
         Err(BuildError::NotReproducible {
             target: t.name.clone(),

@@ -11,6 +11,7 @@ use kiln_core::lockfile::Pin;
 use kiln_core::manifest::{Input, Source, Target};
 use kiln_core::pathfilter::PathFilter;
 
+use super::record::InputKind;
 use super::{BuildError, Built, Ctx, Pins};
 
 /// An input that is in the store with a verified hash.
@@ -21,8 +22,7 @@ pub struct ResolvedInput {
     /// The read-only store entry.
     pub entry: PathBuf,
     pub is_dir: bool,
-    /// `path`, `url` or `target`.
-    pub kind: &'static str,
+    pub kind: InputKind,
     /// Where it came from: a path relative to kiln.toml, a URL, a target name.
     pub origin: String,
 }
@@ -67,7 +67,7 @@ pub(super) fn resolve(
                     input,
                     got,
                     entry,
-                    "path",
+                    InputKind::Path,
                     origin_of(path, &b.manifest.dir),
                 ));
             }
@@ -87,7 +87,7 @@ pub(super) fn resolve(
                 input,
                 got,
                 entry,
-                "path",
+                InputKind::Path,
                 origin_of(path, &b.manifest.dir),
             ))
         }
@@ -105,7 +105,7 @@ pub(super) fn resolve(
                 let (hash, entry) = found.ok_or_else(|| BuildError::NotBuilt {
                     target: t.name.clone(),
                 })?;
-                return Ok(resolved(input, hash, entry, "url", url.clone()));
+                return Ok(resolved(input, hash, entry, InputKind::Url, url.clone()));
             }
             let fetched = match crate::fetch::fetch(
                 &b.store,
@@ -143,7 +143,7 @@ pub(super) fn resolve(
                 input,
                 fetched.hash,
                 fetched.entry,
-                "url",
+                InputKind::Url,
                 url.clone(),
             ))
         }
@@ -155,7 +155,7 @@ pub(super) fn resolve(
                 input,
                 built.output_hash,
                 built.entry.clone(),
-                "target",
+                InputKind::Target,
                 dep.clone(),
             ))
         }
@@ -167,7 +167,7 @@ fn resolved(
     input: &Input,
     hash: Sha256Hash,
     entry: PathBuf,
-    kind: &'static str,
+    kind: InputKind,
     origin: String,
 ) -> ResolvedInput {
     ResolvedInput {

@@ -72,3 +72,89 @@ impl Pins {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn manifest() -> Manifest {
+        kiln_core::manifest::parse_manifest(
+            Path::new("/p/kiln.toml"),
+            "[target.t]\nrecipe = \"go\"\ninputs.src = { path = \"src\" }\n",
+        )
+        .unwrap()
+    }
+
+    fn pins(frozen: bool) -> Pins {
+        Pins {
+            lock: Lockfile::default(),
+            path: PathBuf::from("/p/kiln.lock"),
+            changed: false,
+            frozen,
+        }
+    }
+
+    fn h(b: u8) -> Sha256Hash {
+        Sha256Hash([b; 32])
+    }
+
+    fn check(
+        pins: &mut Pins,
+        m: &Manifest,
+        specified: Option<Sha256Hash>,
+        got: Sha256Hash,
+    ) -> Result<(), BuildError> {
+        let t = &m.targets["t"];
+        pins.check(m, t, Pin::Input("src"), specified, t.at.clone(), got)
+    }
+
+    #[test]
+    fn a_hash_in_kiln_toml_is_checked_and_never_pinned() {
+        let m = manifest();
+        let mut p = pins(false);
+        check(&mut p, &m, Some(h(1)), h(1)).unwrap();
+        assert!(!p.changed && p.lock.get("t", Pin::Input("src")).is_none());
+        let Err(BuildError::HashMismatch(e)) = check(&mut p, &m, Some(h(1)), h(2)) else {
+            panic!("a differing hash must be refused");
+        };
+        assert_eq!((e.specified, e.got), (h(1), h(2)));
+        assert!(
+            e.fix.contains("write hash = ") && e.fix.contains("/p/kiln.toml"),
+            "{}",
+            e.fix
+        );
+    }
+
+    #[test]
+    fn the_first_hash_is_pinned_then_checked() {
+        let m = manifest();
+        let mut p = pins(false);
+        check(&mut p, &m, None, h(3)).unwrap();
+        assert!(p.changed);
+        assert_eq!(p.lock.get("t", Pin::Input("src")), Some(h(3)));
+        check(&mut p, &m, None, h(3)).unwrap();
+        let Err(BuildError::HashMismatch(e)) = check(&mut p, &m, None, h(4)) else {
+            panic!("a change from the pin must be refused");
+        };
+        assert_eq!(
+            e.fix,
+            "kiln.lock pinned it; if the change is expected run `kiln lock --update src`"
+        );
+        // The refusal did not move the pin.
+        assert_eq!(p.lock.get("t", Pin::Input("src")), Some(h(3)));
+    }
+
+    #[test]
+    fn locked_refuses_to_add_a_pin_but_checks_existing_ones() {
+        let m = manifest();
+        let mut p = pins(true);
+        assert!(matches!(
+            check(&mut p, &m, None, h(5)),
+            Err(BuildError::NotLocked { .. })
+        ));
+        assert!(!p.changed);
+        p.lock.set("t", Pin::Input("src"), h(5));
+        check(&mut p, &m, None, h(5)).unwrap();
+    }
+}

@@ -1,5 +1,5 @@
 //! Build records: what went into a store entry, kept beside it in
-//! `$KILN_HOME/records/<entry>.json`.
+//! the store (`Store::record_path`).
 //!
 //! Everything but the `timing` section is a function of the build's inputs,
 //! so two identical builds write identical records (minus `timing`). No
@@ -13,10 +13,10 @@ use kiln_core::hash::Sha256Hash;
 use kiln_core::listing::{self, FileEntry};
 use kiln_core::manifest::Target;
 use kiln_core::nar::NarError;
-use kiln_core::store::Store;
+use kiln_core::store::{Existing, Store, write_atomic};
 use serde::{Deserialize, Serialize};
 
-use super::{BuildOptions, ResolvedInput};
+use super::{BuildError, BuildOptions, ResolvedInput};
 use crate::runtime::{ExecRecord, LogLine, RunReport};
 use crate::sandbox::SandboxMode;
 
@@ -38,7 +38,7 @@ pub struct BuildRecord {
     pub tools: Vec<ToolRecord>,
     pub execs: Vec<ExecRecord>,
     /// `hermetic`, or `off` when built with `--sandbox=off`.
-    pub sandbox: String,
+    pub sandbox: SandboxMode,
     pub hermetic: bool,
     pub output_hash: Sha256Hash,
     pub log: Vec<LogLine>,
@@ -56,15 +56,14 @@ pub struct RecipeRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputRecord {
     pub name: String,
-    /// `path`, `url` or `target`.
-    pub kind: String,
+    pub kind: InputKind,
     /// A path relative to kiln.toml, a URL, or a target name.
     pub origin: String,
     pub hash: Sha256Hash,
     /// `file` (the flat sha256 of its bytes) or `tree` (the NAR hash of a
     /// directory), as `nix hash file` / `nix hash path` compute them.
     #[serde(default = "tree")]
-    pub hash_of: String,
+    pub hash_of: HashOf,
     /// For `target` inputs: the dependency's store entry name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
@@ -77,8 +76,30 @@ fn no_hash() -> Sha256Hash {
     Sha256Hash([0; 32])
 }
 
-fn tree() -> String {
-    "tree".into()
+fn tree() -> HashOf {
+    HashOf::Tree
+}
+
+/// Where an input comes from, as kiln.toml declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputKind {
+    /// `path = "…"`: a file or tree of the project.
+    Path,
+    /// `url = "…"`: a download.
+    Url,
+    /// `target = "…"`: another target's output.
+    Target,
+}
+
+/// What an input's hash is taken over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashOf {
+    /// The flat sha256 of a file's bytes (`nix hash file`).
+    File,
+    /// The NAR hash of a tree (`nix hash path`).
+    Tree,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +132,7 @@ impl BuildRecord {
         opts: &BuildOptions,
         output_hash: Sha256Hash,
         elapsed: Duration,
-    ) -> Result<Self, NarError> {
+    ) -> Result<Self, BuildError> {
         let sandbox = opts.sandbox;
         let mut tools: Vec<ToolRecord> = Vec::new();
         for e in &report.execs {
@@ -139,18 +160,21 @@ impl BuildRecord {
         for i in inputs {
             input_records.push(InputRecord {
                 name: i.name.clone(),
-                kind: i.kind.to_string(),
+                kind: i.kind,
                 origin: i.origin.clone(),
                 hash: i.hash,
-                hash_of: if i.is_dir { "tree" } else { "file" }.into(),
-                entry: (i.kind == "target").then(|| {
+                hash_of: if i.is_dir { HashOf::Tree } else { HashOf::File },
+                entry: (i.kind == InputKind::Target).then(|| {
                     i.entry
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default()
                 }),
-                files: if i.kind == "path" && i.is_dir {
-                    input_listing(store, &i.entry)?
+                files: if i.kind == InputKind::Path && i.is_dir {
+                    input_listing(store, &i.entry).map_err(|source| BuildError::Listing {
+                        action: "cannot list an input for the build record",
+                        source,
+                    })?
                 } else {
                     Vec::new()
                 },
@@ -169,7 +193,7 @@ impl BuildRecord {
             inputs: input_records,
             tools,
             execs: report.execs.clone(),
-            sandbox: sandbox.as_str().to_string(),
+            sandbox,
             hermetic: sandbox == SandboxMode::Hermetic,
             output_hash,
             log: report.log.clone(),
@@ -182,7 +206,7 @@ impl BuildRecord {
 }
 
 /// The file listing of an input's store entry. Entries never change, so it
-/// is computed once and kept in `$KILN_HOME/listings/<entry>.json` (gc
+/// is computed once and kept at `Store::listing_path` (gc
 /// deletes it with the entry).
 fn input_listing(store: &Store, entry: &Path) -> Result<Vec<FileEntry>, NarError> {
     let cache = store.listing_path(entry);
@@ -192,15 +216,9 @@ fn input_listing(store: &Store, entry: &Path) -> Result<Vec<FileEntry>, NarError
         return Ok(listing);
     }
     let listing = listing::list(entry)?;
-    if let Ok(json) = serde_json::to_vec(&listing)
-        && fs::create_dir_all(cache.parent().unwrap_or(store.root())).is_ok()
-    {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = cache.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
-        if fs::write(&tmp, json).is_ok() {
-            let _ = fs::rename(&tmp, &cache);
-        }
+    if let Ok(json) = serde_json::to_vec(&listing) {
+        // A cache: failing to keep it only costs a re-listing next time.
+        let _ = write_atomic(&cache, &json, Existing::Replace);
     }
     Ok(listing)
 }
@@ -211,27 +229,10 @@ fn record_path(store: &Store, entry: &Path) -> PathBuf {
 
 /// Store `record` for `entry` (atomically).
 pub fn write(store: &Store, entry: &Path, record: &BuildRecord) -> std::io::Result<()> {
-    let path = record_path(store, entry);
     // An entry's record describes the run that made it; another run that
     // found the entry there (a concurrent build, a cache hit) keeps it.
-    if path.exists() {
-        return Ok(());
-    }
-    let dir = path.parent().unwrap_or(store.root());
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(
-        &mut tmp,
-        &serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,
-    )?;
-    match tmp.persist_noclobber(&path) {
-        Ok(_) => Ok(()),
-        Err(e) if path.exists() => {
-            drop(e);
-            Ok(())
-        }
-        Err(e) => Err(e.error),
-    }
+    let json = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    write_atomic(&record_path(store, entry), &json, Existing::Keep).map(|_| ())
 }
 
 /// The record of `entry`.

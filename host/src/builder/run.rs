@@ -24,8 +24,12 @@ impl Ctx<'_> {
         let t = job.target;
         let started = Instant::now();
         let staging = self.store.temp_dir(&format!("build-{}-", t.name))?;
-        let dirs = prepare_staging(staging.path(), &job.inputs)
-            .map_err(|e| BuildError::Other(format!("preparing the build directory: {e}")))?;
+        let dirs =
+            prepare_staging(staging.path(), &job.inputs).map_err(|source| BuildError::Io {
+                action: "cannot prepare the build directory",
+                path: staging.path().to_path_buf(),
+                source,
+            })?;
         let run = RecipeRun {
             target: t.name.clone(),
             params_json: t.params.to_string(),
@@ -88,8 +92,7 @@ impl Ctx<'_> {
             &self.opts,
             output_hash,
             started.elapsed(),
-        )
-        .map_err(|e| BuildError::Other(format!("listing the inputs for the build record: {e}")))?;
+        )?;
         Ok((staging, record))
     }
 }

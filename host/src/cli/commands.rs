@@ -46,7 +46,7 @@ fn open_store() -> anyhow::Result<Store> {
     Store::open(&home).with_context(|| format!("opening the kiln store at {}", home.display()))
 }
 
-/// `$KILN_COMPILE_CACHE`, else `$KILN_HOME/compiled`.
+/// `$KILN_COMPILE_CACHE`, else the store's `compiled_dir`.
 fn compile_cache() -> anyhow::Result<PathBuf> {
     match std::env::var_os("KILN_COMPILE_CACHE").filter(|v| !v.is_empty()) {
         Some(dir) => Ok(PathBuf::from(dir)),

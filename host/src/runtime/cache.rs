@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use anyhow::Context;
+use kiln_core::store::{Existing, write_atomic};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -25,10 +26,8 @@ pub(super) fn load(engine: &Engine, cache_dir: &Path, wasm: &[u8]) -> anyhow::Re
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .context("compiling the recipe")?;
     let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Write-then-rename: a concurrent reader never maps a half-written file.
-    let tmp = tempfile::NamedTempFile::new_in(cache_dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    tmp.persist(&path)
+    // Atomic: a concurrent reader never maps a half-written file.
+    write_atomic(&path, &bytes, Existing::Replace)
         .with_context(|| format!("caching the compiled recipe at {}", path.display()))?;
     Ok(component)
 }

@@ -184,3 +184,144 @@ impl TarPieces {
         Ok(self.builder.into_inner()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    /// A source tree with a nested dir, an executable, a symlink and a
+    /// name longer than ustar's 100 bytes.
+    fn sources() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("app/sub")).unwrap();
+        fs::write(root.join("app/b.txt"), "bee\n").unwrap();
+        fs::write(root.join("app/A.txt"), "a").unwrap();
+        fs::write(root.join("app/run"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(root.join("app/run"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(root.join("app/sub").join("n".repeat(150)), vec![7u8; 1000]).unwrap();
+        symlink("b.txt", root.join("app/link")).unwrap();
+        d
+    }
+
+    /// (path, type, mode, mtime, uid, gid, data or link target) per entry.
+    type Row = (String, tar::EntryType, u32, u64, u64, u64, Vec<u8>);
+
+    fn entries(bytes: &[u8]) -> Vec<Row> {
+        let mut ar = tar::Archive::new(bytes);
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let h = e.header().clone();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                if let Some(l) = e.link_name().unwrap() {
+                    data = l.to_string_lossy().into_owned().into_bytes();
+                }
+                let (mode, mtime) = (h.mode().unwrap(), h.mtime().unwrap());
+                let (uid, gid) = (h.uid().unwrap(), h.gid().unwrap());
+                (path, h.entry_type(), mode, mtime, uid, gid, data)
+            })
+            .collect()
+    }
+
+    fn layer(src: &Path) -> Vec<u8> {
+        let mut tree = Tree::new();
+        add_source(&mut tree, &src.join("app"), "/srv/app", None).unwrap();
+        add_dir(&mut tree, "/tmp", 0o1777).unwrap();
+        tar_pieces(&tree, 1234).unwrap().materialize().unwrap()
+    }
+
+    #[test]
+    fn the_layer_is_sorted_owned_by_root_and_dated_source_date_epoch() {
+        let src = sources();
+        let bytes = layer(src.path());
+        assert_eq!(bytes.len() % 512, 0);
+        let rows = entries(&bytes);
+        let paths: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let long = format!("srv/app/sub/{}", "n".repeat(150));
+        assert_eq!(
+            paths,
+            [
+                "srv/",
+                "srv/app/",
+                "srv/app/A.txt",
+                "srv/app/b.txt",
+                "srv/app/link",
+                "srv/app/run",
+                "srv/app/sub/",
+                long.as_str(),
+                "tmp/",
+            ],
+            "bytewise order, parents first, directories with a trailing slash"
+        );
+        for (path, _, _, mtime, uid, gid, _) in &rows {
+            assert_eq!((*mtime, *uid, *gid), (1234, 0, 0), "{path}");
+        }
+        let by_path = |p: &str| rows.iter().find(|r| r.0 == p).unwrap();
+        let run = by_path("srv/app/run");
+        assert_eq!(
+            (run.1, run.2),
+            (tar::EntryType::Regular, 0o755),
+            "executables get 0755"
+        );
+        let txt = by_path("srv/app/b.txt");
+        assert_eq!((txt.2, txt.6.as_slice()), (0o644, &b"bee\n"[..]));
+        let link = by_path("srv/app/link");
+        assert_eq!(
+            (link.1, link.6.as_slice()),
+            (tar::EntryType::Symlink, &b"b.txt"[..])
+        );
+        assert_eq!(
+            by_path(&long).6,
+            vec![7u8; 1000],
+            "a long name keeps its data"
+        );
+        assert_eq!(by_path("tmp/").2, 0o1777);
+        // No user or group names: nothing of the build machine.
+        let mut ar = tar::Archive::new(bytes.as_slice());
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            assert_eq!(e.header().username().unwrap(), Some(""));
+            assert_eq!(e.header().groupname().unwrap(), Some(""));
+        }
+    }
+
+    #[test]
+    fn the_same_files_give_the_same_bytes_whatever_their_times() {
+        let a = sources();
+        let b = sources();
+        // Different mtimes and creation order on disk do not show.
+        let f = fs::File::options()
+            .write(true)
+            .open(b.path().join("app/A.txt"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(layer(a.path()), layer(b.path()));
+    }
+
+    #[test]
+    fn a_mode_override_applies_to_every_file() {
+        let src = sources();
+        let mut tree = Tree::new();
+        add_source(&mut tree, &src.path().join("app"), "/x", Some(0o600)).unwrap();
+        let rows = entries(&tar_pieces(&tree, 0).unwrap().materialize().unwrap());
+        for r in rows.iter().filter(|r| r.1 == tar::EntryType::Regular) {
+            assert_eq!(r.2, 0o600, "{}", r.0);
+        }
+    }
+
+    #[test]
+    fn destinations_must_be_absolute_and_stay_inside_the_image() {
+        let mut tree = Tree::new();
+        for (dest, why) in [("relative", "absolute"), ("/a/../../etc", "'..'")] {
+            let e = add_dir(&mut tree, dest, 0o755).unwrap_err().to_string();
+            assert!(e.contains(why), "{dest}: {e}");
+        }
+        assert!(tree.is_empty());
+    }
+}

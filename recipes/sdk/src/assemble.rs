@@ -81,6 +81,42 @@ impl Pieces {
         self.len == 0
     }
 
+    /// The bytes these pieces make, read into this process's memory: for a
+    /// recipe's unit tests (run natively with `cargo test`) and small
+    /// files. Builds should let the host assemble with [`write_files`].
+    ///
+    /// ```
+    /// let mut p = kiln_sdk::assemble::Pieces::new();
+    /// p.bytes(b"head ");
+    /// p.range("Cargo.toml", 0, 9);
+    /// assert_eq!(p.materialize().unwrap(), b"head [package]");
+    /// ```
+    pub fn materialize(&self) -> io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut out = Vec::with_capacity(self.len as usize);
+        for p in &self.pieces {
+            match p {
+                wit::Piece::Bytes(b) => out.extend_from_slice(b),
+                wit::Piece::Range(r) => {
+                    let mut f = std::fs::File::open(&r.path)?;
+                    f.seek(SeekFrom::Start(r.offset))?;
+                    let before = out.len();
+                    f.take(r.length).read_to_end(&mut out)?;
+                    if (out.len() - before) as u64 != r.length {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "{} holds fewer than {} bytes from {}",
+                                r.path, r.length, r.offset
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The sha256 and length of the file these pieces make, computed by the
     /// host without writing it.
     pub fn sha256(&self) -> Result<([u8; 32], u64)> {

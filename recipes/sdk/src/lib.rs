@@ -99,8 +99,19 @@ pub fn target_name() -> String {
 
 /// The Unix mode bits of `path` (under `/inputs`), which WASI cannot report;
 /// `None` if it does not exist.
+#[cfg(target_arch = "wasm32")]
 pub fn file_mode(path: &Path) -> Option<u32> {
     bindings::kiln::recipe::target::file_mode(&path.to_string_lossy())
+}
+
+/// The Unix mode bits of `path`; `None` if it does not exist. Natively (a
+/// recipe's own `cargo test`) the file system answers directly.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
 }
 
 /// Whether `path` (under `/inputs`) is a file with an executable bit set.

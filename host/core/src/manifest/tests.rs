@@ -106,6 +106,8 @@ fn syntax_errors_are_located() {
 fn unknown_target_in_build_order_lists_targets() {
     let m = parse(FULL).unwrap();
     let e = m.build_order(&["nope".into()]).unwrap_err();
+    assert_eq!((e.name.as_str(), e.known.len()), ("nope", 2));
+    let e = e.to_string();
     assert!(
         e.contains("no target 'nope'") && e.contains("hello, image"),
         "{e}"

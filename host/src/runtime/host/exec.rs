@@ -1,0 +1,153 @@
+//! `tool-exec`: check a recipe's request against what the target declared
+//! and run it in the sandbox.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::HostState;
+use super::fetch::{FetchVerdict, discard_dir};
+use super::paths::{resolve_cwd, resolve_tool};
+use crate::runtime::bindings::kiln::recipe::tool_exec;
+use crate::runtime::{ExecRecord, RecipeError};
+use crate::sandbox::{self, Network, SandboxError, SandboxSpec, policy};
+
+impl tool_exec::Host for HostState {
+    fn exec(
+        &mut self,
+        cmd: tool_exec::Command,
+    ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
+        self.check_deadline()?;
+        let mut spec = match self.plan_exec(&cmd) {
+            Ok(spec) => spec,
+            Err(e) => return Ok(Err(e)),
+        };
+        let fetch = match &cmd.fixed_output {
+            Some(fo) => match self.plan_fetch(fo, &mut spec)? {
+                Ok(fetch) => Some(fetch),
+                Err(e) => return Ok(Err(e)),
+            },
+            None => None,
+        };
+        let result = sandbox::run(&spec, self.sandbox);
+        let verdict = match (&fetch, &result) {
+            (Some(fetch), Ok(out)) => Some(self.check_fetch(fetch, out.exit_code)?),
+            (Some(fetch), Err(_)) => {
+                discard_dir(&fetch.host_dir);
+                None
+            }
+            (None, _) => None,
+        };
+        match result {
+            Ok(out) => {
+                let mut argv = vec![spec.program.clone()];
+                argv.extend(spec.args.iter().cloned());
+                self.report().execs.push(ExecRecord {
+                    argv,
+                    env: spec.env.clone(),
+                    cwd: spec.cwd.clone(),
+                    network: spec.network == Network::Outbound,
+                    exit_code: out.exit_code,
+                    signal: out.signal,
+                    stdout_bytes: out.stdout.len(),
+                    stderr_bytes: out.stderr.len(),
+                    duration_ms: out.duration.as_millis() as u64,
+                });
+                if let Some(Err(e)) = verdict {
+                    return Err(self.trap(e));
+                }
+                self.check_disk()?;
+                let mut stderr = out.stderr;
+                if let Some(Ok(FetchVerdict::Discarded(note))) = verdict {
+                    stderr.extend_from_slice(note.as_bytes());
+                }
+                Ok(Ok(tool_exec::Output {
+                    exit_code: out.exit_code,
+                    stdout: out.stdout,
+                    stderr,
+                    stdout_truncated: out.stdout_truncated,
+                    stderr_truncated: out.stderr_truncated,
+                }))
+            }
+            Err(SandboxError::TimedOut { capped_at, .. }) => {
+                Err(self.trap(RecipeError::TimeLimit {
+                    target: self.target.clone(),
+                    limit: self.limits.timeout,
+                    note: capped_at
+                        .map(|n| {
+                            format!(
+                                "; its tools had also reached the sandbox's limit of {n} processes"
+                            )
+                        })
+                        .unwrap_or_default(),
+                }))
+            }
+            Err(
+                e @ (SandboxError::Unavailable { .. } | SandboxError::NetworkUnavailable { .. }),
+            ) => Err(self.trap(RecipeError::Failed {
+                target: self.target.clone(),
+                message: e.to_string(),
+            })),
+            Err(e) => Ok(Err(tool_exec::Error::Failed(e.to_string()))),
+        }
+    }
+}
+
+impl HostState {
+    /// Check a request against what the target declared and turn it into a spec.
+    fn plan_exec(&self, cmd: &tool_exec::Command) -> Result<SandboxSpec, tool_exec::Error> {
+        let tool = &cmd.tool;
+        let input = self.inputs.iter().find(|i| i.name == tool.input).ok_or_else(|| {
+            let names: Vec<_> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+            tool_exec::Error::UndeclaredTool(format!(
+                "'{}' is not an input of target '{}' (its inputs: {}); declare the tool's input in kiln.toml",
+                tool.input,
+                self.target,
+                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            ))
+        })?;
+        let program = resolve_tool(input, &tool.path)?;
+
+        let cwd = resolve_cwd(&cmd.cwd, &self.work_dir)?;
+        // `network` without a fixed-output step: only a target whose whole
+        // output kiln.toml pins (output_hash), checked when the build ends.
+        if cmd.network && cmd.fixed_output.is_none() && self.output_hash.is_none() {
+            return Err(tool_exec::Error::NetworkDenied(format!(
+                "target '{}' does not declare output_hash, so its tools get no network; pin the output with output_hash = \"sha256-…\" to make it a fixed-output target",
+                self.target
+            )));
+        }
+        let network = if cmd.network && cmd.fixed_output.is_none() {
+            Network::Outbound
+        } else {
+            Network::None
+        };
+
+        let tool_dir = Path::new(&program)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let env = policy::tool_env(&tool_dir, self.source_date_epoch, &cmd.env);
+        let mounts = policy::mounts(
+            self.inputs
+                .iter()
+                .map(|i| (i.name.as_str(), i.host_path.as_path())),
+            &self.work_dir,
+            &self.out_dir,
+            &self.etc_dir,
+            network,
+        );
+        Ok(SandboxSpec {
+            program,
+            args: cmd.args.clone(),
+            env,
+            cwd,
+            mounts,
+            network,
+            timeout: self.deadline.saturating_duration_since(Instant::now()),
+            limits: sandbox::SandboxLimits {
+                file_bytes: self.limits.disk_bytes,
+                ..sandbox::SandboxLimits::default()
+            },
+        })
+    }
+}
