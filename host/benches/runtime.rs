@@ -43,6 +43,10 @@ fn main() -> anyhow::Result<()> {
             output_hash: None,
             fetch_unpinned: false,
             echo: None,
+            caches: kiln::runtime::CachePlan::Fresh {
+                dir: dir.join("caches"),
+            },
+            fetch_store: None,
         };
         let t = Instant::now();
         let component = runtime.load(&wasm)?;

@@ -73,6 +73,8 @@ pub struct BuildOptions {
     pub allow_paths: Vec<PathBuf>,
     /// Bounds on each download.
     pub download: crate::fetch::DownloadLimits,
+    /// Keep tool caches across builds of a target (off: `--no-cache`).
+    pub tool_caches: bool,
 }
 
 /// A target that is in the store.
@@ -347,7 +349,7 @@ impl<'a> Ctx<'a> {
                 });
             }
             None => {
-                let (staging, record) = self.run(&job, true)?;
+                let (staging, record) = self.run(&job, true, false)?;
                 // Fixed-output targets are named by their content, others by their key.
                 let entry_hash = t.output_hash.unwrap_or(job.key);
                 let entry =
@@ -374,7 +376,8 @@ impl<'a> Ctx<'a> {
         }
         // Sealed like a store entry: what a rebuild leaves for inspection
         // keeps no setuid bit and no write permission either.
-        let (staging, record) = self.run(&job, true)?;
+        // With empty caches: a cache must never change an output.
+        let (staging, record) = self.run(&job, true, true)?;
         if record.output_hash == first.output_hash {
             return Ok(Built {
                 checked: true,

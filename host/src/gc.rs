@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::lockfile::Lockfile;
@@ -110,6 +111,53 @@ pub fn delete(store: &Store, plan: &GcPlan) -> Result<(), GcError> {
         for sidecar in store.sidecars(path) {
             let _ = fs::remove_file(sidecar);
         }
+    }
+    Ok(())
+}
+
+/// Tool caches to delete: those unused for `max_age`, then the least
+/// recently used until the rest fit in `max_bytes`. Last use is the mtime of
+/// the cache's `owner` file, which every build that mounts it rewrites.
+/// Returns each with its size.
+pub fn plan_caches(store: &Store, max_age: Duration, max_bytes: u64) -> Vec<(PathBuf, u64)> {
+    let Ok(rd) = fs::read_dir(store.tool_caches_dir()) else {
+        return Vec::new();
+    };
+    let now = SystemTime::now();
+    let mut caches: Vec<(PathBuf, SystemTime, u64)> = rd
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| {
+            let used = fs::metadata(e.path().join("owner"))
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let size = crate::runtime::tree_size(&e.path()).1;
+            (e.path(), used, size)
+        })
+        .collect();
+    // Most recently used first: the tail goes first.
+    caches.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let mut kept = 0u64;
+    let mut dead = Vec::new();
+    for (path, used, size) in caches {
+        let old = now.duration_since(used).unwrap_or_default() > max_age;
+        if old || kept + size > max_bytes {
+            dead.push((path, size));
+        } else {
+            kept += size;
+        }
+    }
+    dead
+}
+
+/// Delete the caches [`plan_caches`] chose.
+pub fn delete_caches(dead: &[(PathBuf, u64)]) -> Result<(), GcError> {
+    for (path, _) in dead {
+        make_writable(path).ok();
+        fs::remove_dir_all(path).map_err(|source| GcError::Delete {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

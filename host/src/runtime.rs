@@ -30,7 +30,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::sandbox::SandboxMode;
-pub use host::{ExecRecord, Level, LogLine, LogSource};
+pub use host::{CacheKind, CachePlan, CacheUse, ExecRecord, Level, LogLine, LogSource, tree_size};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -110,6 +110,11 @@ pub struct RecipeRun {
     pub fetch_unpinned: bool,
     /// Print log lines at or above this level as they arrive (None: quiet).
     pub echo: Option<Level>,
+    /// Where tool caches (`exec-with`) live for this run.
+    pub caches: CachePlan,
+    /// Where fixed-output steps with a fetch key keep and find what they
+    /// fetched (None: every step runs).
+    pub fetch_store: Option<kiln_core::store::Store>,
 }
 
 /// What a finished recipe run leaves besides `/out`.
@@ -117,6 +122,10 @@ pub struct RecipeRun {
 pub struct RunReport {
     pub log: Vec<LogLine>,
     pub execs: Vec<ExecRecord>,
+    /// Tool caches the run mounted, with how warm each was.
+    pub caches: Vec<CacheUse>,
+    /// Fixed-output steps answered from the store (their settings).
+    pub fetches_reused: Vec<String>,
 }
 
 /// Why a recipe run failed. Each names what the recipe did.
@@ -142,7 +151,7 @@ pub enum RecipeError {
     #[error("recipe for '{target}' logged more than {limit} bytes in total and was stopped")]
     LogLimit { target: String, limit: usize },
     #[error(
-        "target '{target}' wrote more than its disk budget of {} MiB to /work and /out ({bytes} bytes counted; sparse files count at their apparent size) and was stopped",
+        "target '{target}' wrote more than its disk budget of {} MiB to /work, /out and its tool caches ({bytes} bytes counted; sparse files count at their apparent size) and was stopped",
         limit / (1024 * 1024)
     )]
     DiskLimit {

@@ -256,8 +256,8 @@ fn module_with_dependency(hash: Option<&str>) -> Project {
     p
 }
 
-#[test]
-fn an_external_dependency_builds_through_vendor_hash() {
+/// The vendor_hash of [`module_with_dependency`], learnt as a user would.
+fn learn_vendor_hash() -> String {
     // Without vendor_hash the download gets no network, and the error says
     // how to learn the hash.
     let p = module_with_dependency(None);
@@ -268,13 +268,45 @@ fn an_external_dependency_builds_through_vendor_hash() {
     let r = p
         .kiln(&["build", "--fetch-unpinned"])
         .fails_with("params.vendor_hash of target 'app' is not set");
-    let hash = r
-        .stderr
+    r.stderr
         .split("params.vendor_hash = \"")
         .nth(1)
         .and_then(|s| s.split('"').next())
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+#[test]
+fn an_edit_reuses_the_module_download_and_a_go_sum_change_fetches_again() {
+    let p = module_with_dependency(Some(&learn_vendor_hash()));
+    p.kiln(&["build"]).ok();
+    // Take the proxy away: a download from now on fails.
+    std::fs::remove_dir_all(p.path("proxy/example.com")).unwrap();
+    // An edit to a .go file: the download is reused, no fixed-output step runs.
+    p.write("app/main.go", "package main\n\nimport (\"fmt\"; \"example.com/greet\")\n\nfunc main() { fmt.Println(greet.Hello(), \"again\") }\n");
+    p.kiln(&["build"]).ok();
+    let out = run(Command::new(p.path("result/bin/app")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "hello from a dependency again\n");
+    let entry = std::fs::canonicalize(p.path("result")).unwrap();
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.home.path().join(format!("records/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        rec["timing"]["fetches_reused"][0], "params.vendor_hash",
+        "{rec}"
+    );
+    // A go.sum change runs the step again: here it fails, the proxy is gone.
+    let sum = std::fs::read_to_string(p.path("app/go.sum")).unwrap();
+    p.write("app/go.sum", &format!("{sum}\n"));
+    p.kiln(&["build"])
+        .fails_with("downloading the module's dependencies");
+}
+
+#[test]
+fn an_external_dependency_builds_through_vendor_hash() {
+    let hash = learn_vendor_hash();
     // With it, the module builds and runs.
     let p = module_with_dependency(Some(&hash));
     p.kiln(&["build"]).ok();

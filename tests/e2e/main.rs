@@ -11,6 +11,7 @@ mod fixtures;
 mod support;
 
 mod audit;
+mod caches;
 mod go_image;
 mod hash_cli;
 mod hostile_inputs;

@@ -7,6 +7,7 @@
 //! $KILN_HOME/listings/<entry>.json    an entry's per-file listing (audit --diff)
 //! $KILN_HOME/checks/<entry>           a `--check` rebuild that differed
 //! $KILN_HOME/hashcache/<id>           stat fingerprints of path inputs
+//! $KILN_HOME/caches/<scope>/          tool caches of one project target
 //! $KILN_HOME/compiled/                compiled recipes (unless KILN_COMPILE_CACHE)
 //! $KILN_HOME/tmp/                     staging, on the same filesystem
 //! $KILN_HOME/locks/                   one lock file per build key, and gc.lock
@@ -130,6 +131,17 @@ impl Store {
     /// Where compiled recipes are cached by default.
     pub fn compiled_dir(&self) -> PathBuf {
         self.root.join("compiled")
+    }
+
+    /// Where the tool caches of one project target live (`scope` names
+    /// the project and target); `kiln gc` trims them.
+    pub fn tool_cache_dir(&self, scope: &Sha256Hash) -> PathBuf {
+        self.tool_caches_dir().join(&scope.to_hex()[..32])
+    }
+
+    /// The directory holding every target's tool caches.
+    pub fn tool_caches_dir(&self) -> PathBuf {
+        self.root.join("caches")
     }
 
     /// The directory of the input-hash cache.

@@ -17,7 +17,7 @@ use kiln_core::store::{Existing, Store, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use super::{BuildError, BuildOptions, ResolvedInput};
-use crate::runtime::{ExecRecord, LogLine, RunReport};
+use crate::runtime::{CacheUse, ExecRecord, LogLine, RunReport};
 use crate::sandbox::SandboxMode;
 
 /// The record of one build.
@@ -114,6 +114,12 @@ pub struct ToolRecord {
 pub struct Timing {
     pub build_ms: u64,
     pub exec_ms: Vec<u64>,
+    /// Tool caches the build mounted and how warm each was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<CacheUse>,
+    /// Fixed-output steps filled from the store (by setting), which ran no tool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetches_reused: Vec<String>,
 }
 
 impl BuildRecord {
@@ -200,6 +206,8 @@ impl BuildRecord {
             timing: Timing {
                 build_ms: elapsed.as_millis() as u64,
                 exec_ms: report.execs.iter().map(|e| e.duration_ms).collect(),
+                caches: report.caches.clone(),
+                fetches_reused: report.fetches_reused.clone(),
             },
         })
     }

@@ -10,7 +10,7 @@ use kiln_core::store::StoreError;
 
 use super::record::BuildRecord;
 use super::{BuildError, Ctx, Job, ResolvedInput};
-use crate::runtime::{RecipeError, RecipeRun, RunInput};
+use crate::runtime::{CachePlan, RecipeError, RecipeRun, RunInput};
 
 impl Ctx<'_> {
     /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
@@ -20,6 +20,7 @@ impl Ctx<'_> {
         &self,
         job: &Job<'_>,
         seal: bool,
+        fresh_caches: bool,
     ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
         let t = job.target;
         let started = Instant::now();
@@ -54,6 +55,17 @@ impl Ctx<'_> {
             output_hash: t.output_hash,
             fetch_unpinned: self.opts.fetch_unpinned,
             echo: self.opts.echo,
+            caches: if fresh_caches || !self.opts.tool_caches {
+                CachePlan::Fresh {
+                    dir: staging.path().join("caches"),
+                }
+            } else {
+                CachePlan::Persistent {
+                    dir: self.tool_cache(t)?,
+                }
+            },
+            // --fetch-unpinned keeps nothing it fetched.
+            fetch_store: (!self.opts.fetch_unpinned).then(|| self.store.clone()),
         };
         let runtime = self.runtime()?;
         let component = runtime.load(&job.wasm).map_err(|e| {
@@ -94,6 +106,32 @@ impl Ctx<'_> {
             started.elapsed(),
         )?;
         Ok((staging, record))
+    }
+}
+
+impl Ctx<'_> {
+    /// The persistent tool-cache directory of target `t` of this project,
+    /// marked as used now (for `kiln gc --cache-max-age`).
+    fn tool_cache(&self, t: &kiln_core::manifest::Target) -> Result<PathBuf, BuildError> {
+        let project = fs::canonicalize(&self.manifest.dir).unwrap_or(self.manifest.dir.clone());
+        let owner = format!("{}\n{}\n", project.display(), t.name);
+        let scope =
+            kiln_core::hash::Sha256Hash::of_bytes(format!("kiln tool cache 1\0{owner}").as_bytes());
+        let dir = self.store.tool_cache_dir(&scope);
+        let io = |source| BuildError::Io {
+            action: "cannot prepare the tool cache",
+            path: dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(io)?;
+        // `owner` says whose it is; its mtime says when it was last used.
+        kiln_core::store::write_atomic(
+            &dir.join("owner"),
+            owner.as_bytes(),
+            kiln_core::store::Existing::Replace,
+        )
+        .map_err(io)?;
+        Ok(dir)
     }
 }
 

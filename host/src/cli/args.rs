@@ -141,6 +141,10 @@ pub struct BuildArgs {
     /// use it on projects you trust.
     #[arg(long)]
     pub fetch_unpinned: bool,
+    /// Build with empty tool caches (Go's build cache, say), as a fresh
+    /// machine would; the kept caches are left as they are.
+    #[arg(long)]
+    pub no_cache: bool,
     /// The largest download an input may bring (e.g. 500M, 16G).
     #[arg(long, value_parser = parse_size, default_value = "16G")]
     pub max_download: usize,
@@ -257,6 +261,13 @@ pub struct GcArgs {
     /// Say what would be deleted without deleting.
     #[arg(long)]
     pub dry_run: bool,
+    /// Delete a target's tool caches unused for this long (e.g. 7d, 30d).
+    #[arg(long, value_parser = parse_duration, default_value = "30d")]
+    pub cache_max_age: Duration,
+    /// Then delete the least recently used tool caches until all of them
+    /// together fit in this size (e.g. 2G).
+    #[arg(long, value_parser = parse_size, default_value = "10G")]
+    pub cache_max_size: usize,
 }
 
 /// `90`, `90s`, `10m`, `2h`.

@@ -108,6 +108,7 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
         fetch_unpinned: a.fetch_unpinned,
+        tool_caches: !a.no_cache,
         allow_paths: a.file.allow_paths.clone(),
         download: crate::fetch::DownloadLimits {
             max_bytes: a.max_download as u64,
@@ -329,6 +330,7 @@ fn resolving_options(
         progress: progress_enabled(quiet),
         compile_cache: compile_cache()?,
         fetch_unpinned: false,
+        tool_caches: true,
         allow_paths: allow_paths.to_vec(),
         download: Default::default(),
     })

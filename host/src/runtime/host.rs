@@ -15,6 +15,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
+mod caches;
 mod exec;
 mod fetch;
 mod paths;
@@ -26,6 +27,8 @@ use super::guest_fs::{UsageStop, disk_usage};
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
 use crate::sandbox::SandboxMode;
 use kiln_core::hash::Sha256Hash;
+
+pub use caches::{CacheKind, CachePlan, CacheUse, tree_size};
 
 /// The largest log message a recipe may send.
 pub const LOG_MESSAGE_LIMIT: usize = 1024 * 1024;
@@ -106,6 +109,8 @@ pub(super) struct HostState {
     echo: Option<Level>,
     report: Arc<Mutex<RunReport>>,
     fatal: Mutex<Option<RecipeError>>,
+    caches: CachePlan,
+    fetch_store: Option<kiln_core::store::Store>,
 }
 
 impl HostState {
@@ -127,6 +132,8 @@ impl HostState {
             echo: run.echo,
             report,
             fatal: Mutex::new(None),
+            caches: run.caches.clone(),
+            fetch_store: run.fetch_store.clone(),
         }
     }
 
@@ -152,13 +159,18 @@ impl HostState {
         Ok(())
     }
 
-    /// Trap unless `/work` and `/out` together fit the disk budget.
+    /// Trap unless `/work`, `/out` and the tool caches mounted so far
+    /// together fit the disk budget.
     pub(super) fn check_disk(&self) -> wasmtime::Result<()> {
-        match disk_usage(
-            &[&self.work_dir, &self.out_dir],
-            self.limits.disk_bytes,
-            self.deadline,
-        ) {
+        let caches: Vec<std::path::PathBuf> = self
+            .report()
+            .caches
+            .iter()
+            .map(|c| c.host_dir.clone())
+            .collect();
+        let mut dirs: Vec<&Path> = vec![&self.work_dir, &self.out_dir];
+        dirs.extend(caches.iter().map(|d| d.as_path()));
+        match disk_usage(&dirs, self.limits.disk_bytes, self.deadline) {
             Ok(_) => Ok(()),
             Err(UsageStop::TooLarge(bytes)) => Err(self.trap(RecipeError::DiskLimit {
                 target: self.target.clone(),

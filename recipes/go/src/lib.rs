@@ -25,6 +25,8 @@ use params::Params;
 const MOD_FETCH: &str = "/work/modfetch";
 /// Where the build reads modules from (`GOPROXY=file://…`).
 const MOD_DOWNLOAD: &str = "/work/modfetch/cache/download";
+/// Where go commands see the target's kept build cache (`cache = true`).
+const GO_CACHE: &str = "/cache/go-build";
 
 fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
@@ -44,11 +46,37 @@ fn build() -> Result<()> {
     let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
 
     let mut env = base_env(&p);
+    // The kept cache, for every go command but the download. Its key holds
+    // what Go's action IDs may not see; Go keys the rest itself.
+    let cache_key = format!(
+        "go toolchain {} cgo={} trimpath={} tags={:?} ldflags={:?} env={:?}",
+        kiln_sdk::inputs()
+            .iter()
+            .find(|i| i.name == p.go)
+            .map(|i| i.hash.clone())
+            .unwrap_or_default(),
+        p.cgo,
+        p.trimpath,
+        p.tags,
+        p.ldflags,
+        p.env
+    );
+    if p.cache && !p.env.contains_key("GOCACHE") {
+        env.retain(|(k, _)| k != "GOCACHE");
+        env.push(("GOCACHE".into(), GO_CACHE.into()));
+    }
+    let cached = |cmd: Command| {
+        if p.cache {
+            cmd.cache(cache_key.clone(), GO_CACHE)
+        } else {
+            cmd
+        }
+    };
     let vendored = module_dir.join("vendor/modules.txt").is_file();
     if vendored {
         env.push(("GOFLAGS".into(), go_flags(&p, "-mod=vendor")));
     } else if has_dependencies(&go_mod) {
-        download_modules(&go, &p, &module_dir_s, &env)?;
+        download_modules(&go, &p, &module_dir, &env)?;
         env.retain(|(k, _)| k != "GOPROXY");
         env.push(("GOPROXY".into(), format!("file://{MOD_DOWNLOAD}")));
         env.push(("GOFLAGS".into(), go_flags(&p, "-mod=readonly")));
@@ -56,10 +84,12 @@ fn build() -> Result<()> {
         env.push(("GOFLAGS".into(), go_flags(&p, "-mod=readonly")));
     }
     let go_cmd = |args: &[&str]| {
-        Command::new(go.clone())
-            .args(args.iter().copied())
-            .envs(&env)
-            .cwd(module_dir_s.clone())
+        cached(
+            Command::new(go.clone())
+                .args(args.iter().copied())
+                .envs(&env)
+                .cwd(module_dir_s.clone()),
+        )
     };
 
     let version = go_cmd(&["env", "GOVERSION"])
@@ -104,7 +134,14 @@ fn build() -> Result<()> {
     );
 
     if p.check {
-        let test = go_cmd(&["test", "-count=1", "./..."]).output()?;
+        // With the kept cache Go may reuse a test result: its key covers the
+        // test binary, its environment and the files the test read.
+        let test = if p.cache {
+            go_cmd(&["test", "./..."])
+        } else {
+            go_cmd(&["test", "-count=1", "./..."])
+        }
+        .output()?;
         if !test.success() {
             return Err(Error::msg(format!(
                 "go test failed for module {module_path} (set check = false to skip tests):\n{}{}",
@@ -131,11 +168,13 @@ fn build() -> Result<()> {
         args.push(format!("-tags={}", p.tags.join(",")));
     }
     args.extend(packages.iter().cloned());
-    Command::new(go.clone())
-        .args(args)
-        .envs(&env)
-        .cwd(module_dir_s.clone())
-        .run()?;
+    cached(
+        Command::new(go.clone())
+            .args(args)
+            .envs(&env)
+            .cwd(module_dir_s.clone()),
+    )
+    .run()?;
 
     let mut names: Vec<String> = fs::read_dir("/out/bin")?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -211,7 +250,7 @@ fn go_flags(p: &Params, module_mode: &str) -> String {
 fn download_modules(
     go: &Tool,
     p: &Params,
-    module_dir: &str,
+    module_dir: &Path,
     env: &[(String, String)],
 ) -> Result<()> {
     let proxy = p
@@ -232,11 +271,19 @@ fn download_modules(
     env.retain(|(k, _)| k != "GOCACHE" && k != "GOPATH");
     env.push(("GOCACHE".into(), "/tmp/go-build".into()));
     env.push(("GOPATH".into(), "/tmp/go".into()));
+    // What decides the download: go.mod and go.sum. A build whose other
+    // files changed reuses the last download; a changed go.sum fetches again.
+    let key_files = ["go.mod", "go.sum"]
+        .map(|f| module_dir.join(f))
+        .into_iter()
+        .filter(|f| f.is_file())
+        .map(|f| f.to_string_lossy().into_owned());
     Command::new(go.clone())
         .args(["mod", "download", "-x"])
         .envs(&env)
-        .cwd(module_dir)
+        .cwd(module_dir.to_string_lossy())
         .fixed_output(MOD_FETCH, "params.vendor_hash")
+        .fetch_key(key_files)
         .run()
         .context("downloading the module's dependencies")?;
     Ok(())

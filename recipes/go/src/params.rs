@@ -33,6 +33,10 @@ pub struct Params {
     /// Run `go test ./...` before building (default on).
     #[serde(default = "yes")]
     pub check: bool,
+    /// Keep Go's build cache between builds of this target (default on),
+    /// so a rebuild compiles only what changed and reuses test results.
+    #[serde(default = "yes")]
+    pub cache: bool,
     /// The hash of the module download (`go mod download`'s cache), for
     /// modules without `vendor/`.
     #[serde(default)]

@@ -36,6 +36,8 @@ pub struct Command {
     cwd: String,
     network: bool,
     fixed_output: Option<tool_exec::FixedOutput>,
+    caches: Vec<tool_exec::Cache>,
+    fetch_key: Vec<String>,
 }
 
 /// What a finished process left behind.
@@ -76,6 +78,8 @@ impl Command {
             cwd: String::new(),
             network: false,
             fixed_output: None,
+            caches: Vec::new(),
+            fetch_key: Vec::new(),
         }
     }
 
@@ -129,6 +133,40 @@ impl Command {
         self
     }
 
+    /// Mount a host-kept cache read-write at `path` (`/cache/<name>`) for
+    /// this command: what it leaves there is there for the next build of
+    /// the same target (not for other targets or projects). `key` says what
+    /// the content depends on besides the target (toolchain, platform…): a
+    /// different key, a different cache. A cache must only save time, never
+    /// change an output: `kiln build --check` rebuilds with empty ones.
+    ///
+    /// ```no_run
+    /// # use kiln_sdk::{Command, Tool};
+    /// let go = Tool::new("go", "bin/go");
+    /// Command::new(go)
+    ///     .args(["build", "./..."])
+    ///     .env("GOCACHE", "/cache/go-build")
+    ///     .cache("go1.27 linux/amd64", "/cache/go-build")
+    ///     .run()?;
+    /// # Ok::<(), kiln_sdk::Error>(())
+    /// ```
+    pub fn cache(mut self, key: impl Into<String>, path: impl Into<String>) -> Self {
+        self.caches.push(tool_exec::Cache {
+            key: key.into(),
+            path: path.into(),
+        });
+        self
+    }
+
+    /// For a fixed-output step: the files (under `/work` or `/inputs`) that,
+    /// with the pin, decide what it fetches (go.mod and go.sum for Go). An
+    /// earlier build's result for the same pin and files is then reused
+    /// without running the step; a changed file runs it again.
+    pub fn fetch_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, files: I) -> Self {
+        self.fetch_key.extend(files.into_iter().map(Into::into));
+        self
+    }
+
     /// Run the process and return its output whatever its exit code.
     pub fn output(&self) -> Result<Output> {
         let cmd = tool_exec::Command {
@@ -142,8 +180,16 @@ impl Command {
             network: self.network,
             fixed_output: self.fixed_output.clone(),
         };
-        let out = tool_exec::exec(&cmd)
-            .map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;
+        let out = if self.caches.is_empty() && self.fetch_key.is_empty() {
+            tool_exec::exec(&cmd)
+        } else {
+            let options = tool_exec::ExecOptions {
+                caches: self.caches.clone(),
+                fetch_key: self.fetch_key.clone(),
+            };
+            tool_exec::exec_with(&cmd, &options)
+        }
+        .map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;
         Ok(Output {
             exit_code: out.exit_code,
             stdout: out.stdout,

@@ -27,8 +27,24 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
     } else {
         crate::gc::delete(&store, &plan)?;
     }
+    let caches = crate::gc::plan_caches(&store, a.cache_max_age, a.cache_max_size as u64);
+    if a.dry_run {
+        for (path, _) in &caches {
+            println!("would delete tool cache {}", path.display());
+        }
+    } else {
+        crate::gc::delete_caches(&caches)?;
+    }
     if !quiet || a.dry_run {
         let verb = if a.dry_run { "would delete" } else { "deleted" };
+        if !caches.is_empty() {
+            let freed: u64 = caches.iter().map(|(_, n)| n).sum();
+            eprintln!(
+                "{verb} {} tool caches ({:.1} MiB)",
+                caches.len(),
+                freed as f64 / 1048576.0
+            );
+        }
         let freed: u64 = plan.dead.iter().map(|(_, n)| n).sum();
         eprintln!(
             "{verb} {} store entries ({:.1} MiB); {} kept",

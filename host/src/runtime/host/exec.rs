@@ -16,18 +16,71 @@ impl tool_exec::Host for HostState {
         &mut self,
         cmd: tool_exec::Command,
     ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
+        let none = tool_exec::ExecOptions {
+            caches: Vec::new(),
+            fetch_key: Vec::new(),
+        };
+        self.exec_with(cmd, none)
+    }
+
+    fn exec_with(
+        &mut self,
+        cmd: tool_exec::Command,
+        options: tool_exec::ExecOptions,
+    ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
         self.check_deadline()?;
         let mut spec = match self.plan_exec(&cmd) {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(e)),
         };
+        if !options.caches.is_empty() {
+            if cmd.fixed_output.is_some() {
+                return Ok(Err(tool_exec::Error::Failed(
+                    "a fixed-output step cannot mount caches: what it fetches may reach the build only through its pinned directory".into(),
+                )));
+            }
+            match self.cache_mounts(&options.caches) {
+                Ok(mounts) => spec.mounts.extend(mounts),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        if !options.fetch_key.is_empty() && cmd.fixed_output.is_none() {
+            return Ok(Err(tool_exec::Error::Failed(
+                "fetch-key is for a fixed-output step; this command has none".into(),
+            )));
+        }
         let fetch = match &cmd.fixed_output {
-            Some(fo) => match self.plan_fetch(fo, &mut spec)? {
+            Some(fo) => match self.plan_fetch(fo, &options.fetch_key, &mut spec)? {
                 Ok(fetch) => Some(fetch),
                 Err(e) => return Ok(Err(e)),
             },
             None => None,
         };
+        if let Some(fetch) = &fetch
+            && let Some(note) = self.reuse_fetch(fetch)
+        {
+            self.report().execs.push(ExecRecord {
+                argv: std::iter::once(spec.program.clone())
+                    .chain(spec.args.iter().cloned())
+                    .collect(),
+                env: spec.env.clone(),
+                cwd: spec.cwd.clone(),
+                network: true,
+                exit_code: Some(0),
+                signal: None,
+                stdout_bytes: 0,
+                stderr_bytes: 0,
+                duration_ms: 0,
+            });
+            self.check_disk()?;
+            return Ok(Ok(tool_exec::Output {
+                exit_code: Some(0),
+                stdout: Vec::new(),
+                stderr: note.into_bytes(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+            }));
+        }
         let result = sandbox::run(&spec, self.sandbox);
         let verdict = match (&fetch, &result) {
             (Some(fetch), Ok(out)) => Some(self.check_fetch(fetch, out.exit_code)?),
@@ -54,6 +107,9 @@ impl tool_exec::Host for HostState {
                 });
                 if let Some(Err(e)) = verdict {
                     return Err(self.trap(e));
+                }
+                if let (Some(fetch), Some(Ok(FetchVerdict::Kept))) = (&fetch, &verdict) {
+                    self.save_fetch(fetch);
                 }
                 self.check_disk()?;
                 let mut stderr = out.stderr;

@@ -23,7 +23,13 @@ pub(super) struct Fetch {
     pub(super) host_dir: PathBuf,
     /// None: the user ran `--fetch-unpinned` to learn the hash.
     pin: Option<Sha256Hash>,
+    /// What names the step's result in the store: the pin and the contents
+    /// of the recipe's fetch-key files (None: no key, or no store to use).
+    key: Option<Sha256Hash>,
 }
+
+/// The store entry name of what fixed-output steps fetched.
+const FETCH_ENTRY: &str = "fetched";
 
 /// What became of a fixed-output step's directory that is not kept.
 pub(super) enum FetchVerdict {
@@ -71,6 +77,7 @@ impl HostState {
     pub(super) fn plan_fetch(
         &self,
         fo: &tool_exec::FixedOutput,
+        key_files: &[String],
         spec: &mut SandboxSpec,
     ) -> wasmtime::Result<Result<Fetch, tool_exec::Error>> {
         let pin = match self.pinned(&fo.setting) {
@@ -92,6 +99,15 @@ impl HostState {
         let guest_dir = match resolve_new_dir(&fo.dir) {
             Ok(d) => d,
             Err(e) => return Ok(Err(e)),
+        };
+        let key = match (pin, &self.fetch_store, key_files.is_empty()) {
+            (Some(pin), Some(_), false) => {
+                match self.fetch_key(&fo.setting, pin, &guest_dir, key_files) {
+                    Ok(k) => Some(k),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            _ => None,
         };
         let rel = guest_dir.trim_start_matches("/work/");
         let host_dir = match create_fresh_dir(&self.work_dir, rel) {
@@ -116,7 +132,84 @@ impl HostState {
             guest_dir,
             host_dir,
             pin,
+            key,
         }))
+    }
+
+    /// The key of a fixed-output step: its pin, its directory and the
+    /// contents of the files that decide what it fetches.
+    fn fetch_key(
+        &self,
+        setting: &str,
+        pin: Sha256Hash,
+        guest_dir: &str,
+        files: &[String],
+    ) -> Result<Sha256Hash, tool_exec::Error> {
+        let mut material = format!(
+            "kiln fetch key 1\0{setting}\0{}\0{guest_dir}\0",
+            pin.to_sri()
+        );
+        for path in files {
+            let file = self
+                .guest_fs()
+                .open(path)
+                .map_err(|e| tool_exec::Error::Failed(format!("fetch-key file {e}")))?;
+            let hash = Sha256Hash::of_reader(file)
+                .map_err(|e| tool_exec::Error::Failed(format!("fetch-key file {path}: {e}")))?;
+            material.push_str(&format!("{path}\0{}\0", hash.to_sri()));
+        }
+        Ok(Sha256Hash::of_bytes(material.as_bytes()))
+    }
+
+    /// Fill the step's directory with what an earlier step of the same key
+    /// fetched, if the store holds it. Returns the note for its stderr.
+    pub(super) fn reuse_fetch(&self, fetch: &Fetch) -> Option<String> {
+        let (Some(key), Some(pin), Some(store)) = (fetch.key, fetch.pin, &self.fetch_store) else {
+            return None;
+        };
+        let entry = store.lookup_output(&key)?;
+        // Entries are named by their content: this one holds the pinned bytes.
+        if entry != store.entry_path(&pin, FETCH_ENTRY) {
+            return None;
+        }
+        let copied = std::fs::read_dir(&entry).and_then(|rd| {
+            for e in rd {
+                let e = e?;
+                kiln_core::store::copy_tree(
+                    &e.path(),
+                    &fetch.host_dir.join(e.file_name()),
+                    "",
+                    &Default::default(),
+                )
+                .map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        });
+        if copied.is_err() {
+            // Start over: the step runs as if nothing were stored.
+            discard_dir(&fetch.host_dir);
+            let _ = std::fs::create_dir(&fetch.host_dir);
+            return None;
+        }
+        self.report().fetches_reused.push(fetch.setting.clone());
+        Some(format!(
+            "kiln: {} holds what an earlier build fetched for {} = {} with the same {}; the step did not run\n",
+            fetch.guest_dir,
+            fetch.setting,
+            pin.to_sri(),
+            "fetch-key files",
+        ))
+    }
+
+    /// Keep what a step fetched (it matched its pin) for later builds.
+    pub(super) fn save_fetch(&self, fetch: &Fetch) {
+        let (Some(key), Some(pin), Some(store)) = (fetch.key, fetch.pin, &self.fetch_store) else {
+            return;
+        };
+        // Only a cache: failing to keep it costs a download next time.
+        if let Ok(entry) = store.add_path(&fetch.host_dir, &Default::default(), FETCH_ENTRY, &pin) {
+            let _ = store.record_output(&key, &entry);
+        }
     }
 
     /// Hash a fixed-output step's directory whatever its exit code; keep it

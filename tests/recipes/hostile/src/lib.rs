@@ -20,6 +20,12 @@ struct Params {
     /// For `exec`: variables for the tool's environment.
     #[serde(default)]
     env: std::collections::BTreeMap<String, String>,
+    /// For `exec`: a tool cache to mount, as `key` and `/cache/<name>`.
+    #[serde(default)]
+    cache: Option<(String, String)>,
+    /// For `exec` with `fixed_dir`: the step's fetch-key files.
+    #[serde(default)]
+    fetch_key: Vec<String>,
     /// For `exec`: make it a fixed-output step filling this directory…
     #[serde(default)]
     fixed_dir: Option<String>,
@@ -154,6 +160,12 @@ fn build() -> Result<()> {
             if let Some(dir) = &p.fixed_dir {
                 let setting = p.fixed_setting.as_deref().unwrap_or("params.pin");
                 cmd = cmd.fixed_output(dir.as_str(), setting);
+            }
+            if let Some((key, path)) = &p.cache {
+                cmd = cmd.cache(key.as_str(), path.as_str());
+            }
+            if !p.fetch_key.is_empty() {
+                cmd = cmd.fetch_key(p.fetch_key.iter().cloned());
             }
             let mut out = cmd.output()?;
             if let Some(then) = &p.then {

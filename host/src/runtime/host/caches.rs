@@ -1,0 +1,150 @@
+//! Tool caches (`exec-with`'s `caches`): host-kept directories mounted
+//! read-write for a command, like BuildKit's `RUN --mount=type=cache`.
+//!
+//! The builder decides where a run's caches live ([`CachePlan`]): under the
+//! store, one directory per project target (so a build's tests can reach
+//! only later builds of the same target), or fresh and empty for this run
+//! (`--no-cache`, and `--check`'s second build, which must not depend on
+//! them). Within it, each recipe-given key gets its own directory. Cache
+//! contents never enter a build key.
+
+use std::path::{Path, PathBuf};
+
+use kiln_core::hash::Sha256Hash;
+use serde::{Deserialize, Serialize};
+
+use super::HostState;
+use crate::runtime::bindings::kiln::recipe::tool_exec;
+use crate::sandbox::Mount;
+
+/// Where a recipe run's tool caches live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachePlan {
+    /// Kept across builds of this target in `dir`.
+    Persistent { dir: PathBuf },
+    /// Empty at the start of this run, in `dir` (deleted with the staging).
+    Fresh { dir: PathBuf },
+}
+
+impl CachePlan {
+    fn dir(&self) -> &Path {
+        match self {
+            CachePlan::Persistent { dir } | CachePlan::Fresh { dir } => dir,
+        }
+    }
+}
+
+/// How a cache was used by one build: part of the record's `timing`
+/// section, since it differs between two builds of the same inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheUse {
+    /// Where tools saw it, e.g. `/cache/go-build`.
+    pub path: String,
+    /// `persistent`, or `fresh` (empty for this build).
+    pub kind: CacheKind,
+    /// Files and bytes it held when the build first mounted it: how warm
+    /// it was.
+    pub files_before: u64,
+    pub bytes_before: u64,
+    /// Where it is on the host: counted in the disk budget, never recorded.
+    #[serde(skip)]
+    pub host_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheKind {
+    Persistent,
+    Fresh,
+}
+
+/// The longest cache path component.
+const MAX_NAME: usize = 100;
+
+impl HostState {
+    /// Mounts for `caches`, creating their directories; records each
+    /// cache's first use in the run report.
+    pub(super) fn cache_mounts(
+        &self,
+        caches: &[tool_exec::Cache],
+    ) -> Result<Vec<Mount>, tool_exec::Error> {
+        let mut mounts: Vec<Mount> = Vec::new();
+        for c in caches {
+            let name = c.path.strip_prefix("/cache/").unwrap_or("");
+            let valid = !name.is_empty()
+                && name.len() <= MAX_NAME
+                && name != "."
+                && name != ".."
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !valid {
+                return Err(tool_exec::Error::Failed(format!(
+                    "cache path '{}' must be /cache/<name>, the name of [A-Za-z0-9._-] and at most {MAX_NAME} bytes",
+                    c.path
+                )));
+            }
+            if mounts.iter().any(|m| m.guest == c.path) {
+                return Err(tool_exec::Error::Failed(format!(
+                    "cache path '{}' is given twice",
+                    c.path
+                )));
+            }
+            // The key names the directory: a different key, a different
+            // cache. Hashed, so any string is a safe name.
+            let id = Sha256Hash::of_bytes(format!("{}\0{}", c.path, c.key).as_bytes()).to_hex();
+            let dir = self.caches.dir().join(&id[..32]);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                tool_exec::Error::Failed(format!("cannot create cache {}: {e}", c.path))
+            })?;
+            self.note_cache_use(&c.path, &dir);
+            mounts.push(Mount {
+                host: dir,
+                guest: c.path.clone(),
+                writable: true,
+            });
+        }
+        Ok(mounts)
+    }
+
+    fn note_cache_use(&self, path: &str, dir: &Path) {
+        let mut report = self.report();
+        if report.caches.iter().any(|u| u.path == path) {
+            return;
+        }
+        let (files_before, bytes_before) = tree_size(dir);
+        report.caches.push(CacheUse {
+            path: path.to_string(),
+            kind: match self.caches {
+                CachePlan::Persistent { .. } => CacheKind::Persistent,
+                CachePlan::Fresh { .. } => CacheKind::Fresh,
+            },
+            files_before,
+            bytes_before,
+            host_dir: dir.to_path_buf(),
+        });
+    }
+}
+
+/// Regular files and their bytes under `dir` (0 where unreadable).
+pub fn tree_size(dir: &Path) -> (u64, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => {
+                    files += 1;
+                    bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+    }
+    (files, bytes)
+}
