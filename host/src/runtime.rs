@@ -336,7 +336,7 @@ impl Runtime {
             Ok(()) => {
                 // The output is hashed next: refuse one past the disk budget
                 // (a sparse 10 TiB file, say) before anyone reads it.
-                if store.data().host.check_disk().is_err() {
+                if store.data().host.check_disk(true).is_err() {
                     return Err(store
                         .data()
                         .host

@@ -321,3 +321,95 @@ fn an_external_dependency_builds_through_vendor_hash() {
     let p = module_with_dependency(Some("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
     p.kiln(&["build"]).fails_with(&format!("produced {hash}, but params.vendor_hash is sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
 }
+
+/// A module with a main package and a library package with a test; the
+/// target's extra params are `params`.
+fn edit_loop_project(params: &str) -> Project {
+    let p = Project::new();
+    p.write("m/go.mod", "module example.com/el\n\ngo 1.22\n");
+    p.write(
+        "m/main.go",
+        "package main\n\nimport (\"fmt\"; \"example.com/el/greet\")\n\nfunc main() { fmt.Println(greet.Hello(\"world\")) }\n",
+    );
+    p.write(
+        "m/greet/greet.go",
+        "package greet\n\n// Hello greets name.\nfunc Hello(name string) string { return \"hello, \" + name }\n",
+    );
+    p.write(
+        "m/greet/greet_test.go",
+        "package greet\n\nimport \"testing\"\n\nfunc TestHello(t *testing.T) {\n\tif Hello(\"x\") != \"hello, x\" {\n\t\tt.Fatal(Hello(\"x\"))\n\t}\n}\n",
+    );
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.el]\nrecipe = \"go\"\ninputs.src = {{ path = \"m\" }}\n{}params = {{ {params} }}\n",
+            go_input()
+        ),
+    );
+    p
+}
+
+/// The build record of the output `link` points at.
+fn record_of(p: &Project, link: &str) -> serde_json::Value {
+    let entry = std::fs::canonicalize(p.path(link)).unwrap();
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    serde_json::from_slice(
+        &std::fs::read(p.home.path().join(format!("records/{name}.json"))).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_edit_rebuilds_with_the_warm_go_cache_and_check_proves_it_changed_nothing() {
+    let p = edit_loop_project("");
+    p.kiln(&["build"]).ok();
+    let cold = record_of(&p, "result");
+    assert_eq!(cold["timing"]["caches"][0]["path"], "/cache/go-build");
+    assert_eq!(cold["timing"]["caches"][0]["files_before"], 0, "{cold}");
+    // A one-line edit: the build reuses what the first one compiled.
+    p.write(
+        "m/main.go",
+        "package main\n\nimport (\"fmt\"; \"example.com/el/greet\")\n\nfunc main() { fmt.Println(greet.Hello(\"edit\")) }\n",
+    );
+    p.kiln(&["build"]).ok();
+    let out = run(Command::new(p.path("result/bin/el")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "hello, edit\n");
+    let warm = record_of(&p, "result");
+    let files = warm["timing"]["caches"][0]["files_before"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        files > 100,
+        "the cache should hold the first build's work: {warm}"
+    );
+    assert_eq!(warm["timing"]["caches"][0]["kind"], "persistent");
+    // --check rebuilds with an empty cache and finds the same bits.
+    p.write(
+        "m/main.go",
+        "package main\n\nimport (\"fmt\"; \"example.com/el/greet\")\n\nfunc main() { fmt.Println(greet.Hello(\"check\")) }\n",
+    );
+    let r = p.kiln(&["build", "--check"]).ok();
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.contains("checked: a second build is bit-identical"),
+        "{said}"
+    );
+}
+
+#[test]
+fn cache_false_builds_without_the_kept_cache() {
+    let p = edit_loop_project("cache = false");
+    p.kiln(&["build"]).ok();
+    let rec = record_of(&p, "result");
+    assert!(rec["timing"].get("caches").is_none(), "{rec}");
+    assert!(
+        !p.home.path().join("caches").exists()
+            || std::fs::read_dir(p.home.path().join("caches"))
+                .unwrap()
+                .count()
+                == 0,
+        "no tool cache is kept"
+    );
+    let out = run(Command::new(p.path("result/bin/el")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "hello, world\n");
+}

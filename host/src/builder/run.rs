@@ -60,9 +60,7 @@ impl Ctx<'_> {
                     dir: staging.path().join("caches"),
                 }
             } else {
-                CachePlan::Persistent {
-                    dir: self.tool_cache(t)?,
-                }
+                self.tool_cache(t)
             },
             // --fetch-unpinned keeps nothing it fetched.
             fetch_store: (!self.opts.fetch_unpinned).then(|| self.store.clone()),
@@ -110,28 +108,16 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
-    /// The persistent tool-cache directory of target `t` of this project,
-    /// marked as used now (for `kiln gc --cache-max-age`).
-    fn tool_cache(&self, t: &kiln_core::manifest::Target) -> Result<PathBuf, BuildError> {
+    /// Where target `t` of this project keeps its tool caches.
+    fn tool_cache(&self, t: &kiln_core::manifest::Target) -> CachePlan {
         let project = fs::canonicalize(&self.manifest.dir).unwrap_or(self.manifest.dir.clone());
         let owner = format!("{}\n{}\n", project.display(), t.name);
         let scope =
             kiln_core::hash::Sha256Hash::of_bytes(format!("kiln tool cache 1\0{owner}").as_bytes());
-        let dir = self.store.tool_cache_dir(&scope);
-        let io = |source| BuildError::Io {
-            action: "cannot prepare the tool cache",
-            path: dir.clone(),
-            source,
-        };
-        fs::create_dir_all(&dir).map_err(io)?;
-        // `owner` says whose it is; its mtime says when it was last used.
-        kiln_core::store::write_atomic(
-            &dir.join("owner"),
-            owner.as_bytes(),
-            kiln_core::store::Existing::Replace,
-        )
-        .map_err(io)?;
-        Ok(dir)
+        CachePlan::Persistent {
+            dir: self.store.tool_cache_dir(&scope),
+            owner,
+        }
     }
 }
 

@@ -159,15 +159,19 @@ impl HostState {
         Ok(())
     }
 
-    /// Trap unless `/work`, `/out` and the tool caches mounted so far
-    /// together fit the disk budget.
-    pub(super) fn check_disk(&self) -> wasmtime::Result<()> {
-        let caches: Vec<std::path::PathBuf> = self
-            .report()
-            .caches
-            .iter()
-            .map(|c| c.host_dir.clone())
-            .collect();
+    /// Trap unless `/work` and `/out` (with `caches`, also the tool caches
+    /// mounted so far) together fit the disk budget. Caches are walked once,
+    /// when the recipe ends: they can be large, and are never hashed.
+    pub(super) fn check_disk(&self, caches: bool) -> wasmtime::Result<()> {
+        let caches: Vec<std::path::PathBuf> = if caches {
+            self.report()
+                .caches
+                .iter()
+                .map(|c| c.host_dir.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut dirs: Vec<&Path> = vec![&self.work_dir, &self.out_dir];
         dirs.extend(caches.iter().map(|d| d.as_path()));
         match disk_usage(&dirs, self.limits.disk_bytes, self.deadline) {

@@ -5,10 +5,12 @@
 //!    `go mod download` runs as a fixed-output step into a module cache whose
 //!    hash must equal `vendor_hash` — the only step with network — and the
 //!    build reads that cache through `GOPROXY=file://…`, with go.sum checked;
-//! 3. pick the main packages (`packages`, or every `main` package `go list`
-//!    reports), run `go test` on the module unless `check = false`;
-//! 4. `go build -trimpath -ldflags=-buildid=` with cgo off, so binaries are
-//!    static and bit-identical wherever they are built, into `/out/bin`;
+//! 3. run `go test` on the module unless `check = false`;
+//! 4. `go build -trimpath -ldflags=-buildid=` of `packages` (default
+//!    `./...`: every main package becomes a binary) with cgo off, so
+//!    binaries are static and bit-identical wherever they are built, into
+//!    `/out/bin`. Go's build cache is kept per target (`/cache/go-build`,
+//!    `cache = true`), so a rebuild compiles only what changed;
 //! 5. save `go version -m` of each binary in `/out/share/kiln/go/` for audits.
 //!
 //! Params are documented in docs/recipes/go.md.
@@ -92,11 +94,17 @@ fn build() -> Result<()> {
         )
     };
 
-    let version = go_cmd(&["env", "GOVERSION"])
-        .run()?
-        .stdout_str()
-        .trim()
-        .to_string();
+    // The release's VERSION file names it without running go.
+    let version = match toolchain_version(&p.go) {
+        Some(v) => v,
+        None => go_cmd(&["env", "GOVERSION"])
+            .run()?
+            .stdout_str()
+            .trim()
+            .to_string(),
+    };
+    // Unset: every main package. `go build -o DIR/ ./...` writes exactly
+    // the main packages' executables, without a `go list` first.
     let packages = match &p.packages {
         Some(list) if !list.is_empty() => list.clone(),
         Some(_) => {
@@ -104,28 +112,7 @@ fn build() -> Result<()> {
                 "params.packages is empty: name at least one main package, or leave it out to build them all",
             ));
         }
-        None => {
-            let out = go_cmd(&[
-                "list",
-                "-f",
-                "{{if eq .Name \"main\"}}{{.ImportPath}}{{end}}",
-                "./...",
-            ])
-            .run()?;
-            let mains: Vec<String> = out
-                .stdout_str()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect();
-            if mains.is_empty() {
-                return Err(Error::msg(format!(
-                    "module {module_path} has no main package; set params.packages"
-                )));
-            }
-            mains
-        }
+        None => vec!["./...".to_string()],
     };
     info!(
         "{module_path}: {} with {version}, cgo {}",
@@ -180,6 +167,11 @@ fn build() -> Result<()> {
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;
     names.sort();
+    if names.is_empty() {
+        return Err(Error::msg(format!(
+            "module {module_path} has no main package; set params.packages"
+        )));
+    }
     fs::create_dir_all("/out/share/kiln/go")?;
     for name in &names {
         let bin = format!("/out/bin/{name}");
@@ -212,6 +204,19 @@ fn find_go(input: &str) -> Result<Tool> {
     Err(Error::msg(format!(
         "input '{input}' holds no Go toolchain: neither bin/go nor go/bin/go exists in it"
     )))
+}
+
+/// The first line of the toolchain's `VERSION` file (`go1.27.3`), beside
+/// the `bin/` holding `go` (as [`find_go`] looks for it); None if none.
+fn toolchain_version(input: &str) -> Option<String> {
+    let root = kiln_sdk::input(input).ok()?;
+    let goroot = ["", "go"]
+        .into_iter()
+        .map(|d| root.join(d))
+        .find(|d| d.join("bin/go").is_file())?;
+    let text = fs::read_to_string(goroot.join("VERSION")).ok()?;
+    let first = text.lines().next()?.trim();
+    first.starts_with("go").then(|| first.to_string())
 }
 
 /// The environment every go command gets: reproducible, offline, local.

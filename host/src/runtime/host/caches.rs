@@ -20,8 +20,10 @@ use crate::sandbox::Mount;
 /// Where a recipe run's tool caches live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CachePlan {
-    /// Kept across builds of this target in `dir`.
-    Persistent { dir: PathBuf },
+    /// Kept across builds of this target in `dir`, created when a command
+    /// first mounts a cache; its `owner` file (`owner`'s text) is rewritten
+    /// then, so its mtime says when the target last used it (for gc).
+    Persistent { dir: PathBuf, owner: String },
     /// Empty at the start of this run, in `dir` (deleted with the staging).
     Fresh { dir: PathBuf },
 }
@@ -29,7 +31,7 @@ pub enum CachePlan {
 impl CachePlan {
     fn dir(&self) -> &Path {
         match self {
-            CachePlan::Persistent { dir } | CachePlan::Fresh { dir } => dir,
+            CachePlan::Persistent { dir, .. } | CachePlan::Fresh { dir } => dir,
         }
     }
 }
@@ -97,6 +99,16 @@ impl HostState {
             std::fs::create_dir_all(&dir).map_err(|e| {
                 tool_exec::Error::Failed(format!("cannot create cache {}: {e}", c.path))
             })?;
+            if let CachePlan::Persistent { dir: root, owner } = &self.caches {
+                kiln_core::store::write_atomic(
+                    &root.join("owner"),
+                    owner.as_bytes(),
+                    kiln_core::store::Existing::Replace,
+                )
+                .map_err(|e| {
+                    tool_exec::Error::Failed(format!("cannot mark cache {} used: {e}", c.path))
+                })?;
+            }
             self.note_cache_use(&c.path, &dir);
             mounts.push(Mount {
                 host: dir,

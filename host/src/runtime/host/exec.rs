@@ -72,7 +72,7 @@ impl tool_exec::Host for HostState {
                 stderr_bytes: 0,
                 duration_ms: 0,
             });
-            self.check_disk()?;
+            self.check_disk(false)?;
             return Ok(Ok(tool_exec::Output {
                 exit_code: Some(0),
                 stdout: Vec::new(),
@@ -111,7 +111,7 @@ impl tool_exec::Host for HostState {
                 if let (Some(fetch), Some(Ok(FetchVerdict::Kept))) = (&fetch, &verdict) {
                     self.save_fetch(fetch);
                 }
-                self.check_disk()?;
+                self.check_disk(false)?;
                 let mut stderr = out.stderr;
                 if let Some(Ok(FetchVerdict::Discarded(note))) = verdict {
                     stderr.extend_from_slice(note.as_bytes());
