@@ -22,3 +22,4 @@ pub mod image;
 pub mod recipes;
 pub mod runtime;
 pub mod sandbox;
+pub mod watch;

@@ -23,4 +23,5 @@ mod oci_image;
 mod regressions;
 mod runtime;
 mod store_hygiene;
+mod watch;
 mod writing_recipes;

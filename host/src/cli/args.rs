@@ -162,6 +162,11 @@ pub struct BuildArgs {
     /// second output for inspection.
     #[arg(long)]
     pub check: bool,
+    /// Build, then build again whenever kiln.toml, a custom recipe or a
+    /// `path` input of the targets changes (until Ctrl-C); one line per
+    /// build with its time.
+    #[arg(long)]
+    pub watch: bool,
     /// How many recipes may run at once [default: the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

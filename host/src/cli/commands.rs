@@ -73,6 +73,52 @@ fn load_manifest(file: Option<&Path>) -> anyhow::Result<Manifest> {
 }
 
 fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
+    if !a.watch {
+        return build_once(&a, quiet);
+    }
+    // --watch: build, then again whenever a file the build reads changes;
+    // one line per build with its time. A failed build waits for a fix.
+    loop {
+        let started = std::time::Instant::now();
+        let result = build_once(&a, quiet);
+        let secs = started.elapsed().as_secs_f64();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        match &result {
+            Ok(()) => eprintln!("[watch {now}] built in {secs:.2} s; waiting for changes"),
+            Err(e) => eprintln!(
+                "[watch {now}] failed after {secs:.2} s: {e:#}\n[watch] waiting for changes"
+            ),
+        }
+        // What to watch comes from kiln.toml as it is now; if it cannot be
+        // read, watch it alone until it can.
+        let watched = load_manifest(a.file.file.as_deref()).ok().and_then(|m| {
+            let targets = if a.targets.is_empty() {
+                m.targets.keys().cloned().collect()
+            } else {
+                a.targets.clone()
+            };
+            crate::watch::watched(&m, &targets).ok()
+        });
+        let watched = match watched {
+            Some(w) => w,
+            None => {
+                let file = a
+                    .file
+                    .file
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("kiln.toml"));
+                crate::watch::Watched::file(std::path::absolute(&file)?)
+            }
+        };
+        let changed = watched.wait(std::time::Duration::from_millis(150))?;
+        if !quiet {
+            let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+            eprintln!("[watch] changed: {}", names.join(", "));
+        }
+    }
+}
+
+fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let manifest = load_manifest(a.file.file.as_deref())?;
     let targets: Vec<String> = if a.targets.is_empty() {
         manifest.targets.keys().cloned().collect()

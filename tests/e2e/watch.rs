@@ -1,0 +1,83 @@
+//! `kiln build --watch`: a change to a path input rebuilds; what kiln
+//! writes itself (the result link) does not.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::busybox_project;
+
+/// Wait until `f` holds, up to 30 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn watch_rebuilds_when_an_input_changes_and_not_for_its_own_links() {
+    let p = busybox_project(
+        "inputs.data = { path = \"data\" }\n",
+        "attack = \"exec\"\nscript = 'cat /inputs/data/x'",
+    );
+    p.write("data/x", "one\n");
+    let mut child = p
+        .command(&["build", "--watch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(p.path("result/escaped")).unwrap_or_default();
+    eventually("the first build", || read() == "one\n");
+    p.write("data/x", "two\n");
+    eventually("the rebuild after an edit", || read() == "two\n");
+    // Settled: nothing it wrote itself starts another build.
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let builds = stderr.matches("] built in ").count();
+    assert_eq!(builds, 2, "one build, one rebuild:\n{stderr}");
+    assert!(stderr.contains("[watch] changed: "), "{stderr}");
+    assert!(stderr.contains("data/x"), "{stderr}");
+}
+
+#[test]
+fn watch_keeps_going_after_a_failed_build() {
+    let p = busybox_project(
+        "inputs.data = { path = \"data\" }\n",
+        "attack = \"exec\"\nscript = 'grep ok /inputs/data/x'",
+    );
+    p.write("data/x", "bad\n");
+    let mut child = p
+        .command(&["build", "--watch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    p.write("data/x", "ok\n");
+    let read = || std::fs::read_to_string(p.path("result/escaped")).unwrap_or_default();
+    eventually("the build after the fix", || read() == "ok\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("] failed after "), "{stderr}");
+}
