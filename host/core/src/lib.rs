@@ -20,6 +20,7 @@ pub mod listing;
 pub mod lockfile;
 pub mod manifest;
 pub mod nar;
+pub mod nar_restore;
 pub mod pathfilter;
 pub mod store;
 pub mod unpack;

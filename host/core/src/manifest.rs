@@ -44,6 +44,21 @@ pub struct Manifest {
     /// Its directory: `path` inputs are relative to it.
     pub dir: PathBuf,
     pub targets: BTreeMap<String, Target>,
+    /// `[cache]`: binary caches the project suggests.
+    pub cache: ProjectCaches,
+}
+
+/// The binary caches a kiln.toml suggests (`[cache]`). A suggestion only:
+/// trusting a cache's key lets it decide what a build's output is, which a
+/// project cannot grant itself, so kiln uses these only when the user
+/// accepts them (`--accept-project-caches` or the user's config).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectCaches {
+    pub substituters: Vec<String>,
+    /// `name:base64` public keys.
+    pub trusted_public_keys: Vec<String>,
+    /// Where the table is.
+    pub at: Option<Location>,
 }
 
 /// One `[target.NAME]` table.
@@ -125,6 +140,16 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[".git", "/result", "/result-*", "/kiln.l
 struct RawManifest {
     #[serde(default)]
     target: BTreeMap<String, Spanned<RawTarget>>,
+    cache: Option<Spanned<RawCache>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawCache {
+    #[serde(default)]
+    substituters: Vec<String>,
+    #[serde(default)]
+    trusted_public_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,10 +240,23 @@ pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError
         );
     }
 
+    let cache = match raw.cache {
+        None => ProjectCaches::default(),
+        Some(c) => {
+            let cache_at = at(c.span());
+            let c = c.into_inner();
+            ProjectCaches {
+                substituters: c.substituters,
+                trusted_public_keys: c.trusted_public_keys,
+                at: Some(cache_at),
+            }
+        }
+    };
     let manifest = Manifest {
         file: file.to_path_buf(),
         dir,
         targets,
+        cache,
     };
     check_target_refs(&manifest)?;
     Ok(manifest)

@@ -113,3 +113,18 @@ fn unknown_target_in_build_order_lists_targets() {
         "{e}"
     );
 }
+
+#[test]
+fn a_cache_table_is_read_as_a_suggestion_and_checked() {
+    let m = parse(&format!(
+        "[cache]\nsubstituters = [\"https://cache.example.org\"]\ntrusted-public-keys = [\"c-1:AAAA\"]\n{FULL}"
+    ))
+    .unwrap();
+    assert_eq!(m.cache.substituters, ["https://cache.example.org"]);
+    assert_eq!(m.cache.trusted_public_keys, ["c-1:AAAA"]);
+    assert_eq!(m.cache.at.as_ref().map(|l| l.line), Some(1));
+    assert_eq!(parse(FULL).unwrap().cache, ProjectCaches::default());
+    // A project cannot set the user's own settings (push, signing, consent).
+    let e = err("[cache]\naccept-project-caches = true\n");
+    assert!(e.contains("accept-project-caches"), "{e}");
+}
