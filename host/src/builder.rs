@@ -17,6 +17,7 @@ pub mod reach;
 pub mod record;
 mod run;
 mod schedule;
+mod substitute;
 
 use pins::Pins;
 
@@ -75,6 +76,9 @@ pub struct BuildOptions {
     pub download: crate::fetch::DownloadLimits,
     /// Keep tool caches across builds of a target (off: `--no-cache`).
     pub tool_caches: bool,
+    /// Binary caches to look outputs and inputs up in before building or
+    /// downloading them (None: build everything here).
+    pub substituters: Option<std::sync::Arc<crate::binary_cache::Substituters>>,
 }
 
 /// A target that is in the store.
@@ -90,6 +94,8 @@ pub struct Built {
     pub cached: bool,
     /// True when `--check` rebuilt it and found the same bits.
     pub checked: bool,
+    /// The binary cache it came from, when it did.
+    pub substituted_from: Option<String>,
 }
 
 /// One build session over one kiln.toml.
@@ -107,6 +113,9 @@ struct Ctx<'a> {
     manifest: &'a Manifest,
     opts: BuildOptions,
     runtime: OnceLock<Runtime>,
+    /// What the user should read after the build: caches refused, inputs
+    /// substituted.
+    notes: std::sync::Mutex<Vec<String>>,
 }
 
 /// A target whose recipe and inputs are resolved and hashed: ready to run.
@@ -154,9 +163,15 @@ impl<'a> Builder<'a> {
                 manifest,
                 opts,
                 runtime: OnceLock::new(),
+                notes: Default::default(),
             },
             built: BTreeMap::new(),
         })
+    }
+
+    /// Notes gathered so far (caches refused or used), oldest first.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.ctx.notes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The store this builder writes to.
@@ -198,7 +213,9 @@ impl<'a> Builder<'a> {
             self.ctx.resolve_recipe(t, &mut self.pins)?;
             for input in t.inputs.values() {
                 if !matches!(input.source, kiln_core::manifest::Source::Target(_)) {
-                    inputs::resolve(&self.ctx, &mut self.pins, &self.built, t, input)?;
+                    // Locking fetches what it pins, so a later build works offline.
+                    let r = inputs::resolve(&self.ctx, &mut self.pins, &self.built, t, input)?;
+                    self.ctx.materialize(t, &mut [r])?;
                 }
             }
         }
@@ -327,7 +344,7 @@ impl<'a> Ctx<'a> {
 
     /// The stored output for `job`, else run its recipe and commit the
     /// output; with `check`, then run it once more and compare.
-    fn execute(&self, job: Job<'_>, check: bool) -> Result<Built, BuildError> {
+    fn execute(&self, mut job: Job<'_>, check: bool) -> Result<Built, BuildError> {
         let t = job.target;
         let _lock = self.store.lock(&job.key.to_hex())?;
         let stored = self.store.lookup_output(&job.key).and_then(|entry| {
@@ -339,6 +356,7 @@ impl<'a> Ctx<'a> {
                 output_hash: rec.output_hash,
                 cached: true,
                 checked: false,
+                substituted_from: None,
             })
         });
         let first = match stored {
@@ -348,32 +366,18 @@ impl<'a> Ctx<'a> {
                     target: t.name.clone(),
                 });
             }
-            None => {
-                let (staging, record) = self.run(&job, true, false)?;
-                // Fixed-output targets are named by their content, others by their key.
-                let entry_hash = t.output_hash.unwrap_or(job.key);
-                let entry =
-                    self.store
-                        .commit_sealed(&staging.path().join("out"), &entry_hash, &t.name)?;
-                record::write(&self.store, &entry, &record).map_err(|source| BuildError::Io {
-                    action: "cannot write the build record of",
-                    path: entry.clone(),
-                    source,
-                })?;
-                self.store.record_output(&job.key, &entry)?;
-                Built {
-                    target: t.name.clone(),
-                    entry,
-                    key: job.key,
-                    output_hash: record.output_hash,
-                    cached: false,
-                    checked: false,
+            None => match self.substitute(&job) {
+                Some(b) => b,
+                None => {
+                    self.materialize(job.target, &mut job.inputs)?;
+                    self.build_here(&job)?
                 }
-            }
+            },
         };
         if !check {
             return Ok(first);
         }
+        self.materialize(job.target, &mut job.inputs)?;
         // Sealed like a store entry: what a rebuild leaves for inspection
         // keeps no setuid bit and no write permission either.
         // With empty caches: a cache must never change an output.
@@ -385,6 +389,32 @@ impl<'a> Ctx<'a> {
             });
         }
         self.keep_for_inspection(t, &first, staging.path().join("out"))
+    }
+
+    /// Run `job`'s recipe and commit its output with its record.
+    fn build_here(&self, job: &Job<'_>) -> Result<Built, BuildError> {
+        let t = job.target;
+        let (staging, record) = self.run(job, true, false)?;
+        // Fixed-output targets are named by their content, others by their key.
+        let entry_hash = t.output_hash.unwrap_or(job.key);
+        let entry = self
+            .store
+            .commit_sealed(&staging.path().join("out"), &entry_hash, &t.name)?;
+        record::write(&self.store, &entry, &record).map_err(|source| BuildError::Io {
+            action: "cannot write the build record of",
+            path: entry.clone(),
+            source,
+        })?;
+        self.store.record_output(&job.key, &entry)?;
+        Ok(Built {
+            target: t.name.clone(),
+            entry,
+            key: job.key,
+            output_hash: record.output_hash,
+            cached: false,
+            checked: false,
+            substituted_from: None,
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! 1 a build or command failed, 2 bad usage.
 
 mod args;
+mod cache_config;
 mod commands;
 
 use std::io::IsTerminal;

@@ -192,7 +192,7 @@ pub fn fetch(
     })
 }
 
-fn progress_bar(enabled: bool, len: Option<u64>, msg: &str) -> ProgressBar {
+pub(crate) fn progress_bar(enabled: bool, len: Option<u64>, msg: &str) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
@@ -210,7 +210,7 @@ fn progress_bar(enabled: bool, len: Option<u64>, msg: &str) -> ProgressBar {
 }
 
 /// Why [`copy_bounded`] stopped.
-enum CopyStop {
+pub(crate) enum CopyStop {
     TooLarge,
     Stalled,
     Io(io::Error),
@@ -219,7 +219,7 @@ enum CopyStop {
 /// Copy `r` to `dest` on a worker thread, watching it: past
 /// `limits.max_bytes`, or `limits.stall` without a byte, the copy is
 /// abandoned (the caller's staging directory goes with it).
-fn copy_bounded(
+pub(crate) fn copy_bounded(
     r: Box<dyn Read + Send>,
     dest: &std::path::Path,
     bar: &ProgressBar,
@@ -228,10 +228,18 @@ fn copy_bounded(
     let f = fs::File::create(dest).map_err(CopyStop::Io)?;
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
-    let worker = std::thread::spawn(move || copy_counted(r, f, &counter, limits.max_bytes));
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let r = copy_counted(r, f, &counter, limits.max_bytes);
+        let _ = done_tx.send(());
+        r
+    });
     let mut last = (0, Instant::now());
-    while !worker.is_finished() {
-        std::thread::sleep(Duration::from_millis(50));
+    // Wake on completion at once (small downloads take milliseconds), else
+    // every 50 ms to update the bar and watch for a stall.
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        done.recv_timeout(Duration::from_millis(50))
+    {
         let now = received.load(Ordering::Relaxed);
         bar.set_position(now);
         if now != last.0 {

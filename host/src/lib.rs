@@ -14,6 +14,7 @@
 //! * `kiln_core`: hashes, NAR, the manifest and the store, free of wasmtime.
 
 pub mod audit;
+pub mod binary_cache;
 pub mod builder;
 pub mod cli;
 pub mod fetch;

@@ -25,6 +25,19 @@ pub struct ResolvedInput {
     pub kind: InputKind,
     /// Where it came from: a path relative to kiln.toml, a URL, a target name.
     pub origin: String,
+    /// A pinned download not fetched yet: the key needs only its hash, so
+    /// it is fetched only if the target is neither stored nor substituted.
+    pub(super) pending: Option<PendingFetch>,
+}
+
+/// A pinned `url` input to download before the recipe runs.
+#[derive(Debug, Clone)]
+pub(super) struct PendingFetch {
+    url: String,
+    unpack: bool,
+    /// The pin's place and whether kiln.toml (not kiln.lock) holds it.
+    at: kiln_core::manifest::Location,
+    in_manifest: bool,
 }
 
 pub(super) fn resolve(
@@ -98,14 +111,39 @@ pub(super) fn resolve(
             let pinned = input
                 .hash
                 .or_else(|| pins.lock.get(&t.name, Pin::Input(&input.name)));
-            if b.opts.mode == super::Mode::Lookup {
-                // A lookup never downloads: the pinned content is there or
-                // the target was not built from it.
-                let found = pinned.and_then(|h| b.store.find_by_hash(&h).map(|e| (h, e)));
-                let (hash, entry) = found.ok_or_else(|| BuildError::NotBuilt {
+            let lookup = b.opts.mode == super::Mode::Lookup;
+            if lookup
+                && let Some(h) = pinned
+                && let Some(entry) = b.store.find_by_hash(&h)
+            {
+                return Ok(resolved(input, h, entry, InputKind::Url, url.clone()));
+            }
+            if lookup && pinned.is_none() {
+                // A lookup never downloads, so an unpinned input has no hash.
+                return Err(BuildError::NotBuilt {
                     target: t.name.clone(),
-                })?;
-                return Ok(resolved(input, hash, entry, InputKind::Url, url.clone()));
+                });
+            }
+            // A pinned download the store lacks waits until it is needed
+            // (a lookup never needs it: its output came from a cache, or
+            // the target is not built).
+            if let Some(h) = pinned
+                && b.store.find_by_hash(&h).is_none()
+            {
+                return Ok(ResolvedInput {
+                    name: input.name.clone(),
+                    hash: h,
+                    entry: b.store.entry_path(&h, &input.name),
+                    is_dir: *unpack,
+                    kind: InputKind::Url,
+                    origin: url.clone(),
+                    pending: Some(PendingFetch {
+                        url: url.clone(),
+                        unpack: *unpack,
+                        at,
+                        in_manifest: input.hash.is_some(),
+                    }),
+                });
             }
             let fetched = match crate::fetch::fetch(
                 &b.store,
@@ -177,6 +215,73 @@ fn resolved(
         entry,
         kind,
         origin,
+        pending: None,
+    }
+}
+
+impl Ctx<'_> {
+    /// Download `t`'s pending inputs (from a binary cache if one has
+    /// them, else from their URLs), each checked against its pin.
+    pub(super) fn materialize(
+        &self,
+        t: &Target,
+        inputs: &mut [ResolvedInput],
+    ) -> Result<(), BuildError> {
+        for r in inputs {
+            let Some(p) = r.pending.take() else {
+                continue;
+            };
+            if let Some(entry) = self.store.find_by_hash(&r.hash) {
+                r.entry = entry;
+                continue;
+            }
+            if let Some(entry) = self.substitute_input(&t.name, &r.hash, &r.name, !p.unpack) {
+                r.entry = entry;
+                continue;
+            }
+            let fetched = crate::fetch::fetch(
+                &self.store,
+                &p.url,
+                p.unpack,
+                &r.name,
+                Some(r.hash),
+                self.opts.progress,
+                self.opts.download,
+            );
+            r.entry = match fetched {
+                Ok(f) => f.entry,
+                Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
+                    let fix = if p.in_manifest {
+                        format!(
+                            "if the new content is what you want, write hash = \"{got}\" in {}",
+                            self.manifest.file.display()
+                        )
+                    } else {
+                        format!(
+                            "kiln.lock pinned it; if the change is expected run `kiln lock --update {}`",
+                            r.name
+                        )
+                    };
+                    return Err(BuildError::HashMismatch(Box::new(super::HashMismatch {
+                        target: t.name.clone(),
+                        input: r.name.clone(),
+                        at: p.at,
+                        specified: r.hash,
+                        got,
+                        fix,
+                    })));
+                }
+                Err(e) => {
+                    return Err(BuildError::Input {
+                        target: t.name.clone(),
+                        input: r.name.clone(),
+                        at: p.at,
+                        message: e.to_string(),
+                    });
+                }
+            };
+        }
+        Ok(())
     }
 }
 

@@ -39,6 +39,71 @@ pub enum Command {
     Audit(AuditArgs),
     /// Re-hash store entries and name any that changed since kiln wrote them.
     Verify(VerifyArgs),
+    /// Share outputs through a binary cache in Nix's format: make a signing
+    /// key, push outputs.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Make an Ed25519 signing key in Nix's format: the secret goes to
+    /// FILE (mode 0600), the public key (for trusted-public-keys) to stdout.
+    Keygen {
+        /// The key's name, conventionally the cache's host and a number
+        /// (`cache.example.org-1`).
+        name: String,
+        /// Where to write the secret key.
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+    },
+    /// Upload targets' outputs, their dependencies' outputs and their
+    /// downloaded inputs, signed, skipping what the cache has.
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Targets of the kiln.toml [default: all], as last built (`kiln build`
+    /// first).
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArg,
+    /// The cache to push to [default: push-to of the user's config, or
+    /// $KILN_PUSH_TO].
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// The secret key to sign with [default: signing-key of the user's
+    /// config, or $KILN_SIGNING_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// The sandbox mode the targets were built with.
+    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
+    pub sandbox: SandboxArg,
+    /// The SOURCE_DATE_EPOCH the targets were built with.
+    #[arg(long, default_value_t = 1)]
+    pub source_date_epoch: u64,
+}
+
+/// Which binary caches to use. The user's choice: these flags, the
+/// environment or the user's config (`~/.config/kiln/config.toml`), never
+/// kiln.toml.
+#[derive(Debug, Args, Default)]
+pub struct SubstituteArgs {
+    /// Look outputs up in this binary cache before building (repeatable;
+    /// added before the configured ones).
+    #[arg(long = "substituter", value_name = "URL")]
+    pub substituters: Vec<String>,
+    /// Trust signatures by this key (`name:base64`, repeatable).
+    #[arg(long = "trusted-public-key", value_name = "KEY")]
+    pub trusted_public_keys: Vec<String>,
+    /// Use no binary cache: build everything here.
+    #[arg(long)]
+    pub no_substitute: bool,
+    /// Also use the binary caches and keys kiln.toml's [cache] suggests
+    /// (a key you trust decides what an output is).
+    #[arg(long)]
+    pub accept_project_caches: bool,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +227,12 @@ pub struct BuildArgs {
     /// second output for inspection.
     #[arg(long)]
     pub check: bool,
+    #[command(flatten)]
+    pub substitute: SubstituteArgs,
+    /// After building, push the targets' outputs to the configured cache
+    /// (as `kiln cache push` does).
+    #[arg(long)]
+    pub push: bool,
     /// Build, then build again whenever kiln.toml, a custom recipe or a
     /// `path` input of the targets changes (until Ctrl-C); one line per
     /// build with its time.

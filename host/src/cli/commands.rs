@@ -3,6 +3,7 @@
 //! nowhere below.
 
 mod audit;
+mod cache;
 mod gc;
 
 use std::fs;
@@ -29,6 +30,7 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(a) => gc::run(a, quiet),
         Command::Audit(a) => audit::audit(a, quiet),
         Command::Verify(a) => audit::verify(a, quiet),
+        Command::Cache(c) => cache::run(c, quiet),
         Command::Image(ImageCommand::Inspect { path, json }) => {
             let summary = crate::image::inspect(&path)?;
             if json {
@@ -131,6 +133,11 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
             manifest.file.display()
         );
     }
+    let (substituters, cache_note) = super::cache_config::substituters(
+        &super::cache_config::load()?,
+        &a.substitute,
+        &manifest.cache,
+    )?;
     let opts = BuildOptions {
         mode: if a.check { Mode::Check } else { Mode::Build },
         jobs: match a.jobs {
@@ -155,17 +162,32 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
         compile_cache: compile_cache()?,
         fetch_unpinned: a.fetch_unpinned,
         tool_caches: !a.no_cache,
+        substituters,
         allow_paths: a.file.allow_paths.clone(),
         download: crate::fetch::DownloadLimits {
             max_bytes: a.max_download as u64,
             ..Default::default()
         },
     };
+    if let (Some(note), false) = (cache_note, quiet) {
+        eprintln!("note: {note}");
+    }
     if opts.sandbox == SandboxMode::Off && !quiet {
         eprintln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
     }
-    let mut builder = Builder::new(open_store()?, &manifest, opts)?;
-    let built = builder.build(&targets)?;
+    let store = open_store()?;
+    let mut builder = Builder::new(store.clone(), &manifest, opts)?;
+    let result = builder.build(&targets);
+    if !quiet {
+        for note in builder.take_notes() {
+            eprintln!("note: {note}");
+        }
+    }
+    let built = result?;
+    if a.push {
+        let outputs: Vec<PathBuf> = built.iter().map(|b| b.entry.clone()).collect();
+        cache::push_outputs(&store, &outputs, quiet)?;
+    }
 
     let mut json = Vec::new();
     for b in &built {
@@ -190,11 +212,17 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
                 "key": b.key.to_hex(),
                 "output_hash": b.output_hash.to_sri(),
                 "cached": b.cached,
+                "substituted_from": b.substituted_from,
                 "checked": b.checked,
             }));
         } else {
+            let from_cache = b
+                .substituted_from
+                .as_ref()
+                .map(|url| format!(" (from cache {url})"));
             let how = match (b.checked, b.cached) {
                 (true, _) => " (checked: a second build is bit-identical)",
+                _ if from_cache.is_some() => from_cache.as_deref().unwrap_or_default(),
                 (false, true) => " (cached)",
                 (false, false) => "",
             };
@@ -377,6 +405,7 @@ fn resolving_options(
         compile_cache: compile_cache()?,
         fetch_unpinned: false,
         tool_caches: true,
+        substituters: None,
         allow_paths: allow_paths.to_vec(),
         download: Default::default(),
     })

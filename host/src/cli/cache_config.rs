@@ -1,0 +1,220 @@
+//! The user's binary-cache settings: `[cache]` in the user's config file
+//! (`$KILN_CONFIG`, else `$XDG_CONFIG_HOME/kiln/config.toml`, else
+//! `~/.config/kiln/config.toml`), then the environment, then flags.
+//!
+//! A kiln.toml's `[cache]` is a suggestion: which servers to ask and which
+//! keys to trust is the user's call (a trusted key decides what an output
+//! is, for every project sharing the store), so its caches are used only
+//! with `--accept-project-caches` or `accept-project-caches = true` in the
+//! user's config; otherwise the run says they were skipped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kiln_core::manifest::ProjectCaches;
+use serde::Deserialize;
+
+use crate::binary_cache::{PublicKey, Substituters, Timeouts, Transport};
+use crate::cli::args::SubstituteArgs;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CacheTable {
+    #[serde(default)]
+    substituters: Vec<String>,
+    #[serde(default)]
+    trusted_public_keys: Vec<String>,
+    push_to: Option<String>,
+    signing_key: Option<PathBuf>,
+    #[serde(default)]
+    accept_project_caches: bool,
+    connect_timeout: Option<String>,
+    stall_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserConfig {
+    #[serde(default)]
+    cache: CacheTable,
+}
+
+/// Binary-cache settings from the config file and the environment.
+#[derive(Debug, Default)]
+pub struct CacheSettings {
+    pub substituters: Vec<String>,
+    pub trusted_public_keys: Vec<String>,
+    pub push_to: Option<String>,
+    pub signing_key: Option<PathBuf>,
+    pub accept_project_caches: bool,
+    pub timeouts: Timeouts,
+}
+
+fn config_path() -> Option<PathBuf> {
+    let var = |n| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("KILN_CONFIG")
+        .or_else(|| var("XDG_CONFIG_HOME").map(|d| d.join("kiln/config.toml")))
+        .or_else(|| var("HOME").map(|h| h.join(".config/kiln/config.toml")))
+}
+
+/// Read the settings: the config file, overridden by `KILN_SUBSTITUTERS`,
+/// `KILN_TRUSTED_PUBLIC_KEYS` (whitespace-separated), `KILN_PUSH_TO` and
+/// `KILN_SIGNING_KEY`.
+pub fn load() -> anyhow::Result<CacheSettings> {
+    let mut table = CacheTable::default();
+    let path = config_path();
+    if let Some(path) = &path
+        && let Ok(text) = std::fs::read_to_string(path)
+    {
+        let cfg: UserConfig = toml::from_str(&text)
+            .with_context(|| format!("{}: not a valid kiln config", path.display()))?;
+        table = cfg.cache;
+    }
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let duration = |what: &str, v: &Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(t).with_context(|| {
+            format!("{shown}: cache.{what} = {t:?} is not a duration like \"10s\"")
+        }),
+    };
+    let defaults = Timeouts::default();
+    let timeouts = Timeouts {
+        connect: duration("connect-timeout", &table.connect_timeout, defaults.connect)?,
+        stall: duration("stall-timeout", &table.stall_timeout, defaults.stall)?,
+        ..defaults
+    };
+    let env_list = |n: &str| {
+        std::env::var(n)
+            .ok()
+            .map(|v| v.split_whitespace().map(String::from).collect::<Vec<_>>())
+    };
+    let env_one = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    Ok(CacheSettings {
+        substituters: env_list("KILN_SUBSTITUTERS").unwrap_or(table.substituters),
+        trusted_public_keys: env_list("KILN_TRUSTED_PUBLIC_KEYS")
+            .unwrap_or(table.trusted_public_keys),
+        push_to: env_one("KILN_PUSH_TO").or(table.push_to),
+        signing_key: env_one("KILN_SIGNING_KEY")
+            .map(PathBuf::from)
+            .or(table.signing_key),
+        accept_project_caches: table.accept_project_caches,
+        timeouts,
+    })
+}
+
+/// The caches a build substitutes from (None: none configured, or
+/// `--no-substitute`), and a note when kiln.toml suggested caches that
+/// were not accepted.
+pub fn substituters(
+    settings: &CacheSettings,
+    args: &SubstituteArgs,
+    project: &ProjectCaches,
+) -> anyhow::Result<(Option<Arc<Substituters>>, Option<String>)> {
+    if args.no_substitute {
+        return Ok((None, None));
+    }
+    let mut urls: Vec<String> = args.substituters.clone();
+    let mut keys: Vec<String> = args.trusted_public_keys.clone();
+    urls.extend(settings.substituters.iter().cloned());
+    keys.extend(settings.trusted_public_keys.iter().cloned());
+    let mut note = None;
+    let suggests = !project.substituters.is_empty();
+    if suggests && (args.accept_project_caches || settings.accept_project_caches) {
+        urls.extend(project.substituters.iter().cloned());
+        keys.extend(project.trusted_public_keys.iter().cloned());
+    } else if suggests {
+        note = Some(format!(
+            "kiln.toml suggests the binary cache{} {}; not used: pass --accept-project-caches to trust it and its keys (or set accept-project-caches = true under [cache] in your kiln config)",
+            if project.substituters.len() > 1 {
+                "s"
+            } else {
+                ""
+            },
+            project.substituters.join(", ")
+        ));
+    }
+    let mut unique = Vec::new();
+    for u in urls {
+        if !unique.contains(&u) {
+            unique.push(u);
+        }
+    }
+    if unique.is_empty() {
+        return Ok((None, note));
+    }
+    let mut trusted = Vec::new();
+    for k in &keys {
+        trusted.push(PublicKey::parse("trusted public key", k)?);
+    }
+    if trusted.is_empty() {
+        bail!(
+            "binary caches are configured ({}) but no trusted public key: every entry would be refused; add the cache's key with --trusted-public-key or trusted-public-keys in the user config (`kiln cache keygen` prints it)",
+            unique.join(", ")
+        );
+    }
+    let caches = unique
+        .iter()
+        .map(|u| Transport::parse(u, settings.timeouts).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((
+        Some(Arc::new(Substituters::new(
+            caches,
+            trusted,
+            settings.timeouts,
+        ))),
+        note,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project() -> ProjectCaches {
+        ProjectCaches {
+            substituters: vec!["file:///srv/cache".into()],
+            trusted_public_keys: vec![
+                crate::binary_cache::SecretKey::generate("p-1")
+                    .public()
+                    .to_text(),
+            ],
+            at: None,
+        }
+    }
+
+    #[test]
+    fn a_projects_caches_need_the_users_consent() {
+        let settings = CacheSettings::default();
+        let (subs, note) =
+            substituters(&settings, &SubstituteArgs::default(), &project()).unwrap_or_default();
+        assert!(subs.is_none());
+        assert!(note.unwrap_or_default().contains("--accept-project-caches"));
+
+        let args = SubstituteArgs {
+            accept_project_caches: true,
+            ..Default::default()
+        };
+        let (subs, note) = substituters(&settings, &args, &project()).unwrap_or_default();
+        assert_eq!(subs.map(|s| s.caches.len()), Some(1));
+        assert!(note.is_none());
+    }
+
+    #[test]
+    fn caches_without_a_trusted_key_are_a_usage_error() {
+        let settings = CacheSettings {
+            substituters: vec!["file:///srv/cache".into()],
+            ..Default::default()
+        };
+        let e = substituters(&settings, &SubstituteArgs::default(), &Default::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("no trusted public key"), "{e}");
+    }
+}

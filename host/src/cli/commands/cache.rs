@@ -1,0 +1,121 @@
+//! `kiln cache keygen` and `kiln cache push` (and `kiln build --push`):
+//! the CLI side of [`crate::binary_cache`].
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use kiln_core::store::Store;
+
+use super::{load_manifest, open_store, resolving_options};
+use crate::binary_cache::{self, Pushed, SecretKey, Transport};
+use crate::builder::{Builder, Mode};
+use crate::cli::args::{CacheCommand, PushArgs};
+use crate::cli::cache_config::{self, CacheSettings};
+
+pub(super) fn run(c: CacheCommand, quiet: bool) -> anyhow::Result<()> {
+    match c {
+        CacheCommand::Keygen { name, secret_file } => keygen(&name, &secret_file),
+        CacheCommand::Push(a) => push_targets(a, quiet),
+    }
+}
+
+fn keygen(name: &str, secret_file: &PathBuf) -> anyhow::Result<()> {
+    if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+        bail!("a key name has no ':' or spaces, e.g. cache.example.org-1");
+    }
+    let key = SecretKey::generate(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(secret_file)
+        .with_context(|| {
+            format!(
+                "cannot create {} (kiln never overwrites a key)",
+                secret_file.display()
+            )
+        })?;
+    f.write_all(key.to_text().as_bytes())?;
+    println!("{}", key.public().to_text());
+    Ok(())
+}
+
+/// Where to push and with which key: flags first, then the user's settings.
+fn destination(
+    to: Option<String>,
+    key: Option<PathBuf>,
+    settings: &CacheSettings,
+) -> anyhow::Result<(Transport, SecretKey)> {
+    let url = to.or_else(|| settings.push_to.clone()).context(
+        "no cache to push to: pass --to URL, or set push-to in the user config or KILN_PUSH_TO",
+    )?;
+    let key_path = key.or_else(|| settings.signing_key.clone()).context(
+        "no signing key: pass --signing-key FILE, or set signing-key in the user config or KILN_SIGNING_KEY (`kiln cache keygen` makes one)",
+    )?;
+    let text = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("cannot read the signing key {}", key_path.display()))?;
+    let key = SecretKey::parse(&key_path.display().to_string(), &text)?;
+    let cache = Transport::parse(&url, settings.timeouts).map_err(anyhow::Error::msg)?;
+    Ok((cache, key))
+}
+
+fn push_targets(a: PushArgs, quiet: bool) -> anyhow::Result<()> {
+    let settings = cache_config::load()?;
+    let (cache, key) = destination(a.to.clone(), a.signing_key.clone(), &settings)?;
+    let manifest = load_manifest(a.file.file.as_deref())?;
+    let targets: Vec<String> = if a.targets.is_empty() {
+        manifest.targets.keys().cloned().collect()
+    } else {
+        a.targets.clone()
+    };
+    let store = open_store()?;
+    let opts = crate::builder::BuildOptions {
+        source_date_epoch: a.source_date_epoch,
+        ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?
+    };
+    let mut builder = Builder::new(store.clone(), &manifest, opts)?;
+    let outputs: Vec<PathBuf> = builder
+        .build(&targets)
+        .context("pushing what is built: run `kiln build` first")?
+        .into_iter()
+        .map(|b| b.entry)
+        .collect();
+    push(&store, &cache, &key, &outputs, quiet)
+}
+
+/// Push `outputs` and their closure (`kiln build --push` comes here too).
+pub(super) fn push_outputs(store: &Store, outputs: &[PathBuf], quiet: bool) -> anyhow::Result<()> {
+    let settings = cache_config::load()?;
+    let (cache, key) = destination(None, None, &settings)?;
+    push(store, &cache, &key, outputs, quiet)
+}
+
+fn push(
+    store: &Store,
+    cache: &Transport,
+    key: &SecretKey,
+    outputs: &[PathBuf],
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let entries: Vec<(PathBuf, Option<Vec<u8>>)> = binary_cache::closure::closure(store, outputs)
+        .into_iter()
+        .collect();
+    let results = binary_cache::push_all(cache, key, store, &entries);
+    let mut uploaded = 0;
+    let mut present = 0;
+    for ((entry, _), r) in entries.iter().zip(results) {
+        match r.with_context(|| format!("pushing {} to {}", entry.display(), cache.describe()))? {
+            Pushed::Uploaded => uploaded += 1,
+            Pushed::Present => present += 1,
+        }
+    }
+    if !quiet {
+        eprintln!(
+            "pushed {uploaded} store entries to {} ({present} were there already)",
+            cache.describe()
+        );
+    }
+    Ok(())
+}
