@@ -11,6 +11,8 @@ mod fixtures;
 mod support;
 
 mod audit;
+mod binary_cache;
+mod binary_cache_servers;
 mod caches;
 mod go_image;
 mod hash_cli;

@@ -72,7 +72,17 @@ impl Project {
             .current_dir(self.dir.path())
             .env("KILN_HOME", self.home.path())
             .env("KILN_COMPILE_CACHE", compile_cache())
-            .env("KILN_ALLOW_PATH", shared_paths());
+            .env("KILN_ALLOW_PATH", shared_paths())
+            // The machine's own kiln config (binary caches) stays out.
+            .env("KILN_CONFIG", self.home.path().join("config.toml"));
+        for var in [
+            "KILN_SUBSTITUTERS",
+            "KILN_TRUSTED_PUBLIC_KEYS",
+            "KILN_PUSH_TO",
+            "KILN_SIGNING_KEY",
+        ] {
+            c.env_remove(var);
+        }
         c
     }
 
