@@ -277,7 +277,10 @@ fn copy_counted(
         f.write_all(&buf[..n]).map_err(CopyStop::Io)?;
         received.store(total, Ordering::Relaxed);
     }
-    f.sync_all().map_err(CopyStop::Io)
+    // No fsync: a download is staging; what is kept is synced when the
+    // store commits it.
+    drop(f);
+    Ok(())
 }
 
 /// Open a local file for a `file://` URL: only a regular file, opened

@@ -200,7 +200,7 @@ fn an_entry_that_is_unsigned_untrusted_or_tampered_with_is_refused_and_built_her
     let last = flipped.len() - 1;
     flipped[last] ^= 0xff;
     std::fs::write(&nar, &flipped).unwrap();
-    refused(&a, dir.path(), &public, "but the narinfo says");
+    refused(&a, dir.path(), &public, ".nar.zst: refused");
 
     // Truncated.
     std::fs::write(&nar, &bytes[..bytes.len() / 2]).unwrap();

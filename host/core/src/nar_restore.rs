@@ -34,7 +34,10 @@ pub enum RestoreError {
 
 /// Unpack the NAR read from `input` at `dest`, which must not exist yet.
 pub fn restore(input: &mut impl Read, dest: &Path) -> Result<(), RestoreError> {
-    let mut r = Reader { input };
+    let mut r = Reader {
+        input,
+        buf: vec![0; 256 * 1024],
+    };
     r.expect(b"nix-archive-1")?;
     r.node(dest, 0)?;
     // Nothing may follow the archive.
@@ -50,6 +53,7 @@ pub fn restore(input: &mut impl Read, dest: &Path) -> Result<(), RestoreError> {
 
 struct Reader<'a, R: Read> {
     input: &'a mut R,
+    buf: Vec<u8>,
 }
 
 fn malformed(what: impl Into<String>) -> RestoreError {
@@ -98,6 +102,27 @@ impl<R: Read> Reader<'_, R> {
         Ok(())
     }
 
+    /// Copy `len` bytes of file contents to `f` in large writes (a NAR's
+    /// files are most of its bytes).
+    fn copy_contents(&mut self, len: u64, f: &mut fs::File) -> io::Result<()> {
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            // Fill the buffer: a decompressor hands out small pieces.
+            let mut filled = 0;
+            while filled < want {
+                let n = self.input.read(&mut self.buf[filled..want])?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                filled += n;
+            }
+            f.write_all(&self.buf[..filled])?;
+            left -= filled as u64;
+        }
+        Ok(())
+    }
+
     fn node(&mut self, path: &Path, depth: usize) -> Result<(), RestoreError> {
         if depth > MAX_DEPTH {
             return Err(malformed(format!("nesting deeper than {MAX_DEPTH}")));
@@ -126,11 +151,11 @@ impl<R: Read> Reader<'_, R> {
                     .mode(if executable { 0o755 } else { 0o644 })
                     .open(path)
                     .map_err(io)?;
-                let copied = io::copy(&mut (&mut *self.input).take(len), &mut f).map_err(io)?;
-                if copied != len {
-                    return Err(RestoreError::Read(io::ErrorKind::UnexpectedEof.into()));
-                }
-                f.flush().map_err(io)?;
+                self.copy_contents(len, &mut f)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::UnexpectedEof => RestoreError::Read(e),
+                        _ => io(e),
+                    })?;
                 self.padding(len)?;
                 self.expect(b")")?;
             }

@@ -30,14 +30,23 @@ pub struct ResolvedInput {
     pub(super) pending: Option<PendingFetch>,
 }
 
-/// A pinned `url` input to download before the recipe runs.
+/// An input whose hash is known but whose bytes are not in the store yet.
 #[derive(Debug, Clone)]
-pub(super) struct PendingFetch {
-    url: String,
-    unpack: bool,
-    /// The pin's place and whether kiln.toml (not kiln.lock) holds it.
-    at: kiln_core::manifest::Location,
-    in_manifest: bool,
+pub(super) enum PendingFetch {
+    /// A pinned `url` input to download.
+    Download {
+        url: String,
+        unpack: bool,
+        /// The pin's place and whether kiln.toml (not kiln.lock) holds it.
+        at: kiln_core::manifest::Location,
+        in_manifest: bool,
+    },
+    /// A `path` input to copy in (checked against the hash taken).
+    Copy {
+        path: PathBuf,
+        filter: PathFilter,
+        at: kiln_core::manifest::Location,
+    },
 }
 
 pub(super) fn resolve(
@@ -69,13 +78,7 @@ pub(super) fn resolve(
                 kiln_core::hashcache::hash_cached(&b.store.hashcache_dir(), path, &filter)
                     .map_err(|e| fail(e.to_string()))?
             };
-            if lookup {
-                let entry = b
-                    .store
-                    .find_by_hash(&got)
-                    .ok_or_else(|| BuildError::NotBuilt {
-                        target: t.name.clone(),
-                    })?;
+            if lookup && let Some(entry) = b.store.find_by_hash(&got) {
                 return Ok(resolved(
                     input,
                     got,
@@ -85,7 +88,9 @@ pub(super) fn resolve(
                 ));
             }
             // Local sources are hashed on every build; only an explicit hash pins them.
-            if let Some(specified) = input.hash {
+            if let Some(specified) = input.hash
+                && !lookup
+            {
                 pins.check(
                     b.manifest,
                     t,
@@ -95,14 +100,25 @@ pub(super) fn resolve(
                     got,
                 )?;
             }
-            let entry = b.store.add_path(path, &filter, &input.name, &got)?;
-            Ok(resolved(
-                input,
-                got,
+            let origin = origin_of(path, &b.manifest.dir);
+            let entry = b.store.entry_path(&got, &input.name);
+            if entry.exists() {
+                return Ok(resolved(input, got, entry, InputKind::Path, origin));
+            }
+            // Copied in only if the target is built here (not found or pulled).
+            Ok(ResolvedInput {
+                name: input.name.clone(),
+                hash: got,
+                is_dir: path.is_dir(),
                 entry,
-                InputKind::Path,
-                origin_of(path, &b.manifest.dir),
-            ))
+                kind: InputKind::Path,
+                origin,
+                pending: Some(PendingFetch::Copy {
+                    path: path.clone(),
+                    filter,
+                    at: input.at.clone(),
+                }),
+            })
         }
         Source::Url { url, unpack } => {
             if let Some(local) = url.strip_prefix("file://") {
@@ -137,7 +153,7 @@ pub(super) fn resolve(
                     is_dir: *unpack,
                     kind: InputKind::Url,
                     origin: url.clone(),
-                    pending: Some(PendingFetch {
+                    pending: Some(PendingFetch::Download {
                         url: url.clone(),
                         unpack: *unpack,
                         at,
@@ -228,21 +244,39 @@ impl Ctx<'_> {
         inputs: &mut [ResolvedInput],
     ) -> Result<(), BuildError> {
         for r in inputs {
-            let Some(p) = r.pending.take() else {
-                continue;
+            let (url, unpack, at, in_manifest) = match r.pending.take() {
+                None => continue,
+                Some(PendingFetch::Copy { path, filter, at }) => {
+                    r.entry = self
+                        .store
+                        .add_path(&path, &filter, &r.name, &r.hash)
+                        .map_err(|e| BuildError::Input {
+                            target: t.name.clone(),
+                            input: r.name.clone(),
+                            at,
+                            message: e.to_string(),
+                        })?;
+                    continue;
+                }
+                Some(PendingFetch::Download {
+                    url,
+                    unpack,
+                    at,
+                    in_manifest,
+                }) => (url, unpack, at, in_manifest),
             };
             if let Some(entry) = self.store.find_by_hash(&r.hash) {
                 r.entry = entry;
                 continue;
             }
-            if let Some(entry) = self.substitute_input(&t.name, &r.hash, &r.name, !p.unpack) {
+            if let Some(entry) = self.substitute_input(&t.name, &r.hash, &r.name, !unpack) {
                 r.entry = entry;
                 continue;
             }
             let fetched = crate::fetch::fetch(
                 &self.store,
-                &p.url,
-                p.unpack,
+                &url,
+                unpack,
                 &r.name,
                 Some(r.hash),
                 self.opts.progress,
@@ -251,7 +285,7 @@ impl Ctx<'_> {
             r.entry = match fetched {
                 Ok(f) => f.entry,
                 Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
-                    let fix = if p.in_manifest {
+                    let fix = if in_manifest {
                         format!(
                             "if the new content is what you want, write hash = \"{got}\" in {}",
                             self.manifest.file.display()
@@ -265,7 +299,7 @@ impl Ctx<'_> {
                     return Err(BuildError::HashMismatch(Box::new(super::HashMismatch {
                         target: t.name.clone(),
                         input: r.name.clone(),
-                        at: p.at,
+                        at,
                         specified: r.hash,
                         got,
                         fix,
@@ -275,7 +309,7 @@ impl Ctx<'_> {
                     return Err(BuildError::Input {
                         target: t.name.clone(),
                         input: r.name.clone(),
-                        at: p.at,
+                        at,
                         message: e.to_string(),
                     });
                 }
