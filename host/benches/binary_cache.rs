@@ -6,10 +6,12 @@
 //!    the baseline has no network in it: a real first build, which also
 //!    downloads Go, is slower still;
 //! 2. `curl` fetching the same files from the same server in one
-//!    connection (goal: kiln ≤ 1.3× curl).
+//!    connection to /dev/null (goal: kiln ≤ 1.3× curl), and — the same
+//!    work kiln does — `curl | zstd -d | nix-store --restore` of each NAR.
 //!
-//! `cargo bench --profile dev --bench binary_cache` (needs nginx-light and
-//! curl; downloads Go 1.27.3 once into a temporary store).
+//! `cargo bench --profile dev --bench binary_cache` (needs nginx-light,
+//! curl, zstd and nix-bin; downloads Go 1.27.3 once into a temporary
+//! store).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -35,7 +37,8 @@ fn kiln(home: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> anyhow:
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -125,17 +128,6 @@ fn main() -> anyhow::Result<()> {
         .to_string();
     let env = [("KILN_ALLOW_PATH", allow.as_str())];
 
-    // 1. Local cold builds, each in a fresh store.
-    let mut cold = Vec::new();
-    for round in 0..3 {
-        let home = tempfile::tempdir()?;
-        let dir = hello(&wheel)?;
-        let t = Instant::now();
-        kiln(home.path(), dir.path(), &["-q", "build", "image"], &env)?;
-        cold.push(t.elapsed().as_secs_f64());
-        println!("cold local build round {round}: {:.2} s", cold[round]);
-    }
-
     // CI pushes to nginx.
     let server_dir = tempfile::tempdir()?;
     let server = nginx(server_dir.path())?;
@@ -170,6 +162,7 @@ fn main() -> anyhow::Result<()> {
     // record, signature and NAR (read from the server's directory).
     let root = server_dir.path().join("cache");
     let mut files = Vec::new();
+    let mut nars = Vec::new();
     let mut nar_bytes = 0;
     for entry in std::fs::read_dir(&root)?.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -182,6 +175,7 @@ fn main() -> anyhow::Result<()> {
             .find_map(|l| l.strip_prefix("URL: "))
             .expect("a URL line");
         nar_bytes += std::fs::metadata(root.join(nar))?.len();
+        nars.push((part.to_string(), format!("{cache}/{nar}")));
         for f in [
             format!("{part}.narinfo"),
             format!("{part}.kiln.json"),
@@ -200,6 +194,7 @@ fn main() -> anyhow::Result<()> {
     // 2. Fresh stores pulling from the warm cache, and curl of the same files.
     let mut pulls = Vec::new();
     let mut curls = Vec::new();
+    let mut restores = Vec::new();
     for round in 0..ROUNDS {
         let home = tempfile::tempdir()?;
         std::fs::write(
@@ -223,16 +218,48 @@ fn main() -> anyhow::Result<()> {
         let status = curl.status()?;
         let c = t.elapsed().as_secs_f64();
         anyhow::ensure!(status.success(), "curl failed");
+        // The same work with standard tools: fetch the small files, then
+        // each NAR through zstd into nix-store --restore.
+        let out = tempfile::tempdir()?;
+        let mut script = String::from("set -e\ncurl -sf");
+        for f in files.iter().filter(|f| !f.ends_with(".nar.zst")) {
+            script.push_str(&format!(" -o /dev/null {f}"));
+        }
+        script.push('\n');
+        for (part, nar) in &nars {
+            script.push_str(&format!(
+                "curl -sf {nar} | zstd -dcq | nix-store --restore {}/{part}\n",
+                out.path().display()
+            ));
+        }
+        let t = Instant::now();
+        let status = Command::new("sh").args(["-c", &script]).status()?;
+        let r = t.elapsed().as_secs_f64();
+        anyhow::ensure!(status.success(), "curl | zstd | nix-store --restore failed");
         println!(
-            "round {round}: pull {:.1} ms, curl {:.1} ms, ratio {:.2}x",
+            "round {round}: pull {:.1} ms, curl {:.1} ms ({:.2}x), curl|zstd|nix-store --restore {:.1} ms ({:.2}x)",
             pull * 1e3,
             c * 1e3,
-            pull / c
+            pull / c,
+            r * 1e3,
+            pull / r
         );
         pulls.push(pull);
         curls.push(c);
+        restores.push(r);
     }
-    let (cold, pull, curl) = (median(cold), median(pulls), median(curls));
+    // 1. Local cold builds (after the pulls: their page cache would slow what follows), each in a fresh store.
+    let mut cold = Vec::new();
+    for round in 0..3 {
+        let home = tempfile::tempdir()?;
+        let dir = hello(&wheel)?;
+        let t = Instant::now();
+        kiln(home.path(), dir.path(), &["-q", "build", "image"], &env)?;
+        cold.push(t.elapsed().as_secs_f64());
+        println!("cold local build round {round}: {:.2} s", cold[round]);
+    }
+
+    let (cold, pull, curl) = (median(&cold), median(&pulls), median(&curls));
     println!(
         "warm cache vs cold local build: {:.1} ms vs {:.2} s = {:.0}x faster (goal ≥ 10x)",
         pull * 1e3,
@@ -244,6 +271,12 @@ fn main() -> anyhow::Result<()> {
         pull * 1e3,
         curl * 1e3,
         pull / curl
+    );
+    println!(
+        "pull vs curl | zstd -d | nix-store --restore (the same work): {:.1} ms vs {:.1} ms = {:.2}x",
+        pull * 1e3,
+        median(&restores) * 1e3,
+        pull / median(&restores)
     );
     drop(server);
     Ok(())
