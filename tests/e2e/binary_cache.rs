@@ -353,3 +353,21 @@ fn bad_cache_settings_are_named_errors() {
     ])
     .fails_with("never overwrites");
 }
+
+#[test]
+fn build_push_without_a_destination_fails_before_building() {
+    let p = random_project();
+    p.kiln(&["build", "--push"])
+        .fails_with("no cache to push to");
+    assert!(!p.path("result").exists(), "nothing was built");
+    let (secret, _) = keygen(&p, "k-1");
+    let dir = tempfile::tempdir().unwrap();
+    let r = p
+        .command(&["build", "--push"])
+        .env("KILN_PUSH_TO", format!("file://{}", dir.path().display()))
+        .env("KILN_SIGNING_KEY", &secret)
+        .output()
+        .unwrap();
+    let r = crate::support::run(r).ok();
+    assert!(r.stderr.contains("pushed 1 store entries"), "{}", r.stderr);
+}

@@ -133,6 +133,11 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
             manifest.file.display()
         );
     }
+    let push_to = if a.push {
+        Some(cache::push_destination()?)
+    } else {
+        None
+    };
     let (substituters, cache_note) = super::cache_config::substituters(
         &super::cache_config::load()?,
         &a.substitute,
@@ -184,9 +189,9 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
         }
     }
     let built = result?;
-    if a.push {
+    if let Some(to) = &push_to {
         let outputs: Vec<PathBuf> = built.iter().map(|b| b.entry.clone()).collect();
-        cache::push_outputs(&store, &outputs, quiet)?;
+        cache::push_outputs(&store, to, &outputs, quiet)?;
     }
 
     let mut json = Vec::new();

@@ -85,11 +85,24 @@ fn push_targets(a: PushArgs, quiet: bool) -> anyhow::Result<()> {
     push(&store, &cache, &key, &outputs, quiet)
 }
 
-/// Push `outputs` and their closure (`kiln build --push` comes here too).
-pub(super) fn push_outputs(store: &Store, outputs: &[PathBuf], quiet: bool) -> anyhow::Result<()> {
+/// Where `kiln build --push` pushes: asked before building, so a missing
+/// setting fails at once rather than after a long build.
+pub(super) struct PushTo(Transport, SecretKey);
+
+pub(super) fn push_destination() -> anyhow::Result<PushTo> {
     let settings = cache_config::load()?;
     let (cache, key) = destination(None, None, &settings)?;
-    push(store, &cache, &key, outputs, quiet)
+    Ok(PushTo(cache, key))
+}
+
+/// Push `outputs` and their closure (`kiln build --push`).
+pub(super) fn push_outputs(
+    store: &Store,
+    to: &PushTo,
+    outputs: &[PathBuf],
+    quiet: bool,
+) -> anyhow::Result<()> {
+    push(store, &to.0, &to.1, outputs, quiet)
 }
 
 fn push(
