@@ -129,6 +129,7 @@ fn a_fresh_store_takes_a_pushed_output_instead_of_running_the_tool() {
         .kiln(&[
             "cache",
             "push",
+            "./result",
             "--to",
             &url,
             "--signing-key",

@@ -47,6 +47,11 @@ fn wait_for(port: u16, child: &mut Child, what: &str) {
 /// nginx serving `root` with WebDAV PUT, in the foreground as this user
 /// (so its one process can write the root).
 fn nginx() -> Server {
+    nginx_with(None)
+}
+
+/// nginx as [`nginx`], with PUT allowed only to `login:password` if given.
+fn nginx_with(auth: Option<(&str, &str)>) -> Server {
     let nginx = Path::new("/usr/sbin/nginx");
     assert!(
         nginx.exists(),
@@ -62,6 +67,20 @@ fn nginx() -> Server {
         "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/logs/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  client_max_body_size 0;\n  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    location / {{\n      dav_methods PUT;\n      create_full_put_path on;\n      dav_access user:rw group:r all:r;\n    }}\n  }}\n}}\n",
         root = root.display()
     );
+    let conf = match auth {
+        None => conf,
+        Some((login, password)) => {
+            let users = dir.path().join("users");
+            std::fs::write(&users, format!("{login}:{{PLAIN}}{password}\n")).unwrap();
+            conf.replace(
+                "      dav_methods PUT;",
+                &format!(
+                    "      limit_except GET HEAD {{ auth_basic \"kiln\"; auth_basic_user_file {}; }}\n      dav_methods PUT;",
+                    users.display()
+                ),
+            )
+        }
+    };
     let conf_path = dir.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let mut child = Command::new(nginx)
@@ -211,6 +230,21 @@ fn hello_pushed_to_nginx_builds_on_a_fresh_machine_without_go_and_nix_verifies_i
     );
     assert_ne!(untrusted.code, 0, "nix must refuse an untrusted signature");
 
+    // An edit on the laptop builds here, but its toolchain comes from the
+    // cache (shared by content hash) rather than from its URL.
+    laptop.write(
+        "hello.go",
+        &std::fs::read_to_string(laptop.path("hello.go"))
+            .unwrap()
+            .replace("built by kiln", "built on a laptop"),
+    );
+    let r = laptop.kiln(&["build", "hello"]).ok();
+    assert!(
+        r.stderr.contains(&format!("input 'go' from cache {url}")),
+        "{}",
+        r.stderr
+    );
+
     // The server stops: the next fresh machine builds here, with a warning.
     drop(server);
     let offline = hello_project();
@@ -268,4 +302,41 @@ fn an_s3_bucket_serves_as_a_cache_and_two_pushers_at_once_agree() {
     );
     assert_eq!(output(&b), output(&a));
     drop(server);
+}
+
+#[test]
+fn pushing_takes_credentials_from_netrc_and_a_wrong_password_is_named() {
+    let server = nginx_with(Some(("ci", "s3cret")));
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let p = random_project();
+    p.kiln(&["build"]).ok();
+    let (secret, _) = keygen(&p, "ci-1");
+    let netrc = p.home.path().join("netrc");
+    let push = |password: &str| {
+        std::fs::write(
+            &netrc,
+            format!("machine 127.0.0.1 login ci password {password}\n"),
+        )
+        .unwrap();
+        run(p
+            .command(&["cache", "push", "--to", &url, "--signing-key", &secret])
+            .env("NETRC", &netrc)
+            .output()
+            .unwrap())
+    };
+    let wrong = push("guess");
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("refused the credentials (HTTP 401)"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(!wrong.stderr.contains("guess"), "no password in messages");
+    let right = push("s3cret").ok();
+    assert!(
+        right.stderr.contains("pushed 1 store entries"),
+        "{}",
+        right.stderr
+    );
+    assert!(!right.stderr.contains("s3cret"));
 }

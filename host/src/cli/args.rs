@@ -64,8 +64,8 @@ pub enum CacheCommand {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Targets of the kiln.toml [default: all], as last built (`kiln build`
-    /// first).
+    /// Targets of the kiln.toml, as last built (`kiln build` first), or
+    /// paths into the store such as ./result [default: all targets].
     pub targets: Vec<String>,
     #[command(flatten)]
     pub file: FileArg,

@@ -64,25 +64,51 @@ fn destination(
 fn push_targets(a: PushArgs, quiet: bool) -> anyhow::Result<()> {
     let settings = cache_config::load()?;
     let (cache, key) = destination(a.to.clone(), a.signing_key.clone(), &settings)?;
-    let manifest = load_manifest(a.file.file.as_deref())?;
-    let targets: Vec<String> = if a.targets.is_empty() {
-        manifest.targets.keys().cloned().collect()
-    } else {
-        a.targets.clone()
-    };
     let store = open_store()?;
-    let opts = crate::builder::BuildOptions {
-        source_date_epoch: a.source_date_epoch,
-        ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?
-    };
-    let mut builder = Builder::new(store.clone(), &manifest, opts)?;
-    let outputs: Vec<PathBuf> = builder
-        .build(&targets)
-        .context("pushing what is built: run `kiln build` first")?
-        .into_iter()
-        .map(|b| b.entry)
-        .collect();
+    // Paths (`./result`, a store entry) are pushed as they are; names are
+    // targets of kiln.toml, looked up as last built.
+    let (paths, names): (Vec<&String>, Vec<&String>) = a
+        .targets
+        .iter()
+        .partition(|t| t.contains('/') || t.starts_with('.'));
+    let mut outputs = Vec::new();
+    for p in paths {
+        outputs.push(store_entry(&store, p)?);
+    }
+    if !names.is_empty() || a.targets.is_empty() {
+        let manifest = load_manifest(a.file.file.as_deref())?;
+        let targets: Vec<String> = if names.is_empty() {
+            manifest.targets.keys().cloned().collect()
+        } else {
+            names.into_iter().cloned().collect()
+        };
+        let opts = crate::builder::BuildOptions {
+            source_date_epoch: a.source_date_epoch,
+            ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?
+        };
+        let mut builder = Builder::new(store.clone(), &manifest, opts)?;
+        outputs.extend(
+            builder
+                .build(&targets)
+                .context("pushing what is built: run `kiln build` first")?
+                .into_iter()
+                .map(|b| b.entry),
+        );
+    }
     push(&store, &cache, &key, &outputs, quiet)
+}
+
+/// The store entry `path` is (or links to), or why it is none.
+fn store_entry(store: &Store, path: &str) -> anyhow::Result<PathBuf> {
+    let real = std::fs::canonicalize(path).with_context(|| format!("cannot read {path}"))?;
+    let entries = std::fs::canonicalize(store.entries_dir())?;
+    match real.strip_prefix(&entries) {
+        Ok(rest) if rest.components().count() == 1 => Ok(real),
+        _ => bail!(
+            "{path} is not an entry of the store {} (kiln cache push takes targets, or paths such as ./result that link into the store)",
+            entries.display()
+        ),
+    }
 }
 
 /// Where `kiln build --push` pushes: asked before building, so a missing
