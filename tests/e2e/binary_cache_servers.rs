@@ -201,33 +201,25 @@ fn hello_pushed_to_nginx_builds_on_a_fresh_machine_without_go_and_nix_verifies_i
     );
     assert_eq!(listed.code, 0, "nix path-info: {}", listed.stderr);
     assert!(listed.stdout.contains(&store_path), "{}", listed.stdout);
-    let verified = nix(
-        home.path(),
-        &[
-            "store",
-            "verify",
-            "--store",
-            &url,
-            "--trusted-public-keys",
-            &public,
-            &store_path,
-        ],
-    );
+    let verify = |key: &str| {
+        nix(
+            home.path(),
+            &[
+                "store",
+                "verify",
+                "--store",
+                &url,
+                "--trusted-public-keys",
+                key,
+                &store_path,
+            ],
+        )
+    };
+    let verified = verify(&public);
     assert_eq!(verified.code, 0, "nix store verify: {}", verified.stderr);
     // …and refuses it under a key it does not trust.
     let (_, other) = keygen(&laptop, "other-1");
-    let untrusted = nix(
-        home.path(),
-        &[
-            "store",
-            "verify",
-            "--store",
-            &url,
-            "--trusted-public-keys",
-            &other,
-            &store_path,
-        ],
-    );
+    let untrusted = verify(&other);
     assert_ne!(untrusted.code, 0, "nix must refuse an untrusted signature");
 
     // An edit on the laptop builds here, but its toolchain comes from the
