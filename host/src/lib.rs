@@ -21,6 +21,7 @@ pub mod fetch;
 pub mod gc;
 pub mod image;
 pub mod recipes;
+pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod watch;

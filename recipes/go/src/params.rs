@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use kiln_sdk::platform::Platform;
 use serde::Deserialize;
 
 /// See docs/recipes/go.md.
@@ -48,6 +49,11 @@ pub struct Params {
     /// The GOPROXY the download step uses (default https://proxy.golang.org).
     #[serde(default)]
     pub goproxy: Option<String>,
+    /// Platforms to cross-compile for, `os/arch[/variant]` (`linux/arm64`,
+    /// `linux/arm/v7`); each goes to `/out/<os>-<arch>[-<variant>]/bin/`.
+    /// Unset: the toolchain's own platform, in `/out/bin/`.
+    #[serde(default)]
+    pub platforms: Vec<String>,
     /// The input holding the Go toolchain.
     #[serde(default = "go_input")]
     pub go: String,
@@ -70,4 +76,50 @@ fn go_input() -> String {
 
 fn src_input() -> String {
     "src".into()
+}
+
+/// A platform of `params.platforms`, with the variants Go knows checked.
+pub fn parse_platform(s: &str) -> Result<Platform, String> {
+    let p = Platform::parse(s).map_err(|e| format!("params.platforms: {e}"))?;
+    if let Some(v) = &p.variant {
+        let known = match p.arch.as_str() {
+            "arm" => ["v5", "v6", "v7"].contains(&v.as_str()),
+            "amd64" => ["v1", "v2", "v3", "v4"].contains(&v.as_str()),
+            _ => false,
+        };
+        if !known {
+            return Err(format!(
+                "params.platforms: {s:?}: variant {v:?} is not one Go knows for {} (arm: v5-v7, amd64: v1-v4)",
+                p.arch
+            ));
+        }
+    }
+    Ok(p)
+}
+
+/// GOOS, GOARCH and the variant's GOARM / GOAMD64 for `p`.
+pub fn go_env(p: &Platform) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("GOOS".to_string(), p.os.clone()),
+        ("GOARCH".to_string(), p.arch.clone()),
+    ];
+    match (p.arch.as_str(), &p.variant) {
+        ("arm", Some(v)) => env.push(("GOARM".into(), v.trim_start_matches('v').into())),
+        ("amd64", Some(v)) => env.push(("GOAMD64".into(), v.clone())),
+        _ => {}
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_give_go_env_and_unknown_variants_are_refused() {
+        let p = parse_platform("linux/arm/v7").unwrap_or_else(|e| panic!("{e}"));
+        assert!(go_env(&p).contains(&("GOARM".into(), "7".into())));
+        assert!(parse_platform("linux/arm64/v9").is_err());
+        assert!(parse_platform("linux").is_err());
+    }
 }

@@ -21,10 +21,12 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use kiln_sdk::assemble::Pieces;
+use kiln_sdk::platform::Platform;
 use kiln_sdk::{Context, Error, Result, info};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder,
-    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder, Sha256Digest,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Sha256Digest,
 };
 use params::{LayerMode, Params, parse_mode};
 use sha2::{Digest, Sha256};
@@ -34,15 +36,180 @@ use layer::Tree;
 const OCI: &str = "/out/oci";
 const OCI_LAYOUT: &[u8] = b"{\"imageLayoutVersion\":\"1.0.0\"}";
 
+/// One platform's image: its manifest (as a descriptor, with the platform
+/// when there are several) and the blobs it is made of.
+struct Image {
+    platform: Platform,
+    manifest: Descriptor,
+    config_hex: String,
+    /// The config, the layers and the manifest, by hex digest.
+    blob_hexes: Vec<String>,
+    layer_hexes: Vec<String>,
+    layer_count: usize,
+    file_count: usize,
+}
+
 fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
     let sde = kiln_sdk::source_date_epoch();
+    let multi = !p.platforms.is_empty();
+    let platforms: Vec<Platform> = if multi {
+        let mut list = Vec::new();
+        for s in &p.platforms {
+            let pl =
+                Platform::parse(s).map_err(|e| Error::msg(format!("params.platforms: {e}")))?;
+            if list.contains(&pl) {
+                return Err(Error::msg(format!("params.platforms names {s} twice")));
+            }
+            list.push(pl);
+        }
+        list
+    } else {
+        vec![Platform {
+            os: "linux".into(),
+            arch: p.architecture.clone(),
+            variant: None,
+        }]
+    };
 
+    fs::create_dir_all(format!("{OCI}/blobs/sha256"))?;
+    let mut blobs: BTreeMap<String, Pieces> = BTreeMap::new();
+    let mut images = Vec::new();
+    for pl in &platforms {
+        let image = build_image(&p, pl, multi, sde, &mut blobs).with_context(|| {
+            if multi {
+                format!("the {pl} image")
+            } else {
+                "the image".into()
+            }
+        })?;
+        images.push(image);
+    }
+
+    // One image: index.json names its manifest. Several: an image index
+    // blob names one manifest per platform, and index.json names it.
+    let (top, default_tag) = if multi {
+        let manifests: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .map_err(oci_err)?;
+        let json = canonical_json(&index)?;
+        let hex = write_blob(&json, &mut blobs)?;
+        (
+            descriptor(MediaType::ImageIndex, json.len() as u64, &hex)?,
+            hex[..16].to_string(),
+        )
+    } else {
+        (
+            images[0].manifest.clone(),
+            images[0].config_hex[..16].to_string(),
+        )
+    };
+    let tag = p.tag.clone().unwrap_or(default_tag);
+    let reference = format!("{}:{tag}", p.name);
+    let named = |mut d: Descriptor| {
+        d.set_annotations(Some(
+            [
+                ("org.opencontainers.image.ref.name".to_string(), tag.clone()),
+                ("io.containerd.image.name".to_string(), reference.clone()),
+            ]
+            .into_iter()
+            .collect(),
+        ));
+        d
+    };
+    let top_index = |d: Descriptor| -> Result<Vec<u8>> {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(vec![named(d)])
+            .build()
+            .map_err(oci_err)?;
+        canonical_json(&index)
+    };
+    fs::write(format!("{OCI}/index.json"), top_index(top)?)?;
+    fs::write(format!("{OCI}/oci-layout"), OCI_LAYOUT)?;
+
+    // docker-archive: one platform's image (docker load takes one), the
+    // same whatever machine builds it: linux/amd64 if it is built, else the
+    // first. The OCI layout plus docker's manifest.json, as docker save
+    // writes since v25.
+    let chosen = images
+        .iter()
+        .find(|i| i.platform.os == "linux" && i.platform.arch == "amd64")
+        .unwrap_or(&images[0]);
+    let docker_manifest = serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", chosen.config_hex),
+        "RepoTags": [reference],
+        "Layers": chosen.layer_hexes.iter().map(|h| format!("blobs/sha256/{h}")).collect::<Vec<_>>(),
+    }]);
+    let archive_blobs: BTreeMap<String, Pieces> = blobs
+        .iter()
+        .filter(|(hex, _)| chosen.blob_hexes.contains(hex))
+        .map(|(h, b)| (h.clone(), b.clone()))
+        .collect();
+    let archive = archive_pieces(
+        &archive_blobs,
+        &[
+            ("index.json", top_index(chosen.manifest.clone())?),
+            ("manifest.json", serde_json::to_vec(&docker_manifest)?),
+            ("oci-layout", OCI_LAYOUT.to_vec()),
+        ],
+        sde,
+    )?;
+
+    // The layers' bytes, twice: as OCI blobs and inside image.tar. The host
+    // writes the files in parallel, copying from the inputs.
+    let mut files: Vec<(String, &Pieces)> = vec![("/out/image.tar".into(), &archive)];
+    for hex in images.iter().flat_map(|i| &i.layer_hexes) {
+        let path = format!("{OCI}/blobs/sha256/{hex}");
+        if !files.iter().any(|(p, _)| *p == path) {
+            files.push((path, &blobs[hex]));
+        }
+    }
+    kiln_sdk::assemble::write_files(&files)?;
+    for i in &images {
+        info!(
+            "{reference}{}: {} layer(s), {} files",
+            if multi {
+                format!(" ({})", i.platform)
+            } else {
+                String::new()
+            },
+            i.layer_count,
+            i.file_count
+        );
+    }
+    info!(
+        "/out/oci{}; /out/image.tar holds {}",
+        if multi { " (an image index)" } else { "" },
+        chosen.platform
+    );
+    Ok(())
+}
+
+/// `{platform}` in a content's path: the platform's directory name, as the
+/// go recipe lays out a cross build (`linux-arm64/bin/hello`).
+fn for_platform(path: &str, platform: &Platform) -> String {
+    path.replace("{platform}", &platform.dir())
+}
+
+/// Lay out one platform's image: layers, run check, config, manifest.
+fn build_image(
+    p: &Params,
+    platform: &Platform,
+    multi: bool,
+    sde: u64,
+    blobs: &mut BTreeMap<String, Pieces>,
+) -> Result<Image> {
     // Each layer's tree; `image` is their union, for the run check.
     let mut layers: Vec<Tree> = Vec::new();
     let mut current = Tree::new();
     for (i, c) in p.contents.iter().enumerate() {
-        let src = kiln_sdk::input(&c.from)?.join(&c.path);
+        let src = kiln_sdk::input(&c.from)?.join(for_platform(&c.path, platform));
         let mode = c
             .mode
             .as_deref()
@@ -90,13 +257,17 @@ fn build() -> Result<()> {
     let program = p.entrypoint.first().or(p.cmd.first()).ok_or_else(|| {
         Error::msg("set entrypoint (or cmd): an image with nothing to run cannot start")
     })?;
-    runcheck::check(&image, program, p.env.get("PATH").map(String::as_str))?;
+    runcheck::check(
+        &image,
+        program,
+        p.env.get("PATH").map(String::as_str),
+        platform,
+    )?;
 
-    fs::create_dir_all(format!("{OCI}/blobs/sha256"))?;
     // Each layer's tar, as pieces: its digest first (the host reads the
-    // inputs once), the bytes are written below with everything else.
-    let mut blobs: BTreeMap<String, Pieces> = BTreeMap::new();
+    // inputs once), the bytes are written with everything else.
     let mut layer_descs = Vec::new();
+    let mut layer_hexes = Vec::new();
     let mut diff_ids = Vec::new();
     for (i, l) in layers.iter().enumerate() {
         let pieces = layer::tar_pieces(l, sde)?;
@@ -106,6 +277,7 @@ fn build() -> Result<()> {
         let hex = hex(&digest);
         diff_ids.push(format!("sha256:{hex}"));
         layer_descs.push(descriptor(MediaType::ImageLayer, size, &hex)?);
+        layer_hexes.push(hex.clone());
         blobs.insert(hex, pieces);
     }
 
@@ -134,11 +306,12 @@ fn build() -> Result<()> {
                 .collect::<std::collections::HashMap<_, _>>(),
         );
     }
-    let arch = Arch::from(p.architecture.as_str());
-    let image_config = ImageConfigurationBuilder::default()
+    let arch = Arch::from(platform.arch.as_str());
+    let os = Os::from(platform.os.as_str());
+    let mut image_config = ImageConfigurationBuilder::default()
         .created(created)
-        .architecture(arch)
-        .os(Os::Linux)
+        .architecture(arch.clone())
+        .os(os.clone())
         .config(config.build().map_err(oci_err)?)
         .rootfs(
             RootFsBuilder::default()
@@ -146,13 +319,15 @@ fn build() -> Result<()> {
                 .diff_ids(diff_ids)
                 .build()
                 .map_err(oci_err)?,
-        )
-        .build()
-        .map_err(oci_err)?;
+        );
+    if let Some(v) = &platform.variant {
+        image_config = image_config.variant(v.clone());
+    }
+    let image_config = image_config.build().map_err(oci_err)?;
     // serde_json writes struct fields in declaration order and the labels map
     // is re-sorted below, so the bytes are stable.
     let config_json = canonical_json(&image_config)?;
-    let config_hex = write_blob(&config_json, &mut blobs)?;
+    let config_hex = write_blob(&config_json, blobs)?;
     let config_desc = descriptor(
         MediaType::ImageConfig,
         config_json.len() as u64,
@@ -163,72 +338,35 @@ fn build() -> Result<()> {
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config_desc)
-        .layers(layer_descs.clone())
+        .layers(layer_descs)
         .build()
         .map_err(oci_err)?;
     let manifest_json = canonical_json(&manifest)?;
-    let manifest_hex = write_blob(&manifest_json, &mut blobs)?;
-
-    let tag = p
-        .tag
-        .clone()
-        .unwrap_or_else(|| config_hex[..16].to_string());
-    let reference = format!("{}:{tag}", p.name);
+    let manifest_hex = write_blob(&manifest_json, blobs)?;
     let mut manifest_desc = descriptor(
         MediaType::ImageManifest,
         manifest_json.len() as u64,
         &manifest_hex,
     )?;
-    manifest_desc.set_annotations(Some(
-        [
-            ("org.opencontainers.image.ref.name".to_string(), tag.clone()),
-            ("io.containerd.image.name".to_string(), reference.clone()),
-        ]
-        .into_iter()
-        .collect(),
-    ));
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![manifest_desc])
-        .build()
-        .map_err(oci_err)?;
-    let index_json = canonical_json(&index)?;
-    fs::write(format!("{OCI}/index.json"), &index_json)?;
-    fs::write(format!("{OCI}/oci-layout"), OCI_LAYOUT)?;
-
-    // docker-archive: the OCI layout plus docker's manifest.json, as docker save writes since v25.
-    let docker_manifest = serde_json::json!([{
-        "Config": format!("blobs/sha256/{config_hex}"),
-        "RepoTags": [reference],
-        "Layers": layer_descs.iter().map(|d| format!("blobs/sha256/{}", d.digest().digest())).collect::<Vec<_>>(),
-    }]);
-    let archive = archive_pieces(
-        &blobs,
-        &[
-            ("index.json", index_json),
-            ("manifest.json", serde_json::to_vec(&docker_manifest)?),
-            ("oci-layout", OCI_LAYOUT.to_vec()),
-        ],
-        sde,
-    )?;
-
-    // The layers' bytes, twice: as OCI blobs and inside image.tar. The host
-    // writes the files in parallel, copying from the inputs.
-    let mut files: Vec<(String, &Pieces)> = vec![("/out/image.tar".into(), &archive)];
-    for hex in layer_descs.iter().map(|d| d.digest().digest()) {
-        let path = format!("{OCI}/blobs/sha256/{hex}");
-        if !files.iter().any(|(p, _)| *p == path) {
-            files.push((path, &blobs[hex]));
+    if multi {
+        let mut pb = PlatformBuilder::default().architecture(arch).os(os);
+        if let Some(v) = &platform.variant {
+            pb = pb.variant(v.clone());
         }
+        manifest_desc.set_platform(Some(pb.build().map_err(oci_err)?));
     }
-    kiln_sdk::assemble::write_files(&files)?;
-    info!(
-        "{reference}: {} layer(s), {} files; /out/image.tar and /out/oci",
-        layers.len(),
-        image.len()
-    );
-    Ok(())
+    let mut blob_hexes = layer_hexes.clone();
+    blob_hexes.push(config_hex.clone());
+    blob_hexes.push(manifest_hex);
+    Ok(Image {
+        platform: platform.clone(),
+        manifest: manifest_desc,
+        config_hex,
+        blob_hexes,
+        layer_hexes,
+        layer_count: layers.len(),
+        file_count: image.len(),
+    })
 }
 
 fn oci_err(e: oci_spec::OciSpecError) -> Error {

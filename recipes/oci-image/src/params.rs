@@ -45,8 +45,16 @@ pub struct Params {
     /// An input holding a zoneinfo tree, installed as /usr/share/zoneinfo.
     #[serde(default)]
     pub tzdata: Option<Source>,
+    /// The architecture of a single-platform image.
     #[serde(default = "amd64")]
     pub architecture: String,
+    /// Build one image per platform (`os/arch[/variant]`) and an OCI image
+    /// index over them in `/out/oci`; `{platform}` in a content's `path`
+    /// becomes the platform's directory (`linux-arm64`, as the go recipe's
+    /// `platforms` lays out its output). `/out/image.tar` holds linux/amd64
+    /// if it is listed, else the first.
+    #[serde(default)]
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]

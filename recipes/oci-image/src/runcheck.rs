@@ -5,14 +5,21 @@
 use std::fs;
 use std::io::Read;
 
+use kiln_sdk::platform::Platform;
 use kiln_sdk::{Error, Result};
 
 use crate::layer::{Node, Tree};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Check that `program` (entrypoint[0] or cmd[0]) can start in an image of `tree`.
-pub fn check(tree: &Tree, program: &str, path_env: Option<&str>) -> Result<()> {
+/// Check that `program` (entrypoint[0] or cmd[0]) can start in an image of
+/// `tree` for `platform`: an ELF entrypoint must be built for its machine.
+pub fn check(
+    tree: &Tree,
+    program: &str,
+    path_env: Option<&str>,
+    platform: &Platform,
+) -> Result<()> {
     let resolved = if program.contains('/') {
         program.trim_start_matches('/').to_string()
     } else {
@@ -43,6 +50,14 @@ pub fn check(tree: &Tree, program: &str, path_env: Option<&str>) -> Result<()> {
     let mut head = vec![0u8; 4096];
     let n = fs::File::open(src)?.read(&mut head)?;
     head.truncate(n);
+    if let (Some(got), Some(want)) = (elf_machine(&head), platform.elf_machine())
+        && got != want
+    {
+        return Err(Error::msg(format!(
+            "the entrypoint /{final_path} is an ELF for {}, but the image is for {platform}; build it for that platform (go recipe: params.platforms) or set the image's platforms",
+            machine_name(got)
+        )));
+    }
     if let Some(interp) = elf_interpreter(src, &head)? {
         if resolve(tree, interp.trim_start_matches('/')).is_none() {
             return Err(Error::msg(format!(
@@ -97,6 +112,32 @@ fn normalize_join(parent: &str, rel: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
+}
+
+/// An ELF file's `e_machine`, from its first bytes.
+fn elf_machine(head: &[u8]) -> Option<u16> {
+    if head.len() < 20 || !head.starts_with(b"\x7fELF") {
+        return None;
+    }
+    let b = [head[18], head[19]];
+    Some(match head[5] {
+        2 => u16::from_be_bytes(b),
+        _ => u16::from_le_bytes(b),
+    })
+}
+
+fn machine_name(m: u16) -> String {
+    match m {
+        3 => "386".into(),
+        40 => "arm".into(),
+        62 => "amd64".into(),
+        183 => "arm64".into(),
+        21 => "ppc64".into(),
+        22 => "s390x".into(),
+        243 => "riscv64".into(),
+        258 => "loong64".into(),
+        other => format!("machine {other}"),
+    }
 }
 
 /// PT_INTERP of an ELF file, if it has one.
@@ -182,7 +223,15 @@ fn interpreter_of(data: &[u8]) -> std::result::Result<Option<String>, &'static s
 
 #[cfg(test)]
 mod tests {
-    use super::interpreter_of;
+    use super::{elf_machine, interpreter_of};
+
+    #[test]
+    fn the_machine_is_read_from_the_header() {
+        let mut d = elf64(64, 56, 0, None);
+        d[18..20].copy_from_slice(&183u16.to_le_bytes());
+        assert_eq!(elf_machine(&d), Some(183));
+        assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
+    }
 
     /// A minimal 64-bit little-endian ELF header with one program header.
     fn elf64(phoff: u64, phentsize: u16, phnum: u16, interp: Option<&[u8]>) -> Vec<u8> {

@@ -35,6 +35,7 @@
 pub mod assemble;
 mod error;
 mod exec;
+pub mod platform;
 
 pub use error::{Context, Error, Result};
 pub use exec::{Command, Output, Tool};

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use kiln_core::store::Store;
 
-use super::{load_manifest, open_store, resolving_options};
+use super::open_store;
+use super::outputs::{lookup_outputs, store_entry};
 use crate::binary_cache::{self, Pushed, SecretKey, Transport};
-use crate::builder::{Builder, Mode};
 use crate::cli::args::{CacheCommand, PushArgs};
 use crate::cli::cache_config::{self, CacheSettings};
 
@@ -76,39 +76,17 @@ fn push_targets(a: PushArgs, quiet: bool) -> anyhow::Result<()> {
         outputs.push(store_entry(&store, p)?);
     }
     if !names.is_empty() || a.targets.is_empty() {
-        let manifest = load_manifest(a.file.file.as_deref())?;
-        let targets: Vec<String> = if names.is_empty() {
-            manifest.targets.keys().cloned().collect()
-        } else {
-            names.into_iter().cloned().collect()
-        };
-        let opts = crate::builder::BuildOptions {
-            source_date_epoch: a.source_date_epoch,
-            ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?
-        };
-        let mut builder = Builder::new(store.clone(), &manifest, opts)?;
-        outputs.extend(
-            builder
-                .build(&targets)
-                .context("pushing what is built: run `kiln build` first")?
-                .into_iter()
-                .map(|b| b.entry),
-        );
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        outputs.extend(lookup_outputs(
+            &store,
+            &names,
+            &a.file,
+            a.sandbox,
+            a.source_date_epoch,
+            quiet,
+        )?);
     }
     push(&store, &cache, &key, &outputs, quiet)
-}
-
-/// The store entry `path` is (or links to), or why it is none.
-fn store_entry(store: &Store, path: &str) -> anyhow::Result<PathBuf> {
-    let real = std::fs::canonicalize(path).with_context(|| format!("cannot read {path}"))?;
-    let entries = std::fs::canonicalize(store.entries_dir())?;
-    match real.strip_prefix(&entries) {
-        Ok(rest) if rest.components().count() == 1 => Ok(real),
-        _ => bail!(
-            "{path} is not an entry of the store {} (kiln cache push takes targets, or paths such as ./result that link into the store)",
-            entries.display()
-        ),
-    }
 }
 
 /// Where `kiln build --push` pushes: asked before building, so a missing

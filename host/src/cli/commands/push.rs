@@ -1,0 +1,64 @@
+//! `kiln push IMAGE REF`: the CLI side of [`crate::registry`].
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use super::open_store;
+use super::outputs::{lookup_outputs, store_entry};
+use crate::cli::args::PushImageArgs;
+use crate::registry::{self, PushOptions, Reference};
+
+pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
+    let reference = Reference::parse(&a.reference)?;
+    let store = open_store()?;
+    let entry: PathBuf = if a.image.contains('/') || a.image.starts_with('.') {
+        store_entry(&store, &a.image)?
+    } else {
+        let found = lookup_outputs(
+            &store,
+            std::slice::from_ref(&a.image),
+            &a.file,
+            a.sandbox,
+            a.source_date_epoch,
+            quiet,
+        )?;
+        found
+            .into_iter()
+            .next()
+            .context("the target has no output")?
+    };
+    let oci = entry.join("oci");
+    if !oci.join("index.json").is_file() {
+        bail!(
+            "{} has no oci/index.json: push the output of an oci-image target",
+            entry.display()
+        );
+    }
+    let pushed = registry::push(
+        &oci,
+        &reference,
+        &PushOptions {
+            insecure: a.insecure,
+            credentials: None,
+        },
+    )
+    .with_context(|| format!("pushing {} to {}", a.image, a.reference))?;
+    if let Some(f) = &a.digest_file {
+        std::fs::write(f, format!("{}\n", pushed.digest))
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    if !quiet {
+        eprintln!(
+            "pushed {} blob(s), {} already there; tagged {}",
+            pushed.uploaded,
+            pushed.skipped,
+            pushed.tags.join(", ")
+        );
+    }
+    println!(
+        "{}/{}@{}",
+        reference.registry, reference.repository, pushed.digest
+    );
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! The distribution API calls a push makes, with the registry's auth dance:
+//! a request that answers 401 is retried once with Basic credentials or a
+//! Bearer token fetched from the realm the challenge names.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ureq::http::Response;
+
+use super::auth::{Challenge, Credentials, parse_challenge};
+use super::layout::{Blob, Layout};
+use super::{PushOptions, Reference, RegistryError};
+
+/// How many blobs upload at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+#[derive(Clone, Copy)]
+enum Method {
+    Head,
+    Get,
+    Post,
+    Put,
+}
+
+pub struct Client {
+    /// `http(s)://registry`.
+    base: String,
+    registry: String,
+    repository: String,
+    agent: ureq::Agent,
+    credentials: Option<Credentials>,
+    /// The `Authorization` value that worked, once one did.
+    auth: Mutex<Option<String>>,
+}
+
+impl Client {
+    pub fn new(reference: &Reference, opts: &PushOptions) -> Result<Self, RegistryError> {
+        let plain = reference.is_loopback() || opts.insecure;
+        let scheme = if plain { "http" } else { "https" };
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Client {
+            base: format!("{scheme}://{}", reference.registry),
+            registry: reference.registry.clone(),
+            repository: reference.repository.clone(),
+            agent,
+            credentials: opts
+                .credentials
+                .clone()
+                .or_else(|| Credentials::find(&reference.registry)),
+            auth: Mutex::new(None),
+        })
+    }
+
+    fn failed(&self, url: &str, message: impl Into<String>) -> RegistryError {
+        RegistryError::Failed {
+            url: url.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn call_once(
+        &self,
+        m: Method,
+        url: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let auth = self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let r = match m {
+            Method::Head => with_auth(self.agent.head(url), &auth).call(),
+            Method::Get => with_auth(self.agent.get(url), &auth).call(),
+            Method::Post => with_auth(self.agent.post(url), &auth).send_empty(),
+            Method::Put => {
+                let mut r = with_auth(self.agent.put(url), &auth);
+                if let Some(ct) = content_type {
+                    r = r.header("Content-Type", ct);
+                }
+                r.send(body)
+            }
+        };
+        r.map_err(|e| self.failed(url, e.to_string()))
+    }
+
+    /// Send; on 401, authenticate as the challenge asks and send again.
+    fn call(
+        &self,
+        m: Method,
+        url: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let resp = self.call_once(m, url, body, content_type)?;
+        if resp.status().as_u16() != 401 {
+            return Ok(resp);
+        }
+        let unauthorized = |status| RegistryError::Unauthorized {
+            registry: self.registry.clone(),
+            status,
+        };
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+            .ok_or_else(|| unauthorized(401))?;
+        let auth = match challenge {
+            Challenge::Basic => self
+                .credentials
+                .as_ref()
+                .ok_or_else(|| unauthorized(401))?
+                .basic(),
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => format!("Bearer {}", self.token(&realm, service, scope)?),
+        };
+        *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = Some(auth);
+        let resp = self.call_once(m, url, body, content_type)?;
+        match resp.status().as_u16() {
+            s @ (401 | 403) => Err(unauthorized(s)),
+            _ => Ok(resp),
+        }
+    }
+
+    /// A token from `realm` for this push, with the credentials if any.
+    fn token(
+        &self,
+        realm: &str,
+        service: Option<String>,
+        scope: Option<String>,
+    ) -> Result<String, RegistryError> {
+        let scope = scope.unwrap_or_else(|| format!("repository:{}:pull,push", self.repository));
+        let mut req = self.agent.get(realm).query("scope", &scope);
+        if let Some(s) = &service {
+            req = req.query("service", s);
+        }
+        if let Some(c) = &self.credentials {
+            req = req.header("Authorization", c.basic());
+        }
+        let mut resp = req.call().map_err(|e| self.failed(realm, e.to_string()))?;
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                status,
+            });
+        }
+        let mut text = String::new();
+        resp.body_mut()
+            .as_reader()
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| self.failed(realm, format!("the token answer: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| self.failed(realm, format!("the token answer: {e}")))?;
+        v.get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(String::from)
+            .ok_or_else(|| self.failed(realm, "the token answer holds no token"))
+    }
+
+    /// A non-2xx answer as an error, with the start of its body.
+    fn check(
+        &self,
+        url: &str,
+        what: &str,
+        mut resp: Response<ureq::Body>,
+    ) -> Result<Response<ureq::Body>, RegistryError> {
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let mut text = String::new();
+        let _ = resp
+            .body_mut()
+            .as_reader()
+            .take(2048)
+            .read_to_string(&mut text);
+        Err(self.failed(url, format!("{what}: HTTP {status} {}", text.trim())))
+    }
+
+    /// Upload the blobs the registry lacks, a few at a time:
+    /// (uploaded, skipped).
+    pub fn upload_blobs(&self, layout: &Layout) -> Result<(usize, usize), RegistryError> {
+        let next = AtomicUsize::new(0);
+        let uploaded = AtomicUsize::new(0);
+        let skipped = AtomicUsize::new(0);
+        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..PARALLEL_UPLOADS.min(layout.blobs.len()) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(blob) = layout.blobs.get(i) else {
+                            break;
+                        };
+                        if first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .is_some()
+                        {
+                            break;
+                        }
+                        match self.upload_blob(layout, blob) {
+                            Ok(true) => uploaded.fetch_add(1, Ordering::Relaxed),
+                            Ok(false) => skipped.fetch_add(1, Ordering::Relaxed),
+                            Err(e) => {
+                                first_error
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(e);
+                                break;
+                            }
+                        };
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        Ok((uploaded.into_inner(), skipped.into_inner()))
+    }
+
+    /// Upload one blob unless the registry has it; true if it was sent.
+    fn upload_blob(&self, layout: &Layout, blob: &Blob) -> Result<bool, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{}", self.base, self.repository, blob.digest);
+        let head = self.call(Method::Head, &url, &[], None)?;
+        if head.status().as_u16() == 200 {
+            return Ok(false);
+        }
+        let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
+        let resp = self.call(Method::Post, &start, &[], None)?;
+        let resp = self.check(&start, "starting an upload", resp)?;
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.failed(&start, "the upload answer has no Location"))?;
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location.to_string()
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={}", blob.digest);
+        let path = layout.blob_file(&blob.digest);
+        let bytes = std::fs::read(&path).map_err(|e| RegistryError::Layout {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if bytes.len() as u64 != blob.size {
+            return Err(RegistryError::Layout {
+                path: path.display().to_string(),
+                message: format!(
+                    "has {} bytes, its descriptor says {}",
+                    bytes.len(),
+                    blob.size
+                ),
+            });
+        }
+        let resp = self.call(Method::Put, &put, &bytes, Some("application/octet-stream"))?;
+        self.check(&url, &format!("uploading {}", blob.digest), resp)?;
+        Ok(true)
+    }
+
+    /// Put a manifest or index under `reference` (a digest or a tag).
+    pub fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
+        let resp = self.call(Method::Put, &url, bytes, Some(media_type))?;
+        self.check(&url, "putting the manifest", resp).map(drop)
+    }
+
+    /// Whether the registry answers its API root (authenticating if it
+    /// asks), so bad credentials fail before any upload.
+    pub fn ping(&self) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.base);
+        let resp = self.call(Method::Get, &url, &[], None)?;
+        self.check(&url, "the registry's API root", resp).map(drop)
+    }
+}
+
+fn with_auth<B>(r: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => r.header("Authorization", a),
+        None => r,
+    }
+}

@@ -1,0 +1,209 @@
+//! Shipping images (issue 17): the go recipe cross-compiles for several
+//! platforms, the oci-image recipe makes an image index over them, and
+//! `kiln push` sends it to a real registry (Debian's docker-registry,
+//! distribution 2.8, with htpasswd auth) started on loopback; skopeo reads
+//! the index back, podman pulls and runs it.
+
+use std::process::{Command, Stdio};
+
+use crate::support::{Project, Server, free_port, hello_project, podman, run, wait_for};
+
+const USER: &str = "ci";
+const PASSWORD: &str = "s3cret-pw";
+
+/// docker-registry on a free port, with one htpasswd user.
+fn registry() -> Server {
+    let bin = std::path::Path::new("/usr/bin/docker-registry");
+    assert!(
+        bin.exists(),
+        "these tests need docker-registry: apt-get install docker-registry (.ci/deps does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // bcrypt, which distribution's htpasswd wants, from the C library.
+    let hash = run(Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            &format!("import crypt; print(crypt.crypt({PASSWORD:?}, crypt.mksalt(crypt.METHOD_BLOWFISH)))"),
+        ])
+        .output()
+        .unwrap())
+    .ok();
+    std::fs::write(
+        dir.path().join("htpasswd"),
+        format!("{USER}:{}\n", hash.stdout.trim()),
+    )
+    .unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: kiln-test\n    path: {d}/htpasswd\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .arg(dir.path().join("config.yml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting docker-registry");
+    wait_for(port, &mut child, "docker-registry");
+    Server {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// examples/hello built for linux/amd64 and linux/arm64, as an image index.
+fn multi_platform_hello() -> Project {
+    let p = hello_project();
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    let platforms = "platforms = [\"linux/amd64\", \"linux/arm64\"]";
+    p.write(
+        "kiln.toml",
+        &toml
+            .replace(
+                "inputs.src = { path = \".\" }",
+                &format!("inputs.src = {{ path = \".\" }}\nparams.{platforms}"),
+            )
+            .replace(
+                "contents = [{ from = \"hello\", path = \"bin/hello\"",
+                &format!("{platforms}\ncontents = [{{ from = \"hello\", path = \"{{platform}}/bin/hello\""),
+            ),
+    );
+    p
+}
+
+/// `kiln push` with the registry's login in the environment.
+fn push(p: &Project, image: &str, reference: &str, password: &str) -> crate::support::Run {
+    run(p
+        .command(&["push", image, reference])
+        .env("KILN_REGISTRY_USERNAME", USER)
+        .env("KILN_REGISTRY_PASSWORD", password)
+        .output()
+        .unwrap())
+}
+
+#[test]
+fn a_two_platform_image_is_pushed_once_pulled_and_run() {
+    let server = registry();
+    let registry = format!("127.0.0.1:{}", server.port);
+    let p = multi_platform_hello();
+    let r = p.kiln(&["build", "hello", "image"]).ok();
+    assert!(
+        r.stderr.contains("image.tar holds linux/amd64"),
+        "{}",
+        r.stderr
+    );
+
+    // The arm64 binary is an aarch64 ELF (e_machine 183), amd64 x86-64 (62).
+    for (dir, machine) in [("linux-arm64", 183u16), ("linux-amd64", 62)] {
+        let bytes = std::fs::read(p.path(&format!("result-hello/{dir}/bin/hello"))).unwrap();
+        assert_eq!(&bytes[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), machine, "{dir}");
+        assert!(
+            p.path(&format!("result-hello/{dir}/share/kiln/go/hello.buildinfo"))
+                .is_file()
+        );
+    }
+
+    // A wrong password is refused by name, before any upload.
+    let reference = format!("{registry}/team/hello");
+    push(&p, "image", &reference, "wrong").fails_with("refused the credentials (HTTP 401)");
+
+    let first = push(&p, "image", &reference, PASSWORD).ok();
+    assert!(
+        first
+            .stderr
+            .contains("pushed 4 blob(s), 0 already there; tagged kiln"),
+        "{}",
+        first.stderr
+    );
+    let digest = first.stdout.trim().rsplit('@').next().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{}", first.stdout);
+    // Unchanged: nothing is uploaded again.
+    let again = push(
+        &p,
+        "./result-image",
+        &format!("{reference}:again"),
+        PASSWORD,
+    )
+    .ok();
+    assert!(
+        again.stderr.contains("pushed 0 blob(s), 4 already there"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stdout.ends_with(&format!("@{digest}\n")),
+        "{}",
+        again.stdout
+    );
+
+    // skopeo reads back an index with both platforms.
+    let creds = format!("{USER}:{PASSWORD}");
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds", &creds])
+        .arg(format!("docker://{reference}:kiln"))
+        .output()
+        .expect("skopeo"))
+    .ok();
+    let index: serde_json::Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+
+    // podman pulls the host's platform from the index and runs it.
+    let image = format!("{reference}:kiln");
+    podman(&["pull", "--tls-verify=false", "--creds", &creds, &image]).ok();
+    let out = podman(&["run", "--rm", &image]).ok();
+    assert_eq!(
+        out.stdout,
+        "Hello from a static Go binary, built by kiln!\n"
+    );
+    let _ = podman(&["rmi", "-f", &image]);
+    drop(server);
+
+    // The build-time run check is per platform: an arm64 image given the
+    // amd64 binary is refused.
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    p.write(
+        "kiln.toml",
+        &toml
+            .replace(
+                "platforms = [\"linux/amd64\", \"linux/arm64\"]\ncontents",
+                "platforms = [\"linux/arm64\"]\ncontents",
+            )
+            .replace(
+                "path = \"{platform}/bin/hello\"",
+                "path = \"linux-amd64/bin/hello\"",
+            ),
+    );
+    p.kiln(&["build", "image"])
+        .fails_with("is an ELF for amd64, but the image is for linux/arm64");
+}
+
+#[test]
+fn bad_references_and_outputs_are_named_errors() {
+    let p = Project::new();
+    p.write("kiln.toml", "");
+    p.kiln(&["push", "./kiln.toml", "hello:v1"])
+        .fails_with("is not an image reference");
+    p.kiln(&["push", "./kiln.toml", "127.0.0.1:1/hello"])
+        .fails_with("is not an entry of the store");
+}
