@@ -114,6 +114,16 @@ fn a_two_platform_image_is_pushed_once_pulled_and_run() {
         );
     }
 
+    // The audit sees both binaries and their modules.
+    let audit = p.kiln(&["audit", "hello"]).ok();
+    for dir in ["linux-amd64", "linux-arm64"] {
+        assert!(
+            audit.stdout.contains(&format!("go-binary {dir}/bin/hello")),
+            "{}",
+            audit.stdout
+        );
+    }
+
     // A wrong password is refused by name, before any upload.
     let reference = format!("{registry}/team/hello");
     push(&p, "image", &reference, "wrong").fails_with("refused the credentials (HTTP 401)");

@@ -108,21 +108,47 @@ pub fn parse(name: &str, text: &str) -> Result<GoBinary, String> {
 pub fn read(entry: &Path) -> Result<Vec<GoBinary>, String> {
     let root =
         kiln_core::beneath::Root::open(entry).map_err(|e| format!("{}: {e}", entry.display()))?;
-    match root.kind(Path::new(BUILDINFO_DIR)) {
+    let mut found = read_dir(&root, entry, Path::new(BUILDINFO_DIR))?;
+    // A cross build keeps each platform's in its directory
+    // (`linux-arm64/share/kiln/go`, docs/recipes/go.md).
+    let mut platforms: Vec<String> = fs::read_dir(entry)
+        .map_err(|e| format!("{}: {e}", entry.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "share" && n != "bin")
+        .collect();
+    platforms.sort();
+    for p in platforms {
+        if let Ok(Some(rustix::fs::FileType::Directory)) = root.kind(Path::new(&p)) {
+            found.extend(read_dir(&root, entry, &Path::new(&p).join(BUILDINFO_DIR))?);
+        }
+    }
+    Ok(found)
+}
+
+/// The binaries described in `dir` of the output (none if it has no such
+/// directory).
+fn read_dir(
+    root: &kiln_core::beneath::Root,
+    entry: &Path,
+    dir: &Path,
+) -> Result<Vec<GoBinary>, String> {
+    match root.kind(dir) {
         Ok(Some(rustix::fs::FileType::Directory)) => {}
         Ok(None) => return Ok(Vec::new()),
         Ok(Some(kind)) => {
             return Err(format!(
-                "{BUILDINFO_DIR} in {} is a {}, not a directory",
+                "{} in {} is a {}, not a directory",
+                dir.display(),
                 entry.display(),
                 kiln_core::beneath::kind_name(kind)
             ));
         }
         Err(e) => return Err(e.to_string()),
     }
-    // No component of BUILDINFO_DIR is a symlink (checked above), and
-    // store entries are read-only: listing it by path lists what was checked.
-    let rd = fs::read_dir(entry.join(BUILDINFO_DIR)).map_err(|e| e.to_string())?;
+    // No component of `dir` is a symlink (checked above), and store
+    // entries are read-only: listing it by path lists what was checked.
+    let rd = fs::read_dir(entry.join(dir)).map_err(|e| e.to_string())?;
     let mut names: Vec<String> = rd
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -132,7 +158,7 @@ pub fn read(entry: &Path) -> Result<Vec<GoBinary>, String> {
     names
         .iter()
         .map(|n| {
-            let rel = Path::new(BUILDINFO_DIR).join(n);
+            let rel = dir.join(n);
             let mut text = String::new();
             root.open_file(&rel)
                 .map_err(|e| e.to_string())?
