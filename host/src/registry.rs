@@ -17,6 +17,7 @@
 mod auth;
 mod client;
 mod layout;
+pub mod sign;
 
 use std::path::Path;
 
@@ -118,12 +119,22 @@ pub struct PushOptions {
     pub credentials: Option<Credentials>,
 }
 
+/// What to sign a pushed image with, and what to attest about it.
+#[derive(Debug)]
+pub struct Signing {
+    pub key: sign::ImageKey,
+    /// (predicateType, predicate): SLSA provenance, an SPDX document.
+    pub attestations: Vec<(String, serde_json::Value)>,
+}
+
 /// Push the OCI layout at `oci` to `reference`, tagged with its tag (or,
-/// without one, the layout's own `org.opencontainers.image.ref.name`).
+/// without one, the layout's own `org.opencontainers.image.ref.name`);
+/// then, with `signing`, its signature and attestations.
 pub fn push(
     oci: &Path,
     reference: &Reference,
     opts: &PushOptions,
+    signing: Option<&Signing>,
 ) -> Result<Pushed, RegistryError> {
     let layout = Layout::read(oci)?;
     let client = client::Client::new(reference, opts)?;
@@ -140,12 +151,71 @@ pub fn push(
     let top_bytes = layout.blob(&layout.top.digest)?;
     client.put_manifest(&layout.top.digest, &layout.top.media_type, &top_bytes)?;
     client.put_manifest(&tag, &layout.top.media_type, &top_bytes)?;
+    let mut tags = vec![tag];
+    if let Some(s) = signing {
+        tags.extend(push_signatures(&client, reference, &layout.top.digest, s)?);
+    }
     Ok(Pushed {
         digest: layout.top.digest.clone(),
         uploaded,
         skipped,
-        tags: vec![tag],
+        tags,
     })
+}
+
+/// The `.sig` and (if any) `.att` artifacts of `digest`; their tags.
+fn push_signatures(
+    client: &client::Client,
+    reference: &Reference,
+    digest: &str,
+    s: &Signing,
+) -> Result<Vec<String>, RegistryError> {
+    let repository = format!("{}/{}", reference.registry, reference.repository);
+    let payload = sign::simple_signing_payload(&repository, digest);
+    let signature = sign::ArtifactLayer {
+        media_type: sign::SIMPLE_SIGNING,
+        annotations: vec![(sign::SIGNATURE_ANNOTATION.into(), s.key.sign(&payload))],
+        bytes: payload,
+    };
+    let mut artifacts = vec![(sign::tag_for(digest, "sig"), vec![signature])];
+    if !s.attestations.is_empty() {
+        let layers = s
+            .attestations
+            .iter()
+            .map(|(predicate_type, predicate)| sign::ArtifactLayer {
+                media_type: sign::DSSE,
+                bytes: sign::attestation(&s.key, &repository, digest, predicate_type, predicate),
+                annotations: vec![
+                    (sign::SIGNATURE_ANNOTATION.into(), String::new()),
+                    ("predicateType".into(), predicate_type.clone()),
+                ],
+            })
+            .collect();
+        artifacts.push((sign::tag_for(digest, "att"), layers));
+    }
+    let mut tags = Vec::new();
+    for (tag, layers) in artifacts {
+        let (config, manifest) = sign::artifact_manifest(&layers);
+        for bytes in layers.iter().map(|l| &l.bytes).chain([&config]) {
+            client.upload_bytes(&sha256_digest(bytes), bytes)?;
+        }
+        client.put_manifest(
+            &tag,
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        )?;
+        tags.push(tag);
+    }
+    Ok(tags)
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 #[cfg(test)]

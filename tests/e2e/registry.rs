@@ -159,6 +159,7 @@ fn a_two_platform_image_is_pushed_once_pulled_and_run() {
 
     // skopeo reads back an index with both platforms.
     let creds = format!("{USER}:{PASSWORD}");
+    signatures_verify_with_openssl(&p, &server, &reference, &digest, &creds);
     let raw = run(Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false", "--creds", &creds])
         .arg(format!("docker://{reference}:kiln"))
@@ -216,4 +217,137 @@ fn bad_references_and_outputs_are_named_errors() {
         .fails_with("is not an image reference");
     p.kiln(&["push", "./kiln.toml", "127.0.0.1:1/hello"])
         .fails_with("is not an entry of the store");
+}
+
+/// `kiln push --sign`: the signature and the attestations cosign's formats
+/// describe, checked with openssl and the public key (cosign itself is not
+/// installable from the registries this project may use).
+fn signatures_verify_with_openssl(
+    p: &Project,
+    server: &Server,
+    reference: &str,
+    digest: &str,
+    creds: &str,
+) {
+    let key = p.home.path().join("cosign.key");
+    let public = p
+        .kiln(&["image", "keygen", "--secret-file", key.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    let public_file = p.home.path().join("cosign.pub");
+    std::fs::write(&public_file, &public).unwrap();
+    let r = run(p
+        .command(&["push", "image", reference, "--sign", key.to_str().unwrap()])
+        .env("KILN_REGISTRY_USERNAME", USER)
+        .env("KILN_REGISTRY_PASSWORD", PASSWORD)
+        .output()
+        .unwrap())
+    .ok();
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(
+        r.stderr.contains(&format!("sha256-{hex}.sig")),
+        "{}",
+        r.stderr
+    );
+
+    let manifest = |tag: &str| -> serde_json::Value {
+        let raw = run(Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", "--creds", creds])
+            .arg(format!("docker://{reference}:{tag}"))
+            .output()
+            .unwrap())
+        .ok();
+        serde_json::from_str(&raw.stdout).unwrap()
+    };
+    let blob = |digest: &str| -> Vec<u8> {
+        let out = Command::new("curl")
+            .args(["-sf", "-u", creds])
+            .arg(format!(
+                "http://127.0.0.1:{}/v2/{}/blobs/{digest}",
+                server.port,
+                reference.split_once('/').unwrap().1
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fetching {digest}");
+        out.stdout
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let verify = |message: &[u8], sig_der: &[u8]| -> bool {
+        std::fs::write(dir.path().join("msg"), message).unwrap();
+        std::fs::write(dir.path().join("sig"), sig_der).unwrap();
+        Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(&public_file)
+            .arg("-signature")
+            .arg(dir.path().join("sig"))
+            .arg(dir.path().join("msg"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let b64 = |s: &str| data_encoding::BASE64.decode(s.as_bytes()).unwrap();
+
+    // The signature: a simple-signing payload naming the pushed digest.
+    let sig = manifest(&format!("sha256-{hex}.sig"));
+    let layer = &sig["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+    let payload = blob(layer["digest"].as_str().unwrap());
+    let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(
+        claims["critical"]["image"]["docker-manifest-digest"],
+        digest
+    );
+    assert_eq!(
+        claims["critical"]["type"],
+        "cosign container image signature"
+    );
+    let signature = b64(layer["annotations"]["dev.cosignproject.cosign/signature"]
+        .as_str()
+        .unwrap());
+    assert!(
+        verify(&payload, &signature),
+        "the signature verifies with the public key"
+    );
+    assert!(
+        !verify(b"another payload", &signature),
+        "and only for its payload"
+    );
+
+    // The attestations: DSSE envelopes of in-toto statements about it.
+    let att = manifest(&format!("sha256-{hex}.att"));
+    let types: Vec<&str> = att["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["annotations"]["predicateType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "https://slsa.dev/provenance/v1",
+            "https://spdx.dev/Document"
+        ]
+    );
+    for layer in att["layers"].as_array().unwrap() {
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&blob(layer["digest"].as_str().unwrap())).unwrap();
+        let ty = envelope["payloadType"].as_str().unwrap();
+        assert_eq!(ty, "application/vnd.in-toto+json");
+        let statement = b64(envelope["payload"].as_str().unwrap());
+        let mut pae = format!("DSSEv1 {} {ty} {} ", ty.len(), statement.len()).into_bytes();
+        pae.extend_from_slice(&statement);
+        assert!(verify(
+            &pae,
+            &b64(envelope["signatures"][0]["sig"].as_str().unwrap())
+        ));
+        let st: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+        assert_eq!(st["subject"][0]["digest"]["sha256"], hex);
+        assert_eq!(st["predicateType"], layer["annotations"]["predicateType"]);
+    }
 }

@@ -62,6 +62,11 @@ pub struct PushImageArgs {
     /// Also write the pushed digest to FILE.
     #[arg(long, value_name = "FILE")]
     pub digest_file: Option<PathBuf>,
+    /// Sign the pushed digest with this key (`kiln image keygen`) in
+    /// cosign's format, and attach the image's SLSA provenance and SPDX
+    /// SBOM as signed in-toto attestations.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
     #[command(flatten)]
     pub file: FileArg,
     /// The sandbox mode the target was built with.
@@ -180,6 +185,13 @@ pub enum ImageCommand {
         /// Print JSON instead.
         #[arg(long)]
         json: bool,
+    },
+    /// Make an ECDSA P-256 key for `kiln push --sign`: the secret (PKCS#8
+    /// PEM, mode 0600) goes to FILE, the public key (PEM, what `cosign
+    /// verify --key` reads) to stdout.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
     },
 }
 

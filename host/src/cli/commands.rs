@@ -34,6 +34,7 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => audit::verify(a, quiet),
         Command::Cache(c) => cache::run(c, quiet),
         Command::Push(a) => push::run(a, quiet),
+        Command::Image(ImageCommand::Keygen { secret_file }) => push::keygen(&secret_file),
         Command::Image(ImageCommand::Inspect { path, json }) => {
             let summary = crate::image::inspect(&path)?;
             if json {

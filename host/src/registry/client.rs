@@ -235,28 +235,12 @@ impl Client {
         Ok((uploaded.into_inner(), skipped.into_inner()))
     }
 
-    /// Upload one blob unless the registry has it; true if it was sent.
+    /// Upload one blob of the layout unless the registry has it; true if
+    /// it was sent.
     fn upload_blob(&self, layout: &Layout, blob: &Blob) -> Result<bool, RegistryError> {
-        let url = format!("{}/v2/{}/blobs/{}", self.base, self.repository, blob.digest);
-        let head = self.call(Method::Head, &url, &[], None)?;
-        if head.status().as_u16() == 200 {
+        if self.has_blob(&blob.digest)? {
             return Ok(false);
         }
-        let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
-        let resp = self.call(Method::Post, &start, &[], None)?;
-        let resp = self.check(&start, "starting an upload", resp)?;
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| self.failed(&start, "the upload answer has no Location"))?;
-        let location = if location.starts_with('/') {
-            format!("{}{location}", self.base)
-        } else {
-            location.to_string()
-        };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{sep}digest={}", blob.digest);
         let path = layout.blob_file(&blob.digest);
         let bytes = std::fs::read(&path).map_err(|e| RegistryError::Layout {
             path: path.display().to_string(),
@@ -272,9 +256,47 @@ impl Client {
                 ),
             });
         }
-        let resp = self.call(Method::Put, &put, &bytes, Some("application/octet-stream"))?;
-        self.check(&url, &format!("uploading {}", blob.digest), resp)?;
+        self.put_blob(&blob.digest, &bytes)?;
         Ok(true)
+    }
+
+    fn has_blob(&self, digest: &str) -> Result<bool, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
+        let head = self.call(Method::Head, &url, &[], None)?;
+        Ok(head.status().as_u16() == 200)
+    }
+
+    /// Upload `bytes` (whose digest is `digest`) unless the registry has
+    /// them; true if they were sent.
+    pub fn upload_bytes(&self, digest: &str, bytes: &[u8]) -> Result<bool, RegistryError> {
+        if self.has_blob(digest)? {
+            return Ok(false);
+        }
+        self.put_blob(digest, bytes)?;
+        Ok(true)
+    }
+
+    /// A monolithic upload: POST for a location, PUT the bytes there (the
+    /// registry checks them against `digest`).
+    fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
+        let resp = self.call(Method::Post, &start, &[], None)?;
+        let resp = self.check(&start, "starting an upload", resp)?;
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.failed(&start, "the upload answer has no Location"))?;
+        let location = if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location.to_string()
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let resp = self.call(Method::Put, &put, bytes, Some("application/octet-stream"))?;
+        self.check(&start, &format!("uploading {digest}"), resp)?;
+        Ok(())
     }
 
     /// Put a manifest or index under `reference` (a digest or a tag).

@@ -45,20 +45,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // Attest only to outputs that still are what their records say.
-    let mut records = Vec::new();
-    for e in &entries {
-        let v = audit::verify(&store, e)?;
-        if !v.ok {
-            bail!(
-                "{} was modified after it was built (record says {}, content is {}); rebuild it before attesting to it",
-                e.display(),
-                v.expected,
-                v.got
-            );
-        }
-        records.push(audit::record_of(&store, e)?);
-    }
+    let records = attestable_records(&store, &entries)?;
     let roots: Vec<Root<'_>> = closures
         .iter()
         .zip(&records)
@@ -90,6 +77,54 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The records of `entries`, each checked to be what it says: kiln
+/// attests only to outputs that still are what their records say.
+fn attestable_records(
+    store: &Store,
+    entries: &[PathBuf],
+) -> anyhow::Result<Vec<crate::builder::record::BuildRecord>> {
+    let mut records = Vec::new();
+    for e in entries {
+        let v = audit::verify(store, e)?;
+        if !v.ok {
+            bail!(
+                "{} was modified after it was built (record says {}, content is {}); rebuild it before attesting to it",
+                e.display(),
+                v.expected,
+                v.got
+            );
+        }
+        records.push(audit::record_of(store, e)?);
+    }
+    Ok(records)
+}
+
+/// The SLSA provenance predicate and the SPDX document of `entry`, as
+/// (predicateType, predicate) for attestations.
+pub(super) fn attestations_of(
+    store: &Store,
+    entry: &Path,
+) -> anyhow::Result<Vec<(String, serde_json::Value)>> {
+    let entries = [entry.to_path_buf()];
+    let closure = audit::closure(store, entry)?;
+    let records = attestable_records(store, &entries)?;
+    let roots = [Root {
+        closure: &closure,
+        record: &records[0],
+    }];
+    let statement = audit::provenance::statement(&roots)?;
+    Ok(vec![
+        (
+            audit::provenance::PREDICATE_TYPE.to_string(),
+            statement["predicate"].clone(),
+        ),
+        (
+            "https://spdx.dev/Document".to_string(),
+            audit::sbom::document(&roots)?,
+        ),
+    ])
 }
 
 fn write_json(file: &Path, value: &serde_json::Value) -> anyhow::Result<()> {

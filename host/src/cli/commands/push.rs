@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use super::open_store;
 use super::outputs::{lookup_outputs, store_entry};
 use crate::cli::args::PushImageArgs;
+use crate::registry::sign::ImageKey;
 use crate::registry::{self, PushOptions, Reference};
 
 pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
@@ -35,6 +36,17 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
             entry.display()
         );
     }
+    let signing = match &a.sign {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the signing key {}", path.display()))?;
+            Some(registry::Signing {
+                key: ImageKey::from_pem(&path.display().to_string(), &pem)?,
+                attestations: super::audit::attestations_of(&store, &entry)?,
+            })
+        }
+    };
     let pushed = registry::push(
         &oci,
         &reference,
@@ -42,6 +54,7 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
             insecure: a.insecure,
             credentials: None,
         },
+        signing.as_ref(),
     )
     .with_context(|| format!("pushing {} to {}", a.image, a.reference))?;
     if let Some(f) = &a.digest_file {
@@ -60,5 +73,26 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
         "{}/{}@{}",
         reference.registry, reference.repository, pushed.digest
     );
+    Ok(())
+}
+
+/// `kiln image keygen`: a new signing key, never over an existing file.
+pub(super) fn keygen(secret_file: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = ImageKey::generate();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(secret_file)
+        .with_context(|| {
+            format!(
+                "cannot create {} (kiln never overwrites a key)",
+                secret_file.display()
+            )
+        })?;
+    f.write_all(key.secret_pem()?.as_bytes())?;
+    print!("{}", key.public_pem()?);
     Ok(())
 }
