@@ -50,15 +50,17 @@ pub fn check(
     let mut head = vec![0u8; 4096];
     let n = fs::File::open(src)?.read(&mut head)?;
     head.truncate(n);
+    // A malformed ELF is refused as such before anything else is read from it.
+    let interpreter = elf_interpreter(src, &head)?;
     if let (Some(got), Some(want)) = (elf_machine(&head), platform.elf_machine())
         && got != want
     {
         return Err(Error::msg(format!(
-            "the entrypoint /{final_path} is an ELF for {}, but the image is for {platform}; build it for that platform (go recipe: params.platforms) or set the image's platforms",
+            "the entrypoint /{final_path} is an ELF for {}, but the image is for {platform}; build it for that platform (go recipe: params.platforms) or set the image's architecture or platforms",
             machine_name(got)
         )));
     }
-    if let Some(interp) = elf_interpreter(src, &head)? {
+    if let Some(interp) = interpreter {
         if resolve(tree, interp.trim_start_matches('/')).is_none() {
             return Err(Error::msg(format!(
                 "/{final_path} is dynamically linked and needs its interpreter {interp}, which is not in the image; build it statically (go: cgo = false) or add the loader and libraries"
