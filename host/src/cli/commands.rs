@@ -461,6 +461,26 @@ fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write a secret key to a new file only its owner can read; an existing
+/// file is never replaced.
+fn write_new_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (kiln never overwrites a key)",
+                path.display()
+            )
+        })?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::sanitize_name;

@@ -1,8 +1,6 @@
 //! `kiln cache keygen` and `kiln cache push` (and `kiln build --push`):
 //! the CLI side of [`crate::binary_cache`].
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -21,23 +19,12 @@ pub(super) fn run(c: CacheCommand, quiet: bool) -> anyhow::Result<()> {
     }
 }
 
-fn keygen(name: &str, secret_file: &PathBuf) -> anyhow::Result<()> {
+fn keygen(name: &str, secret_file: &std::path::Path) -> anyhow::Result<()> {
     if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
         bail!("a key name has no ':' or spaces, e.g. cache.example.org-1");
     }
     let key = SecretKey::generate(name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(secret_file)
-        .with_context(|| {
-            format!(
-                "cannot create {} (kiln never overwrites a key)",
-                secret_file.display()
-            )
-        })?;
-    f.write_all(key.to_text().as_bytes())?;
+    super::write_new_secret(secret_file, &key.to_text())?;
     println!("{}", key.public().to_text());
     Ok(())
 }

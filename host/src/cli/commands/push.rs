@@ -78,21 +78,8 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
 
 /// `kiln image keygen`: a new signing key, never over an existing file.
 pub(super) fn keygen(secret_file: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let key = ImageKey::generate();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(secret_file)
-        .with_context(|| {
-            format!(
-                "cannot create {} (kiln never overwrites a key)",
-                secret_file.display()
-            )
-        })?;
-    f.write_all(key.secret_pem()?.as_bytes())?;
+    super::write_new_secret(secret_file, &key.secret_pem()?)?;
     print!("{}", key.public_pem()?);
     Ok(())
 }
