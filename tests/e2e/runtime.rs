@@ -2,7 +2,7 @@
 //! randomness, a build cache keyed on everything that matters, read-only
 //! outputs.
 
-use crate::support::{Project, fixture};
+use crate::support::{Project, busybox_project, fixture};
 
 fn entropy_project() -> Project {
     let p = Project::new();
@@ -87,4 +87,43 @@ fn help_lists_the_commands() {
             r.stdout
         );
     }
+}
+
+#[test]
+fn exec_all_runs_its_commands_at_once_and_refuses_a_fixed_output_step() {
+    // Each waits for the other's mark: run one after the other, they would
+    // wait until the build's time limit.
+    let wait_for = |mine: &str, theirs: &str| {
+        format!(
+            "touch /work/{mine}; i=0; while [ ! -e /work/{theirs} ]; do i=$((i+1)); [ $i -gt 200 ] && exit 3; sleep 0.05; done; echo {mine}"
+        )
+    };
+    let p = busybox_project(
+        "",
+        &format!(
+            "attack = \"exec-all\"\nscript = '{}'\nthen = '{}'\n",
+            wait_for("a", "b"),
+            wait_for("b", "a")
+        ),
+    );
+    p.kiln(&["build", "--timeout", "60s"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path("result/escaped")).unwrap(),
+        "a\nb\n"
+    );
+    // Both runs are in the build record.
+    let entry = std::fs::canonicalize(p.path("result")).unwrap();
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(p.home.path().join(format!("records/{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["execs"].as_array().unwrap().len(), 2);
+
+    let q = busybox_project(
+        "",
+        "attack = \"exec-all\"\nscript = 'true'\nfixed_dir = \"/work/f\"\npin = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n",
+    );
+    q.kiln(&["build"])
+        .fails_with("a fixed-output step runs alone (exec or exec-with), never in exec-all");
 }

@@ -136,14 +136,19 @@ fn build() -> Result<()> {
         .chain(p.ldflags.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    // One `go build` per platform, one after another: each compiles its
-    // packages on every core, and they share the kept cache (Go's action
-    // IDs include GOOS/GOARCH).
-    for platform in &platforms {
-        let out = match platform {
+    // One `go build` per platform, all at once (each in its own sandbox),
+    // sharing the kept cache: Go's cache is safe for concurrent use and
+    // keys its entries by GOOS/GOARCH.
+    let outs: Vec<String> = platforms
+        .iter()
+        .map(|pl| match pl {
             Some(pl) => format!("/out/{}", pl.dir()),
             None => "/out".to_string(),
-        };
+        })
+        .collect();
+    let mut builds = Vec::new();
+    let mut envs = Vec::new();
+    for (platform, out) in platforms.iter().zip(&outs) {
         let mut env = env.clone();
         if let Some(pl) = platform {
             for (k, v) in params::go_env(pl) {
@@ -151,7 +156,25 @@ fn build() -> Result<()> {
                 env.push((k, v));
             }
         }
-        let names = build_platform(&go, &p, &env, &module_dir_s, &packages, &ldflags, &out)?;
+        fs::create_dir_all(format!("{out}/bin"))?;
+        builds.push(build_command(
+            &go,
+            &p,
+            &env,
+            &module_dir_s,
+            &packages,
+            &ldflags,
+            out,
+        ));
+        envs.push(env);
+    }
+    if builds.len() == 1 {
+        builds[0].run()?;
+    } else {
+        Command::run_all(&builds)?;
+    }
+    for (out, env) in outs.iter().zip(&envs) {
+        let names = record_buildinfo(&go, env, out)?;
         if names.is_empty() {
             return Err(Error::msg(format!(
                 "module {module_path} has no main package; set params.packages"
@@ -185,10 +208,8 @@ fn cache_key(p: &Params) -> String {
     )
 }
 
-/// `go build` of `packages` into `<out>/bin/` with `env`, then each
-/// binary's `go version -m` into `<out>/share/kiln/go/`; the binaries'
-/// names, sorted.
-fn build_platform(
+/// `go build` of `packages` into `<out>/bin/` with `env`.
+fn build_command(
     go: &Tool,
     p: &Params,
     env: &[(String, String)],
@@ -196,8 +217,7 @@ fn build_platform(
     packages: &[String],
     ldflags: &str,
     out: &str,
-) -> Result<Vec<String>> {
-    fs::create_dir_all(format!("{out}/bin"))?;
+) -> Command {
     let mut args: Vec<String> = vec![
         "build".into(),
         "-o".into(),
@@ -213,13 +233,16 @@ fn build_platform(
         .args(args)
         .envs(env)
         .cwd(module_dir);
-    let build = if p.cache {
+    if p.cache {
         build.cache(cache_key(p), GO_CACHE)
     } else {
         build
-    };
-    build.run()?;
+    }
+}
 
+/// Each binary's `go version -m` of `<out>/bin/` into
+/// `<out>/share/kiln/go/`; the binaries' names, sorted.
+fn record_buildinfo(go: &Tool, env: &[(String, String)], out: &str) -> Result<Vec<String>> {
     let mut names: Vec<String> = fs::read_dir(format!("{out}/bin"))?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;

@@ -167,8 +167,7 @@ impl Command {
         self
     }
 
-    /// Run the process and return its output whatever its exit code.
-    pub fn output(&self) -> Result<Output> {
+    fn wire(&self) -> (tool_exec::Command, tool_exec::ExecOptions) {
         let cmd = tool_exec::Command {
             tool: tool_exec::Tool {
                 input: self.tool.input.clone(),
@@ -180,13 +179,51 @@ impl Command {
             network: self.network,
             fixed_output: self.fixed_output.clone(),
         };
-        let out = if self.caches.is_empty() && self.fetch_key.is_empty() {
+        let options = tool_exec::ExecOptions {
+            caches: self.caches.clone(),
+            fetch_key: self.fetch_key.clone(),
+        };
+        (cmd, options)
+    }
+
+    /// Run several commands at once, each in its own sandbox, and return
+    /// their outputs in order, as [`Command::run`] would (a non-zero exit
+    /// is an error quoting its stderr). For work that splits, such as one
+    /// build per platform; fixed-output steps cannot be batched.
+    ///
+    /// ```no_run
+    /// use kiln_sdk::{Command, Tool};
+    /// let go = Tool::new("go", "bin/go");
+    /// let builds: Vec<Command> = ["amd64", "arm64"]
+    ///     .iter()
+    ///     .map(|arch| Command::new(go.clone()).args(["build", "./..."]).env("GOARCH", *arch))
+    ///     .collect();
+    /// let outputs = Command::run_all(&builds)?;
+    /// # Ok::<(), kiln_sdk::Error>(())
+    /// ```
+    pub fn run_all(cmds: &[Command]) -> Result<Vec<Output>> {
+        let wire: Vec<(tool_exec::Command, tool_exec::ExecOptions)> =
+            cmds.iter().map(Command::wire).collect();
+        let results = tool_exec::exec_all(&wire);
+        cmds.iter()
+            .zip(results)
+            .map(|(c, r)| {
+                let out = r.map_err(|e| Error::msg(format!("{}: {}", c.display(), describe(e))))?;
+                c.checked(Output {
+                    exit_code: out.exit_code,
+                    stdout: out.stdout,
+                    stderr: out.stderr,
+                })
+            })
+            .collect()
+    }
+
+    /// Run the process and return its output whatever its exit code.
+    pub fn output(&self) -> Result<Output> {
+        let (cmd, options) = self.wire();
+        let out = if options.caches.is_empty() && options.fetch_key.is_empty() {
             tool_exec::exec(&cmd)
         } else {
-            let options = tool_exec::ExecOptions {
-                caches: self.caches.clone(),
-                fetch_key: self.fetch_key.clone(),
-            };
             tool_exec::exec_with(&cmd, &options)
         }
         .map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;
@@ -200,6 +237,11 @@ impl Command {
     /// Run the process; a non-zero exit is an error that quotes its stderr.
     pub fn run(&self) -> Result<Output> {
         let out = self.output()?;
+        self.checked(out)
+    }
+
+    /// `out`, or an error quoting its stderr if it did not succeed.
+    fn checked(&self, out: Output) -> Result<Output> {
         if out.success() {
             return Ok(out);
         }

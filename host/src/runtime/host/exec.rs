@@ -90,30 +90,97 @@ impl tool_exec::Host for HostState {
             }
             (None, _) => None,
         };
+        if let Some(Err(e)) = verdict {
+            // Recorded like every run, then the build stops.
+            if let Ok(out) = &result {
+                self.record_exec(&spec, out);
+            }
+            return Err(self.trap(e));
+        }
+        if let (Some(fetch), Some(Ok(FetchVerdict::Kept))) = (&fetch, &verdict) {
+            self.save_fetch(fetch);
+        }
+        let note = match verdict {
+            Some(Ok(FetchVerdict::Discarded(note))) => Some(note),
+            _ => None,
+        };
+        let out = self.finish(&spec, result, note)?;
+        self.check_disk(false)?;
+        Ok(out)
+    }
+
+    fn exec_all(
+        &mut self,
+        cmds: Vec<(tool_exec::Command, tool_exec::ExecOptions)>,
+    ) -> wasmtime::Result<Vec<Result<tool_exec::Output, tool_exec::Error>>> {
+        self.check_deadline()?;
+        // Each command checked and planned as `exec-with` would; a batch
+        // holds no fixed-output step (those run alone, pinned, with network).
+        let planned: Vec<Result<SandboxSpec, tool_exec::Error>> = cmds
+            .iter()
+            .map(|(cmd, options)| {
+                if cmd.fixed_output.is_some() || !options.fetch_key.is_empty() {
+                    return Err(tool_exec::Error::Failed(
+                        "a fixed-output step runs alone (exec or exec-with), never in exec-all"
+                            .into(),
+                    ));
+                }
+                let mut spec = self.plan_exec(cmd)?;
+                spec.mounts.extend(self.cache_mounts(&options.caches)?);
+                Ok(spec)
+            })
+            .collect();
+        let mode = self.sandbox;
+        let results: Vec<Option<Result<sandbox::SandboxOutput, SandboxError>>> =
+            std::thread::scope(|s| {
+                let handles: Vec<_> = planned
+                    .iter()
+                    .map(|p| {
+                        p.as_ref()
+                            .ok()
+                            .map(|spec| s.spawn(move || sandbox::run(spec, mode)))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(SandboxError::Unavailable {
+                                    reason: "the thread running the sandbox panicked".into(),
+                                })
+                            })
+                        })
+                    })
+                    .collect()
+            });
+        let mut outputs = Vec::with_capacity(planned.len());
+        for (plan, result) in planned.into_iter().zip(results) {
+            outputs.push(match (plan, result) {
+                (Err(e), _) => Err(e),
+                (Ok(spec), Some(result)) => self.finish(&spec, result, None)?,
+                (Ok(_), None) => Err(tool_exec::Error::Failed("not run".into())),
+            });
+        }
+        self.check_disk(false)?;
+        Ok(outputs)
+    }
+}
+
+impl HostState {
+    /// Record one finished run and turn it into what the recipe sees; a
+    /// time limit or a sandbox that cannot start ends the build.
+    fn finish(
+        &mut self,
+        spec: &SandboxSpec,
+        result: Result<sandbox::SandboxOutput, SandboxError>,
+        note: Option<String>,
+    ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
         match result {
             Ok(out) => {
-                let mut argv = vec![spec.program.clone()];
-                argv.extend(spec.args.iter().cloned());
-                self.report().execs.push(ExecRecord {
-                    argv,
-                    env: spec.env.clone(),
-                    cwd: spec.cwd.clone(),
-                    network: spec.network == Network::Outbound,
-                    exit_code: out.exit_code,
-                    signal: out.signal,
-                    stdout_bytes: out.stdout.len(),
-                    stderr_bytes: out.stderr.len(),
-                    duration_ms: out.duration.as_millis() as u64,
-                });
-                if let Some(Err(e)) = verdict {
-                    return Err(self.trap(e));
-                }
-                if let (Some(fetch), Some(Ok(FetchVerdict::Kept))) = (&fetch, &verdict) {
-                    self.save_fetch(fetch);
-                }
-                self.check_disk(false)?;
+                self.record_exec(spec, &out);
                 let mut stderr = out.stderr;
-                if let Some(Ok(FetchVerdict::Discarded(note))) = verdict {
+                if let Some(note) = note {
                     stderr.extend_from_slice(note.as_bytes());
                 }
                 Ok(Ok(tool_exec::Output {
@@ -145,6 +212,22 @@ impl tool_exec::Host for HostState {
             })),
             Err(e) => Ok(Err(tool_exec::Error::Failed(e.to_string()))),
         }
+    }
+
+    fn record_exec(&self, spec: &SandboxSpec, out: &sandbox::SandboxOutput) {
+        let mut argv = vec![spec.program.clone()];
+        argv.extend(spec.args.iter().cloned());
+        self.report().execs.push(ExecRecord {
+            argv,
+            env: spec.env.clone(),
+            cwd: spec.cwd.clone(),
+            network: spec.network == Network::Outbound,
+            exit_code: out.exit_code,
+            signal: out.signal,
+            stdout_bytes: out.stdout.len(),
+            stderr_bytes: out.stderr.len(),
+            duration_ms: out.duration.as_millis() as u64,
+        });
     }
 }
 

@@ -189,6 +189,23 @@ fn build() -> Result<()> {
                 )))
             }
         }
+        "exec-all" => {
+            // `script` and `then` at once (exec-all); with `fixed_dir`, the
+            // first is a fixed-output step, which a batch must refuse.
+            let sh = || Command::new(Tool::new("tools", "bin/sh"));
+            let mut first = sh().args(["-c", p.script.as_str()]);
+            if let Some(dir) = &p.fixed_dir {
+                first = first.fixed_output(dir.as_str(), "params.pin");
+            }
+            let second = sh().args(["-c", p.then.as_deref().unwrap_or("true")]);
+            let outs = Command::run_all(&[first, second])?;
+            escaped(
+                outs.iter()
+                    .map(|o| o.stdout_str())
+                    .collect::<Vec<_>>()
+                    .concat(),
+            )
+        }
         "digest" => {
             if !p.script.is_empty() {
                 Command::new(Tool::new("tools", "bin/sh"))
