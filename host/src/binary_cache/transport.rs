@@ -19,6 +19,12 @@ use std::time::Duration;
 
 use kiln_core::store::{Existing, write_atomic};
 
+mod netrc;
+mod s3;
+
+use netrc::netrc_auth;
+use s3::parse_s3;
+
 /// Why a cache could not be reached or answered badly.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -343,138 +349,9 @@ impl Transport {
     }
 }
 
-/// `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`.
-fn parse_s3(url: &str, rest: &str, timeouts: Timeouts) -> Result<Transport, String> {
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-    if bucket.is_empty() || bucket.contains('@') {
-        return Err(format!(
-            "{url}: expected s3://BUCKET[/PREFIX][?endpoint=…&region=…]"
-        ));
-    }
-    let mut endpoint = None;
-    let mut region = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("endpoint", v)) => endpoint = Some(v.to_string()),
-            Some(("region", v)) => region = Some(v.to_string()),
-            _ => {
-                return Err(format!(
-                    "{url}: unknown parameter {pair:?} (endpoint and region are known; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-                ));
-            }
-        }
-    }
-    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-    let region = region
-        .or_else(|| env("AWS_REGION"))
-        .or_else(|| env("AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|| "us-east-1".into());
-    // A custom endpoint (MinIO, Garage, moto, …) is addressed by path;
-    // AWS itself by virtual host.
-    let (endpoint, style) = match endpoint {
-        Some(e) => {
-            let e = if e.contains("://") {
-                e
-            } else {
-                format!("https://{e}")
-            };
-            (e, rusty_s3::UrlStyle::Path)
-        }
-        None => (
-            format!("https://s3.{region}.amazonaws.com"),
-            rusty_s3::UrlStyle::VirtualHost,
-        ),
-    };
-    let endpoint_url: url::Url = endpoint
-        .parse()
-        .map_err(|e| format!("{url}: endpoint {endpoint:?}: {e}"))?;
-    let bucket_obj = rusty_s3::Bucket::new(endpoint_url, style, bucket.to_string(), region)
-        .map_err(|e| format!("{url}: {e}"))?;
-    let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        (Some(k), Some(s)) => Some(match env("AWS_SESSION_TOKEN") {
-            Some(t) => rusty_s3::Credentials::new_with_token(k, s, t),
-            None => rusty_s3::Credentials::new(k, s),
-        }),
-        _ => None,
-    };
-    let prefix = prefix.trim_matches('/');
-    let prefix = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    Ok(Transport {
-        describe: format!("s3://{bucket}/{prefix}")
-            .trim_end_matches('/')
-            .to_string(),
-        kind: Kind::S3 {
-            bucket: bucket_obj,
-            credentials,
-            prefix,
-            agents: Agents::new(timeouts),
-        },
-    })
-}
-
-/// `Basic …` for `host` from the user's netrc (`$NETRC`, else `~/.netrc`).
-fn netrc_auth(host: &str) -> Option<String> {
-    let path = std::env::var_os("NETRC")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".netrc")))?;
-    let text = std::fs::read_to_string(path).ok()?;
-    let (login, password) = netrc_lookup(&text, host)?;
-    Some(format!(
-        "Basic {}",
-        data_encoding::BASE64.encode(format!("{login}:{password}").as_bytes())
-    ))
-}
-
-/// `(login, password)` for `host` in netrc text: its `machine` entry,
-/// else the `default` entry.
-fn netrc_lookup(text: &str, host: &str) -> Option<(String, String)> {
-    // (machine, login, password); machine None for `default`.
-    let mut entries: Vec<(Option<&str>, String, String)> = Vec::new();
-    let mut words = text.split_whitespace();
-    while let Some(w) = words.next() {
-        match w {
-            "machine" => entries.push((Some(words.next()?), String::new(), String::new())),
-            "default" => entries.push((None, String::new(), String::new())),
-            "login" | "password" => {
-                let v = words.next()?.to_string();
-                if let Some(e) = entries.last_mut() {
-                    if w == "login" { e.1 = v } else { e.2 = v }
-                }
-            }
-            _ => {}
-        }
-    }
-    let pick = |m: Option<&str>| {
-        entries
-            .iter()
-            .find(|e| e.0 == m)
-            .map(|e| (e.1.clone(), e.2.clone()))
-    };
-    pick(Some(host)).or_else(|| pick(None))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn netrc_gives_the_machines_login() {
-        let text = "machine other login a password b\nmachine cache.local login ci password s3cret\ndefault login anon password x\n";
-        assert_eq!(
-            netrc_lookup(text, "cache.local"),
-            Some(("ci".into(), "s3cret".into()))
-        );
-        assert_eq!(
-            netrc_lookup(text, "nowhere"),
-            Some(("anon".into(), "x".into()))
-        );
-        assert_eq!(netrc_lookup("machine a login b password c", "z"), None);
-    }
 
     #[test]
     fn credentials_in_a_url_are_refused() {

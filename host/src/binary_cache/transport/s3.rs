@@ -1,0 +1,79 @@
+//! `s3://` caches: the bucket, prefix, endpoint and region of the URL
+//! (as Nix spells them), credentials from `AWS_*`; every request is a
+//! presigned URL (SigV4, `rusty-s3`) sent through the same agents as HTTP.
+
+use super::{Agents, Kind, Timeouts, Transport};
+
+/// `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`.
+pub(super) fn parse_s3(url: &str, rest: &str, timeouts: Timeouts) -> Result<Transport, String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.is_empty() || bucket.contains('@') {
+        return Err(format!(
+            "{url}: expected s3://BUCKET[/PREFIX][?endpoint=…&region=…]"
+        ));
+    }
+    let mut endpoint = None;
+    let mut region = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("endpoint", v)) => endpoint = Some(v.to_string()),
+            Some(("region", v)) => region = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "{url}: unknown parameter {pair:?} (endpoint and region are known; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+                ));
+            }
+        }
+    }
+    let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    let region = region
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
+    // A custom endpoint (MinIO, Garage, moto, …) is addressed by path;
+    // AWS itself by virtual host.
+    let (endpoint, style) = match endpoint {
+        Some(e) => {
+            let e = if e.contains("://") {
+                e
+            } else {
+                format!("https://{e}")
+            };
+            (e, rusty_s3::UrlStyle::Path)
+        }
+        None => (
+            format!("https://s3.{region}.amazonaws.com"),
+            rusty_s3::UrlStyle::VirtualHost,
+        ),
+    };
+    let endpoint_url: url::Url = endpoint
+        .parse()
+        .map_err(|e| format!("{url}: endpoint {endpoint:?}: {e}"))?;
+    let bucket_obj = rusty_s3::Bucket::new(endpoint_url, style, bucket.to_string(), region)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        (Some(k), Some(s)) => Some(match env("AWS_SESSION_TOKEN") {
+            Some(t) => rusty_s3::Credentials::new_with_token(k, s, t),
+            None => rusty_s3::Credentials::new(k, s),
+        }),
+        _ => None,
+    };
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok(Transport {
+        describe: format!("s3://{bucket}/{prefix}")
+            .trim_end_matches('/')
+            .to_string(),
+        kind: Kind::S3 {
+            bucket: bucket_obj,
+            credentials,
+            prefix,
+            agents: Agents::new(timeouts),
+        },
+    })
+}
