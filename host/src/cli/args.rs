@@ -31,7 +31,7 @@ pub enum Command {
     Lock(LockArgs),
     /// Delete store entries that no result link or kiln.lock roots.
     Gc(GcArgs),
-    /// Look inside images.
+    /// Look inside images; make keys to sign them (`kiln push --sign`).
     #[command(subcommand)]
     Image(ImageCommand),
     /// Show what went into outputs: the input closure, provenance, an SBOM, or
