@@ -197,7 +197,7 @@ fn push_signatures(
     for (tag, layers) in artifacts {
         let (config, manifest) = sign::artifact_manifest(&layers);
         for bytes in layers.iter().map(|l| &l.bytes).chain([&config]) {
-            client.upload_bytes(&sha256_digest(bytes), bytes)?;
+            client.upload_bytes(&oci_digest(bytes), bytes)?;
         }
         client.put_manifest(
             &tag,
@@ -209,12 +209,11 @@ fn push_signatures(
     Ok(tags)
 }
 
-fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(bytes);
+/// An OCI digest, `sha256:<hex>`, of `bytes`.
+pub fn oci_digest(bytes: &[u8]) -> String {
     format!(
         "sha256:{}",
-        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        kiln_core::hash::Sha256Hash::of_bytes(bytes).to_hex()
     )
 }
 

@@ -7,7 +7,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::RegistryError;
 
@@ -153,8 +152,8 @@ impl Layout {
             });
         }
         let bytes = self.blob(&d.digest)?;
-        let got = Sha256::digest(&bytes);
-        let got: String = got.iter().map(|b| format!("{b:02x}")).collect();
+        let got = super::oci_digest(&bytes);
+        let got = got.trim_start_matches("sha256:");
         if got != hex || bytes.len() as u64 != d.size {
             return Err(RegistryError::Layout {
                 path: self.blob_path(&d.digest).display().to_string(),

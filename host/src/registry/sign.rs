@@ -18,7 +18,6 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::RegistryError;
 
@@ -156,13 +155,7 @@ pub struct ArtifactLayer {
 /// The config and manifest of a cosign artifact holding `layers`:
 /// (config bytes, manifest bytes).
 pub fn artifact_manifest(layers: &[ArtifactLayer]) -> (Vec<u8>, Vec<u8>) {
-    let digest = |b: &[u8]| {
-        let d = Sha256::digest(b);
-        format!(
-            "sha256:{}",
-            d.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        )
-    };
+    let digest = super::oci_digest;
     let config = json!({
         "architecture": "",
         "config": {},
