@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::key::KeyMaterial;
-use kiln_core::lockfile::{Lockfile, Pin};
+use kiln_core::lockfile::Lockfile;
 use kiln_core::manifest::{Manifest, RecipeRef, Target};
 use kiln_core::store::Store;
 
@@ -138,10 +138,7 @@ impl<'a> Builder<'a> {
         let lock_path = manifest.dir.join("kiln.lock");
         let lock = match fs::read_to_string(&lock_path) {
             Ok(text) => Lockfile::parse(&lock_path.display().to_string(), &text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile {
-                version: 1,
-                ..Default::default()
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile::default(),
             Err(source) => {
                 return Err(BuildError::Io {
                     action: "cannot read",
@@ -283,7 +280,7 @@ impl<'a> Ctx<'a> {
             } => {
                 let recipe_error = |message: String| BuildError::Input {
                     target: t.name.clone(),
-                    input: kiln_core::lockfile::RECIPE_KEY.into(),
+                    input: "recipe".into(),
                     at: t.at.clone(),
                     message,
                 };
@@ -297,9 +294,14 @@ impl<'a> Ctx<'a> {
                 let wasm = fs::read(&real).map_err(|e| {
                     recipe_error(format!("cannot read recipe {}: {e}", path.display()))
                 })?;
+                // A local recipe is the user's own source, like a path
+                // input: hashed on every build (the record names the hash),
+                // checked only against a hash kiln.toml writes.
                 let got = Sha256Hash::of_bytes(&wasm);
-                let at = hash_at.clone().unwrap_or_else(|| t.at.clone());
-                pins.check(self.manifest, t, Pin::Recipe, *hash, at, got)?;
+                if let Some(specified) = hash {
+                    let at = hash_at.clone().unwrap_or_else(|| t.at.clone());
+                    pins.check(self.manifest, t, "recipe", Some(*specified), at, got)?;
+                }
                 let name = path
                     .strip_prefix(&self.manifest.dir)
                     .unwrap_or(path)

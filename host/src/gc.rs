@@ -197,7 +197,6 @@ fn find_roots(
             && let Ok(lock) = Lockfile::parse(&path.display().to_string(), &text)
         {
             pinned.extend(lock.target.values().flat_map(|m| m.values().copied()));
-            pinned.extend(lock.recipe.values().copied());
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! changes an output; a fetch step runs again only when what decides it
 //! changed.
 
-use crate::support::{Project, busybox, fixture};
+use crate::support::{Project, busybox, fixture, record_of};
 
 /// A project whose targets each run `script` (with a tool cache at
 /// /cache/c under `key`) by the hostile recipe's `exec` attack.
@@ -51,13 +51,12 @@ fn a_tool_cache_lasts_across_builds_of_its_target_and_reaches_no_other() {
     assert_eq!(escaped(&p, "a").trim(), "1");
     assert_eq!(escaped(&p, "b").trim(), "1");
     // The record says the cache was used, and how warm it was.
-    let entry = std::fs::canonicalize(p.path("result-a")).unwrap();
-    assert!(entry.starts_with(p.home.path()));
-    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
-    let rec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(p.home.path().join(format!("records/{name}.json"))).unwrap(),
-    )
-    .unwrap();
+    assert!(
+        std::fs::canonicalize(p.path("result-a"))
+            .unwrap()
+            .starts_with(p.home.path())
+    );
+    let rec = record_of(&p, "result-a");
     let use_ = &rec["timing"]["caches"][0];
     assert_eq!(use_["path"], "/cache/c", "{rec}");
     assert_eq!(use_["kind"], "persistent", "{rec}");

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{Project, go_input, hello_project, podman, run};
+use crate::support::{Project, go_input, hello_project, podman, record_of, run};
 
 #[test]
 fn hello_builds_a_static_binary_and_an_image_that_runs() {
@@ -347,16 +347,6 @@ fn edit_loop_project(params: &str) -> Project {
         ),
     );
     p
-}
-
-/// The build record of the output `link` points at.
-fn record_of(p: &Project, link: &str) -> serde_json::Value {
-    let entry = std::fs::canonicalize(p.path(link)).unwrap();
-    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
-    serde_json::from_slice(
-        &std::fs::read(p.home.path().join(format!("records/{name}.json"))).unwrap(),
-    )
-    .unwrap()
 }
 
 #[test]

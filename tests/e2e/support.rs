@@ -300,3 +300,13 @@ pub fn wait_for(port: u16, child: &mut Child, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The build record of the output `link` points at.
+pub fn record_of(p: &Project, link: &str) -> serde_json::Value {
+    let entry = std::fs::canonicalize(p.path(link)).unwrap();
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    serde_json::from_slice(
+        &std::fs::read(p.home.path().join(format!("records/{name}.json"))).unwrap(),
+    )
+    .unwrap()
+}

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_core::hash::Sha256Hash;
-use kiln_core::lockfile::Pin;
 use kiln_core::manifest::{Input, Source, Target};
 use kiln_core::pathfilter::PathFilter;
 
@@ -91,14 +90,7 @@ pub(super) fn resolve(
             if let Some(specified) = input.hash
                 && !lookup
             {
-                pins.check(
-                    b.manifest,
-                    t,
-                    Pin::Input(&input.name),
-                    Some(specified),
-                    at,
-                    got,
-                )?;
+                pins.check(b.manifest, t, &input.name, Some(specified), at, got)?;
             }
             let origin = origin_of(path, &b.manifest.dir);
             let entry = b.store.entry_path(&got, &input.name);
@@ -124,9 +116,7 @@ pub(super) fn resolve(
             if let Some(local) = url.strip_prefix("file://") {
                 b.reach().check(std::path::Path::new(local)).map_err(fail)?;
             }
-            let pinned = input
-                .hash
-                .or_else(|| pins.lock.get(&t.name, Pin::Input(&input.name)));
+            let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
             let lookup = b.opts.mode == super::Mode::Lookup;
             if lookup
                 && let Some(h) = pinned
@@ -173,26 +163,12 @@ pub(super) fn resolve(
                 Ok(f) => f,
                 // Report it as every other mismatch: where the pin is and the fix.
                 Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
-                    pins.check(
-                        b.manifest,
-                        t,
-                        Pin::Input(&input.name),
-                        input.hash,
-                        at.clone(),
-                        got,
-                    )?;
+                    pins.check(b.manifest, t, &input.name, input.hash, at.clone(), got)?;
                     return Err(fail(format!("{url} changed while it was checked")));
                 }
                 Err(e) => return Err(fail(e.to_string())),
             };
-            pins.check(
-                b.manifest,
-                t,
-                Pin::Input(&input.name),
-                input.hash,
-                at,
-                fetched.hash,
-            )?;
+            pins.check(b.manifest, t, &input.name, input.hash, at, fetched.hash)?;
             Ok(resolved(
                 input,
                 fetched.hash,

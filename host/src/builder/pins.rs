@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use kiln_core::hash::Sha256Hash;
-use kiln_core::lockfile::{Lockfile, Pin};
+use kiln_core::lockfile::Lockfile;
 use kiln_core::manifest::{Location, Manifest, Target};
 
 use super::{BuildError, HashMismatch};
@@ -20,17 +20,16 @@ pub(super) struct Pins {
 
 impl Pins {
     /// Compare `got` with the hash kiln.toml specifies, or kiln.lock pins
-    /// (pinning it when neither does and the content is remote or a recipe).
+    /// (pinning it when neither does: the caller asks only for remote content).
     pub(super) fn check(
         &mut self,
         manifest: &Manifest,
         t: &Target,
-        pin: Pin<'_>,
+        input: &str,
         specified: Option<Sha256Hash>,
         at: Location,
         got: Sha256Hash,
     ) -> Result<(), BuildError> {
-        let input = pin.to_string();
         if let Some(specified) = specified {
             if specified != got {
                 return Err(BuildError::HashMismatch(Box::new(HashMismatch {
@@ -47,7 +46,7 @@ impl Pins {
             }
             return Ok(());
         }
-        match self.lock.get(&t.name, pin) {
+        match self.lock.get(&t.name, input) {
             Some(pinned) if pinned == got => Ok(()),
             Some(pinned) => Err(BuildError::HashMismatch(Box::new(HashMismatch {
                 target: t.name.clone(),
@@ -66,7 +65,7 @@ impl Pins {
                 lockfile: self.path.display().to_string(),
             }),
             None => {
-                self.changed |= self.lock.set(&t.name, pin, got);
+                self.changed |= self.lock.set(&t.name, input, got);
                 Ok(())
             }
         }
@@ -106,7 +105,7 @@ mod tests {
         got: Sha256Hash,
     ) -> Result<(), BuildError> {
         let t = &m.targets["t"];
-        pins.check(m, t, Pin::Input("src"), specified, t.at.clone(), got)
+        pins.check(m, t, "src", specified, t.at.clone(), got)
     }
 
     #[test]
@@ -114,7 +113,7 @@ mod tests {
         let m = manifest();
         let mut p = pins(false);
         check(&mut p, &m, Some(h(1)), h(1)).unwrap();
-        assert!(!p.changed && p.lock.get("t", Pin::Input("src")).is_none());
+        assert!(!p.changed && p.lock.get("t", "src").is_none());
         let Err(BuildError::HashMismatch(e)) = check(&mut p, &m, Some(h(1)), h(2)) else {
             panic!("a differing hash must be refused");
         };
@@ -132,7 +131,7 @@ mod tests {
         let mut p = pins(false);
         check(&mut p, &m, None, h(3)).unwrap();
         assert!(p.changed);
-        assert_eq!(p.lock.get("t", Pin::Input("src")), Some(h(3)));
+        assert_eq!(p.lock.get("t", "src"), Some(h(3)));
         check(&mut p, &m, None, h(3)).unwrap();
         let Err(BuildError::HashMismatch(e)) = check(&mut p, &m, None, h(4)) else {
             panic!("a change from the pin must be refused");
@@ -142,7 +141,7 @@ mod tests {
             "kiln.lock pinned it; if the change is expected run `kiln lock --update src`"
         );
         // The refusal did not move the pin.
-        assert_eq!(p.lock.get("t", Pin::Input("src")), Some(h(3)));
+        assert_eq!(p.lock.get("t", "src"), Some(h(3)));
     }
 
     #[test]
@@ -154,7 +153,7 @@ mod tests {
             Err(BuildError::NotLocked { .. })
         ));
         assert!(!p.changed);
-        p.lock.set("t", Pin::Input("src"), h(5));
+        p.lock.set("t", "src", h(5));
         check(&mut p, &m, None, h(5)).unwrap();
     }
 }

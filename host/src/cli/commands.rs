@@ -433,7 +433,6 @@ fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
             .targets
             .values()
             .flat_map(|t| t.inputs.keys().map(String::as_str))
-            .chain([kiln_core::lockfile::RECIPE_KEY])
             .collect();
         known.sort_unstable();
         known.dedup();
