@@ -13,6 +13,7 @@
 
 mod assemble;
 mod cache;
+mod copy;
 mod guest_fs;
 mod host;
 mod limiter;
@@ -133,6 +134,10 @@ pub struct RunReport {
 pub enum RecipeError {
     #[error("recipe for '{target}' failed: {message}")]
     Failed { target: String, message: String },
+    #[error(
+        "target '{target}' is not set up the way its recipe needs: {message}\n  fix [target.{target}] (its params or inputs) in kiln.toml"
+    )]
+    BadParams { target: String, message: String },
     #[error(
         "recipe for '{target}' ran past its time limit of {limit:?} and was stopped (raise it with --timeout){note}"
     )]
@@ -263,9 +268,12 @@ impl Runtime {
         })
     }
 
-    /// Compile `wasm` (or load it from the cache).
+    /// Compile `wasm` (or load it from the cache), refusing a component
+    /// built against another version of the contract by name.
     pub fn load(&self, wasm: &[u8]) -> anyhow::Result<Component> {
-        cache::load(&self.engine, &self.cache_dir, wasm)
+        let component = cache::load(&self.engine, &self.cache_dir, wasm)?;
+        check_contract(&self.engine, &component)?;
+        Ok(component)
     }
 
     /// Build one target with `component`.
@@ -293,32 +301,75 @@ impl Runtime {
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
 
-        let result = bindings::Recipe::instantiate(&mut store, component, &self.linker)
-            .map_err(|e| {
-                // wasmtime counts instances, memories and tables against the
-                // limiter's caps and fails instantiation with this wording.
-                let detail = format!("{e:#}");
-                if detail.contains("resource limit exceeded") {
-                    RecipeError::ObjectLimit {
-                        target: target.clone(),
-                        detail,
-                    }
-                } else {
-                    load_err(e)
+        let instantiate_err = |e: wasmtime::Error| {
+            // wasmtime counts instances, memories and tables against the
+            // limiter's caps and fails instantiation with this wording.
+            let detail = format!("{e:#}");
+            if detail.contains("resource limit exceeded") {
+                RecipeError::ObjectLimit {
+                    target: target.clone(),
+                    detail,
+                }
+            } else {
+                load_err(e)
+            }
+        };
+        let result = if is_command(&self.engine, component) {
+            // A WASI command: `main` is the build, its exit code the verdict.
+            wasmtime_wasi::p2::bindings::sync::Command::instantiate(
+                &mut store,
+                component,
+                &self.linker,
+            )
+            .map_err(instantiate_err)
+            .and_then(|command| {
+                let ended = command.wasi_cli_run().call_run(&mut store);
+                let output = || {
+                    let mut text = String::from_utf8_lossy(&stdout.contents()).into_owned();
+                    text.push_str(&String::from_utf8_lossy(&stderr.contents()));
+                    stderr_tail(&text)
+                };
+                match ended {
+                    Ok(Ok(())) => Ok(Ok(())),
+                    Ok(Err(())) => Ok(Err(bindings::BuildError::Failed(format!(
+                        "the command's main returned an error{}",
+                        output()
+                    )))),
+                    Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                        Some(wasmtime_wasi::I32Exit(0)) => Ok(Ok(())),
+                        Some(wasmtime_wasi::I32Exit(code)) => {
+                            Ok(Err(bindings::BuildError::Failed(format!(
+                                "the command exited with code {code}{}",
+                                output()
+                            ))))
+                        }
+                        None => Err(classify_trap(
+                            e,
+                            run,
+                            &hit,
+                            deadline,
+                            &store.data().host,
+                            &String::from_utf8_lossy(&stderr.contents()),
+                        )),
+                    },
                 }
             })
-            .and_then(|recipe| {
-                recipe.call_build(&mut store).map_err(|e| {
-                    classify_trap(
-                        e,
-                        run,
-                        &hit,
-                        deadline,
-                        &store.data().host,
-                        &String::from_utf8_lossy(&stderr.contents()),
-                    )
+        } else {
+            bindings::Recipe::instantiate(&mut store, component, &self.linker)
+                .map_err(instantiate_err)
+                .and_then(|recipe| {
+                    recipe.call_build(&mut store).map_err(|e| {
+                        classify_trap(
+                            e,
+                            run,
+                            &hit,
+                            deadline,
+                            &store.data().host,
+                            &String::from_utf8_lossy(&stderr.contents()),
+                        )
+                    })
                 })
-            });
+        };
         let mut report = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
         for (source, pipe) in [
             (LogSource::RecipeStdout, &stdout),
@@ -349,7 +400,13 @@ impl Runtime {
                 }
                 Ok(report)
             }
-            Err(mut message) => {
+            Err(e) => {
+                let (bad_params, mut message) = match e {
+                    bindings::BuildError::BadParams(m) => (true, m),
+                    bindings::BuildError::ToolFailed(m) => (false, m),
+                    bindings::BuildError::Failed(m) => (false, m),
+                    bindings::BuildError::Host(e) => (false, host::describe(&e)),
+                };
                 if message.len() > ERROR_LIMIT {
                     let mut cut = ERROR_LIMIT;
                     while !message.is_char_boundary(cut) {
@@ -358,10 +415,45 @@ impl Runtime {
                     message.truncate(cut);
                     message.push_str(" … (cut at 64 KiB)");
                 }
-                Err(RecipeError::Failed { target, message })
+                Err(if bad_params {
+                    RecipeError::BadParams { target, message }
+                } else {
+                    RecipeError::Failed { target, message }
+                })
             }
         }
     }
+}
+
+/// The contract version this kiln implements (`wit/recipe.wit`).
+pub const CONTRACT: &str = "kiln:recipe@0.2.0";
+
+/// Refuse a component that imports another version of `kiln:recipe`
+/// before wasmtime's linker gives a puzzling "no import named …".
+fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    for (name, _) in component.component_type().imports(engine) {
+        let Some(rest) = name.strip_prefix("kiln:recipe/") else {
+            continue;
+        };
+        let version = rest.split_once('@').map_or("(no version)", |(_, v)| v);
+        if format!("kiln:recipe@{version}") != CONTRACT {
+            anyhow::bail!(
+                "it was built against kiln:recipe@{version}, and this kiln speaks {CONTRACT}: rebuild the recipe against {CONTRACT} (kiln-sdk 0.2, or the wit/ of this kiln); docs/writing-recipes.md lists what changed"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `component` is a WASI command (exports `wasi:cli/run`) rather
+/// than a recipe (exports `build`).
+fn is_command(engine: &Engine, component: &Component) -> bool {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    !names.iter().any(|n| n == "build") && names.iter().any(|n| n.starts_with("wasi:cli/run@"))
 }
 
 fn classify_trap(

@@ -201,6 +201,9 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
             capped_at: capped_at(),
         }),
         Ok(mut out) => {
+            if mode == SandboxMode::Hermetic {
+                bwrap::decode_exit(&mut out);
+            }
             if let Some(n) = capped_at() {
                 out.stderr.extend_from_slice(
                     format!("\nkiln: the sandbox reached its limit of {n} processes; forks beyond it failed\n")

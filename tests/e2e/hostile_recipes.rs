@@ -83,14 +83,14 @@ fn writing_outside_out_is_refused() {
 #[test]
 fn host_file_calls_keep_to_the_recipes_directories() {
     let p = attack("assemble-escapes", "");
-    let r = p
-        .kiln(&["build"])
-        .fails_with("read: piece 0: /etc/passwd is not under /inputs, /work or /out");
+    let r = p.kiln(&["build"]).fails_with(
+        "read: hashing pieces: bad path: piece 0: /etc/passwd is not under /inputs, /work or /out",
+    );
     for refusal in [
-        "read: piece 0: /inputs/data/../../../../../etc/passwd: ",
-        "write: /inputs/data/planted.txt is not under /work or /out",
-        "write: /work/../escape.txt: ",
-        "write: /tmp/x is not under /work or /out",
+        "read: hashing pieces: bad path: piece 0: /inputs/data/../../../../../etc/passwd: ",
+        "write: writing files: bad path: /inputs/data/planted.txt is not under /work or /out",
+        "write: writing files: bad path: /work/../escape.txt: ",
+        "write: writing files: bad path: /tmp/x is not under /work or /out",
     ] {
         assert!(
             r.stderr.contains(refusal),
@@ -137,7 +137,7 @@ fn an_undeclared_tool_is_refused() {
 fn a_tool_path_with_dotdot_is_refused() {
     let p = attack("dotdot-tool", "");
     p.kiln(&["build"]).fails_with(
-        "bad tool path: '../../../../bin/sh' in input 'data': a tool path may not contain '..'",
+        "bad path: '../../../../bin/sh' in input 'data': a tool path may not contain '..'",
     );
     left_nothing(&p);
 }
@@ -181,7 +181,14 @@ fn many_memories_component(memories: usize) -> Vec<u8> {
         wat.push_str("  (core instance (instantiate $extra))\n");
     }
     wat.push_str(
-        r#"  (func (export "build") (result (result (error string)))
+        r#"  (type $host-error' (variant (case "bad-path" string) (case "not-found" string)
+    (case "wrong-kind" string) (case "invalid" string) (case "undeclared-tool" string)
+    (case "network-denied" string) (case "io" string) (case "failed" string)))
+  (export $host-error "error" (type $host-error'))
+  (type $build-error' (variant (case "bad-params" string) (case "tool-failed" string)
+    (case "host" $host-error) (case "failed" string)))
+  (export $build-error "build-error" (type $build-error'))
+  (func (export "build") (result (result (error $build-error)))
     (canon lift (core func $m "build") (memory (core memory $m "mem"))))
 )"#,
     );

@@ -25,6 +25,8 @@ mod oci_image;
 mod registry;
 mod regressions;
 mod runtime;
+mod scaffold;
+mod sdk_doctests;
 mod store_hygiene;
 mod watch;
 mod writing_recipes;

@@ -125,5 +125,56 @@ fn exec_all_runs_its_commands_at_once_and_refuses_a_fixed_output_step() {
         "attack = \"exec-all\"\nscript = 'true'\nfixed_dir = \"/work/f\"\npin = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n",
     );
     q.kiln(&["build"])
-        .fails_with("a fixed-output step runs alone (exec or exec-with), never in exec-all");
+        .fails_with("invalid request: a fixed-output step runs alone (exec), never in exec-all");
+}
+
+/// A recipe compiled against the 0.1 contract is named as such, with what
+/// to do, before wasmtime's linker would say "no import named …".
+#[test]
+fn a_recipe_built_against_contract_0_1_is_refused_with_what_to_do() {
+    let p = Project::new();
+    let old = wat::parse_str(
+        r#"(component
+  (import "kiln:recipe/target@0.1.0" (instance (export "source-date-epoch" (func (result u64)))))
+)"#,
+    )
+    .unwrap();
+    std::fs::write(p.path("old.wasm"), old).unwrap();
+    p.write(
+        "kiln.toml",
+        "[target.t]\nrecipe = { path = \"old.wasm\" }\n",
+    );
+    p.kiln(&["build"]).fails_with(
+        "it was built against kiln:recipe@0.1.0, and this kiln speaks kiln:recipe@0.2.0: rebuild the recipe against kiln:recipe@0.2.0",
+    );
+}
+
+/// `kiln run` builds one recipe from command-line inputs and params, and a
+/// WASI command (a `main`) runs as a recipe whose exit code is the verdict.
+#[test]
+fn kiln_run_takes_inputs_and_params_from_the_command_line() {
+    let p = Project::new();
+    p.write("data/x", "one\n");
+    let r = p
+        .kiln(&[
+            "run",
+            &fixture("hostile"),
+            "-i",
+            "data=data",
+            "-p",
+            r#"{"attack": "noop"}"#,
+            "-o",
+            "out",
+            "--json",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v[0]["target"], "kiln_fixture_hostile", "{v}");
+    assert!(p.path("out").exists());
+    p.kiln(&["run", &fixture("hostile"), "-p", "[1]"])
+        .fails_with("--params must be a JSON object");
+    p.kiln(&["run", &fixture("hostile"), "-i", "data"])
+        .fails_with("--input \"data\": write NAME=PATH");
+    p.kiln(&["run", &fixture("hostile"), "-p", r#"{"attack": "nope"}"#])
+        .fails_with("recipe for 'kiln_fixture_hostile' failed");
 }

@@ -22,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Build targets of a kiln.toml and link their outputs (`result`, `result-<target>`).
     Build(BuildArgs),
+    /// Run one recipe without a kiln.toml: inputs and params from the
+    /// command line, the output linked as `result` (a recipe's edit loop,
+    /// and what kiln-recipe-test drives).
+    Run(RunArgs),
     /// Hash files and trees the way Nix does, or convert between hash spellings.
     #[command(subcommand)]
     Hash(HashCommand),
@@ -46,6 +50,39 @@ pub enum Command {
     /// Push an image to an OCI registry: a target built with oci-image, or
     /// a path to one's output (./result).
     Push(PushImageArgs),
+    /// Create a recipe crate (Rust) whose own `cargo test` runs it under
+    /// kiln, with a kiln.toml that uses it.
+    NewRecipe(NewRecipeArgs),
+    /// Write a kiln.toml for the Go module in this directory: its main
+    /// packages built with a pinned Go, and an image holding them.
+    Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print kiln's manual page (roff): `kiln man > kiln.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct NewRecipeArgs {
+    /// The crate's name (lowercase, digits, '-' and '_').
+    pub name: String,
+    /// Where to create it [default: ./NAME].
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// The recipes/ directory of a kiln source tree, holding the SDK and
+    /// kiln-recipe-test [default: the tree this kiln was built from].
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The Go toolchain archive to pin (unpacked, it holds bin/go).
+    #[arg(long, value_name = "URL", default_value = super::commands::GO_TOOLCHAIN_URL)]
+    pub go_url: String,
+    /// Its unpacked NAR hash.
+    #[arg(long, value_name = "HASH", default_value = super::commands::GO_TOOLCHAIN_HASH)]
+    pub go_hash: String,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +256,44 @@ pub struct BuildArgs {
     pub targets: Vec<String>,
     #[command(flatten)]
     pub file: FileArg,
+    /// Fail instead of writing kiln.lock (for CI).
+    #[arg(long)]
+    pub locked: bool,
+    /// After building, push the targets' outputs to the configured cache
+    /// (as `kiln cache push` does).
+    #[arg(long)]
+    pub push: bool,
+    /// Build, then build again whenever kiln.toml, a custom recipe or a
+    /// `path` input of the targets changes (until Ctrl-C); one line per
+    /// build with its time.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub flags: BuildFlags,
+}
+
+/// `kiln run`: one recipe, its inputs and params from the command line.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The recipe: a WebAssembly component exporting `build`
+    /// (kiln:recipe@0.2.0), or a WASI command whose `main` is the build.
+    pub recipe: PathBuf,
+    /// An input, as a path the recipe sees at /inputs/NAME (repeatable).
+    #[arg(short = 'i', long = "input", value_name = "NAME=PATH")]
+    pub inputs: Vec<String>,
+    /// The params table, as JSON (or @FILE to read it from a file).
+    #[arg(short = 'p', long, value_name = "JSON", default_value = "{}")]
+    pub params: String,
+    /// The target's name, as the recipe is told [default: the recipe file's stem].
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub flags: BuildFlags,
+}
+
+/// What every build takes, from `kiln build` or `kiln run`.
+#[derive(Debug, Args)]
+pub struct BuildFlags {
     /// Name of the result link (`NAME`, or `NAME-<target>` for several targets).
     #[arg(short = 'o', long = "out-link", value_name = "NAME")]
     pub out_link: Option<String>,
@@ -255,9 +330,6 @@ pub struct BuildArgs {
     /// SOURCE_DATE_EPOCH for the build: the time recipes and tools see.
     #[arg(long, default_value_t = 1)]
     pub source_date_epoch: u64,
-    /// Fail instead of writing kiln.lock (for CI).
-    #[arg(long)]
-    pub locked: bool,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -268,15 +340,6 @@ pub struct BuildArgs {
     pub check: bool,
     #[command(flatten)]
     pub substitute: SubstituteArgs,
-    /// After building, push the targets' outputs to the configured cache
-    /// (as `kiln cache push` does).
-    #[arg(long)]
-    pub push: bool,
-    /// Build, then build again whenever kiln.toml, a custom recipe or a
-    /// `path` input of the targets changes (until Ctrl-C); one line per
-    /// build with its time.
-    #[arg(long)]
-    pub watch: bool,
     /// How many recipes may run at once [default: the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

@@ -7,6 +7,10 @@ mod cache;
 mod gc;
 mod outputs;
 mod push;
+mod run;
+mod scaffold;
+
+pub use scaffold::{GO_TOOLCHAIN_HASH, GO_TOOLCHAIN_URL};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,7 +20,9 @@ use kiln_core::hash::{HashFormat, Sha256Hash};
 use kiln_core::manifest::{Manifest, parse_manifest};
 use kiln_core::store::Store;
 
-use super::args::{BuildArgs, Cli, Command, HashCommand, ImageCommand, LockArgs, PrefetchArgs};
+use super::args::{
+    BuildArgs, BuildFlags, Cli, Command, HashCommand, ImageCommand, LockArgs, PrefetchArgs,
+};
 use super::{kiln_home, progress_enabled};
 use crate::builder::{BuildOptions, Builder, Mode};
 use crate::runtime::{Level, Limits};
@@ -26,6 +32,14 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = cli.quiet;
     match cli.command {
         Command::Build(a) => build(a, quiet),
+        Command::Run(a) => run::run(a, quiet),
+        Command::NewRecipe(a) => scaffold::new_recipe(a, quiet),
+        Command::Init(a) => scaffold::init(a, quiet),
+        Command::Completions { shell } => {
+            scaffold::completions(shell);
+            Ok(())
+        }
+        Command::Man => scaffold::man(),
         Command::Hash(h) => hash(h),
         Command::Prefetch(a) => prefetch(a, quiet),
         Command::Lock(a) => lock(a, quiet),
@@ -137,7 +151,31 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
             manifest.file.display()
         );
     }
-    let push_to = if a.push {
+    let how = BuildHow {
+        flags: &a.flags,
+        allow_paths: &a.file.allow_paths,
+        locked: a.locked,
+        push: a.push,
+    };
+    build_targets(&manifest, &targets, &how, quiet)
+}
+
+/// What a build needs besides the manifest and its targets.
+struct BuildHow<'a> {
+    flags: &'a BuildFlags,
+    allow_paths: &'a [PathBuf],
+    locked: bool,
+    push: bool,
+}
+
+fn build_targets(
+    manifest: &Manifest,
+    targets: &[String],
+    how: &BuildHow<'_>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let a = how.flags;
+    let push_to = if how.push {
         Some(cache::push_destination()?)
     } else {
         None
@@ -161,7 +199,7 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
             ..Limits::default()
         },
         source_date_epoch: a.source_date_epoch,
-        locked: a.locked,
+        locked: how.locked,
         echo: if quiet {
             Some(Level::Error)
         } else {
@@ -172,7 +210,7 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
         fetch_unpinned: a.fetch_unpinned,
         tool_caches: !a.no_cache,
         substituters,
-        allow_paths: a.file.allow_paths.clone(),
+        allow_paths: how.allow_paths.to_vec(),
         download: crate::fetch::DownloadLimits {
             max_bytes: a.max_download as u64,
             ..Default::default()
@@ -185,8 +223,8 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
         eprintln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
     }
     let store = open_store()?;
-    let mut builder = Builder::new(store.clone(), &manifest, opts)?;
-    let result = builder.build(&targets);
+    let mut builder = Builder::new(store.clone(), manifest, opts)?;
+    let result = builder.build(targets);
     if !quiet {
         for note in builder.take_notes() {
             eprintln!("note: {note}");

@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::bindings::kiln::recipe::assemble::{File as Plan, Piece};
-use super::guest_fs::GuestFs;
+use super::bindings::kiln::recipe::types::Error as FsError;
+use super::guest_fs::{GuestFs, prefixed};
 
 /// Why an assembly stopped.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Stop {
-    /// Bad input or an I/O error: the message is for the recipe.
-    Failed(String),
+    /// Bad input or an I/O error: the error is for the recipe.
+    Failed(FsError),
     /// The build's deadline passed.
     TimedOut,
 }
@@ -27,7 +28,7 @@ const COPY_STEP: u64 = 64 << 20;
 
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
-        Stop::Failed(e.to_string())
+        Stop::Failed(FsError::Io(e.to_string()))
     }
 }
 
@@ -45,11 +46,12 @@ pub(super) fn sha256(
             match piece {
                 Piece::Bytes(b) => feed.put(b)?,
                 Piece::Range(r) => {
-                    let mut src = open_range(fs, &r.path, r.offset, r.length, i)?;
+                    let (mut src, length) = open_range(fs, &r.path, r.offset, r.length, i)?;
                     src.seek(SeekFrom::Start(r.offset))
                         .map_err(|e| failed(i, &format!("{}: {e}", r.path)))?;
+                    len += length;
                     // In steps, so a huge (or sparse) range meets the deadline.
-                    let mut left = r.length;
+                    let mut left = length;
                     while left > 0 {
                         check(deadline)?;
                         let step = left.min(COPY_STEP);
@@ -63,7 +65,9 @@ pub(super) fn sha256(
                     }
                 }
             }
-            len += piece_len(piece);
+            if let Piece::Bytes(b) = piece {
+                len += b.len() as u64;
+            }
         }
         Ok(())
     })?;
@@ -113,10 +117,10 @@ fn check_plans(plans: &[Plan]) -> Result<(), Stop> {
     let mut targets = std::collections::HashMap::new();
     for plan in plans {
         if let Some(first) = targets.insert(normal(&plan.path), &plan.path) {
-            return Err(Stop::Failed(format!(
+            return Err(Stop::Failed(FsError::Invalid(format!(
                 "{} and {first} are the same file: a call writes each file once",
                 plan.path
-            )));
+            ))));
         }
     }
     for plan in plans {
@@ -124,10 +128,10 @@ fn check_plans(plans: &[Plan]) -> Result<(), Stop> {
             if let Piece::Range(r) = piece
                 && let Some(target) = targets.get(&normal(&r.path))
             {
-                return Err(Stop::Failed(format!(
+                return Err(Stop::Failed(FsError::Invalid(format!(
                     "writing {}: piece {i} reads {target}, which the same call writes",
                     plan.path
-                )));
+                ))));
             }
         }
     }
@@ -148,10 +152,10 @@ fn write_file(
     stopped: &dyn Fn() -> bool,
 ) -> Result<(), Stop> {
     let in_file = |e: Stop| match e {
-        Stop::Failed(m) => Stop::Failed(format!("writing {}: {m}", plan.path)),
+        Stop::Failed(e) => Stop::Failed(prefixed(&format!("writing {}", plan.path), e)),
         t => t,
     };
-    let mut dst = fs.create(&plan.path).map_err(Stop::Failed)?;
+    let mut dst = fs.create(&plan.path, plan.mode).map_err(Stop::Failed)?;
     for (i, piece) in plan.pieces.iter().enumerate() {
         check(deadline).map_err(in_file)?;
         if stopped() {
@@ -162,11 +166,12 @@ fn write_file(
                 .write_all(b)
                 .map_err(|e| in_file(failed(i, &e.to_string())))?,
             Piece::Range(r) => {
-                let mut src = open_range(fs, &r.path, r.offset, r.length, i).map_err(in_file)?;
+                let (mut src, length) =
+                    open_range(fs, &r.path, r.offset, r.length, i).map_err(in_file)?;
                 src.seek(SeekFrom::Start(r.offset))
                     .map_err(|e| in_file(failed(i, &format!("{}: {e}", r.path))))?;
                 // In steps, so a huge range still meets the deadline.
-                let mut left = r.length;
+                let mut left = length;
                 while left > 0 {
                     check(deadline).map_err(in_file)?;
                     let step = left.min(COPY_STEP);
@@ -183,32 +188,28 @@ fn write_file(
     Ok(())
 }
 
-/// Open a range's file, checking that it holds the whole range.
+/// Open a range's file, checking that it holds the whole range; the
+/// range's length (with none, up to the end of the file).
 fn open_range(
     fs: &GuestFs<'_>,
     path: &str,
     offset: u64,
-    length: u64,
+    length: Option<u64>,
     piece: usize,
-) -> Result<File, Stop> {
-    let f = fs.open(path).map_err(|e| failed(piece, &e))?;
+) -> Result<(File, u64), Stop> {
+    let f = fs
+        .open(path)
+        .map_err(|e| Stop::Failed(prefixed(&format!("piece {piece}"), e)))?;
     let size = f
         .metadata()
         .map_err(|e| failed(piece, &format!("{path}: {e}")))?
         .len();
+    let length = length.unwrap_or(size.saturating_sub(offset));
     match offset.checked_add(length) {
-        Some(end) if end <= size => Ok(f),
-        _ => Err(failed(
-            piece,
-            &format!("{path} holds {size} bytes; the range asks for {length} from offset {offset}"),
-        )),
-    }
-}
-
-fn piece_len(piece: &Piece) -> u64 {
-    match piece {
-        Piece::Bytes(b) => b.len() as u64,
-        Piece::Range(r) => r.length,
+        Some(end) if end <= size => Ok((f, length)),
+        _ => Err(Stop::Failed(FsError::Invalid(format!(
+            "piece {piece}: {path} holds {size} bytes; the range asks for {length} from offset {offset}"
+        )))),
     }
 }
 
@@ -221,7 +222,7 @@ fn check(deadline: Instant) -> Result<(), Stop> {
 }
 
 fn failed(piece: usize, message: &str) -> Stop {
-    Stop::Failed(format!("piece {piece}: {message}"))
+    Stop::Failed(FsError::Io(format!("piece {piece}: {message}")))
 }
 
 fn shrank(piece: usize, path: &str) -> Stop {
@@ -244,7 +245,7 @@ mod tests {
         Piece::Range(FileRange {
             path: path.into(),
             offset,
-            length,
+            length: Some(length),
         })
     }
 
@@ -269,12 +270,22 @@ mod tests {
         let (digest, len) = sha256(&fs, &pieces, later()).unwrap();
         assert_eq!(len, expected.len() as u64);
         assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&expected)));
+        // A range without a length runs to the end of its file.
+        let rest = [Piece::Range(FileRange {
+            path: "/inputs/src/big".into(),
+            offset: 10,
+            length: None,
+        })];
+        let (digest, len) = sha256(&fs, &rest, later()).unwrap();
+        assert_eq!(len, big.len() as u64 - 10);
+        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&big[10..])));
 
         let plans: Vec<Plan> = ["/out/a", "/work/b", "/out/c"]
             .iter()
             .map(|p| Plan {
                 path: p.to_string(),
                 pieces: pieces.clone(),
+                mode: 0o644,
             })
             .collect();
         write_files(&fs, &plans, later()).unwrap();
@@ -289,18 +300,17 @@ mod tests {
         std::fs::write(dirs.work.join("small"), "12345").unwrap();
         let fs = dirs.fs();
         let past_end = vec![Piece::Bytes(vec![1]), range("/work/small", 2, 4)];
-        assert_eq!(
+        assert!(matches!(
             sha256(&fs, &past_end, later()).unwrap_err(),
-            Stop::Failed(
-                "piece 1: /work/small holds 5 bytes; the range asks for 4 from offset 2".into()
-            )
-        );
+            Stop::Failed(FsError::Invalid(m)) if m == "piece 1: /work/small holds 5 bytes; the range asks for 4 from offset 2"
+        ));
         let plans = [Plan {
             path: "/work/out".into(),
             pieces: vec![range("/work/missing", 0, 1)],
+            mode: 0o644,
         }];
         match write_files(&fs, &plans, later()).unwrap_err() {
-            Stop::Failed(m) => assert!(
+            Stop::Failed(FsError::NotFound(m)) => assert!(
                 m.starts_with("writing /work/out: piece 0: /work/missing:"),
                 "{m}"
             ),
@@ -310,40 +320,40 @@ mod tests {
             Plan {
                 path: "/work/a".into(),
                 pieces: vec![],
+                mode: 0o644,
             },
             Plan {
                 path: "/work/./a".into(),
                 pieces: vec![],
+                mode: 0o644,
             },
         ];
-        assert_eq!(
+        assert!(matches!(
             write_files(&fs, &twice, later()).unwrap_err(),
-            Stop::Failed(
-                "/work/./a and /work/a are the same file: a call writes each file once".into()
-            )
-        );
+            Stop::Failed(FsError::Invalid(m)) if m == "/work/./a and /work/a are the same file: a call writes each file once"
+        ));
         let reads_its_own = [Plan {
             path: "/work/small".into(),
             pieces: vec![range("/work//small", 0, 1)],
+            mode: 0o644,
         }];
-        assert_eq!(
+        assert!(matches!(
             write_files(&fs, &reads_its_own, later()).unwrap_err(),
-            Stop::Failed(
-                "writing /work/small: piece 0 reads /work/small, which the same call writes".into()
-            )
-        );
+            Stop::Failed(FsError::Invalid(m)) if m == "writing /work/small: piece 0 reads /work/small, which the same call writes"
+        ));
         assert_eq!(std::fs::read(dirs.work.join("small")).unwrap(), b"12345");
         let plans = [Plan {
             path: "/etc/x".into(),
             pieces: vec![],
+            mode: 0o644,
         }];
         assert!(matches!(
             write_files(&fs, &plans, later()),
-            Err(Stop::Failed(m)) if m.contains("not under /work or /out")
+            Err(Stop::Failed(FsError::BadPath(m))) if m.contains("not under /work or /out")
         ));
-        assert_eq!(
+        assert!(matches!(
             sha256(&fs, &past_end, Instant::now()).unwrap_err(),
             Stop::TimedOut
-        );
+        ));
     }
 }

@@ -10,6 +10,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 
 use super::RunInput;
+use super::bindings::kiln::recipe::types::Error as FsError;
 
 /// The directories a running recipe can reach.
 #[derive(Clone, Copy)]
@@ -19,27 +20,48 @@ pub(super) struct GuestFs<'a> {
     pub inputs: &'a [RunInput],
 }
 
+/// Where a guest path leads on the host.
+pub(super) enum Place<'p> {
+    /// A file input: its store path.
+    FileInput(&'p Path),
+    /// `inner` (empty: the root itself) beneath the directory `root`.
+    Beneath { root: &'p Path, inner: &'p str },
+}
+
 impl GuestFs<'_> {
-    /// Open a regular file under `/inputs`, `/work` or `/out` for reading.
-    pub fn open(&self, path: &str) -> Result<File, String> {
-        let (root, inner) = if let Some(rest) = path.strip_prefix("/inputs/") {
+    /// Resolve a path under `/inputs`, `/work` or `/out`.
+    pub fn place<'p>(&'p self, path: &'p str) -> Result<Place<'p>, FsError> {
+        if let Some(rest) = path.strip_prefix("/inputs/") {
             let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
-            let input = self
-                .inputs
-                .iter()
-                .find(|i| i.name == name)
-                .ok_or_else(|| format!("{path}: the target has no input named '{name}'"))?;
+            let input = self.inputs.iter().find(|i| i.name == name).ok_or_else(|| {
+                FsError::NotFound(format!("{path}: the target has no input named '{name}'"))
+            })?;
             if !input.is_dir {
                 return if inner.is_empty() {
-                    File::open(&input.host_path).map_err(|e| format!("{path}: {e}"))
+                    Ok(Place::FileInput(&input.host_path))
                 } else {
-                    Err(format!("{path}: input '{name}' is a file, not a directory"))
+                    Err(FsError::WrongKind(format!(
+                        "{path}: input '{name}' is a file, not a directory"
+                    )))
                 };
             }
-            (input.host_path.as_path(), inner)
+            Ok(Place::Beneath {
+                root: &input.host_path,
+                inner: inner.trim_end_matches('/'),
+            })
         } else {
-            self.writable(path)
-                .map_err(|_| format!("{path} is not under /inputs, /work or /out"))?
+            let (root, inner) = self.writable(path).map_err(|_| {
+                FsError::BadPath(format!("{path} is not under /inputs, /work or /out"))
+            })?;
+            Ok(Place::Beneath { root, inner })
+        }
+    }
+
+    /// Open a regular file under `/inputs`, `/work` or `/out` for reading.
+    pub fn open(&self, path: &str) -> Result<File, FsError> {
+        let (root, inner) = match self.place(path)? {
+            Place::FileInput(p) => return File::open(p).map_err(|e| io_error(path, &e)),
+            Place::Beneath { root, inner } => (root, inner),
         };
         // Non-blocking, so a FIFO or device a tool left cannot stall the
         // host; anything but a regular file is then refused.
@@ -51,41 +73,155 @@ impl GuestFs<'_> {
                     .read(true)
                     .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY),
             )
-            .map_err(|e| format!("{path}: {e}"))?;
-        let is_file = f.metadata().map_err(|e| format!("{path}: {e}"))?.is_file();
+            .map_err(|e| io_error(path, &e))?;
+        let is_file = f.metadata().map_err(|e| io_error(path, &e))?.is_file();
         if !is_file {
-            return Err(format!("{path} is not a regular file"));
+            return Err(FsError::WrongKind(format!("{path} is not a regular file")));
         }
         Ok(f.into_std())
     }
 
-    /// Create (or truncate) a file under `/work` or `/out` for writing; its
-    /// parent directory must exist.
-    pub fn create(&self, path: &str) -> Result<File, String> {
+    /// Create (or truncate) a file under `/work` or `/out` for writing with
+    /// permission bits `mode`; its parent directory must exist.
+    pub fn create(&self, path: &str, mode: u32) -> Result<File, FsError> {
         let (root, inner) = self.writable(path)?;
         if inner.is_empty() {
-            return Err(format!("{path} names a directory, not a file"));
+            return Err(FsError::WrongKind(format!(
+                "{path} names a directory, not a file"
+            )));
         }
-        let f = dir(root, path)?
+        check_mode(path, mode)?;
+        use cap_std::fs::OpenOptionsExt;
+        let d = dir(root, path)?;
+        let f = d
             .open_with(
                 inner,
-                OpenOptions::new().write(true).create(true).truncate(true),
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(mode),
             )
-            .map_err(|e| format!("{path}: {e}"))?;
+            .map_err(|e| io_error(path, &e))?;
+        // An existing file keeps its old mode through `open`: set it.
+        use cap_std::fs::PermissionsExt;
+        f.set_permissions(cap_std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io_error(path, &e))?;
         Ok(f.into_std())
+    }
+
+    /// The Unix mode bits of `path`, without following a final symlink.
+    pub fn mode(&self, path: &str) -> Result<u32, FsError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = match self.place(path)? {
+            Place::FileInput(p) => std::fs::symlink_metadata(p).map_err(|e| io_error(path, &e))?,
+            Place::Beneath { root, inner: "" } => {
+                std::fs::symlink_metadata(root).map_err(|e| io_error(path, &e))?
+            }
+            Place::Beneath { root, inner } => {
+                let m = dir(root, path)?
+                    .symlink_metadata(inner)
+                    .map_err(|e| io_error(path, &e))?;
+                use cap_std::fs::PermissionsExt as _;
+                return Ok(m.permissions().mode() & 0o7777);
+            }
+        };
+        Ok(meta.permissions().mode() & 0o7777)
+    }
+
+    /// Set the permission bits (at most 0o777) of a file or directory under
+    /// `/work` or `/out`; a symlink is refused.
+    pub fn set_mode(&self, path: &str, mode: u32) -> Result<(), FsError> {
+        let (root, inner) = self.writable(path)?;
+        check_mode(path, mode)?;
+        let d = dir(root, path)?;
+        let perms = {
+            use cap_std::fs::PermissionsExt;
+            cap_std::fs::Permissions::from_mode(mode)
+        };
+        if inner.is_empty() {
+            return Err(FsError::BadPath(format!(
+                "{path}: the mode of /work or /out itself is the host's"
+            )));
+        }
+        let meta = d.symlink_metadata(inner).map_err(|e| io_error(path, &e))?;
+        if meta.is_symlink() {
+            return Err(FsError::WrongKind(format!(
+                "{path} is a symlink: a symlink has no mode of its own"
+            )));
+        }
+        d.set_permissions(inner, perms)
+            .map_err(|e| io_error(path, &e))
     }
 
     /// The host directory and the rest of a path under `/work` or `/out`.
-    fn writable<'p>(&self, path: &'p str) -> Result<(&Path, &'p str), String> {
-        if let Some(rest) = path.strip_prefix("/work/") {
-            Ok((self.work, rest))
-        } else if let Some(rest) = path.strip_prefix("/out/") {
-            Ok((self.out, rest))
-        } else {
-            Err(format!(
-                "{path} is not under /work or /out, the only places a recipe writes"
-            ))
+    pub fn writable<'p>(&self, path: &'p str) -> Result<(&Path, &'p str), FsError> {
+        for (prefix, root) in [("/work", self.work), ("/out", self.out)] {
+            match path.strip_prefix(prefix) {
+                Some("") => return Ok((root, "")),
+                Some(rest) if rest.starts_with('/') => {
+                    return Ok((root, rest.trim_matches('/')));
+                }
+                _ => {}
+            }
         }
+        Err(FsError::BadPath(format!(
+            "{path} is not under /work or /out, the only places a recipe writes"
+        )))
+    }
+}
+
+/// Only permission bits: no setuid, setgid or sticky bit in an output.
+fn check_mode(path: &str, mode: u32) -> Result<(), FsError> {
+    if mode & !0o777 != 0 {
+        return Err(FsError::Invalid(format!(
+            "{path}: mode {mode:#o} has bits beyond 0o777 (setuid, setgid or sticky), which outputs may not carry"
+        )));
+    }
+    Ok(())
+}
+
+/// An I/O error on a guest path, as the recipe sees it.
+pub(super) fn io_error(path: &str, e: &std::io::Error) -> FsError {
+    let message = format!("{path}: {e}");
+    match e.kind() {
+        std::io::ErrorKind::NotFound => FsError::NotFound(message),
+        // cap-std's refusal of a path that leads out of its directory.
+        _ if e.to_string().contains("outside of the filesystem") => FsError::BadPath(message),
+        std::io::ErrorKind::AlreadyExists
+        | std::io::ErrorKind::IsADirectory
+        | std::io::ErrorKind::NotADirectory => FsError::WrongKind(message),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => FsError::BadPath(message),
+        _ => FsError::Io(message),
+    }
+}
+
+/// The text of an error, whatever its case.
+pub(super) fn message(e: &FsError) -> &str {
+    match e {
+        FsError::BadPath(m)
+        | FsError::NotFound(m)
+        | FsError::WrongKind(m)
+        | FsError::Invalid(m)
+        | FsError::UndeclaredTool(m)
+        | FsError::NetworkDenied(m)
+        | FsError::Io(m)
+        | FsError::Failed(m) => m,
+    }
+}
+
+/// The same error with `prefix: ` before its text.
+pub(super) fn prefixed(prefix: &str, e: FsError) -> FsError {
+    let wrap = |m: String| format!("{prefix}: {m}");
+    match e {
+        FsError::BadPath(m) => FsError::BadPath(wrap(m)),
+        FsError::NotFound(m) => FsError::NotFound(wrap(m)),
+        FsError::WrongKind(m) => FsError::WrongKind(wrap(m)),
+        FsError::Invalid(m) => FsError::Invalid(wrap(m)),
+        FsError::UndeclaredTool(m) => FsError::UndeclaredTool(wrap(m)),
+        FsError::NetworkDenied(m) => FsError::NetworkDenied(wrap(m)),
+        FsError::Io(m) => FsError::Io(wrap(m)),
+        FsError::Failed(m) => FsError::Failed(wrap(m)),
     }
 }
 
@@ -139,8 +275,8 @@ pub(super) fn disk_usage(
     Ok(total)
 }
 
-fn dir(root: &Path, path: &str) -> Result<Dir, String> {
-    Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| format!("{path}: {e}"))
+pub(super) fn dir(root: &Path, path: &str) -> Result<Dir, FsError> {
+    Dir::open_ambient_dir(root, ambient_authority()).map_err(|e| io_error(path, &e))
 }
 
 /// A recipe's directories for tests: `work/`, `out/`, and a directory
@@ -204,28 +340,41 @@ mod tests {
         assert!(fs.open("/inputs/src/a").is_ok());
         assert!(fs.open("/inputs/src/../../secret").is_err());
         assert!(fs.open("/work/escape").is_err());
+        assert!(matches!(
+            fs.open("/inputs/src/../../secret"),
+            Err(FsError::BadPath(_))
+        ));
         assert!(
-            fs.open("/inputs/nope/a")
-                .unwrap_err()
-                .contains("no input named 'nope'")
+            matches!(fs.open("/inputs/nope/a"), Err(FsError::NotFound(m)) if m.contains("no input named 'nope'"))
         );
         assert!(
-            fs.open("/etc/passwd")
-                .unwrap_err()
-                .contains("not under /inputs")
+            matches!(fs.open("/etc/passwd"), Err(FsError::BadPath(m)) if m.contains("not under /inputs"))
         );
         assert!(
-            fs.create("/inputs/src/b")
-                .unwrap_err()
-                .contains("not under /work or /out")
+            matches!(fs.create("/inputs/src/b", 0o644), Err(FsError::BadPath(m)) if m.contains("not under /work or /out"))
         );
-        assert!(fs.create("/work/../x").is_err());
-        assert!(fs.create("/work/escape").is_err());
+        assert!(fs.create("/work/../x", 0o644).is_err());
+        assert!(fs.create("/work/escape", 0o644).is_err());
+        assert!(matches!(
+            fs.create("/out/s", 0o4755),
+            Err(FsError::Invalid(_))
+        ));
         assert_eq!(
             std::fs::read(dirs.root.path().join("secret")).unwrap(),
             b"s"
         );
-        assert!(fs.create("/out/new").is_ok());
+        assert!(fs.create("/out/new", 0o755).is_ok());
         assert!(dirs.out.join("new").is_file());
+        assert_eq!(fs.mode("/out/new").unwrap(), 0o755);
+        fs.set_mode("/out/new", 0o644).unwrap();
+        assert_eq!(fs.mode("/out/new").unwrap(), 0o644);
+        assert!(matches!(
+            fs.set_mode("/work/escape", 0o755),
+            Err(FsError::WrongKind(_))
+        ));
+        assert!(matches!(
+            fs.set_mode("/inputs/src/a", 0o755),
+            Err(FsError::BadPath(_))
+        ));
     }
 }

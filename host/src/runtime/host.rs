@@ -1,5 +1,5 @@
 //! What a recipe may ask of the host: the imports of `wit/recipe.wit`
-//! (`target`, `tool-exec`, `digest`, `assemble`, `log`).
+//! (`target`, `tool-exec`, `files`, `assemble`, `log`).
 //!
 //! Two levels of result: the outer `wasmtime::Result` traps the recipe
 //! (time limit, oversized log), the inner one is the WIT error the recipe
@@ -7,12 +7,10 @@
 //! host panic.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use cap_std::ambient_authority;
-use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
 
 mod caches;
@@ -21,7 +19,9 @@ mod fetch;
 mod paths;
 
 use super::assemble::Stop;
-use super::bindings::kiln::recipe::{assemble, digest, log, target};
+use super::bindings::kiln::recipe::types::Error as FsError;
+use super::bindings::kiln::recipe::{assemble, files, log, target, types};
+use super::copy::CopyStop;
 use super::guest_fs::GuestFs;
 use super::guest_fs::{UsageStop, disk_usage};
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
@@ -221,58 +221,67 @@ impl target::Host for HostState {
         Ok(v)
     }
 
-    fn file_mode(&mut self, path: String) -> wasmtime::Result<Option<u32>> {
-        let Some(rest) = path.strip_prefix("/inputs/") else {
-            return Ok(None);
-        };
-        let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
-        let Some(input) = self.inputs.iter().find(|i| i.name == name) else {
-            return Ok(None);
-        };
-        if inner.is_empty() || !input.is_dir {
-            return Ok(std::fs::symlink_metadata(&input.host_path).ok().map(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                m.permissions().mode() & 0o7777
-            }));
-        }
-        let inner = Path::new(inner);
-        if inner
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return Ok(None);
-        }
-        let Ok(dir) = Dir::open_ambient_dir(&input.host_path, ambient_authority()) else {
-            return Ok(None);
-        };
-        use cap_std::fs::PermissionsExt;
-        Ok(dir
-            .symlink_metadata(inner)
-            .ok()
-            .map(|m| m.permissions().mode() & 0o7777))
-    }
-
     fn source_date_epoch(&mut self) -> wasmtime::Result<u64> {
         Ok(self.source_date_epoch)
     }
 }
 
-impl digest::Host for HostState {
-    fn sha256_file(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, String>> {
+impl types::Host for HostState {}
+
+/// A host error as a sentence with its kind, for messages (a recipe's
+/// `build-error.host`).
+pub(super) fn describe(e: &FsError) -> String {
+    let kind = match e {
+        FsError::BadPath(_) => "bad path",
+        FsError::NotFound(_) => "not found",
+        FsError::WrongKind(_) => "wrong kind of file",
+        FsError::Invalid(_) => "invalid request",
+        FsError::UndeclaredTool(_) => "undeclared tool",
+        FsError::NetworkDenied(_) => "network denied",
+        FsError::Io(_) => "I/O error",
+        FsError::Failed(_) => "could not run",
+    };
+    let message = super::guest_fs::message(e);
+    // The SDK's messages already name the kind, after their context.
+    if message.contains(&format!("{kind}: ")) {
+        message.to_string()
+    } else {
+        format!("{kind}: {message}")
+    }
+}
+
+impl files::Host for HostState {
+    fn mode(&mut self, path: String) -> wasmtime::Result<Result<u32, FsError>> {
         self.check_deadline()?;
-        let file = match self.guest_fs().open(&path) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(e)),
+        Ok(self.guest_fs().mode(&path))
+    }
+
+    fn set_mode(&mut self, path: String, mode: u32) -> wasmtime::Result<Result<(), FsError>> {
+        self.check_deadline()?;
+        Ok(self.guest_fs().set_mode(&path, mode))
+    }
+
+    fn copy(&mut self, src: String, dst: String) -> wasmtime::Result<Result<(), FsError>> {
+        self.check_deadline()?;
+        let dirs: [&Path; 2] = [&self.work_dir, &self.out_dir];
+        let used = match disk_usage(&dirs, self.limits.disk_bytes, self.deadline) {
+            Ok(used) => used,
+            Err(_) => return self.check_disk(false).map(|()| Ok(())),
         };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        // The assembler's hasher checks the deadline between blocks.
-        let pieces = [assemble::Piece::Range(assemble::FileRange {
-            path: path.clone(),
-            offset: 0,
-            length: len,
-        })];
-        let r = super::assemble::sha256(&self.guest_fs(), &pieces, self.deadline);
-        self.assembly_result(r.map(|(digest, _)| digest.to_vec()))
+        let budget = self.limits.disk_bytes.saturating_sub(used);
+        match super::copy::copy(&self.guest_fs(), &src, &dst, budget, self.deadline) {
+            Ok(()) => Ok(Ok(())),
+            Err(CopyStop::Failed(e)) => Ok(Err(e)),
+            Err(CopyStop::TimedOut) => {
+                self.check_deadline()?;
+                Err(wasmtime::Error::msg("the time limit passed"))
+            }
+            Err(CopyStop::TooLarge) => Err(self.trap(RecipeError::DiskLimit {
+                target: self.target.clone(),
+                bytes: used,
+                limit: self.limits.disk_bytes,
+            })),
+        }
     }
 }
 
@@ -280,13 +289,13 @@ impl assemble::Host for HostState {
     fn sha256(
         &mut self,
         pieces: Vec<assemble::Piece>,
-    ) -> wasmtime::Result<Result<(Vec<u8>, u64), String>> {
+    ) -> wasmtime::Result<Result<(Vec<u8>, u64), FsError>> {
         self.check_deadline()?;
         let r = super::assemble::sha256(&self.guest_fs(), &pieces, self.deadline);
         self.assembly_result(r.map(|(digest, len)| (digest.to_vec(), len)))
     }
 
-    fn write_files(&mut self, files: Vec<assemble::File>) -> wasmtime::Result<Result<(), String>> {
+    fn write_files(&mut self, files: Vec<assemble::File>) -> wasmtime::Result<Result<(), FsError>> {
         self.check_deadline()?;
         let r = super::assemble::write_files(&self.guest_fs(), &files, self.deadline);
         self.assembly_result(r)
@@ -338,7 +347,7 @@ impl HostState {
     }
 
     /// Turn an assembly's stop into the recipe's error, or a trap.
-    fn assembly_result<T>(&self, r: Result<T, Stop>) -> wasmtime::Result<Result<T, String>> {
+    fn assembly_result<T>(&self, r: Result<T, Stop>) -> wasmtime::Result<Result<T, FsError>> {
         match r {
             Ok(v) => Ok(Ok(v)),
             Err(Stop::Failed(m)) => Ok(Err(m)),

@@ -205,6 +205,16 @@ fn read_child_pid(mut info: std::io::PipeReader) -> Option<i32> {
 }
 
 /// bwrap's path, once it has been seen to create namespaces on this machine.
+/// bwrap exits with its child's code, or 128 + N when a signal N killed
+/// it: the shell's convention, and all bwrap tells. Read it the same way
+/// (a tool that itself exits with 129..=192 is reported as signalled).
+pub(super) fn decode_exit(out: &mut super::SandboxOutput) {
+    if let Some(code @ 129..=192) = out.exit_code {
+        out.exit_code = None;
+        out.signal = Some(code - 128);
+    }
+}
+
 pub fn available() -> Result<PathBuf, String> {
     static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     PROBE

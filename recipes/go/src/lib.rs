@@ -35,7 +35,8 @@ fn build() -> Result<()> {
     let go = find_go(&p.go)?;
 
     let src_in = kiln_sdk::input(&p.src)?;
-    copy_tree(&src_in, Path::new("/work/src")).context("copying the source to /work/src")?;
+    // Copied inside the host, modes and symlinks kept.
+    kiln_sdk::files::copy(&src_in, "/work/src").context("copying the source to /work/src")?;
     let module_dir = Path::new("/work/src").join(&p.mod_root);
     let module_dir_s = module_dir.to_string_lossy().into_owned();
     let go_mod = fs::read_to_string(module_dir.join("go.mod")).with_context(|| {
@@ -74,7 +75,7 @@ fn build() -> Result<()> {
         cached(
             Command::new(go.clone())
                 .args(args.iter().copied())
-                .envs(&env)
+                .envs(env.iter().cloned())
                 .cwd(module_dir_s.clone()),
         )
     };
@@ -93,7 +94,7 @@ fn build() -> Result<()> {
     let packages = match &p.packages {
         Some(list) if !list.is_empty() => list.clone(),
         Some(_) => {
-            return Err(Error::msg(
+            return Err(Error::bad_params(
                 "params.packages is empty: name at least one main package, or leave it out to build them all",
             ));
         }
@@ -129,7 +130,11 @@ fn build() -> Result<()> {
     } else {
         p.platforms
             .iter()
-            .map(|s| params::parse_platform(s).map(Some).map_err(Error::msg))
+            .map(|s| {
+                params::parse_platform(s)
+                    .map(Some)
+                    .map_err(Error::bad_params)
+            })
             .collect::<Result<_>>()?
     };
     let ldflags = std::iter::once("-buildid=".to_string())
@@ -231,7 +236,7 @@ fn build_command(
     args.extend(packages.iter().cloned());
     let build = Command::new(go.clone())
         .args(args)
-        .envs(env)
+        .envs(env.iter().cloned())
         .cwd(module_dir);
     if p.cache {
         build.cache(cache_key(p), GO_CACHE)
@@ -252,7 +257,7 @@ fn record_buildinfo(go: &Tool, env: &[(String, String)], out: &str) -> Result<Ve
         let bin = format!("{out}/bin/{name}");
         let info = Command::new(go.clone())
             .args(["version", "-m", &bin])
-            .envs(env)
+            .envs(env.iter().cloned())
             .run()?;
         fs::write(format!("{out}/share/kiln/go/{name}.buildinfo"), info.stdout)?;
     }
@@ -268,7 +273,7 @@ fn find_go(input: &str) -> Result<Tool> {
             return Ok(Tool::new(input, rel));
         }
     }
-    Err(Error::msg(format!(
+    Err(Error::bad_params(format!(
         "input '{input}' holds no Go toolchain: neither bin/go nor go/bin/go exists in it"
     )))
 }
@@ -352,7 +357,7 @@ fn download_modules(
         .map(|f| f.to_string_lossy().into_owned());
     Command::new(go.clone())
         .args(["mod", "download", "-x"])
-        .envs(&env)
+        .envs(env.iter().cloned())
         .cwd(module_dir.to_string_lossy())
         .fixed_output(MOD_FETCH, "params.vendor_hash")
         .fetch_key(key_files)
@@ -375,21 +380,6 @@ fn has_dependencies(go_mod: &str) -> bool {
         let l = l.trim();
         l.starts_with("require ") || l == "require (" || l.starts_with("require(")
     })
-}
-
-/// Copy a tree. Symlinks are followed (as Go module zips would hold their
-/// targets); a link that leaves the input fails the copy.
-fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    let meta = fs::metadata(src)?;
-    if meta.is_dir() {
-        fs::create_dir_all(dst)?;
-        for e in fs::read_dir(src)? {
-            let e = e?;
-            copy_tree(&e.path(), &dst.join(e.file_name()))?;
-        }
-        return Ok(());
-    }
-    fs::copy(src, dst).map(|_| ())
 }
 
 kiln_sdk::recipe!(build);

@@ -90,7 +90,7 @@ fn add_node(tree: &mut Tree, src: &Path, dest: &str, mode: Option<u32>) -> Resul
             add_node(tree, &src.join(&n), &child, mode)?;
         }
     } else {
-        let mode = mode.unwrap_or(if kiln_sdk::is_executable(src) {
+        let mode = mode.unwrap_or(if kiln_sdk::files::is_executable(src) {
             0o755
         } else {
             0o644

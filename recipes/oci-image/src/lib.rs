@@ -56,10 +56,12 @@ fn build() -> Result<()> {
     let platforms: Vec<Platform> = if multi {
         let mut list = Vec::new();
         for s in &p.platforms {
-            let pl =
-                Platform::parse(s).map_err(|e| Error::msg(format!("params.platforms: {e}")))?;
+            let pl = Platform::parse(s)
+                .map_err(|e| Error::bad_params(format!("params.platforms: {e}")))?;
             if list.contains(&pl) {
-                return Err(Error::msg(format!("params.platforms names {s} twice")));
+                return Err(Error::bad_params(format!(
+                    "params.platforms names {s} twice"
+                )));
             }
             list.push(pl);
         }
@@ -209,7 +211,7 @@ fn build_image(
     let mut layers: Vec<Tree> = Vec::new();
     let mut current = Tree::new();
     for (i, c) in p.contents.iter().enumerate() {
-        let src = kiln_sdk::input(&c.from)?.join(for_platform(&c.path, platform));
+        let src = under(kiln_sdk::input(&c.from)?, &for_platform(&c.path, platform));
         let mode = c
             .mode
             .as_deref()
@@ -223,7 +225,7 @@ fn build_image(
         }
     }
     if let Some(ca) = &p.ca_certificates {
-        let src = kiln_sdk::input(&ca.input)?.join(&ca.path);
+        let src = under(kiln_sdk::input(&ca.input)?, &ca.path);
         layer::add_source(
             &mut current,
             &src,
@@ -233,7 +235,7 @@ fn build_image(
         .context("ca_certificates")?;
     }
     if let Some(tz) = &p.tzdata {
-        let src = kiln_sdk::input(&tz.input)?.join(&tz.path);
+        let src = under(kiln_sdk::input(&tz.input)?, &tz.path);
         layer::add_source(&mut current, &src, "/usr/share/zoneinfo", None).context("tzdata")?;
     }
     for (i, d) in p.directories.iter().enumerate() {
@@ -255,7 +257,7 @@ fn build_image(
 
     let env: Vec<String> = p.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let program = p.entrypoint.first().or(p.cmd.first()).ok_or_else(|| {
-        Error::msg("set entrypoint (or cmd): an image with nothing to run cannot start")
+        Error::bad_params("set entrypoint (or cmd): an image with nothing to run cannot start")
     })?;
     runcheck::check(
         &image,
@@ -447,6 +449,12 @@ fn rfc3339(secs: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// `rel` inside `root`; empty: `root` itself (joining "" would add a `/`,
+/// and a file input is then not a file).
+fn under(root: std::path::PathBuf, rel: &str) -> std::path::PathBuf {
+    if rel.is_empty() { root } else { root.join(rel) }
 }
 
 kiln_sdk::recipe!(build);

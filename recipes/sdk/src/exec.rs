@@ -1,11 +1,16 @@
 //! Running declared tools through the host's `tool-exec` capability, with a
 //! builder shaped like `std::process::Command`.
 
-use crate::bindings::kiln::recipe::tool_exec::{self, Error as ExecError};
+use crate::bindings::kiln::recipe::tool_exec;
 use crate::error::{Error, Result};
 
 /// An executable inside a declared input: `Tool::new("go", "bin/go")` is
 /// `/inputs/go/bin/go`.
+///
+/// ```
+/// let sh = kiln_sdk::Tool::new("tools", "bin/sh");
+/// assert_eq!(sh.sandbox_path(), "/inputs/tools/bin/sh");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Tool {
     input: String,
@@ -28,94 +33,215 @@ impl Tool {
 }
 
 /// A process to run in the host's sandbox.
+///
+/// ```
+/// use kiln_sdk::{Command, Tool};
+/// let out = Command::new(Tool::new("tools", "bin/sh"))
+///     .args(["-c", "echo $GREETING from $PWD"])
+///     .env("GREETING", "hello")
+///     .cwd("/work")
+///     .run()
+///     .unwrap();
+/// assert_eq!(out.stdout_str(), "hello from /work\n");
+/// ```
 #[derive(Debug, Clone)]
 pub struct Command {
     tool: Tool,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    cwd: String,
-    network: bool,
-    fixed_output: Option<tool_exec::FixedOutput>,
+    cwd: Option<String>,
+    fixed_output: Option<(String, String)>,
     caches: Vec<tool_exec::Cache>,
     fetch_key: Vec<String>,
 }
 
+/// How a finished process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(u32),
+}
+
 /// What a finished process left behind.
+///
+/// ```
+/// use kiln_sdk::{Command, Exit, Tool};
+/// let out = Command::new(Tool::new("tools", "bin/sh"))
+///     .args(["-c", "echo oops >&2; exit 3"])
+///     .output()
+///     .unwrap();
+/// assert_eq!(out.exit, Exit::Code(3));
+/// assert!(!out.success());
+/// assert_eq!(out.stderr_str(), "oops\n");
+/// assert!(!out.stderr_truncated);
+/// let killed = Command::new(Tool::new("tools", "bin/sh"))
+///     .args(["-c", "kill -9 $$"])
+///     .output()
+///     .unwrap();
+/// assert_eq!(killed.exit, Exit::Signal(9));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// Exit code, `None` when killed by a signal.
-    pub exit_code: Option<i32>,
+    /// How the process ended.
+    pub exit: Exit,
     /// Captured stdout (capped at 4 MiB by the host).
     pub stdout: Vec<u8>,
     /// Captured stderr (capped at 4 MiB by the host).
     pub stderr: Vec<u8>,
+    /// True when stdout was longer than the cap and cut.
+    pub stdout_truncated: bool,
+    /// True when stderr was longer than the cap and cut.
+    pub stderr_truncated: bool,
 }
 
 impl Output {
     /// True when the process exited with code 0.
+    ///
+    /// ```
+    /// let out = kiln_sdk::Command::new(kiln_sdk::Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "true"])
+    ///     .output()
+    ///     .unwrap();
+    /// assert!(out.success());
+    /// ```
     pub fn success(&self) -> bool {
-        self.exit_code == Some(0)
+        self.exit == Exit::Code(0)
     }
 
     /// stdout as text (lossy).
+    ///
+    /// ```
+    /// let out = kiln_sdk::Command::new(kiln_sdk::Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "printf 42"])
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(out.stdout_str(), "42");
+    /// ```
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
     /// stderr as text (lossy).
+    ///
+    /// ```
+    /// let out = kiln_sdk::Command::new(kiln_sdk::Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "printf warn >&2"])
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(out.stderr_str(), "warn");
+    /// ```
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    fn from_wire(out: tool_exec::Output) -> Self {
+        Output {
+            exit: match out.exit {
+                tool_exec::Exit::Code(c) => Exit::Code(c),
+                tool_exec::Exit::Signal(s) => Exit::Signal(s),
+            },
+            stdout: out.stdout,
+            stderr: out.stderr,
+            stdout_truncated: out.stdout_truncated,
+            stderr_truncated: out.stderr_truncated,
+        }
     }
 }
 
 impl Command {
     /// A command that runs `tool` in `/work` with no arguments.
+    ///
+    /// ```
+    /// use kiln_sdk::{Command, Tool};
+    /// let out = Command::new(Tool::new("tools", "bin/sh")).arg("-c").arg("pwd").run().unwrap();
+    /// assert_eq!(out.stdout_str(), "/work\n");
+    /// ```
     pub fn new(tool: Tool) -> Self {
         Command {
             tool,
             args: Vec::new(),
             env: Vec::new(),
-            cwd: String::new(),
-            network: false,
+            cwd: None,
             fixed_output: None,
             caches: Vec::new(),
             fetch_key: Vec::new(),
         }
     }
 
-    /// Add one argument.
+    /// Add one argument (see [`Command::new`]).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
 
-    /// Add several arguments.
+    /// Add several arguments (see [`Command`]).
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self
     }
 
-    /// Set several environment variables.
-    pub fn envs<'a, I: IntoIterator<Item = &'a (String, String)>>(mut self, vars: I) -> Self {
-        self.env.extend(vars.into_iter().cloned());
+    /// Set several environment variables; a later value for the same name
+    /// wins.
+    ///
+    /// ```
+    /// use kiln_sdk::{Command, Tool};
+    /// let vars = [("A", "1"), ("B", "2"), ("A", "3")];
+    /// let out = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "echo $A$B"])
+    ///     .envs(vars)
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(out.stdout_str(), "32\n");
+    /// ```
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        for (k, v) in vars {
+            self = self.env(k, v);
+        }
         self
     }
 
-    /// Set an environment variable (the environment starts out cleared).
+    /// Set an environment variable (the environment starts out cleared,
+    /// holding only `PATH`, `HOME`, `TMPDIR`, `TZ`, `LC_ALL` and
+    /// `SOURCE_DATE_EPOCH`; a name set here replaces the default).
+    ///
+    /// ```
+    /// use kiln_sdk::{Command, Tool};
+    /// let out = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "echo $TZ $CGO_ENABLED"])
+    ///     .env("CGO_ENABLED", "0")
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(out.stdout_str(), "UTC 0\n");
+    /// ```
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.push((key.into(), value.into()));
+        let key = key.into();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
         self
     }
 
-    /// Run in this directory: a path inside `/work`.
+    /// Run in this directory: a path inside `/work` (absolute, or relative
+    /// to `/work`); `/work` itself without it.
+    ///
+    /// ```
+    /// use kiln_sdk::{Command, Tool};
+    /// std::fs::create_dir_all("/work/module").unwrap();
+    /// let out = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "pwd"])
+    ///     .cwd("module")
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(out.stdout_str(), "/work/module\n");
+    /// ```
     pub fn cwd(mut self, dir: impl Into<String>) -> Self {
-        self.cwd = dir.into();
-        self
-    }
-
-    /// Ask for network access (only granted to fixed-output targets).
-    pub fn network(mut self, allow: bool) -> Self {
-        self.network = allow;
+        self.cwd = Some(dir.into());
         self
     }
 
@@ -125,11 +251,20 @@ impl Command {
     /// `setting` (`output_hash` or `params.<key>`, e.g.
     /// `params.vendor_hash`). The recipe never passes the hash itself: the
     /// host reads it from kiln.toml, and without it the step gets no network.
+    ///
+    /// ```
+    /// use kiln_sdk::{Command, ErrorKind, Tool};
+    /// // The doctests' target pins nothing, so the step is refused.
+    /// let e = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "echo fetched > /work/deps/x"])
+    ///     .fixed_output("/work/deps", "params.deps_hash")
+    ///     .run()
+    ///     .unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Host);
+    /// assert!(e.to_string().contains("network denied: params.deps_hash is not set"), "{e}");
+    /// ```
     pub fn fixed_output(mut self, dir: impl Into<String>, setting: impl Into<String>) -> Self {
-        self.fixed_output = Some(tool_exec::FixedOutput {
-            dir: dir.into(),
-            setting: setting.into(),
-        });
+        self.fixed_output = Some((dir.into(), setting.into()));
         self
     }
 
@@ -140,15 +275,13 @@ impl Command {
     /// different key, a different cache. A cache must only save time, never
     /// change an output: `kiln build --check` rebuilds with empty ones.
     ///
-    /// ```no_run
-    /// # use kiln_sdk::{Command, Tool};
-    /// let go = Tool::new("go", "bin/go");
-    /// Command::new(go)
-    ///     .args(["build", "./..."])
-    ///     .env("GOCACHE", "/cache/go-build")
-    ///     .cache("go1.27 linux/amd64", "/cache/go-build")
-    ///     .run()?;
-    /// # Ok::<(), kiln_sdk::Error>(())
+    /// ```
+    /// use kiln_sdk::{Command, Tool};
+    /// let sh = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .cache("busybox", "/cache/counter");
+    /// sh.clone().args(["-c", "echo run >> /cache/counter/runs"]).run().unwrap();
+    /// let out = sh.args(["-c", "cat /cache/counter/runs"]).run().unwrap();
+    /// assert!(out.stdout_str().starts_with("run\n"));
     /// ```
     pub fn cache(mut self, key: impl Into<String>, path: impl Into<String>) -> Self {
         self.caches.push(tool_exec::Cache {
@@ -161,14 +294,15 @@ impl Command {
     /// For a fixed-output step: the files (under `/work` or `/inputs`) that,
     /// with the pin, decide what it fetches (go.mod and go.sum for Go). An
     /// earlier build's result for the same pin and files is then reused
-    /// without running the step; a changed file runs it again.
+    /// without running the step; a changed file runs it again. Call it after
+    /// [`Command::fixed_output`] (see the go recipe's `go mod download`).
     pub fn fetch_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, files: I) -> Self {
         self.fetch_key.extend(files.into_iter().map(Into::into));
         self
     }
 
-    fn wire(&self) -> (tool_exec::Command, tool_exec::ExecOptions) {
-        let cmd = tool_exec::Command {
+    fn wire(&self) -> tool_exec::Command {
+        tool_exec::Command {
             tool: tool_exec::Tool {
                 input: self.tool.input.clone(),
                 path: self.tool.path.clone(),
@@ -176,14 +310,16 @@ impl Command {
             args: self.args.clone(),
             env: self.env.clone(),
             cwd: self.cwd.clone(),
-            network: self.network,
-            fixed_output: self.fixed_output.clone(),
-        };
-        let options = tool_exec::ExecOptions {
             caches: self.caches.clone(),
-            fetch_key: self.fetch_key.clone(),
-        };
-        (cmd, options)
+            fixed_output: self
+                .fixed_output
+                .as_ref()
+                .map(|(dir, setting)| tool_exec::FixedOutput {
+                    dir: dir.clone(),
+                    setting: setting.clone(),
+                    fetch_key: self.fetch_key.clone(),
+                }),
+        }
     }
 
     /// Run several commands at once, each in its own sandbox, and return
@@ -191,50 +327,47 @@ impl Command {
     /// is an error quoting its stderr). For work that splits, such as one
     /// build per platform; fixed-output steps cannot be batched.
     ///
-    /// ```no_run
+    /// ```
     /// use kiln_sdk::{Command, Tool};
-    /// let go = Tool::new("go", "bin/go");
+    /// let sh = Tool::new("tools", "bin/sh");
     /// let builds: Vec<Command> = ["amd64", "arm64"]
     ///     .iter()
-    ///     .map(|arch| Command::new(go.clone()).args(["build", "./..."]).env("GOARCH", *arch))
+    ///     .map(|arch| Command::new(sh.clone()).args(["-c", "echo $GOARCH"]).env("GOARCH", *arch))
     ///     .collect();
-    /// let outputs = Command::run_all(&builds)?;
-    /// # Ok::<(), kiln_sdk::Error>(())
+    /// let outputs = Command::run_all(&builds).unwrap();
+    /// assert_eq!(outputs[1].stdout_str(), "arm64\n");
     /// ```
     pub fn run_all(cmds: &[Command]) -> Result<Vec<Output>> {
-        let wire: Vec<(tool_exec::Command, tool_exec::ExecOptions)> =
-            cmds.iter().map(Command::wire).collect();
+        let wire: Vec<tool_exec::Command> = cmds.iter().map(Command::wire).collect();
         let results = tool_exec::exec_all(&wire);
         cmds.iter()
             .zip(results)
             .map(|(c, r)| {
-                let out = r.map_err(|e| Error::msg(format!("{}: {}", c.display(), describe(e))))?;
-                c.checked(Output {
-                    exit_code: out.exit_code,
-                    stdout: out.stdout,
-                    stderr: out.stderr,
-                })
+                let out = r.map_err(|e| Error::host(e, c.display()))?;
+                c.checked(Output::from_wire(out))
             })
             .collect()
     }
 
-    /// Run the process and return its output whatever its exit code.
+    /// Run the process and return its output whatever its exit code (see
+    /// [`Output`]).
     pub fn output(&self) -> Result<Output> {
-        let (cmd, options) = self.wire();
-        let out = if options.caches.is_empty() && options.fetch_key.is_empty() {
-            tool_exec::exec(&cmd)
-        } else {
-            tool_exec::exec_with(&cmd, &options)
-        }
-        .map_err(|e| Error::msg(format!("{}: {}", self.display(), describe(e))))?;
-        Ok(Output {
-            exit_code: out.exit_code,
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+        let out = tool_exec::exec(&self.wire()).map_err(|e| Error::host(e, self.display()))?;
+        Ok(Output::from_wire(out))
     }
 
-    /// Run the process; a non-zero exit is an error that quotes its stderr.
+    /// Run the process; a non-zero exit is a tool-failed error that quotes
+    /// its stderr.
+    ///
+    /// ```
+    /// use kiln_sdk::{Command, ErrorKind, Tool};
+    /// let e = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "echo 'no Go files' >&2; exit 1"])
+    ///     .run()
+    ///     .unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::ToolFailed);
+    /// assert!(e.to_string().contains("exited with code 1:\nno Go files"), "{e}");
+    /// ```
     pub fn run(&self) -> Result<Output> {
         let out = self.output()?;
         self.checked(out)
@@ -245,15 +378,15 @@ impl Command {
         if out.success() {
             return Ok(out);
         }
-        let status = match out.exit_code {
-            Some(code) => format!("exited with code {code}"),
-            None => "was killed by a signal".to_string(),
+        let status = match out.exit {
+            Exit::Code(code) => format!("exited with code {code}"),
+            Exit::Signal(signal) => format!("was killed by signal {signal}"),
         };
         let mut stderr = out.stderr_str();
         if stderr.trim().is_empty() {
             stderr = out.stdout_str();
         }
-        Err(Error::msg(format!(
+        Err(Error::tool_failed(format!(
             "`{}` {status}:\n{}",
             self.display(),
             tail(&stderr, 8192)
@@ -267,17 +400,6 @@ impl Command {
             s.push_str(a);
         }
         s
-    }
-}
-
-fn describe(e: ExecError) -> String {
-    match e {
-        ExecError::UndeclaredTool(m) => format!("undeclared tool: {m}"),
-        ExecError::BadToolPath(m) => format!("bad tool path: {m}"),
-        ExecError::BadCwd(m) => format!("bad working directory: {m}"),
-        ExecError::NetworkDenied(m) => format!("network denied: {m}"),
-        ExecError::TimedOut(m) => format!("timed out: {m}"),
-        ExecError::Failed(m) => format!("could not run: {m}"),
     }
 }
 

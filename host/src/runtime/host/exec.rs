@@ -16,41 +16,24 @@ impl tool_exec::Host for HostState {
         &mut self,
         cmd: tool_exec::Command,
     ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
-        let none = tool_exec::ExecOptions {
-            caches: Vec::new(),
-            fetch_key: Vec::new(),
-        };
-        self.exec_with(cmd, none)
-    }
-
-    fn exec_with(
-        &mut self,
-        cmd: tool_exec::Command,
-        options: tool_exec::ExecOptions,
-    ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
         self.check_deadline()?;
         let mut spec = match self.plan_exec(&cmd) {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(e)),
         };
-        if !options.caches.is_empty() {
+        if !cmd.caches.is_empty() {
             if cmd.fixed_output.is_some() {
-                return Ok(Err(tool_exec::Error::Failed(
+                return Ok(Err(tool_exec::Error::Invalid(
                     "a fixed-output step cannot mount caches: what it fetches may reach the build only through its pinned directory".into(),
                 )));
             }
-            match self.cache_mounts(&options.caches) {
+            match self.cache_mounts(&cmd.caches) {
                 Ok(mounts) => spec.mounts.extend(mounts),
                 Err(e) => return Ok(Err(e)),
             }
         }
-        if !options.fetch_key.is_empty() && cmd.fixed_output.is_none() {
-            return Ok(Err(tool_exec::Error::Failed(
-                "fetch-key is for a fixed-output step; this command has none".into(),
-            )));
-        }
         let fetch = match &cmd.fixed_output {
-            Some(fo) => match self.plan_fetch(fo, &options.fetch_key, &mut spec)? {
+            Some(fo) => match self.plan_fetch(fo, &fo.fetch_key, &mut spec)? {
                 Ok(fetch) => Some(fetch),
                 Err(e) => return Ok(Err(e)),
             },
@@ -74,7 +57,7 @@ impl tool_exec::Host for HostState {
             });
             self.check_disk(false)?;
             return Ok(Ok(tool_exec::Output {
-                exit_code: Some(0),
+                exit: tool_exec::Exit::Code(0),
                 stdout: Vec::new(),
                 stderr: note.into_bytes(),
                 stdout_truncated: false,
@@ -111,22 +94,21 @@ impl tool_exec::Host for HostState {
 
     fn exec_all(
         &mut self,
-        cmds: Vec<(tool_exec::Command, tool_exec::ExecOptions)>,
+        cmds: Vec<tool_exec::Command>,
     ) -> wasmtime::Result<Vec<Result<tool_exec::Output, tool_exec::Error>>> {
         self.check_deadline()?;
         // Each command checked and planned as `exec-with` would; a batch
         // holds no fixed-output step (those run alone, pinned, with network).
         let planned: Vec<Result<SandboxSpec, tool_exec::Error>> = cmds
             .iter()
-            .map(|(cmd, options)| {
-                if cmd.fixed_output.is_some() || !options.fetch_key.is_empty() {
-                    return Err(tool_exec::Error::Failed(
-                        "a fixed-output step runs alone (exec or exec-with), never in exec-all"
-                            .into(),
+            .map(|cmd| {
+                if cmd.fixed_output.is_some() {
+                    return Err(tool_exec::Error::Invalid(
+                        "a fixed-output step runs alone (exec), never in exec-all".into(),
                     ));
                 }
                 let mut spec = self.plan_exec(cmd)?;
-                spec.mounts.extend(self.cache_mounts(&options.caches)?);
+                spec.mounts.extend(self.cache_mounts(&cmd.caches)?);
                 Ok(spec)
             })
             .collect();
@@ -183,8 +165,13 @@ impl HostState {
                 if let Some(note) = note {
                     stderr.extend_from_slice(note.as_bytes());
                 }
+                let exit = match (out.exit_code, out.signal) {
+                    (Some(code), _) => tool_exec::Exit::Code(code),
+                    (None, Some(signal)) => tool_exec::Exit::Signal(signal.unsigned_abs()),
+                    (None, None) => tool_exec::Exit::Signal(9),
+                };
                 Ok(Ok(tool_exec::Output {
-                    exit_code: out.exit_code,
+                    exit,
                     stdout: out.stdout,
                     stderr,
                     stdout_truncated: out.stdout_truncated,
@@ -246,20 +233,9 @@ impl HostState {
         })?;
         let program = resolve_tool(input, &tool.path)?;
 
-        let cwd = resolve_cwd(&cmd.cwd, &self.work_dir)?;
-        // `network` without a fixed-output step: only a target whose whole
-        // output kiln.toml pins (output_hash), checked when the build ends.
-        if cmd.network && cmd.fixed_output.is_none() && self.output_hash.is_none() {
-            return Err(tool_exec::Error::NetworkDenied(format!(
-                "target '{}' does not declare output_hash, so its tools get no network; pin the output with output_hash = \"sha256-…\" to make it a fixed-output target",
-                self.target
-            )));
-        }
-        let network = if cmd.network && cmd.fixed_output.is_none() {
-            Network::Outbound
-        } else {
-            Network::None
-        };
+        let cwd = resolve_cwd(cmd.cwd.as_deref().unwrap_or(""), &self.work_dir)?;
+        // The network comes only with a fixed-output step (`plan_fetch`).
+        let network = Network::None;
 
         let tool_dir = Path::new(&program)
             .parent()

@@ -113,7 +113,7 @@ impl HostState {
         let host_dir = match create_fresh_dir(&self.work_dir, rel) {
             Ok(d) => d,
             Err(why) => {
-                return Ok(Err(tool_exec::Error::BadCwd(format!(
+                return Ok(Err(tool_exec::Error::BadPath(format!(
                     "fixed-output directory {guest_dir}: {why}"
                 ))));
             }

@@ -14,7 +14,7 @@ use super::super::bindings::kiln::recipe::tool_exec;
 /// input (no `..`, not absolute, no symlink out) and names an executable file.
 pub(super) fn resolve_tool(input: &RunInput, path: &str) -> Result<String, tool_exec::Error> {
     let bad = |why: String| {
-        tool_exec::Error::BadToolPath(format!("'{path}' in input '{}': {why}", input.name))
+        tool_exec::Error::BadPath(format!("'{path}' in input '{}': {why}", input.name))
     };
     if !input.is_dir {
         if !path.is_empty() && path != "." {
@@ -58,7 +58,7 @@ pub(super) fn resolve_new_dir(dir: &str) -> Result<String, tool_exec::Error> {
             .components()
             .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
     {
-        return Err(tool_exec::Error::BadCwd(format!(
+        return Err(tool_exec::Error::BadPath(format!(
             "fixed-output directory '{dir}' must be a path under /work without '..'"
         )));
     }
@@ -71,7 +71,7 @@ pub(super) fn resolve_cwd(cwd: &str, work_dir: &Path) -> Result<String, tool_exe
         "" | "/work" => "",
         c if c.starts_with("/work/") => &c["/work/".len()..],
         c if c.starts_with('/') => {
-            return Err(tool_exec::Error::BadCwd(format!(
+            return Err(tool_exec::Error::BadPath(format!(
                 "'{c}' is not inside /work"
             )));
         }
@@ -81,12 +81,12 @@ pub(super) fn resolve_cwd(cwd: &str, work_dir: &Path) -> Result<String, tool_exe
         .components()
         .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
     {
-        return Err(tool_exec::Error::BadCwd(format!(
+        return Err(tool_exec::Error::BadPath(format!(
             "'{cwd}' may not contain '..'"
         )));
     }
     if !work_dir.join(rel).is_dir() {
-        return Err(tool_exec::Error::BadCwd(format!(
+        return Err(tool_exec::Error::BadPath(format!(
             "'{cwd}' is not a directory under /work (create it first)"
         )));
     }
@@ -137,7 +137,7 @@ mod tests {
         ] {
             let e = resolve_tool(&input, path).unwrap_err();
             assert!(
-                matches!(&e, tool_exec::Error::BadToolPath(m) if m.contains(why)),
+                matches!(&e, tool_exec::Error::BadPath(m) if m.contains(why)),
                 "{path}: {e:?}"
             );
         }
@@ -152,15 +152,15 @@ mod tests {
         assert_eq!(resolve_cwd("/work/src", d.path()).unwrap(), "/work/src");
         assert!(matches!(
             resolve_cwd("/out", d.path()),
-            Err(tool_exec::Error::BadCwd(_))
+            Err(tool_exec::Error::BadPath(_))
         ));
         assert!(matches!(
             resolve_cwd("../x", d.path()),
-            Err(tool_exec::Error::BadCwd(_))
+            Err(tool_exec::Error::BadPath(_))
         ));
         assert!(matches!(
             resolve_cwd("missing", d.path()),
-            Err(tool_exec::Error::BadCwd(_))
+            Err(tool_exec::Error::BadPath(_))
         ));
     }
 }

