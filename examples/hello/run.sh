@@ -6,7 +6,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 
 bash "$repo/.ci/deps"
-cargo build --quiet --manifest-path "$repo/Cargo.toml" -p kiln
+echo "building kiln (the first time takes about 8 minutes on 2 cores; cargo shows its progress)" >&2
+cargo build --manifest-path "$repo/Cargo.toml" -p kiln
 kiln="$repo/target/debug/kiln"
 
 cd "$repo/examples/hello"

@@ -22,6 +22,7 @@ mod hostile_sandbox;
 mod hostile_tools;
 mod inputs;
 mod oci_image;
+mod python_recipe;
 mod registry;
 mod regressions;
 mod runtime;

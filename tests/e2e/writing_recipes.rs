@@ -5,6 +5,7 @@ use crate::support::{Project, busybox, fixture, record_of};
 
 const DOC: &str = include_str!("../../docs/writing-recipes.md");
 const EXAMPLE: &str = include_str!("../../examples/my-recipe/src/lib.rs");
+const EXAMPLE_TEST: &str = include_str!("../../examples/my-recipe/tests/recipe.rs");
 
 /// The first fenced block of `lang` that contains `marker`.
 fn block<'a>(lang: &str, marker: &str) -> &'a str {
@@ -19,6 +20,8 @@ fn block<'a>(lang: &str, marker: &str) -> &'a str {
 #[test]
 fn the_doc_shows_the_example_crate_verbatim() {
     assert_eq!(block("rust", "kiln_sdk::recipe!"), EXAMPLE);
+    // And its test, which `cargo test --workspace` runs under kiln.
+    assert_eq!(block("rust", "kiln_recipe_test::this_crate"), EXAMPLE_TEST);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! never passes through the recipe's memory: the host copies it inside the
 //! kernel (`copy_file_range`).
 //!
-//! ```
+//! ```ignore-linux
 //! let mut p = kiln_sdk::assemble::Pieces::new();
 //! p.bytes(b"header ");
 //! p.range("/inputs/src/hello.txt", 0, 5);
@@ -67,7 +67,7 @@ impl Pieces {
     /// Append `length` bytes of the file at `path` (under `/inputs`, `/work`
     /// or `/out`) from `offset`. The host checks the file holds them.
     ///
-    /// ```
+    /// ```ignore-linux
     /// let mut p = kiln_sdk::assemble::Pieces::new();
     /// p.range("/inputs/src/hello.txt", 1, 3);
     /// kiln_sdk::assemble::write_files(&[("/work/ell", &p)]).unwrap();
@@ -109,7 +109,7 @@ impl Pieces {
 
     /// The length of the file these pieces make.
     ///
-    /// ```
+    /// ```ignore-linux
     /// let mut p = kiln_sdk::assemble::Pieces::new();
     /// p.range("/inputs/src/hello.txt", 0, 6);
     /// assert_eq!(p.len(), 6);
@@ -133,7 +133,7 @@ impl Pieces {
     /// recipe's unit tests (run natively with `cargo test`) and small
     /// files. Builds should let the host assemble with [`write_files`].
     ///
-    /// ```
+    /// ```ignore-linux
     /// let mut p = kiln_sdk::assemble::Pieces::new();
     /// p.bytes(b"head ");
     /// p.range("/inputs/src/hello.txt", 0, 5);
@@ -169,7 +169,7 @@ impl Pieces {
     /// The sha256 and length of the file these pieces make, computed by the
     /// host without writing it.
     ///
-    /// ```
+    /// ```ignore-linux
     /// let mut p = kiln_sdk::assemble::Pieces::new();
     /// p.range("/inputs/src/hello.txt", 0, 6);
     /// let (digest, len) = p.sha256().unwrap();
@@ -201,7 +201,7 @@ impl io::Write for Pieces {
 /// an existing file is replaced) from its pieces, with mode 0o644. The host
 /// writes them in parallel; an error names the file and the piece.
 ///
-/// ```
+/// ```ignore-linux
 /// let mut p = kiln_sdk::assemble::Pieces::new();
 /// p.bytes(b"one");
 /// kiln_sdk::assemble::write_files(&[("/out/a", &p), ("/out/b", &p)]).unwrap();
@@ -218,7 +218,7 @@ pub fn write_files(files: &[(impl AsRef<Path>, &Pieces)]) -> Result<()> {
 /// [`write_files`] with each file's permission bits: 0o755 for an
 /// executable (at most 0o777).
 ///
-/// ```
+/// ```ignore-linux
 /// let mut p = kiln_sdk::assemble::Pieces::new();
 /// p.bytes(b"#!/bin/sh\necho hi\n");
 /// kiln_sdk::assemble::write_files_with_modes(&[("/out/hi", &p, 0o755)]).unwrap();

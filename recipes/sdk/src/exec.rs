@@ -34,7 +34,7 @@ impl Tool {
 
 /// A process to run in the host's sandbox.
 ///
-/// ```
+/// ```ignore-linux
 /// use kiln_sdk::{Command, Tool};
 /// let out = Command::new(Tool::new("tools", "bin/sh"))
 ///     .args(["-c", "echo $GREETING from $PWD"])
@@ -66,7 +66,7 @@ pub enum Exit {
 
 /// What a finished process left behind.
 ///
-/// ```
+/// ```ignore-linux
 /// use kiln_sdk::{Command, Exit, Tool};
 /// let out = Command::new(Tool::new("tools", "bin/sh"))
 ///     .args(["-c", "echo oops >&2; exit 3"])
@@ -99,7 +99,7 @@ pub struct Output {
 impl Output {
     /// True when the process exited with code 0.
     ///
-    /// ```
+    /// ```ignore-linux
     /// let out = kiln_sdk::Command::new(kiln_sdk::Tool::new("tools", "bin/sh"))
     ///     .args(["-c", "true"])
     ///     .output()
@@ -112,7 +112,7 @@ impl Output {
 
     /// stdout as text (lossy).
     ///
-    /// ```
+    /// ```ignore-linux
     /// let out = kiln_sdk::Command::new(kiln_sdk::Tool::new("tools", "bin/sh"))
     ///     .args(["-c", "printf 42"])
     ///     .run()
@@ -125,7 +125,7 @@ impl Output {
 
     /// stderr as text (lossy).
     ///
-    /// ```
+    /// ```ignore-linux
     /// let out = kiln_sdk::Command::new(kiln_sdk::Tool::new("tools", "bin/sh"))
     ///     .args(["-c", "printf warn >&2"])
     ///     .run()
@@ -153,7 +153,7 @@ impl Output {
 impl Command {
     /// A command that runs `tool` in `/work` with no arguments.
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, Tool};
     /// let out = Command::new(Tool::new("tools", "bin/sh")).arg("-c").arg("pwd").run().unwrap();
     /// assert_eq!(out.stdout_str(), "/work\n");
@@ -185,7 +185,7 @@ impl Command {
     /// Set several environment variables; a later value for the same name
     /// wins.
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, Tool};
     /// let vars = [("A", "1"), ("B", "2"), ("A", "3")];
     /// let out = Command::new(Tool::new("tools", "bin/sh"))
@@ -211,7 +211,7 @@ impl Command {
     /// holding only `PATH`, `HOME`, `TMPDIR`, `TZ`, `LC_ALL` and
     /// `SOURCE_DATE_EPOCH`; a name set here replaces the default).
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, Tool};
     /// let out = Command::new(Tool::new("tools", "bin/sh"))
     ///     .args(["-c", "echo $TZ $CGO_ENABLED"])
@@ -230,7 +230,7 @@ impl Command {
     /// Run in this directory: a path inside `/work` (absolute, or relative
     /// to `/work`); `/work` itself without it.
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, Tool};
     /// std::fs::create_dir_all("/work/module").unwrap();
     /// let out = Command::new(Tool::new("tools", "bin/sh"))
@@ -252,7 +252,7 @@ impl Command {
     /// `params.vendor_hash`). The recipe never passes the hash itself: the
     /// host reads it from kiln.toml, and without it the step gets no network.
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, ErrorKind, Tool};
     /// // The doctests' target pins nothing, so the step is refused.
     /// let e = Command::new(Tool::new("tools", "bin/sh"))
@@ -275,7 +275,7 @@ impl Command {
     /// different key, a different cache. A cache must only save time, never
     /// change an output: `kiln build --check` rebuilds with empty ones.
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, Tool};
     /// let sh = Command::new(Tool::new("tools", "bin/sh"))
     ///     .cache("busybox", "/cache/counter");
@@ -327,7 +327,7 @@ impl Command {
     /// is an error quoting its stderr). For work that splits, such as one
     /// build per platform; fixed-output steps cannot be batched.
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, Tool};
     /// let sh = Tool::new("tools", "bin/sh");
     /// let builds: Vec<Command> = ["amd64", "arm64"]
@@ -359,7 +359,7 @@ impl Command {
     /// Run the process; a non-zero exit is a tool-failed error that quotes
     /// its stderr.
     ///
-    /// ```
+    /// ```ignore-linux
     /// use kiln_sdk::{Command, ErrorKind, Tool};
     /// let e = Command::new(Tool::new("tools", "bin/sh"))
     ///     .args(["-c", "echo 'no Go files' >&2; exit 1"])

@@ -22,7 +22,7 @@ fn guest(path: &Path) -> String {
 /// and copying symlinks as symlinks. `dst` must not exist, except that a
 /// tree may go into an empty directory such as `/out` itself.
 ///
-/// ```
+/// ```ignore-linux
 /// use kiln_sdk::files;
 /// files::copy("/inputs/src", "/out/src").unwrap();
 /// assert_eq!(std::fs::read_to_string("/out/src/hello.txt").unwrap(), "hello\n");
@@ -41,7 +41,7 @@ pub fn copy(src: impl AsRef<Path>, dst: impl AsRef<Path>) -> Result<()> {
 /// The Unix mode bits (e.g. `0o755`) of `path`, without following a final
 /// symlink.
 ///
-/// ```
+/// ```ignore-linux
 /// let mode = kiln_sdk::files::mode("/inputs/src/bin/hello").unwrap();
 /// assert_ne!(mode & 0o111, 0);
 /// assert!(kiln_sdk::files::mode("/inputs/src/missing").is_err());
@@ -65,7 +65,7 @@ pub fn mode(path: impl AsRef<Path>) -> Result<u32> {
 
 /// Whether `path` is a regular file with an executable bit set.
 ///
-/// ```
+/// ```ignore-linux
 /// assert!(kiln_sdk::files::is_executable("/inputs/src/bin/hello"));
 /// assert!(!kiln_sdk::files::is_executable("/inputs/src/hello.txt"));
 /// ```
@@ -77,7 +77,7 @@ pub fn is_executable(path: impl AsRef<Path>) -> bool {
 /// Set the permission bits of `path` (under `/work` or `/out`; at most
 /// `0o777`: no setuid, setgid or sticky bit).
 ///
-/// ```
+/// ```ignore-linux
 /// std::fs::write("/out/run.sh", "#!/bin/sh\necho hi\n").unwrap();
 /// kiln_sdk::files::set_mode("/out/run.sh", 0o755).unwrap();
 /// assert!(kiln_sdk::files::is_executable("/out/run.sh"));
@@ -90,7 +90,7 @@ pub fn set_mode(path: impl AsRef<Path>, mode: u32) -> Result<()> {
 
 /// Make `path` (a file under `/work` or `/out`) executable: mode `0o755`.
 ///
-/// ```
+/// ```ignore-linux
 /// std::fs::write("/out/tool", "#!/bin/sh\n").unwrap();
 /// kiln_sdk::files::set_executable("/out/tool").unwrap();
 /// assert_eq!(kiln_sdk::files::mode("/out/tool").unwrap(), 0o755);
@@ -102,7 +102,7 @@ pub fn set_executable(path: impl AsRef<Path>) -> Result<()> {
 /// The sha256 of the file at `path` (under `/inputs`, `/work` or `/out`),
 /// computed by the host at native speed: use it for large files.
 ///
-/// ```
+/// ```ignore-linux
 /// let d = kiln_sdk::files::sha256_file("/inputs/src/hello.txt").unwrap();
 /// // sha256("hello\n")
 /// assert_eq!(d[..4], [0x58, 0x91, 0xb5, 0xb5]);

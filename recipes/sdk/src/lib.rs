@@ -45,6 +45,8 @@
 //! `kiln run` (a `src` input holding `hello.txt` and an executable
 //! `bin/hello`, a `tools` input holding busybox as `bin/sh`, and params
 //! `{"greeting": "Hello"}`), so what they show is what the host does.
+//! A native `cargo test` reports the examples that call the host as
+//! ignored (they are marked `ignore-linux`): only kiln can answer them.
 //!
 //! This crate must not grow host-side logic: it only adapts the WIT contract.
 
@@ -78,7 +80,7 @@ pub const OUT: &str = "/out";
 
 /// The directory recipes see as `/work`, as a [`Path`].
 ///
-/// ```
+/// ```ignore-linux
 /// std::fs::write(kiln_sdk::work().join("scratch.txt"), "x").unwrap();
 /// ```
 pub fn work() -> &'static Path {
@@ -87,7 +89,7 @@ pub fn work() -> &'static Path {
 
 /// The directory recipes see as `/out`, as a [`Path`].
 ///
-/// ```
+/// ```ignore-linux
 /// std::fs::create_dir(kiln_sdk::out().join("bin")).unwrap();
 /// ```
 pub fn out() -> &'static Path {
@@ -97,7 +99,7 @@ pub fn out() -> &'static Path {
 /// The path of the declared input `name` (`/inputs/<name>`), or a
 /// bad-params error naming the inputs that do exist.
 ///
-/// ```
+/// ```ignore-linux
 /// let src = kiln_sdk::input("src").unwrap();
 /// assert_eq!(src, std::path::Path::new("/inputs/src"));
 /// let e = kiln_sdk::input("nope").unwrap_err();
@@ -123,7 +125,7 @@ pub fn input(name: &str) -> Result<PathBuf> {
 
 /// Every input the target declares, sorted by name.
 ///
-/// ```
+/// ```ignore-linux
 /// let inputs = kiln_sdk::inputs();
 /// assert_eq!(inputs[0].name, "src");
 /// assert!(matches!(inputs[0].kind, kiln_sdk::InputKind::Directory));
@@ -135,7 +137,7 @@ pub fn inputs() -> Vec<Input> {
 
 /// The target's name.
 ///
-/// ```
+/// ```ignore-linux
 /// assert!(!kiln_sdk::target_name().is_empty());
 /// ```
 pub fn target_name() -> String {
@@ -145,7 +147,7 @@ pub fn target_name() -> String {
 /// The build's SOURCE_DATE_EPOCH, in seconds: the time to stamp into
 /// archives and images.
 ///
-/// ```
+/// ```ignore-linux
 /// // `kiln build --source-date-epoch N` sets it; 0 by default.
 /// let t = kiln_sdk::source_date_epoch();
 /// assert!(t < 4_000_000_000);
@@ -160,7 +162,7 @@ pub fn source_date_epoch() -> u64 {
 /// Use `#[serde(deny_unknown_fields)]` on `T` so a typo in kiln.toml is an
 /// error rather than a silently ignored setting.
 ///
-/// ```
+/// ```ignore-linux
 /// #[derive(serde::Deserialize)]
 /// #[serde(deny_unknown_fields)]
 /// struct Params {
@@ -187,7 +189,7 @@ pub use bindings::kiln::recipe::log::Level;
 
 /// Send `message` to kiln's output and the build log.
 ///
-/// ```
+/// ```ignore-linux
 /// kiln_sdk::log(kiln_sdk::Level::Info, "compiling 3 packages");
 /// ```
 pub fn log(level: Level, message: &str) {
@@ -196,7 +198,7 @@ pub fn log(level: Level, message: &str) {
 
 /// Log at info level, with `format!` syntax.
 ///
-/// ```
+/// ```ignore-linux
 /// kiln_sdk::info!("built {} binaries", 2);
 /// ```
 #[macro_export]
@@ -206,7 +208,7 @@ macro_rules! info {
 
 /// Log at warn level, with `format!` syntax.
 ///
-/// ```
+/// ```ignore-linux
 /// kiln_sdk::warn!("{} has no tests", "cmd/hello");
 /// ```
 #[macro_export]
@@ -216,7 +218,7 @@ macro_rules! warn {
 
 /// Log at debug level, with `format!` syntax (shown with `kiln -v`).
 ///
-/// ```
+/// ```ignore-linux
 /// kiln_sdk::debug!("GOFLAGS={}", "-trimpath");
 /// ```
 #[macro_export]

@@ -146,6 +146,20 @@ impl Run<'_> {
         self.input(name, path)
     }
 
+    /// A directory input made of copies of host files, modes kept: tools
+    /// for the recipe to run, e.g. `&[("bin/wc", "/bin/busybox")]`.
+    pub fn input_files(mut self, name: &str, files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        for (rel, from) in files {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+            std::fs::copy(from, &p).unwrap_or_else(|e| panic!("copying {from}: {e}"));
+        }
+        let path = dir.path().to_path_buf();
+        self.trees.push(dir);
+        self.input(name, path)
+    }
+
     /// The target's params table.
     pub fn params(mut self, params: serde_json::Value) -> Self {
         self.params = params;

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "serving $service on port $port"
