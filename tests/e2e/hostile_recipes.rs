@@ -219,3 +219,28 @@ fn a_component_with_many_memories_is_refused_before_it_runs() {
     p.kiln(&["build"])
         .fails_with("recipe for 'u' crashed: wasm trap: wasm `unreachable` instruction executed");
 }
+
+#[test]
+fn files_calls_follow_no_planted_symlink_and_block_on_no_fifo() {
+    let p = crate::support::busybox_project("", "attack = \"files-escapes\"");
+    let start = std::time::Instant::now();
+    let r = p.kiln(&["build"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    for refusal in [
+        "copy /work/up/passwd: copying /work/up/passwd to /out/p: bad path:",
+        "copy into /work/up: copying /work/x to /work/up/x: bad path:",
+        "copy a fifo: copying /work/fifo to /out/fifo: wrong kind of file: /work/fifo is not a regular file, directory or symlink",
+        "chmod /work/up/passwd: setting the mode: bad path:",
+        "chmod a symlink: setting the mode: wrong kind of file: /work/up is a symlink",
+        "setuid: setting the mode: invalid request: /work/x: mode 0o4755 has bits beyond 0o777",
+        "copy /etc: copying /etc/passwd to /out/p: bad path: /etc/passwd is not under /inputs, /work or /out",
+    ] {
+        assert!(
+            r.stderr.contains(refusal),
+            "{refusal:?} not in {}",
+            r.stderr
+        );
+    }
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    p.assert_left_only_input("tools");
+}

@@ -3,10 +3,9 @@
 //! for a Go module that builds an image that runs, and the CLI documents
 //! itself (`kiln completions`, `kiln man`).
 
-use std::path::Path;
 use std::process::Command;
 
-use crate::support::{GO_HASH, Project, go_wheel_url, podman, run};
+use crate::support::{GO_HASH, Project, go_wheel_url, nested_cargo, podman, run};
 
 #[test]
 fn a_new_recipe_passes_its_own_cargo_test_through_kiln_recipe_test() {
@@ -16,21 +15,10 @@ fn a_new_recipe_passes_its_own_cargo_test_through_kiln_recipe_test() {
     p.kiln(&["new-recipe", "Bad Name"])
         .fails_with("is not a recipe crate name");
     let krate = p.path("greet");
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cargo = nested_cargo(&krate, "new-recipe");
     cargo
-        .current_dir(&krate)
         .args(["test", "--quiet"])
-        .arg("--target-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("new-recipe"))
         .env("KILN_BIN", env!("CARGO_BIN_EXE_kiln"));
-    for var in [
-        "CARGO_TARGET_DIR",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cargo.env_remove(var);
-    }
     let r = run(cargo.output().unwrap());
     assert!(
         r.code == 0 && r.stdout.contains("test result: ok. 2 passed"),

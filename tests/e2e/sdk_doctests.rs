@@ -8,9 +8,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-use crate::support::{busybox, run};
+use crate::support::{busybox, nested_cargo, run};
 
 #[test]
 fn the_sdk_doc_examples_run_as_recipes_under_kiln() {
@@ -38,9 +37,8 @@ fn the_sdk_doc_examples_run_as_recipes_under_kiln() {
     );
     assert!(!runner.contains("  "), "{runner}");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cargo = nested_cargo(root, "sdk-doctests");
     cargo
-        .current_dir(root)
         .args([
             "test",
             "--doc",
@@ -49,18 +47,8 @@ fn the_sdk_doc_examples_run_as_recipes_under_kiln() {
             "--target",
             "wasm32-wasip2",
         ])
-        .arg("--target-dir")
-        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-doctests"))
         .env("CARGO_TARGET_WASM32_WASIP2_RUNNER", runner)
         .env("KILN_HOME", home.path());
-    for var in [
-        "CARGO_TARGET_DIR",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cargo.env_remove(var);
-    }
     let r = run(cargo.output().unwrap());
     assert!(
         r.code == 0 && r.stdout.contains("test result: ok."),

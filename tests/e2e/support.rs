@@ -310,3 +310,24 @@ pub fn record_of(p: &Project, link: &str) -> serde_json::Value {
     )
     .unwrap()
 }
+
+/// A `cargo` command run in `dir` as a user would run it there: the outer
+/// test build's target directory and flags stay out, and it builds into
+/// `target_name` under the suite's scratch directory.
+pub fn nested_cargo(dir: &Path, target_name: &str) -> Command {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.current_dir(dir);
+    for var in [
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cargo.env_remove(var);
+    }
+    cargo.env(
+        "CARGO_TARGET_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(target_name),
+    );
+    cargo
+}

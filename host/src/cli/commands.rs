@@ -410,6 +410,26 @@ fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
 }
 
 /// A store-entry name from a URL's last component: safe characters only.
+/// `s` as a kiln.toml target name: letters, digits, `-` and `_` (others
+/// become `-`); `fallback` when nothing is left.
+fn target_name_from(s: &str, fallback: &str) -> String {
+    let name: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        fallback.to_string()
+    } else {
+        name
+    }
+}
+
 fn sanitize_name(s: &str) -> String {
     let cleaned: String = s
         .split(['?', '#'])

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::bindings::kiln::recipe::assemble::{File as Plan, Piece};
 use super::bindings::kiln::recipe::types::Error as FsError;
-use super::guest_fs::{GuestFs, prefixed};
+use super::guest_fs::{GuestFs, normal, prefixed};
 
 /// Why an assembly stopped.
 #[derive(Debug)]
@@ -136,13 +136,6 @@ fn check_plans(plans: &[Plan]) -> Result<(), Stop> {
         }
     }
     Ok(())
-}
-
-/// A guest path without empty or `.` components, for comparing.
-fn normal(path: &str) -> Vec<&str> {
-    path.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect()
 }
 
 fn write_file(

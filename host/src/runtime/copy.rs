@@ -16,7 +16,7 @@ use std::time::Instant;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 
 use super::bindings::kiln::recipe::types::Error as FsError;
-use super::guest_fs::{GuestFs, Place, dir, io_error};
+use super::guest_fs::{GuestFs, Place, dir, io_error, normal};
 
 /// Why a copy stopped.
 #[derive(Debug)]
@@ -67,6 +67,13 @@ pub(super) fn copy(
         deadline,
     };
     let (dst_root, dst_inner) = fs.writable(dst)?;
+    let (a, b) = (normal(src), normal(dst));
+    if b.len() > a.len() && b.starts_with(&a) {
+        return Err(FsError::Invalid(format!(
+            "{dst} is inside {src}: a tree cannot be copied into itself"
+        ))
+        .into());
+    }
     let dst_dir = dir(dst_root, dst)?;
     // Where the copy goes: a fresh name in an existing parent, or an
     // existing empty directory (only for a tree).
@@ -379,6 +386,11 @@ mod tests {
         assert!(matches!(
             refused("/inputs/src/big", "/out/b", 100),
             CopyStop::TooLarge
+        ));
+        std::fs::create_dir(dirs.work.join("tree")).unwrap();
+        assert!(matches!(
+            refused("/work/tree", "/work/./tree/sub", 1 << 20),
+            CopyStop::Failed(FsError::Invalid(_))
         ));
         assert!(matches!(
             refused("/inputs/src/big", "/inputs/src/c", 1 << 20),

@@ -171,6 +171,13 @@ impl GuestFs<'_> {
     }
 }
 
+/// A guest path without empty or `.` components, for comparing.
+pub(super) fn normal(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect()
+}
+
 /// Only permission bits: no setuid, setgid or sticky bit in an output.
 fn check_mode(path: &str, mode: u32) -> Result<(), FsError> {
     if mode & !0o777 != 0 {

@@ -28,6 +28,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// The same nested `cargo build --target=wasm32-wasip2` kiln's build script
+// uses for the standard recipes.
+#[path = "../../../host/wasm_build.rs"]
+mod wasm_build;
+
 /// A recipe component to test.
 #[derive(Debug, Clone)]
 pub struct Recipe {
@@ -55,37 +60,13 @@ impl Recipe {
             return Recipe::from_wasm(wasm.clone());
         }
         let target_dir = scratch().join("target");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(manifest_dir)
-            .args([
-                "build",
-                "--release",
-                "--target=wasm32-wasip2",
-                "--quiet",
-                "-p",
-                package,
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        for var in [
-            "CARGO_ENCODED_RUSTFLAGS",
-            "RUSTFLAGS",
-            "CARGO_TARGET_DIR",
-            "CARGO_BUILD_TARGET",
-        ] {
-            cmd.env_remove(var);
-        }
-        let status = cmd
-            .status()
-            .unwrap_or_else(|e| panic!("running cargo to build recipe {package}: {e}"));
-        assert!(
-            status.success(),
-            "building recipe {package} for wasm32-wasip2 failed (see above); if the target is missing: rustup target add wasm32-wasip2"
+        let wasm_dir = wasm_build::build_wasm(
+            Path::new(manifest_dir),
+            &target_dir,
+            &[package],
+            &format!("recipe {package}"),
         );
-        let wasm = target_dir
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", package.replace('-', "_")));
+        let wasm = wasm_build::wasm_file(&wasm_dir, package);
         built.push((package.to_string(), wasm.clone()));
         Recipe::from_wasm(wasm)
     }

@@ -75,23 +75,13 @@ fn path_table(p: &Path) -> toml::Value {
     toml::Value::Table(t)
 }
 
-/// The recipe file's stem as a target name: letters, digits, `-` and `_`.
+/// The recipe file's stem as a target name.
 fn target_name(recipe: &Path) -> String {
     let stem = recipe
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let name: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if name.is_empty() { "run".into() } else { name }
+    super::target_name_from(&stem, "run")
 }
 
 /// `--params`: a JSON object, inline or `@FILE`, as a TOML table.

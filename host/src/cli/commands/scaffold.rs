@@ -99,6 +99,8 @@ struct MainPackage {
 }
 
 pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
+    kiln_core::hash::Sha256Hash::parse(&a.go_hash)
+        .with_context(|| format!("--go-hash {}", a.go_hash))?;
     let root = std::env::current_dir()?;
     let manifest = root.join("kiln.toml");
     if manifest.exists() {
@@ -191,22 +193,11 @@ directories = [{{ path = "/tmp", mode = "1777" }}]
     )
 }
 
-/// A kiln.toml target name from a binary name.
+/// A kiln.toml target name from a binary name (not `image`, the other target).
 fn target_name(binary: &str) -> String {
-    let n: String = binary
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if n.is_empty() || n == "image" {
-        "app".into()
-    } else {
-        n
+    match super::target_name_from(binary, "app") {
+        n if n == "image" => "app".into(),
+        n => n,
     }
 }
 
@@ -358,7 +349,7 @@ mod tests {
                 },
             ]
         );
-        let text = render_init("tool", &mains, "file:///go.whl", "sha256-x");
+        let text = render_init("tool", &mains, "file:///go.whl", GO_TOOLCHAIN_HASH);
         let m = kiln_core::manifest::parse_manifest(Path::new("/p/kiln.toml"), &text).unwrap();
         assert_eq!(m.targets.len(), 2, "{text}");
         assert!(

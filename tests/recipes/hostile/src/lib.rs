@@ -118,6 +118,54 @@ fn build() -> Result<()> {
             }
             Err(Error::msg(refused.join("\n")))
         }
+        "files-escapes" => {
+            // A tool plants an escaping symlink and a FIFO; the host's file
+            // calls must neither follow the one nor block on the other.
+            Command::new(Tool::new("tools", "bin/sh"))
+                .args([
+                    "-c",
+                    "ln -s /etc /work/up && mkfifo /work/fifo && echo x > /work/x",
+                ])
+                .run()?;
+            let mut refused = Vec::new();
+            let mut attempt = |what: &str, r: Result<()>| match r {
+                Ok(()) => Some(what.to_string()),
+                Err(e) => {
+                    refused.push(format!("{what}: {e}"));
+                    None
+                }
+            };
+            let tries = [
+                (
+                    "copy /work/up/passwd",
+                    kiln_sdk::files::copy("/work/up/passwd", "/out/p"),
+                ),
+                (
+                    "copy into /work/up",
+                    kiln_sdk::files::copy("/work/x", "/work/up/x"),
+                ),
+                (
+                    "copy a fifo",
+                    kiln_sdk::files::copy("/work/fifo", "/out/fifo"),
+                ),
+                (
+                    "chmod /work/up/passwd",
+                    kiln_sdk::files::set_mode("/work/up/passwd", 0o777),
+                ),
+                (
+                    "chmod a symlink",
+                    kiln_sdk::files::set_mode("/work/up", 0o777),
+                ),
+                ("setuid", kiln_sdk::files::set_mode("/work/x", 0o4755)),
+                ("copy /etc", kiln_sdk::files::copy("/etc/passwd", "/out/p")),
+            ];
+            for (what, r) in tries {
+                if let Some(done) = attempt(what, r) {
+                    return escaped(format!("did {done}"));
+                }
+            }
+            Err(Error::msg(refused.join("\n")))
+        }
         "loop-forever" => {
             fs::write("/out/partial", "x")?;
             #[expect(clippy::empty_loop, reason = "the attack is the loop")]
