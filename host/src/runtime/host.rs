@@ -266,7 +266,13 @@ impl files::Host for HostState {
         let dirs: [&Path; 2] = [&self.work_dir, &self.out_dir];
         let used = match disk_usage(&dirs, self.limits.disk_bytes, self.deadline) {
             Ok(used) => used,
-            Err(_) => return self.check_disk(false).map(|()| Ok(())),
+            Err(stop) => {
+                // Past the budget or the deadline: this traps.
+                self.check_disk(false)?;
+                return Ok(Err(FsError::Io(format!(
+                    "copying {src} to {dst}: cannot measure /work and /out: {stop:?}"
+                ))));
+            }
         };
         let budget = self.limits.disk_bytes.saturating_sub(used);
         match super::copy::copy(&self.guest_fs(), &src, &dst, budget, self.deadline) {
