@@ -19,6 +19,11 @@ pub struct Tool {
 
 impl Tool {
     /// The executable at `path` inside the declared input `input`.
+    ///
+    /// ```
+    /// let go = kiln_sdk::Tool::new("go", "bin/go");
+    /// assert_eq!(go.sandbox_path(), "/inputs/go/bin/go");
+    /// ```
     pub fn new(input: impl Into<String>, path: impl Into<String>) -> Self {
         Tool {
             input: input.into(),
@@ -27,6 +32,10 @@ impl Tool {
     }
 
     /// Where the sandbox shows this tool: `/inputs/<input>/<path>`.
+    ///
+    /// ```
+    /// assert_eq!(kiln_sdk::Tool::new("tools", "bin/sh").sandbox_path(), "/inputs/tools/bin/sh");
+    /// ```
     pub fn sandbox_path(&self) -> String {
         format!("/inputs/{}/{}", self.input, self.path)
     }
@@ -56,6 +65,11 @@ pub struct Command {
 }
 
 /// How a finished process ended.
+///
+/// ```
+/// use kiln_sdk::Exit;
+/// assert_ne!(Exit::Code(9), Exit::Signal(9));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// It exited with this code.
@@ -170,13 +184,30 @@ impl Command {
         }
     }
 
-    /// Add one argument (see [`Command::new`]).
+    /// Add one argument.
+    ///
+    /// ```ignore-linux
+    /// use kiln_sdk::{Command, Tool};
+    /// let out = Command::new(Tool::new("tools", "bin/sh")).arg("-c").arg("echo one").run().unwrap();
+    /// assert_eq!(out.stdout_str(), "one\n");
+    /// ```
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
 
-    /// Add several arguments (see [`Command`]).
+    /// Add several arguments.
+    ///
+    /// ```ignore-linux
+    /// use kiln_sdk::{Command, Tool};
+    /// let words = vec!["a".to_string(), "b".to_string()];
+    /// let out = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "echo $0 $1"])
+    ///     .args(words)
+    ///     .run()
+    ///     .unwrap();
+    /// assert_eq!(out.stdout_str(), "a b\n");
+    /// ```
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self
@@ -296,6 +327,20 @@ impl Command {
     /// earlier build's result for the same pin and files is then reused
     /// without running the step; a changed file runs it again. Call it after
     /// [`Command::fixed_output`] (see the go recipe's `go mod download`).
+    ///
+    /// ```ignore-linux
+    /// use kiln_sdk::{Command, Tool};
+    /// std::fs::write("/work/deps.lock", "a 1.0\n").unwrap();
+    /// // Still refused: the doctests' target pins nothing. With a pin, an
+    /// // unchanged deps.lock would reuse the last fetch without running it.
+    /// let e = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "echo fetched > /work/deps/x"])
+    ///     .fixed_output("/work/deps", "params.deps_hash")
+    ///     .fetch_key(["/work/deps.lock"])
+    ///     .run()
+    ///     .unwrap_err();
+    /// assert!(e.to_string().contains("network denied"), "{e}");
+    /// ```
     pub fn fetch_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, files: I) -> Self {
         self.fetch_key.extend(files.into_iter().map(Into::into));
         self
@@ -349,8 +394,13 @@ impl Command {
             .collect()
     }
 
-    /// Run the process and return its output whatever its exit code (see
-    /// [`Output`]).
+    /// Run the process and return its output whatever its exit code.
+    ///
+    /// ```ignore-linux
+    /// use kiln_sdk::{Command, Exit, Tool};
+    /// let out = Command::new(Tool::new("tools", "bin/sh")).args(["-c", "exit 7"]).output().unwrap();
+    /// assert_eq!(out.exit, Exit::Code(7));
+    /// ```
     pub fn output(&self) -> Result<Output> {
         let out = tool_exec::exec(&self.wire()).map_err(|e| Error::host(e, self.display()))?;
         Ok(Output::from_wire(out))

@@ -74,8 +74,16 @@ pub mod bindings {
 pub use bindings::kiln::recipe::target::{Input, InputKind};
 
 /// Read-write scratch space, empty when the build starts.
+///
+/// ```ignore-linux
+/// assert!(std::path::Path::new(kiln_sdk::WORK).is_dir());
+/// ```
 pub const WORK: &str = "/work";
 /// Where the output goes: what is here when the build succeeds is stored.
+///
+/// ```ignore-linux
+/// std::fs::write(format!("{}/version", kiln_sdk::OUT), "1\n").unwrap();
+/// ```
 pub const OUT: &str = "/out";
 
 /// The directory recipes see as `/work`, as a [`Path`].

@@ -4,6 +4,11 @@
 //! one recipe's per-platform output is another's per-platform input.
 
 /// One target platform.
+///
+/// ```
+/// let p = kiln_sdk::platform::Platform::parse("linux/arm/v7").unwrap();
+/// assert_eq!((p.os.as_str(), p.variant.as_deref()), ("linux", Some("v7")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Platform {
     pub os: String,
@@ -40,6 +45,11 @@ impl Platform {
     }
 
     /// The directory a platform's files go in: `linux-arm64`, `linux-arm-v7`.
+    ///
+    /// ```
+    /// use kiln_sdk::platform::Platform;
+    /// assert_eq!(Platform::parse("linux/arm64").unwrap().dir(), "linux-arm64");
+    /// ```
     pub fn dir(&self) -> String {
         match &self.variant {
             Some(v) => format!("{}-{}-{v}", self.os, self.arch),
@@ -49,6 +59,12 @@ impl Platform {
 
     /// The ELF `e_machine` a Linux executable for this platform has, if
     /// kiln knows the architecture.
+    ///
+    /// ```
+    /// use kiln_sdk::platform::Platform;
+    /// assert_eq!(Platform::parse("linux/amd64").unwrap().elf_machine(), Some(62));
+    /// assert_eq!(Platform::parse("linux/vax").unwrap().elf_machine(), None);
+    /// ```
     pub fn elf_machine(&self) -> Option<u16> {
         Some(match self.arch.as_str() {
             "386" => 3,
