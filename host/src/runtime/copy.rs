@@ -82,66 +82,67 @@ pub(super) fn copy(
         None => true,
         Some(name) => dst_parent.symlink_metadata(name).is_ok(),
     };
+    // A file (or symlink) goes to a name that does not exist yet.
+    let fresh = || match (&dst_name, dst_exists) {
+        (Some(name), false) => Ok(name.as_str()),
+        _ => Err(exists(dst)),
+    };
 
-    match fs.place(src)? {
+    let (root, inner) = match fs.place(src)? {
         Place::FileInput(host) => {
-            if dst_exists {
-                return Err(exists(dst).into());
-            }
             let f = File::open(host).map_err(|e| io_error(src, &e))?;
-            let name = dst_name.ok_or_else(|| exists(dst))?;
-            copy_file(f, &dst_parent, &name, src, &mut budget)
+            return copy_file(f, &dst_parent, fresh()?, src, &mut budget);
         }
-        Place::Beneath { root, inner } => {
-            let src_dir = dir(root, src)?;
-            let (src_parent, src_name) = split(&src_dir, inner, src)?;
-            let is_tree = match &src_name {
-                None => true,
-                Some(name) => src_parent
-                    .symlink_metadata(name)
-                    .map_err(|e| io_error(src, &e))?
-                    .is_dir(),
-            };
-            if is_tree {
-                let from = match &src_name {
-                    None => src_parent.try_clone().map_err(|e| io_error(src, &e))?,
-                    Some(name) => {
-                        open_dir_nofollow(&src_parent, name).map_err(|e| io_error(src, &e))?
-                    }
-                };
-                let to = match (&dst_name, dst_exists) {
-                    (None, _) | (Some(_), true) => {
-                        let to = match &dst_name {
-                            None => dst_parent.try_clone().map_err(|e| io_error(dst, &e))?,
-                            Some(name) => open_dir_nofollow(&dst_parent, name)
-                                .map_err(|e| io_error(dst, &e))?,
-                        };
-                        let empty = to
-                            .entries()
-                            .map_err(|e| io_error(dst, &e))?
-                            .next()
-                            .is_none();
-                        if !empty {
-                            return Err(exists(dst).into());
-                        }
-                        to
-                    }
-                    (Some(name), false) => {
-                        dst_parent.create_dir(name).map_err(|e| io_error(dst, &e))?;
-                        open_dir_nofollow(&dst_parent, name).map_err(|e| io_error(dst, &e))?
-                    }
-                };
-                copy_tree(&from, &to, src, &mut budget, 0)
-            } else {
-                let name = src_name.unwrap_or_default();
-                if dst_exists {
-                    return Err(exists(dst).into());
-                }
-                let dst_name = dst_name.ok_or_else(|| exists(dst))?;
-                copy_entry(&src_parent, &name, &dst_parent, &dst_name, src, &mut budget)
-            }
-        }
+        Place::Beneath { root, inner } => (root, inner),
+    };
+    let src_dir = dir(root, src)?;
+    let (src_parent, src_name) = split(&src_dir, inner, src)?;
+    let is_tree = match &src_name {
+        None => true,
+        Some(name) => src_parent
+            .symlink_metadata(name)
+            .map_err(|e| io_error(src, &e))?
+            .is_dir(),
+    };
+    if !is_tree {
+        let name = src_name.unwrap_or_default();
+        return copy_entry(
+            &src_parent,
+            &name,
+            &dst_parent,
+            fresh()?,
+            src,
+            &mut budget,
+            0,
+        );
     }
+    let from = open_as_dir(&src_parent, src_name.as_deref(), src)?;
+    let to = if dst_exists {
+        let to = open_as_dir(&dst_parent, dst_name.as_deref(), dst)?;
+        let empty = to
+            .entries()
+            .map_err(|e| io_error(dst, &e))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(exists(dst).into());
+        }
+        to
+    } else {
+        let name = dst_name.as_deref().unwrap_or_default();
+        dst_parent.create_dir(name).map_err(|e| io_error(dst, &e))?;
+        open_as_dir(&dst_parent, Some(name), dst)?
+    };
+    copy_tree(&from, &to, src, &mut budget, 0)
+}
+
+/// `parent` itself (no name), or its directory `name`, refusing a symlink.
+fn open_as_dir(parent: &Dir, name: Option<&str>, path: &str) -> Result<Dir, FsError> {
+    match name {
+        None => parent.try_clone(),
+        Some(name) => open_dir_nofollow(parent, name),
+    }
+    .map_err(|e| io_error(path, &e))
 }
 
 /// Open the directory `name` of `dir`, refusing a symlink.
@@ -209,21 +210,13 @@ fn copy_tree(
     for name in names {
         let sub = format!("{path}/{name}");
         budget.spend(0)?;
-        copy_entry(from, &name, to, &name, &sub, budget)?;
-        if from
-            .symlink_metadata(&name)
-            .map_err(|e| io_error(&sub, &e))?
-            .is_dir()
-        {
-            let a = open_dir_nofollow(from, &name).map_err(|e| io_error(&sub, &e))?;
-            let b = open_dir_nofollow(to, &name).map_err(|e| io_error(&sub, &e))?;
-            copy_tree(&a, &b, &sub, budget, depth + 1)?;
-        }
+        copy_entry(from, &name, to, &name, &sub, budget, depth + 1)?;
     }
     Ok(())
 }
 
-/// Copy one entry (a directory is created empty: the caller recurses).
+/// Copy one entry: a file, a symlink as it is, or a directory and what it
+/// holds (`depth` levels down from the copy's root).
 fn copy_entry(
     from: &Dir,
     name: &str,
@@ -231,6 +224,7 @@ fn copy_entry(
     to_name: &str,
     path: &str,
     budget: &mut Budget,
+    depth: usize,
 ) -> Result<(), CopyStop> {
     let meta = from
         .symlink_metadata(name)
@@ -245,7 +239,9 @@ fn copy_entry(
         Ok(())
     } else if ft.is_dir() {
         to.create_dir(to_name).map_err(|e| io_error(path, &e))?;
-        Ok(())
+        let a = open_as_dir(from, Some(name), path)?;
+        let b = open_as_dir(to, Some(to_name), path)?;
+        copy_tree(&a, &b, path, budget, depth)
     } else if ft.is_file() {
         let f = from
             .open_with(

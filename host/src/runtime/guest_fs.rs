@@ -112,21 +112,22 @@ impl GuestFs<'_> {
 
     /// The Unix mode bits of `path`, without following a final symlink.
     pub fn mode(&self, path: &str) -> Result<u32, FsError> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = match self.place(path)? {
-            Place::FileInput(p) => std::fs::symlink_metadata(p).map_err(|e| io_error(path, &e))?,
-            Place::Beneath { root, inner: "" } => {
-                std::fs::symlink_metadata(root).map_err(|e| io_error(path, &e))?
+        let mode = match self.place(path)? {
+            Place::FileInput(p) => {
+                use std::os::unix::fs::PermissionsExt;
+                let m = std::fs::symlink_metadata(p).map_err(|e| io_error(path, &e))?;
+                m.permissions().mode()
             }
             Place::Beneath { root, inner } => {
+                use cap_std::fs::PermissionsExt;
+                let inner = if inner.is_empty() { "." } else { inner };
                 let m = dir(root, path)?
                     .symlink_metadata(inner)
                     .map_err(|e| io_error(path, &e))?;
-                use cap_std::fs::PermissionsExt as _;
-                return Ok(m.permissions().mode() & 0o7777);
+                m.permissions().mode()
             }
         };
-        Ok(meta.permissions().mode() & 0o7777)
+        Ok(mode & 0o7777)
     }
 
     /// Set the permission bits (at most 0o777) of a file or directory under
