@@ -77,10 +77,9 @@ impl Watched {
         })
     }
 
-    /// Block until something that [`Self::matters`] changes; then wait for
-    /// `settle` without further changes (an editor's save is several
-    /// events) and return the paths that changed.
-    pub fn wait(&self, settle: Duration) -> notify::Result<Vec<PathBuf>> {
+    /// Start watching. Arm before the build: a file saved while it runs
+    /// is then seen when [`Armed::wait`] is called, not lost.
+    pub fn arm(self) -> notify::Result<Armed> {
         let (tx, rx) = mpsc::channel();
         let mut watcher = notify::recommended_watcher(tx)?;
         for (dir, _) in &self.trees {
@@ -93,18 +92,36 @@ impl Watched {
                 watcher.watch(dir, RecursiveMode::NonRecursive)?;
             }
         }
+        Ok(Armed {
+            watched: self,
+            _watcher: watcher,
+            events: rx,
+        })
+    }
+}
+
+/// A [`Watched`] set whose changes are being collected.
+pub struct Armed {
+    watched: Watched,
+    _watcher: notify::RecommendedWatcher,
+    events: mpsc::Receiver<notify::Result<notify::Event>>,
+}
+
+impl Armed {
+    /// Block until something that [`Watched::matters`] has changed since
+    /// [`Watched::arm`]; then wait for `settle` without further changes (an
+    /// editor's save is several events) and return the paths that changed.
+    pub fn wait(self, settle: Duration) -> notify::Result<Vec<PathBuf>> {
+        let stopped = || notify::Error::generic("the watcher stopped");
         let mut changed: Vec<PathBuf> = Vec::new();
         loop {
             let event = if changed.is_empty() {
-                rx.recv()
-                    .map_err(|_| notify::Error::generic("the watcher stopped"))?
+                self.events.recv().map_err(|_| stopped())?
             } else {
-                match rx.recv_timeout(settle) {
+                match self.events.recv_timeout(settle) {
                     Ok(e) => e,
                     Err(mpsc::RecvTimeoutError::Timeout) => return Ok(changed),
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(notify::Error::generic("the watcher stopped"));
-                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(stopped()),
                 }
             };
             let event = event?;
@@ -112,7 +129,7 @@ impl Watched {
                 continue;
             }
             for p in event.paths {
-                if self.matters(&p) && !changed.contains(&p) {
+                if self.watched.matters(&p) && !changed.contains(&p) {
                     changed.push(p);
                 }
             }

@@ -2,6 +2,8 @@
 //! sandbox. Each escape fails (or is killed), is named in the error, and
 //! leaves nothing in the store but the declared input.
 
+use std::path::Path;
+
 use crate::support::{Project, busybox_project};
 
 fn tool_attack(script: &str) -> Project {
@@ -101,4 +103,48 @@ fn a_fork_bomb_is_stopped_by_the_process_limit() {
             "kiln: the sandbox reached its limit of 4096 processes; forks beyond it failed",
         );
     left_nothing(&p);
+}
+
+/// The one thing a tool learns of the host's layout (docs/design.md, known
+/// limits): where kiln's own directories are. Every bind mount's root lies
+/// under `$KILN_HOME`; the project, the user's home and the rest of the
+/// host never appear, and a fresh `/proc`, `/dev` and `/tmp` show nothing.
+#[test]
+fn mountinfo_shows_only_kilns_own_directories() {
+    let p = tool_attack("cat /proc/self/mountinfo >&2; exit 7");
+    let r = p.kiln(&["build"]).fails_with("tool exited with code 7");
+    let home = p.home.path().canonicalize().unwrap();
+    let project = p.dir.path().canonicalize().unwrap();
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains(" - ")).collect();
+    assert!(lines.len() >= 4, "no mountinfo in:\n{}", r.stderr);
+    let mut binds = 0;
+    for line in lines {
+        // mount-id parent major:minor ROOT MOUNT-POINT options … - fstype source …
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (root, fstype) = (fields[3], line.split(" - ").nth(1).unwrap());
+        assert!(
+            !line.contains(project.to_str().unwrap()),
+            "the project's path reached the sandbox: {line}"
+        );
+        if ["proc ", "tmpfs ", "devpts ", "mqueue "]
+            .iter()
+            .any(|t| fstype.starts_with(t))
+            || root == "/"
+            || fstype.starts_with("devtmpfs ")
+        {
+            continue;
+        }
+        binds += 1;
+        // The root is the path within its filesystem, so where $KILN_HOME
+        // is on a filesystem of its own it starts below the host's path:
+        // look for the home's own (random) name among its components.
+        assert!(
+            Path::new(root)
+                .components()
+                .any(|c| Some(c.as_os_str()) == home.file_name()),
+            "a mount from outside $KILN_HOME ({}): {line}",
+            home.display()
+        );
+    }
+    assert!(binds >= 3, "expected the inputs, /work and /out");
 }

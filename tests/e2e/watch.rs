@@ -81,3 +81,35 @@ fn watch_keeps_going_after_a_failed_build() {
         .unwrap();
     assert!(stderr.contains("] failed after "), "{stderr}");
 }
+
+#[test]
+fn a_save_while_a_build_runs_starts_another_build() {
+    let p = busybox_project(
+        "inputs.data = { path = \"data\" }\n",
+        "attack = \"exec\"\nscript = 'cat /inputs/data/x; sleep 2'",
+    );
+    p.write("data/x", "one\n");
+    let mut child = p
+        .command(&["build", "--watch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The tool is running once the build's staging directory exists: its
+    // inputs were hashed before it. Save then, mid-build.
+    let building = || {
+        std::fs::read_dir(p.home.path().join("tmp")).is_ok_and(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("build-"))
+        })
+    };
+    eventually("the first build to start its tool", building);
+    p.write("data/x", "two\n");
+    let read = || std::fs::read_to_string(p.path("result/escaped")).unwrap_or_default();
+    eventually("the first build", || !read().is_empty());
+    eventually("the build of the edit made during the first", || {
+        read() == "two\n"
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -98,7 +98,9 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
     }
     // --watch: build, then again whenever a file the build reads changes;
     // one line per build with its time. A failed build waits for a fix.
+    // The watch is armed before each build, so a save during it is not lost.
     loop {
+        let armed = watched_now(&a)?.arm()?;
         let started = std::time::Instant::now();
         let result = build_once(&a, quiet);
         let secs = started.elapsed().as_secs_f64();
@@ -109,33 +111,36 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
                 "[watch {now}] failed after {secs:.2} s: {e:#}\n[watch] waiting for changes"
             ),
         }
-        // What to watch comes from kiln.toml as it is now; if it cannot be
-        // read, watch it alone until it can.
-        let watched = load_manifest(a.file.file.as_deref()).ok().and_then(|m| {
-            let targets = if a.targets.is_empty() {
-                m.targets.keys().cloned().collect()
-            } else {
-                a.targets.clone()
-            };
-            crate::watch::watched(&m, &targets).ok()
-        });
-        let watched = match watched {
-            Some(w) => w,
-            None => {
-                let file = a
-                    .file
-                    .file
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("kiln.toml"));
-                crate::watch::Watched::file(std::path::absolute(&file)?)
-            }
-        };
-        let changed = watched.wait(std::time::Duration::from_millis(150))?;
+        let changed = armed.wait(std::time::Duration::from_millis(150))?;
         if !quiet {
             let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
             eprintln!("[watch] changed: {}", names.join(", "));
         }
     }
+}
+
+/// What a build reads, from kiln.toml as it is now; if it cannot be read,
+/// kiln.toml alone, until it can.
+fn watched_now(a: &BuildArgs) -> anyhow::Result<crate::watch::Watched> {
+    let watched = load_manifest(a.file.file.as_deref()).ok().and_then(|m| {
+        let targets = if a.targets.is_empty() {
+            m.targets.keys().cloned().collect()
+        } else {
+            a.targets.clone()
+        };
+        crate::watch::watched(&m, &targets).ok()
+    });
+    Ok(match watched {
+        Some(w) => w,
+        None => {
+            let file = a
+                .file
+                .file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("kiln.toml"));
+            crate::watch::Watched::file(std::path::absolute(&file)?)
+        }
+    })
 }
 
 fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
