@@ -8,7 +8,8 @@
 //!
 //! * [`bwrap`]: bubblewrap — fresh user, mount, pid, network, ipc and uts
 //!   namespaces; nothing of the host's filesystem but the mounts listed; a
-//!   syscall filter ([`seccomp`]); rlimits and a pids cgroup ([`pids`]);
+//!   syscall filter ([`seccomp`]); rlimits, and pids and memory cgroups
+//!   where kiln can make them ([`cgroups`]);
 //!   for [`Network::Outbound`], a user-mode network stack ([`net`]);
 //! * [`unsandboxed`]: `--sandbox=off`, for machines without user namespaces;
 //!   the process runs on the host with sandbox paths rewritten to host paths,
@@ -19,8 +20,8 @@
 
 mod bwrap;
 pub use bwrap::BUILD_UID;
+mod cgroups;
 pub mod net;
-mod pids;
 pub mod policy;
 pub mod seccomp;
 mod unsandboxed;
@@ -84,7 +85,9 @@ pub struct SandboxLimits {
     /// Processes (and threads) at once: a pids cgroup where kiln can make
     /// one, and `RLIMIT_NPROC` in the sandbox's user namespace always.
     pub max_processes: u32,
-    /// Address space per process (`RLIMIT_AS`).
+    /// Memory of all the sandbox's processes together, where kiln can make
+    /// a memory cgroup; the address space of each process
+    /// (`RLIMIT_AS`) always.
     pub memory_bytes: u64,
     /// The largest file a process may write (`RLIMIT_FSIZE`; sparse files
     /// count at their apparent size).
@@ -97,7 +100,9 @@ impl Default for SandboxLimits {
     fn default() -> Self {
         SandboxLimits {
             max_processes: MAX_PROCESSES,
-            memory_bytes: physical_memory().unwrap_or(16 << 30),
+            // A quarter is left to the host: a sandbox that fills its share
+            // is stopped before the machine runs out.
+            memory_bytes: physical_memory().unwrap_or(16 << 30) / 4 * 3,
             file_bytes: 64 << 30,
             tmp_bytes: 4 << 30,
         }
@@ -181,19 +186,17 @@ pub enum SandboxError {
 /// Run `spec` to completion under `mode`.
 pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, SandboxError> {
     // `_user_net` keeps a fetching step's network stack up until it exits.
-    let (child, limit, _user_net) = match mode {
+    let (child, cgroups, _user_net) = match mode {
         SandboxMode::Hermetic => {
-            let limit = pids::PidsCgroup::create(spec.limits.max_processes);
-            let pending = match &limit {
-                Some(cg) => cg.spawn_inside(|| bwrap::start(spec))?,
-                None => bwrap::start(spec)?,
-            };
+            let l = &spec.limits;
+            let cgroups = cgroups::SandboxCgroups::create(l.max_processes, l.memory_bytes);
+            let pending = cgroups.spawn_inside(|| bwrap::start(spec))?;
             let (child, user_net) = pending.release(spec)?;
-            (child, limit, user_net)
+            (child, Some(cgroups), user_net)
         }
         SandboxMode::Off => (unsandboxed::spawn(spec)?, None, None),
     };
-    let capped_at = || limit.as_ref().filter(|cg| cg.hit()).map(|cg| cg.max);
+    let capped_at = || cgroups.as_ref().and_then(|cg| cg.processes_hit());
     match wait_capped(child, &spec.program, spec.timeout) {
         Err(SandboxError::TimedOut { program, limit, .. }) => Err(SandboxError::TimedOut {
             program,
@@ -210,9 +213,30 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
                         .as_bytes(),
                 );
             }
+            if let Some(bytes) = cgroups.as_ref().and_then(|cg| cg.memory_hit()) {
+                out.stderr.extend_from_slice(
+                    format!(
+                        "\nkiln: the sandbox reached its memory limit of {} (all its processes together); the kernel killed the largest. Raise it with --tool-memory\n",
+                        human_bytes(bytes)
+                    )
+                    .as_bytes(),
+                );
+            }
             Ok(out)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// `bytes` the way `--tool-memory` takes it back (`512 MiB`, `3 GiB`).
+fn human_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else if bytes >= MIB {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

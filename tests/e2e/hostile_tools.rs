@@ -105,6 +105,33 @@ fn a_fork_bomb_is_stopped_by_the_process_limit() {
     left_nothing(&p);
 }
 
+#[test]
+fn memory_is_limited_for_all_of_a_sandboxs_processes_together() {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root || !Path::new("/sys/fs/cgroup/memory/tasks").exists() {
+        eprintln!(
+            "SKIPPED: kiln makes memory cgroups as root on cgroup v1; here only RLIMIT_AS (per process) applies"
+        );
+        return;
+    }
+    // Six shells of 24 MB: each is far below the limit (RLIMIT_AS lets
+    // every one of them run), all of them together far above it.
+    let p = tool_attack(
+        "for i in 1 2 3 4 5 6; do (x=$(head -c 24000000 /dev/zero | tr '\\0' a); sleep 3) & done; wait; exit 3",
+    );
+    p.kiln(&["build", "--tool-memory", "96M"])
+        .fails_with("tool exited with code 3")
+        .fails_with("kiln: the sandbox reached its memory limit of 96 MiB (all its processes together); the kernel killed the largest. Raise it with --tool-memory");
+    left_nothing(&p);
+    // Under the default (three quarters of the machine) the same run fits.
+    let p = tool_attack(
+        "for i in 1 2 3 4 5 6; do (x=$(head -c 24000000 /dev/zero | tr '\\0' a); sleep 1) & done; wait; exit 3",
+    );
+    let r = p.kiln(&["build"]).fails_with("tool exited with code 3");
+    assert!(!r.stderr.contains("memory limit"), "{}", r.stderr);
+}
+
 /// The one thing a tool learns of the host's layout (docs/design.md, known
 /// limits): where kiln's own directories are. Every bind mount's root lies
 /// under `$KILN_HOME`; the project, the user's home and the rest of the

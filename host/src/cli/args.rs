@@ -310,6 +310,12 @@ pub struct BuildFlags {
     /// Memory limit for each recipe (e.g. 512M, 2G).
     #[arg(long, value_parser = parse_size, default_value = "2G")]
     pub memory: usize,
+    /// Memory limit for each tool run: all the processes of its sandbox
+    /// together (where kiln can make a memory cgroup: root, cgroup v1), and
+    /// each process's address space always (e.g. 4G). Default: three
+    /// quarters of this machine's memory.
+    #[arg(long, value_parser = parse_size)]
+    pub tool_memory: Option<usize>,
     /// Disk budget for each target: /work and /out together, at apparent
     /// size (e.g. 10G).
     #[arg(long, value_parser = parse_size, default_value = "64G")]

@@ -261,6 +261,7 @@ impl HostState {
             timeout: self.deadline.saturating_duration_since(Instant::now()),
             limits: sandbox::SandboxLimits {
                 file_bytes: self.limits.disk_bytes,
+                memory_bytes: self.limits.tool_memory_bytes,
                 ..sandbox::SandboxLimits::default()
             },
         })

@@ -1,0 +1,299 @@
+//! Limits on a whole sandbox, not one process: a fresh cgroup per sandbox in
+//! each cgroup-v1 hierarchy kiln may write — `pids` (processes at once) and
+//! `memory` (every process's memory together).
+//!
+//! A cgroup counts every process in it, whoever owns them, and says when it
+//! refused a fork or killed for memory (so kiln can name the limit). The
+//! spawning thread joins the new cgroups just for the spawn (cgroup v1 moves
+//! single threads through `tasks`; a forked child is charged where the
+//! thread that forked it was), so the sandbox starts inside them and kiln
+//! itself does not stay there. On drop, kiln waits for the cgroups to empty
+//! (the sandbox's pid namespace took its processes down) and removes them.
+//!
+//! Where no writable hierarchy exists (cgroup v2 only, or not root), the
+//! rlimits the bwrap backend sets in the sandbox's own user namespace remain:
+//! `RLIMIT_NPROC` still caps the sandbox's processes, `RLIMIT_AS` each
+//! process's memory, and the timeout everything.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A controller kiln limits a sandbox with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Controller {
+    Pids,
+    Memory,
+}
+
+impl Controller {
+    fn name(self) -> &'static str {
+        match self {
+            Controller::Pids => "pids",
+            Controller::Memory => "memory",
+        }
+    }
+}
+
+/// One sandbox's cgroup in one hierarchy.
+#[derive(Debug)]
+struct Group {
+    controller: Controller,
+    dir: PathBuf,
+    /// The cgroup kiln's threads live in, to go back to after the spawn.
+    home: PathBuf,
+}
+
+/// One sandbox's cgroups: any, all or none of the controllers.
+#[derive(Debug)]
+pub struct SandboxCgroups {
+    groups: Vec<Group>,
+    /// Processes at once.
+    pub max_processes: u32,
+    /// Bytes of memory, all processes together.
+    pub memory_bytes: u64,
+}
+
+impl SandboxCgroups {
+    /// New cgroups holding a sandbox to `max_processes` and `memory_bytes`,
+    /// in whichever hierarchies kiln can write here (maybe none).
+    pub fn create(max_processes: u32, memory_bytes: u64) -> Self {
+        let mut cg = SandboxCgroups {
+            groups: Vec::new(),
+            max_processes,
+            memory_bytes,
+        };
+        let settings = [
+            (Controller::Pids, "pids.max", max_processes.to_string()),
+            (
+                Controller::Memory,
+                "memory.limit_in_bytes",
+                memory_bytes.to_string(),
+            ),
+        ];
+        for (controller, file, value) in settings {
+            // A group whose limit did not take is dropped, so removed.
+            if let Some(g) = Group::create(controller)
+                && fs::write(g.dir.join(file), &value).is_ok()
+            {
+                cg.groups.push(g);
+            }
+        }
+        // Memory past the limit is not swapped out instead: where the
+        // kernel accounts swap, memory and swap together get the same limit.
+        if let Some(g) = cg.group(Controller::Memory) {
+            let _ = fs::write(g.dir.join("memory.swappiness"), "0");
+            let _ = fs::write(
+                g.dir.join("memory.memsw.limit_in_bytes"),
+                memory_bytes.to_string(),
+            );
+        }
+        cg
+    }
+
+    fn group(&self, c: Controller) -> Option<&Group> {
+        self.groups.iter().find(|g| g.controller == c)
+    }
+
+    /// Run `spawn` with the calling thread inside the cgroups, so that the
+    /// process it starts (and everything that process starts) is counted.
+    pub fn spawn_inside<T>(
+        &self,
+        spawn: impl FnOnce() -> Result<T, super::SandboxError>,
+    ) -> Result<T, super::SandboxError> {
+        let tid = rustix::thread::gettid().as_raw_nonzero().to_string();
+        let moved: Vec<&Group> = self
+            .groups
+            .iter()
+            .filter(|g| fs::write(g.dir.join("tasks"), &tid).is_ok())
+            .collect();
+        let child = spawn();
+        for g in moved {
+            // Back home; if this failed the thread would only stay counted.
+            let _ = fs::write(g.home.join("tasks"), &tid);
+        }
+        child
+    }
+
+    /// The process limit, if a fork was refused for it (`pids.events`
+    /// counts refusals as `max N`).
+    pub fn processes_hit(&self) -> Option<u32> {
+        let g = self.group(Controller::Pids)?;
+        counter(&g.dir.join("pids.events"), "max ").then_some(self.max_processes)
+    }
+
+    /// The memory limit, if the kernel killed a process of the sandbox for
+    /// it (`memory.oom_control` counts those as `oom_kill N`).
+    pub fn memory_hit(&self) -> Option<u64> {
+        let g = self.group(Controller::Memory)?;
+        counter(&g.dir.join("memory.oom_control"), "oom_kill ").then_some(self.memory_bytes)
+    }
+}
+
+/// Whether the `key N` line of a cgroup file has N > 0.
+fn counter(file: &Path, key: &str) -> bool {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix(key))
+        .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+}
+
+impl Group {
+    fn create(controller: Controller) -> Option<Self> {
+        let (mount, path) = v1_cgroup(controller.name())?;
+        let home = mount.join(path.trim_start_matches('/'));
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = home.join(format!(
+            "kiln-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        fs::create_dir(&dir).ok()?;
+        Some(Group {
+            controller,
+            dir,
+            home,
+        })
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // The sandbox's pid 1 took its pid namespace, and so every process
+        // counted here, down with it; the kernel is finishing them off.
+        // Wait for the cgroup to empty, then remove it. Never kill by the
+        // pids listed in `cgroup.procs`: one that exits between the read and
+        // the kill can be reused by an unrelated process (pid_max may be as
+        // low as 32768 while fork bombs are tested), which would then die.
+        for _ in 0..250 {
+            let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+            if procs.trim().is_empty() && fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The mount point of the cgroup-v1 hierarchy of `controller` and kiln's
+/// cgroup in it.
+fn v1_cgroup(controller: &str) -> Option<(PathBuf, String)> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|line| {
+        // … mount-point … - fstype source super-options
+        let (left, right) = line.split_once(" - ")?;
+        let mut r = right.split(' ');
+        let fstype = r.next()?;
+        let options = r.nth(1)?;
+        let point = left.split(' ').nth(4)?;
+        (fstype == "cgroup" && options.split(',').any(|o| o == controller))
+            .then(|| PathBuf::from(point))
+    })?;
+    let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroups.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let _id = parts.next()?;
+        let controllers = parts.next()?;
+        let path = parts.next()?;
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
+    })?;
+    if !Path::new(&mount)
+        .join(path.trim_start_matches('/'))
+        .is_dir()
+    {
+        return None;
+    }
+    Some((mount, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_caps_the_processes_of_what_it_spawned() {
+        let cg = SandboxCgroups::create(20, 1 << 30);
+        let Some(pids) = cg.group(Controller::Pids) else {
+            eprintln!(
+                "SKIPPED: no writable cgroup-v1 pids hierarchy here (cgroup v2 only, or not root); RLIMIT_NPROC is tested by the e2e fork bomb run as nobody"
+            );
+            return;
+        };
+        let dir = pids.dir.clone();
+        let child = cg
+            .spawn_inside(|| {
+                std::process::Command::new("/bin/sh")
+                    .args([
+                        "-c",
+                        "for i in $(seq 50); do sleep 5 & done 2>/dev/null; wait",
+                    ])
+                    .spawn()
+                    .map_err(|source| super::super::SandboxError::Spawn {
+                        program: "sh".into(),
+                        source,
+                    })
+            })
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let current: u32 = fs::read_to_string(dir.join("pids.current"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(current <= 20, "{current} processes under a limit of 20");
+        assert_eq!(cg.processes_hit(), Some(20));
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        // No pid namespace here to take the sleeps down: the test does.
+        for p in fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter_map(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+        drop(cg);
+        assert!(!dir.exists(), "the cgroup is removed once it is empty");
+        // This thread went back home.
+        let tid = rustix::thread::gettid().as_raw_nonzero().to_string();
+        let (mount, path) = v1_cgroup("pids").unwrap();
+        let home =
+            fs::read_to_string(mount.join(path.trim_start_matches('/')).join("tasks")).unwrap();
+        assert!(home.lines().any(|l| l == tid));
+    }
+
+    #[test]
+    fn a_memory_cgroup_holds_all_processes_together() {
+        let cg = SandboxCgroups::create(100, 48 << 20);
+        if cg.group(Controller::Memory).is_none() {
+            eprintln!(
+                "SKIPPED: no writable cgroup-v1 memory hierarchy here (cgroup v2 only, or not root); RLIMIT_AS remains"
+            );
+            return;
+        }
+        // Four shells of 20 MB each: no one of them is over the limit.
+        let mut child = cg
+            .spawn_inside(|| {
+                std::process::Command::new("/bin/sh")
+                    .args([
+                        "-c",
+                        "for i in 1 2 3 4; do (x=$(head -c 20000000 /dev/zero | tr '\\0' a); sleep 2) & done; wait",
+                    ])
+                    .spawn()
+                    .map_err(|source| super::super::SandboxError::Spawn {
+                        program: "sh".into(),
+                        source,
+                    })
+            })
+            .unwrap();
+        child.wait().unwrap();
+        assert_eq!(cg.memory_hit(), Some(48 << 20));
+        assert_eq!(cg.processes_hit(), None);
+    }
+}
