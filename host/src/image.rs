@@ -1,12 +1,15 @@
 //! Reading images back: what `kiln image inspect` shows (what dive shows,
 //! in the terminal) — the config, each layer's digest and size, and the file
 //! tree with modes and sizes. Reads a docker-archive tarball or an OCI image
-//! layout directory; writes nothing.
+//! layout directory; writes nothing. The image may come from anyone: see
+//! [`Blobs`].
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+
+use kiln_core::beneath;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -52,45 +55,38 @@ pub struct FileEntry {
     pub link: Option<String>,
 }
 
-/// Where blobs come from: a layout directory or an archive's members.
+/// The largest JSON document (manifest, index, config) read from an image.
+const MAX_JSON: u64 = 16 << 20;
+/// The most entries listed of one layer.
+const MAX_ENTRIES: usize = 1_000_000;
+
+/// Where blobs come from: a layout directory, or an archive's members
+/// (where each regular file's bytes are in the tarball). The image is
+/// untrusted: names are resolved beneath the layout without `..` or
+/// symlinks, only regular files are read, and layers are streamed, never
+/// held whole.
 enum Blobs {
-    Dir(std::path::PathBuf),
-    Archive(BTreeMap<String, Vec<u8>>),
+    Dir(beneath::Root),
+    Archive {
+        path: std::path::PathBuf,
+        /// Member name → (offset of its bytes, size).
+        members: BTreeMap<String, (u64, u64)>,
+    },
 }
 
 impl Blobs {
-    fn get(&self, name: &str, origin: &str) -> Result<Vec<u8>, ImageError> {
-        match self {
-            Blobs::Dir(d) => fs::read(d.join(name)).map_err(|source| ImageError::Io {
-                path: d.join(name).display().to_string(),
-                source,
-            }),
-            Blobs::Archive(m) => m.get(name).cloned().ok_or_else(|| ImageError::Invalid {
-                path: origin.to_string(),
-                message: format!("the archive has no {name}"),
-            }),
+    fn open(path: &Path) -> Result<Blobs, ImageError> {
+        let io = |source| ImageError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if path.is_dir() {
+            return Ok(Blobs::Dir(beneath::Root::open(path).map_err(io)?));
         }
-    }
-}
-
-/// Read the image at `path`: a docker-archive / OCI-archive tarball, or an OCI layout directory.
-pub fn inspect(path: &Path) -> Result<ImageSummary, ImageError> {
-    let origin = path.display().to_string();
-    let io = |source| ImageError::Io {
-        path: origin.clone(),
-        source,
-    };
-    let bad = |message: String| ImageError::Invalid {
-        path: origin.clone(),
-        message,
-    };
-    let blobs = if path.is_dir() {
-        Blobs::Dir(path.to_path_buf())
-    } else {
         let mut members = BTreeMap::new();
         let mut archive = tar::Archive::new(fs::File::open(path).map_err(io)?);
-        for entry in archive.entries().map_err(io)? {
-            let mut entry = entry.map_err(io)?;
+        for entry in archive.entries_with_seek().map_err(io)? {
+            let entry = entry.map_err(io)?;
             if !entry.header().entry_type().is_file() {
                 continue;
             }
@@ -100,28 +96,114 @@ pub fn inspect(path: &Path) -> Result<ImageSummary, ImageError> {
                 .to_string_lossy()
                 .trim_start_matches("./")
                 .to_string();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).map_err(io)?;
-            members.insert(name, data);
+            members.insert(name, (entry.raw_file_position(), entry.size()));
         }
-        Blobs::Archive(members)
+        Ok(Blobs::Archive {
+            path: path.to_path_buf(),
+            members,
+        })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        match self {
+            Blobs::Dir(root) => matches!(
+                root.kind(Path::new(name)),
+                Ok(Some(rustix::fs::FileType::RegularFile))
+            ),
+            Blobs::Archive { members, .. } => members.contains_key(name),
+        }
+    }
+
+    /// The blob `name` as a stream, and its size.
+    fn reader(&self, name: &str, origin: &str) -> Result<(Box<dyn Read>, u64), ImageError> {
+        let invalid = |message: String| ImageError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        match self {
+            Blobs::Dir(root) => {
+                let f = root
+                    .open_file(Path::new(name))
+                    .map_err(|e| invalid(format!("cannot read {name}: {e}")))?;
+                let size = f
+                    .metadata()
+                    .map_err(|e| invalid(format!("{name}: {e}")))?
+                    .len();
+                Ok((Box::new(f), size))
+            }
+            Blobs::Archive { path, members } => {
+                let &(offset, size) = members
+                    .get(name)
+                    .ok_or_else(|| invalid(format!("the archive has no {name}")))?;
+                let mut f = fs::File::open(path).map_err(|source| ImageError::Io {
+                    path: origin.to_string(),
+                    source,
+                })?;
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|source| ImageError::Io {
+                        path: origin.to_string(),
+                        source,
+                    })?;
+                Ok((Box::new(f.take(size)), size))
+            }
+        }
+    }
+
+    /// A small blob (JSON), whole: at most [`MAX_JSON`] bytes.
+    fn json(&self, name: &str, what: &str, origin: &str) -> Result<Value, ImageError> {
+        let invalid = |message: String| ImageError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        let (r, size) = self.reader(name, origin)?;
+        if size > MAX_JSON {
+            return Err(invalid(format!(
+                "{what} ({name}) is {size} bytes; kiln reads at most {MAX_JSON}"
+            )));
+        }
+        let mut bytes = Vec::new();
+        r.take(MAX_JSON)
+            .read_to_end(&mut bytes)
+            .map_err(|e| invalid(format!("reading {name}: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))
+    }
+}
+
+/// `blobs/<algorithm>/<hex>` for an OCI digest; refused unless the digest
+/// is `sha256:` with 64 or `sha512:` with 128 lowercase hex digits (so a
+/// name can never leave `blobs/`).
+fn blob_name(digest: &str, origin: &str) -> Result<String, ImageError> {
+    let ok = match digest.split_once(':') {
+        Some(("sha256", hex)) => hex.len() == 64,
+        Some(("sha512", hex)) => hex.len() == 128,
+        _ => false,
+    } && digest
+        .split_once(':')
+        .is_some_and(|(_, hex)| hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    if !ok {
+        return Err(ImageError::Invalid {
+            path: origin.to_string(),
+            message: format!(
+                "{digest:?} is not a digest (sha256:<64 hex digits> or sha512:<128 hex digits>)"
+            ),
+        });
+    }
+    Ok(format!("blobs/{}", digest.replacen(':', "/", 1)))
+}
+
+/// Read the image at `path`: a docker-archive / OCI-archive tarball, or an OCI layout directory.
+pub fn inspect(path: &Path) -> Result<ImageSummary, ImageError> {
+    let origin = path.display().to_string();
+    let bad = |message: String| ImageError::Invalid {
+        path: origin.clone(),
+        message,
     };
-    let json = |bytes: Vec<u8>, what: &str| -> Result<Value, ImageError> {
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("{what} is not valid JSON: {e}")))
-    };
-    let blob_name = |digest: &str| format!("blobs/{}", digest.replacen(':', "/", 1));
+    let blobs = Blobs::open(path)?;
 
     // docker's manifest.json if there is one (it carries the tags), else the OCI index.
-    let docker = match &blobs {
-        Blobs::Archive(m) if m.contains_key("manifest.json") => {
-            Some(json(blobs.get("manifest.json", &origin)?, "manifest.json")?)
-        }
-        Blobs::Dir(d) if d.join("manifest.json").is_file() => {
-            Some(json(blobs.get("manifest.json", &origin)?, "manifest.json")?)
-        }
-        _ => None,
-    };
-    let (config_name, layer_names, repo_tags) = if let Some(d) = docker {
+    let (config_name, layer_names, repo_tags) = if blobs.has("manifest.json") {
+        let d = blobs.json("manifest.json", "manifest.json", &origin)?;
         let first = d
             .get(0)
             .ok_or_else(|| bad("manifest.json lists no image".into()))?;
@@ -143,42 +225,37 @@ pub fn inspect(path: &Path) -> Result<ImageSummary, ImageError> {
             .collect();
         (config, layers, tags)
     } else {
-        let index = json(blobs.get("index.json", &origin)?, "index.json")?;
+        let index = blobs.json("index.json", "index.json", &origin)?;
         let desc = &index["manifests"][0];
         let digest = desc["digest"]
             .as_str()
             .ok_or_else(|| bad("index.json lists no manifest".into()))?;
-        let manifest = json(blobs.get(&blob_name(digest), &origin)?, "the manifest")?;
+        let manifest = blobs.json(&blob_name(digest, &origin)?, "the manifest", &origin)?;
         let config = blob_name(
             manifest["config"]["digest"]
                 .as_str()
                 .ok_or_else(|| bad("the manifest has no config".into()))?,
-        );
+            &origin,
+        )?;
         let layers = manifest["layers"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|l| l["digest"].as_str().map(&blob_name))
-            .collect();
+            .filter_map(|l| l["digest"].as_str())
+            .map(|d| blob_name(d, &origin))
+            .collect::<Result<_, _>>()?;
         let tags = desc["annotations"]["org.opencontainers.image.ref.name"]
             .as_str()
             .map(|t| vec![t.to_string()])
             .unwrap_or_default();
         (config, layers, tags)
     };
-    let config = json(blobs.get(&config_name, &origin)?, "the image config")?;
+    let config = blobs.json(&config_name, "the image config", &origin)?;
     let mut layers = Vec::new();
     for name in layer_names {
-        let bytes = blobs.get(&name, &origin)?;
-        let digest = format!(
-            "sha256:{}",
-            kiln_core::hash::Sha256Hash::of_bytes(&bytes).to_hex()
-        );
-        layers.push(LayerSummary {
-            digest,
-            size: bytes.len() as u64,
-            files: list_layer(&bytes).map_err(io)?,
-        });
+        let (reader, _) = blobs.reader(&name, &origin)?;
+        layers
+            .push(read_layer(reader, MAX_ENTRIES).map_err(|e| bad(format!("layer {name}: {e}")))?);
     }
     Ok(ImageSummary {
         repo_tags,
@@ -193,15 +270,63 @@ pub fn inspect(path: &Path) -> Result<ImageSummary, ImageError> {
     })
 }
 
-/// The entries of a layer (plain or gzip-compressed tar).
-fn list_layer(bytes: &[u8]) -> std::io::Result<Vec<FileEntry>> {
-    let reader: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
+/// Counts and hashes the bytes read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// A layer (plain, gzip- or zstd-compressed tar) in one pass: its digest
+/// and size as stored, and its entries, at most `max_entries` of them.
+fn read_layer(raw: impl Read, max_entries: usize) -> std::io::Result<LayerSummary> {
+    use sha2::Digest;
+    use std::io::BufRead;
+    let mut hashing = Hashing {
+        inner: raw,
+        hasher: sha2::Sha256::new(),
+        bytes: 0,
     };
+    let mut buffered = std::io::BufReader::new(&mut hashing);
+    let magic = buffered.fill_buf()?;
+    let files = if magic.starts_with(&[0x1f, 0x8b]) {
+        list_entries(flate2::read::GzDecoder::new(&mut buffered), max_entries)?
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        list_entries(
+            zstd::stream::read::Decoder::with_buffer(&mut buffered)?,
+            max_entries,
+        )?
+    } else {
+        list_entries(&mut buffered, max_entries)?
+    };
+    // The digest covers every byte, past the tar's end too.
+    std::io::copy(&mut buffered, &mut std::io::sink())?;
+    drop(buffered);
+    Ok(LayerSummary {
+        digest: format!("sha256:{:x}", hashing.hasher.finalize()),
+        size: hashing.bytes,
+        files,
+    })
+}
+
+fn list_entries(reader: impl Read, max_entries: usize) -> std::io::Result<Vec<FileEntry>> {
     let mut out = Vec::new();
     for entry in tar::Archive::new(reader).entries()? {
+        if out.len() == max_entries {
+            return Err(std::io::Error::other(format!(
+                "more than {max_entries} entries; kiln image inspect lists at most that many"
+            )));
+        }
         let entry = entry?;
         let h = entry.header();
         let kind = match h.entry_type() {
@@ -292,7 +417,45 @@ pub fn render(s: &ImageSummary) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::rwx;
+    use super::{read_layer, rwx};
+
+    fn tar_of(names: &[&str]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for n in names {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(2);
+            h.set_mode(0o644);
+            b.append_data(&mut h, n, &b"hi"[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn layers_list_plain_gzip_and_zstd_and_hash_what_is_stored() {
+        use sha2::Digest;
+        let plain = tar_of(&["a", "b/c"]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(plain.as_slice(), 3).unwrap();
+        for bytes in [&plain, &gz, &zst] {
+            let l = read_layer(bytes.as_slice(), 10).unwrap();
+            let paths: Vec<&str> = l.files.iter().map(|f| f.path.as_str()).collect();
+            assert_eq!(paths, ["/a", "/b/c"]);
+            assert_eq!(l.size, bytes.len() as u64);
+            assert_eq!(
+                l.digest,
+                format!("sha256:{:x}", sha2::Sha256::digest(bytes))
+            );
+        }
+    }
+
+    #[test]
+    fn a_layer_with_too_many_entries_is_refused_by_its_count() {
+        let e = read_layer(tar_of(&["a", "b", "c"]).as_slice(), 2).unwrap_err();
+        assert!(e.to_string().contains("more than 2 entries"), "{e}");
+        assert!(read_layer(tar_of(&["a", "b"]).as_slice(), 2).is_ok());
+    }
 
     #[test]
     fn modes_print_like_ls() {

@@ -16,6 +16,7 @@ mod binary_cache_servers;
 mod caches;
 mod go_image;
 mod hash_cli;
+mod hostile_images;
 mod hostile_inputs;
 mod hostile_recipes;
 mod hostile_sandbox;
