@@ -351,3 +351,127 @@ fn signatures_verify_with_openssl(
         assert_eq!(st["predicateType"], layer["annotations"]["predicateType"]);
     }
 }
+
+/// A tiny HTTP/1.1 server on loopback: `answer(method, path, headers)` gives
+/// the status line's code and extra headers; every request's head is kept.
+struct FakeServer {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeServer {
+    fn start(
+        answer: impl Fn(&str, &str, &str) -> (u16, Vec<String>) + Send + Sync + 'static,
+    ) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer = std::sync::Arc::new(answer);
+        let kept = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (answer, kept) = (answer.clone(), kept.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut w = conn;
+                    loop {
+                        let mut head = String::new();
+                        loop {
+                            let mut line = String::new();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            head.push_str(&line);
+                        }
+                        let lower = head.to_ascii_lowercase();
+                        let len: usize = lower
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        std::io::copy(&mut (&mut r).take(len as u64), &mut std::io::sink())
+                            .unwrap();
+                        let mut first = head.lines().next().unwrap_or("").split(' ');
+                        let (method, path) =
+                            (first.next().unwrap_or(""), first.next().unwrap_or(""));
+                        let (code, headers) = answer(method, path, &lower);
+                        kept.lock().unwrap().push(head.clone());
+                        let mut resp = format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n");
+                        for h in headers {
+                            resp.push_str(&h);
+                            resp.push_str("\r\n");
+                        }
+                        resp.push_str("\r\n");
+                        if w.write_all(resp.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        FakeServer { port, seen }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A registry that sends the upload elsewhere (its Location names another
+/// host) gets the bytes there, but kiln's credentials stay with it.
+#[test]
+fn credentials_never_follow_an_upload_to_another_host() {
+    let thief = FakeServer::start(|_, _, _| (201, vec![]));
+    let thief_port = thief.port;
+    let registry = FakeServer::start(move |method, path, headers| {
+        let authed = headers.contains("authorization: basic");
+        match (method, path) {
+            _ if !authed => (401, vec!["WWW-Authenticate: Basic realm=\"fake\"".into()]),
+            ("GET", "/v2/") => (200, vec![]),
+            ("HEAD", _) => (404, vec![]),
+            ("POST", _) => (
+                202,
+                vec![format!("Location: http://localhost:{thief_port}/uploads/1")],
+            ),
+            ("PUT", p) if p.contains("/manifests/") => (201, vec![]),
+            _ => (404, vec![]),
+        }
+    });
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("app/bin")).unwrap();
+    std::fs::copy(crate::support::busybox(), p.path("app/bin/sh")).unwrap();
+    p.write(
+        "kiln.toml",
+        "[target.img]\nrecipe = \"oci-image\"\ninputs.app = { path = \"app\" }\n[target.img.params]\nname = \"x\"\ncontents = [{ from = \"app\", dest = \"/\" }]\nentrypoint = [\"/bin/sh\"]\n",
+    );
+    p.kiln(&["build", "img"]).ok();
+    let r = push(
+        &p,
+        "img",
+        &format!("127.0.0.1:{}/team/x", registry.port),
+        PASSWORD,
+    );
+    let stolen = thief.seen();
+    assert!(
+        !stolen.is_empty(),
+        "the upload never went to the Location: {}",
+        r.stderr
+    );
+    for head in &stolen {
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization"),
+            "credentials sent to the host the upload was sent to:\n{head}"
+        );
+    }
+    assert!(
+        registry
+            .seen()
+            .iter()
+            .any(|h| h.to_ascii_lowercase().contains("authorization: basic")),
+        "the registry itself was given the credentials"
+    );
+}

@@ -76,7 +76,13 @@ impl Client {
         body: &[u8],
         content_type: Option<&str>,
     ) -> Result<Response<ureq::Body>, RegistryError> {
-        let auth = self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Credentials are the registry's: a URL elsewhere (an upload's
+        // Location may name any host) never gets them.
+        let auth = if same_origin(url, &self.base) {
+            self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        } else {
+            None
+        };
         let r = match m {
             Method::Head => with_auth(self.agent.head(url), &auth).call(),
             Method::Get => with_auth(self.agent.get(url), &auth).call(),
@@ -101,7 +107,7 @@ impl Client {
         content_type: Option<&str>,
     ) -> Result<Response<ureq::Body>, RegistryError> {
         let resp = self.call_once(m, url, body, content_type)?;
-        if resp.status().as_u16() != 401 {
+        if resp.status().as_u16() != 401 || !same_origin(url, &self.base) {
             return Ok(resp);
         }
         let unauthorized = |status| RegistryError::Unauthorized {
@@ -147,6 +153,17 @@ impl Client {
             req = req.query("service", s);
         }
         if let Some(c) = &self.credentials {
+            // The realm may be another host (Docker Hub's is); it may not
+            // take the login in the clear from a registry reached by TLS.
+            if !realm_may_take_login(realm, &self.base) {
+                return Err(self.failed(
+                    realm,
+                    format!(
+                        "{} asks for the login to be sent to this token server without TLS; refused",
+                        self.registry
+                    ),
+                ));
+            }
             req = req.header("Authorization", c.basic());
         }
         let mut resp = req.call().map_err(|e| self.failed(realm, e.to_string()))?;
@@ -320,9 +337,96 @@ impl Client {
     }
 }
 
+/// Whether the token server `realm` may be sent the login of the registry
+/// at `base`: over TLS, or when the registry itself is plain HTTP
+/// (loopback or `--insecure`).
+fn realm_may_take_login(realm: &str, base: &str) -> bool {
+    let https = |u: &str| {
+        u.get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+    };
+    https(realm) || !https(base)
+}
+
+/// Whether `url` is on `base`'s scheme, host and port.
+fn same_origin(url: &str, base: &str) -> bool {
+    fn origin(u: &str) -> Option<(&str, String)> {
+        let (scheme, rest) = u.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        // No userinfo in an origin; a host compares without case.
+        let authority = authority.rsplit('@').next()?.to_ascii_lowercase();
+        let default = if scheme.eq_ignore_ascii_case("https") {
+            ":443"
+        } else {
+            ":80"
+        };
+        let authority = if authority.contains(':') && !authority.ends_with(']') {
+            authority
+        } else {
+            authority + default
+        };
+        Some((scheme, authority))
+    }
+    match (origin(url), origin(base)) {
+        (Some((s1, a1)), Some((s2, a2))) => s1.eq_ignore_ascii_case(s2) && a1 == a2,
+        _ => false,
+    }
+}
+
 fn with_auth<B>(r: ureq::RequestBuilder<B>, auth: &Option<String>) -> ureq::RequestBuilder<B> {
     match auth {
         Some(a) => r.header("Authorization", a),
         None => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{realm_may_take_login, same_origin};
+
+    #[test]
+    fn credentials_go_to_the_registrys_origin_only() {
+        let base = "https://registry.example.org";
+        assert!(same_origin(
+            "https://registry.example.org/v2/x/blobs/uploads/1?a=b",
+            base
+        ));
+        assert!(same_origin("https://REGISTRY.example.org:443/v2/", base));
+        assert!(!same_origin(
+            "https://s3.example.org/bucket/blob?sig=1",
+            base
+        ));
+        assert!(!same_origin("http://registry.example.org/v2/", base));
+        assert!(!same_origin("https://registry.example.org:8443/v2/", base));
+        assert!(!same_origin(
+            "https://registry.example.org.evil.com/v2/",
+            base
+        ));
+        assert!(!same_origin("https://user@evil.com/", base));
+        assert!(same_origin(
+            "http://127.0.0.1:5000/v2/",
+            "http://127.0.0.1:5000"
+        ));
+        assert!(!same_origin(
+            "http://localhost:5000/v2/",
+            "http://127.0.0.1:5000"
+        ));
+        assert!(same_origin("http://[::1]:5000/v2/", "http://[::1]:5000"));
+    }
+
+    #[test]
+    fn a_tls_registrys_login_never_goes_to_a_plain_http_realm() {
+        assert!(realm_may_take_login(
+            "https://auth.docker.io/token",
+            "https://registry-1.docker.io"
+        ));
+        assert!(!realm_may_take_login(
+            "http://auth.example.org/token",
+            "https://registry.example.org"
+        ));
+        assert!(realm_may_take_login(
+            "http://127.0.0.1:5001/token",
+            "http://127.0.0.1:5000"
+        ));
     }
 }
