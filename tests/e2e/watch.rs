@@ -5,7 +5,9 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::busybox_project;
+use std::process::Child;
+
+use crate::support::{Project, busybox_project};
 
 /// Wait until `f` holds, up to 30 s.
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -19,25 +21,30 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn watch_rebuilds_when_an_input_changes_and_not_for_its_own_links() {
+/// A project whose tool runs `script` on the input `data` (holding
+/// `data/x` = `first`), and `kiln build --watch` running in it.
+fn watching(script: &str, first: &str) -> (Project, Child) {
     let p = busybox_project(
         "inputs.data = { path = \"data\" }\n",
-        "attack = \"exec\"\nscript = 'cat /inputs/data/x'",
+        &format!("attack = \"exec\"\nscript = '{script}'"),
     );
-    p.write("data/x", "one\n");
-    let mut child = p
+    p.write("data/x", first);
+    let child = p
         .command(&["build", "--watch"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let read = || std::fs::read_to_string(p.path("result/escaped")).unwrap_or_default();
-    eventually("the first build", || read() == "one\n");
-    p.write("data/x", "two\n");
-    eventually("the rebuild after an edit", || read() == "two\n");
-    // Settled: nothing it wrote itself starts another build.
-    std::thread::sleep(Duration::from_millis(1500));
+    (p, child)
+}
+
+/// What the last build's tool printed ("" before the first).
+fn escaped(p: &Project) -> String {
+    std::fs::read_to_string(p.path("result/escaped")).unwrap_or_default()
+}
+
+/// Stop the watch; its stderr.
+fn stop(mut child: Child) -> String {
     child.kill().unwrap();
     child.wait().unwrap();
     let mut stderr = String::new();
@@ -47,6 +54,19 @@ fn watch_rebuilds_when_an_input_changes_and_not_for_its_own_links() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
+    stderr
+}
+
+#[test]
+fn watch_rebuilds_when_an_input_changes_and_not_for_its_own_links() {
+    let (p, child) = watching("cat /inputs/data/x", "one\n");
+    let read = || escaped(&p);
+    eventually("the first build", || read() == "one\n");
+    p.write("data/x", "two\n");
+    eventually("the rebuild after an edit", || read() == "two\n");
+    // Settled: nothing it wrote itself starts another build.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stderr = stop(child);
     let builds = stderr.matches("] built in ").count();
     assert_eq!(builds, 2, "one build, one rebuild:\n{stderr}");
     assert!(stderr.contains("[watch] changed: "), "{stderr}");
@@ -55,46 +75,18 @@ fn watch_rebuilds_when_an_input_changes_and_not_for_its_own_links() {
 
 #[test]
 fn watch_keeps_going_after_a_failed_build() {
-    let p = busybox_project(
-        "inputs.data = { path = \"data\" }\n",
-        "attack = \"exec\"\nscript = 'grep ok /inputs/data/x'",
-    );
-    p.write("data/x", "bad\n");
-    let mut child = p
-        .command(&["build", "--watch"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (p, child) = watching("grep ok /inputs/data/x", "bad\n");
     std::thread::sleep(Duration::from_millis(1500));
     p.write("data/x", "ok\n");
-    let read = || std::fs::read_to_string(p.path("result/escaped")).unwrap_or_default();
+    let read = || escaped(&p);
     eventually("the build after the fix", || read() == "ok\n");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stop(child);
     assert!(stderr.contains("] failed after "), "{stderr}");
 }
 
 #[test]
 fn a_save_while_a_build_runs_starts_another_build() {
-    let p = busybox_project(
-        "inputs.data = { path = \"data\" }\n",
-        "attack = \"exec\"\nscript = 'cat /inputs/data/x; sleep 2'",
-    );
-    p.write("data/x", "one\n");
-    let mut child = p
-        .command(&["build", "--watch"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (p, child) = watching("cat /inputs/data/x; sleep 2", "one\n");
     // The tool is running once the build's staging directory exists: its
     // inputs were hashed before it. Save then, mid-build.
     let building = || {
@@ -105,11 +97,10 @@ fn a_save_while_a_build_runs_starts_another_build() {
     };
     eventually("the first build to start its tool", building);
     p.write("data/x", "two\n");
-    let read = || std::fs::read_to_string(p.path("result/escaped")).unwrap_or_default();
+    let read = || escaped(&p);
     eventually("the first build", || !read().is_empty());
     eventually("the build of the edit made during the first", || {
         read() == "two\n"
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    stop(child);
 }
