@@ -16,6 +16,16 @@ use super::{PushOptions, Reference, RegistryError};
 /// How many blobs upload at once.
 const PARALLEL_UPLOADS: usize = 4;
 
+/// What a request sends: bytes in memory, or a file streamed from disk
+/// (opened afresh for each attempt, so a retry after 401 sends it whole).
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
+}
+
+const EMPTY: Body<'static> = Body::Bytes(&[]);
+
 #[derive(Clone, Copy)]
 enum Method {
     Head,
@@ -73,7 +83,7 @@ impl Client {
         &self,
         m: Method,
         url: &str,
-        body: &[u8],
+        body: Body,
         content_type: Option<&str>,
     ) -> Result<Response<ureq::Body>, RegistryError> {
         // Credentials are the registry's: a URL elsewhere (an upload's
@@ -92,7 +102,16 @@ impl Client {
                 if let Some(ct) = content_type {
                     r = r.header("Content-Type", ct);
                 }
-                r.send(body)
+                match body {
+                    Body::Bytes(b) => r.send(b),
+                    Body::File(path) => {
+                        let f = std::fs::File::open(path).map_err(|e| RegistryError::Layout {
+                            path: path.display().to_string(),
+                            message: e.to_string(),
+                        })?;
+                        r.send(f)
+                    }
+                }
             }
         };
         r.map_err(|e| self.failed(url, e.to_string()))
@@ -103,7 +122,7 @@ impl Client {
         &self,
         m: Method,
         url: &str,
-        body: &[u8],
+        body: Body,
         content_type: Option<&str>,
     ) -> Result<Response<ureq::Body>, RegistryError> {
         let resp = self.call_once(m, url, body, content_type)?;
@@ -258,28 +277,27 @@ impl Client {
         if self.has_blob(&blob.digest)? {
             return Ok(false);
         }
+        // Streamed from the layout, never held whole: a layer may be large.
         let path = layout.blob_file(&blob.digest);
-        let bytes = std::fs::read(&path).map_err(|e| RegistryError::Layout {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        if bytes.len() as u64 != blob.size {
+        let size = std::fs::metadata(&path)
+            .map_err(|e| RegistryError::Layout {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?
+            .len();
+        if size != blob.size {
             return Err(RegistryError::Layout {
                 path: path.display().to_string(),
-                message: format!(
-                    "has {} bytes, its descriptor says {}",
-                    bytes.len(),
-                    blob.size
-                ),
+                message: format!("has {size} bytes, its descriptor says {}", blob.size),
             });
         }
-        self.put_blob(&blob.digest, &bytes)?;
+        self.put_blob(&blob.digest, Body::File(&path))?;
         Ok(true)
     }
 
     fn has_blob(&self, digest: &str) -> Result<bool, RegistryError> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
-        let head = self.call(Method::Head, &url, &[], None)?;
+        let head = self.call(Method::Head, &url, EMPTY, None)?;
         Ok(head.status().as_u16() == 200)
     }
 
@@ -289,15 +307,15 @@ impl Client {
         if self.has_blob(digest)? {
             return Ok(false);
         }
-        self.put_blob(digest, bytes)?;
+        self.put_blob(digest, Body::Bytes(bytes))?;
         Ok(true)
     }
 
     /// A monolithic upload: POST for a location, PUT the bytes there (the
     /// registry checks them against `digest`).
-    fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    fn put_blob(&self, digest: &str, body: Body) -> Result<(), RegistryError> {
         let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
-        let resp = self.call(Method::Post, &start, &[], None)?;
+        let resp = self.call(Method::Post, &start, EMPTY, None)?;
         let resp = self.check(&start, "starting an upload", resp)?;
         let location = resp
             .headers()
@@ -311,7 +329,7 @@ impl Client {
         };
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
-        let resp = self.call(Method::Put, &put, bytes, Some("application/octet-stream"))?;
+        let resp = self.call(Method::Put, &put, body, Some("application/octet-stream"))?;
         self.check(&start, &format!("uploading {digest}"), resp)?;
         Ok(())
     }
@@ -324,7 +342,7 @@ impl Client {
         bytes: &[u8],
     ) -> Result<(), RegistryError> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
-        let resp = self.call(Method::Put, &url, bytes, Some(media_type))?;
+        let resp = self.call(Method::Put, &url, Body::Bytes(bytes), Some(media_type))?;
         self.check(&url, "putting the manifest", resp).map(drop)
     }
 
@@ -332,7 +350,7 @@ impl Client {
     /// asks), so bad credentials fail before any upload.
     pub fn ping(&self) -> Result<(), RegistryError> {
         let url = format!("{}/v2/", self.base);
-        let resp = self.call(Method::Get, &url, &[], None)?;
+        let resp = self.call(Method::Get, &url, EMPTY, None)?;
         self.check(&url, "the registry's API root", resp).map(drop)
     }
 }
