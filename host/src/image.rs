@@ -170,26 +170,14 @@ impl Blobs {
     }
 }
 
-/// `blobs/<algorithm>/<hex>` for an OCI digest; refused unless the digest
-/// is `sha256:` with 64 or `sha512:` with 128 lowercase hex digits (so a
-/// name can never leave `blobs/`).
+/// `blobs/sha256/<hex>` for an OCI digest; refused unless it is one (see
+/// [`crate::registry::sha256_hex`]), so a name can never leave `blobs/`.
 fn blob_name(digest: &str, origin: &str) -> Result<String, ImageError> {
-    let ok = match digest.split_once(':') {
-        Some(("sha256", hex)) => hex.len() == 64,
-        Some(("sha512", hex)) => hex.len() == 128,
-        _ => false,
-    } && digest
-        .split_once(':')
-        .is_some_and(|(_, hex)| hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
-    if !ok {
-        return Err(ImageError::Invalid {
-            path: origin.to_string(),
-            message: format!(
-                "{digest:?} is not a digest (sha256:<64 hex digits> or sha512:<128 hex digits>)"
-            ),
-        });
-    }
-    Ok(format!("blobs/{}", digest.replacen(':', "/", 1)))
+    let hex = crate::registry::sha256_hex(digest).ok_or_else(|| ImageError::Invalid {
+        path: origin.to_string(),
+        message: format!("{digest:?} is not a digest (sha256:<64 hex digits>)"),
+    })?;
+    Ok(format!("blobs/sha256/{hex}"))
 }
 
 /// Read the image at `path`: a docker-archive / OCI-archive tarball, or an OCI layout directory.

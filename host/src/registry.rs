@@ -217,6 +217,14 @@ pub fn oci_digest(bytes: &[u8]) -> String {
     )
 }
 
+/// The hex part of an OCI digest, if it is one: `sha256:` and 64 hex
+/// digits, so a blob path made from it never leaves `blobs/sha256/`.
+pub fn sha256_hex(digest: &str) -> Option<&str> {
+    digest
+        .strip_prefix("sha256:")
+        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,15 +142,17 @@ impl Layout {
         self.blob_path(digest)
     }
 
+    /// `digest`'s hex, or the error naming it.
+    fn hex_of<'d>(&self, digest: &'d str) -> Result<&'d str, RegistryError> {
+        super::sha256_hex(digest).ok_or_else(|| RegistryError::Layout {
+            path: self.dir.display().to_string(),
+            message: format!("digest {digest:?} is not sha256:<64 hex digits>"),
+        })
+    }
+
     /// `d`'s blob, checked against its digest and size.
     fn checked(&self, d: &RawDescriptor) -> Result<Vec<u8>, RegistryError> {
-        let hex = d.digest.strip_prefix("sha256:").unwrap_or("");
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RegistryError::Layout {
-                path: self.dir.display().to_string(),
-                message: format!("digest {:?} is not sha256:<64 hex digits>", d.digest),
-            });
-        }
+        let hex = self.hex_of(&d.digest)?;
         let bytes = self.blob(&d.digest)?;
         let got = super::oci_digest(&bytes);
         let got = got.trim_start_matches("sha256:");
@@ -180,13 +182,7 @@ impl Layout {
                 message: format!("not an image manifest: {e}"),
             })?;
         for d in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            let hex = d.digest.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(RegistryError::Layout {
-                    path: self.dir.display().to_string(),
-                    message: format!("digest {:?} is not sha256:<64 hex digits>", d.digest),
-                });
-            }
+            self.hex_of(&d.digest)?;
             if !self.blobs.iter().any(|b| b.digest == d.digest) {
                 self.blobs.push(Blob {
                     digest: d.digest.clone(),
