@@ -61,8 +61,9 @@ pub struct Limits {
     /// Log messages in total.
     pub log_bytes: usize,
     /// Each tool's sandbox: all its processes together (a memory cgroup,
-    /// where kiln can make one) and each process (`RLIMIT_AS`).
-    pub tool_memory_bytes: u64,
+    /// where kiln can make one) and each process (`RLIMIT_AS`); `None`:
+    /// the sandbox's default, three quarters of the machine's memory.
+    pub tool_memory_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -72,7 +73,7 @@ impl Default for Limits {
             memory_bytes: 2 << 30,
             disk_bytes: 64 << 30,
             log_bytes: 16 << 20,
-            tool_memory_bytes: crate::sandbox::SandboxLimits::default().memory_bytes,
+            tool_memory_bytes: None,
         }
     }
 }

@@ -216,8 +216,8 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
             if let Some(bytes) = cgroups.as_ref().and_then(|cg| cg.memory_hit()) {
                 out.stderr.extend_from_slice(
                     format!(
-                        "\nkiln: the sandbox reached its memory limit of {} (all its processes together); the kernel killed the largest. Raise it with --tool-memory\n",
-                        human_bytes(bytes)
+                        "\nkiln: the sandbox reached its memory limit of {} MiB (all its processes together); the kernel killed the largest. Raise it with --tool-memory\n",
+                        bytes >> 20
                     )
                     .as_bytes(),
                 );
@@ -225,18 +225,6 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
             Ok(out)
         }
         Err(e) => Err(e),
-    }
-}
-
-/// `bytes` the way `--tool-memory` takes it back (`512 MiB`, `3 GiB`).
-fn human_bytes(bytes: u64) -> String {
-    const MIB: u64 = 1 << 20;
-    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
-        format!("{} GiB", bytes >> 30)
-    } else if bytes >= MIB {
-        format!("{} MiB", bytes / MIB)
-    } else {
-        format!("{bytes} bytes")
     }
 }
 

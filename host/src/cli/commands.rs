@@ -201,9 +201,7 @@ fn build_targets(
             timeout: a.timeout,
             memory_bytes: a.memory,
             disk_bytes: a.disk as u64,
-            tool_memory_bytes: a
-                .tool_memory
-                .map_or(Limits::default().tool_memory_bytes, |m| m as u64),
+            tool_memory_bytes: a.tool_memory.map(|m| m as u64),
             ..Limits::default()
         },
         source_date_epoch: a.source_date_epoch,

@@ -49,9 +49,9 @@ struct Group {
 pub struct SandboxCgroups {
     groups: Vec<Group>,
     /// Processes at once.
-    pub max_processes: u32,
+    max_processes: u32,
     /// Bytes of memory, all processes together.
-    pub memory_bytes: u64,
+    memory_bytes: u64,
 }
 
 impl SandboxCgroups {
@@ -214,6 +214,20 @@ fn v1_cgroup(controller: &str) -> Option<(PathBuf, String)> {
 mod tests {
     use super::*;
 
+    /// `sh -c script`, started inside `cg`.
+    fn sh_inside(cg: &SandboxCgroups, script: &str) -> std::process::Child {
+        cg.spawn_inside(|| {
+            std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .spawn()
+                .map_err(|source| super::super::SandboxError::Spawn {
+                    program: "sh".into(),
+                    source,
+                })
+        })
+        .unwrap()
+    }
+
     #[test]
     fn a_cgroup_caps_the_processes_of_what_it_spawned() {
         let cg = SandboxCgroups::create(20, 1 << 30);
@@ -224,20 +238,10 @@ mod tests {
             return;
         };
         let dir = pids.dir.clone();
-        let child = cg
-            .spawn_inside(|| {
-                std::process::Command::new("/bin/sh")
-                    .args([
-                        "-c",
-                        "for i in $(seq 50); do sleep 5 & done 2>/dev/null; wait",
-                    ])
-                    .spawn()
-                    .map_err(|source| super::super::SandboxError::Spawn {
-                        program: "sh".into(),
-                        source,
-                    })
-            })
-            .unwrap();
+        let mut child = sh_inside(
+            &cg,
+            "for i in $(seq 50); do sleep 5 & done 2>/dev/null; wait",
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
         let current: u32 = fs::read_to_string(dir.join("pids.current"))
             .unwrap()
@@ -246,7 +250,6 @@ mod tests {
             .unwrap();
         assert!(current <= 20, "{current} processes under a limit of 20");
         assert_eq!(cg.processes_hit(), Some(20));
-        let mut child = child;
         let _ = child.kill();
         let _ = child.wait();
         // No pid namespace here to take the sleeps down: the test does.
@@ -278,20 +281,10 @@ mod tests {
             return;
         }
         // Four shells of 20 MB each: no one of them is over the limit.
-        let mut child = cg
-            .spawn_inside(|| {
-                std::process::Command::new("/bin/sh")
-                    .args([
-                        "-c",
-                        "for i in 1 2 3 4; do (x=$(head -c 20000000 /dev/zero | tr '\\0' a); sleep 2) & done; wait",
-                    ])
-                    .spawn()
-                    .map_err(|source| super::super::SandboxError::Spawn {
-                        program: "sh".into(),
-                        source,
-                    })
-            })
-            .unwrap();
+        let mut child = sh_inside(
+            &cg,
+            "for i in 1 2 3 4; do (x=$(head -c 20000000 /dev/zero | tr '\\0' a); sleep 2) & done; wait",
+        );
         child.wait().unwrap();
         assert_eq!(cg.memory_hit(), Some(48 << 20));
         assert_eq!(cg.processes_hit(), None);

@@ -259,10 +259,16 @@ impl HostState {
             mounts,
             network,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
-            limits: sandbox::SandboxLimits {
-                file_bytes: self.limits.disk_bytes,
-                memory_bytes: self.limits.tool_memory_bytes,
-                ..sandbox::SandboxLimits::default()
+            limits: {
+                let default = sandbox::SandboxLimits::default();
+                sandbox::SandboxLimits {
+                    file_bytes: self.limits.disk_bytes,
+                    memory_bytes: self
+                        .limits
+                        .tool_memory_bytes
+                        .unwrap_or(default.memory_bytes),
+                    ..default
+                }
             },
         })
     }
