@@ -36,7 +36,7 @@ use kiln_core::store::{Store, StoreError};
 
 pub use keys::{PublicKey, SecretKey};
 pub use push::{Pushed, push, push_all};
-pub use transport::{Timeouts, Transport, TransportError};
+pub use transport::{NamedBy, Timeouts, Transport, TransportError};
 
 /// The largest narinfo or record kiln reads from a cache.
 const SMALL_FILE_LIMIT: u64 = 16 << 20;
@@ -70,6 +70,8 @@ pub struct Substituters {
     pub trusted: Vec<PublicKey>,
     /// How long a large download may go without a byte.
     pub stall: std::time::Duration,
+    /// A miss slower than this puts the cache down for the run.
+    pub slow_lookup: std::time::Duration,
 }
 
 impl std::fmt::Debug for Substituters {
@@ -98,9 +100,10 @@ pub struct Pulled {
 /// What is wanted from a cache.
 #[derive(Debug, Clone, Copy)]
 pub enum Want {
-    /// A target's output, named by its build key (or a fixed-output
-    /// target's content hash): its record must come too.
-    Output,
+    /// A target's output, named by its build key, or for a fixed-output
+    /// target (`fixed`) by its content hash, which the pulled NAR must
+    /// then have whatever key signed it: its record must come too.
+    Output { fixed: bool },
     /// An input, named by its content hash (a file's flat hash or a tree's
     /// NAR hash), which the pulled entry must have.
     Content { is_file_hash: bool },
@@ -137,6 +140,7 @@ impl Substituters {
                 .collect(),
             trusted,
             stall: timeouts.stall,
+            slow_lookup: timeouts.slow_lookup,
         }
     }
 
@@ -161,8 +165,23 @@ impl Substituters {
                 trusted: &self.trusted,
                 stall: self.stall,
             };
+            let asked = std::time::Instant::now();
             match ask.pull(store, hash, name, want, check_record) {
                 Ok(Some(p)) => return Some(p),
+                Ok(None) if asked.elapsed() > self.slow_lookup => {
+                    // It answers, but a cache that takes seconds to say "no"
+                    // costs that for every target: treat it as down.
+                    if !cache.down.swap(true, Ordering::Relaxed) {
+                        misses.push(Miss::Down(CacheError::Transport(TransportError::Failed {
+                            url: cache.transport.describe(),
+                            message: format!(
+                                "took {:.1} s to answer a lookup (more than {} s)",
+                                asked.elapsed().as_secs_f64(),
+                                self.slow_lookup.as_secs()
+                            ),
+                        })));
+                    }
+                }
                 Ok(None) => {}
                 Err(e @ CacheError::Transport(_)) => {
                     // Only the first failure of a cache is news.

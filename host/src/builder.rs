@@ -22,7 +22,6 @@ mod substitute;
 use pins::Pins;
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -136,7 +135,8 @@ impl<'a> Builder<'a> {
         opts: BuildOptions,
     ) -> Result<Self, BuildError> {
         let lock_path = manifest.dir.join("kiln.lock");
-        let lock = match fs::read_to_string(&lock_path) {
+        use kiln_core::sidefile::{self, Links, limits};
+        let lock = match sidefile::read_to_string(&lock_path, Links::Follow, limits::TEXT) {
             Ok(text) => Lockfile::parse(&lock_path.display().to_string(), &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile::default(),
             Err(source) => {
@@ -291,9 +291,12 @@ impl<'a> Ctx<'a> {
                         path.display()
                     )));
                 }
-                let wasm = fs::read(&real).map_err(|e| {
-                    recipe_error(format!("cannot read recipe {}: {e}", path.display()))
-                })?;
+                let wasm = kiln_core::sidefile::read(
+                    &real,
+                    kiln_core::sidefile::Links::Follow,
+                    kiln_core::sidefile::limits::RECIPE,
+                )
+                .map_err(|e| recipe_error(format!("cannot read recipe {}: {e}", path.display())))?;
                 // A local recipe is the user's own source, like a path
                 // input: hashed on every build (the record names the hash),
                 // checked only against a hash kiln.toml writes.

@@ -5,6 +5,30 @@
 //! user once, in [`main`], with their context chain; exit codes: 0 success,
 //! 1 a build or command failed, 2 bad usage.
 
+/// `println!` for text that may hold untrusted parts (names, messages,
+/// anything a recipe, tool, server or kiln.toml chose): shown through
+/// [`crate::terminal::safe`]. Every line the CLI prints goes through these
+/// three, but serialised JSON, which is escaped already.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::terminal::safe(&format!($($arg)*)))
+    };
+}
+
+/// `print!` through [`crate::terminal::safe`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print!("{}", $crate::terminal::safe(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` through [`crate::terminal::safe`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::terminal::safe(&format!($($arg)*)))
+    };
+}
+
 mod args;
 mod cache_config;
 mod commands;
@@ -33,13 +57,18 @@ fn progress_enabled(quiet: bool) -> bool {
 /// Run kiln with the process's argv; returns the exit code.
 pub fn main() -> i32 {
     quiet_on_closed_stdout();
+    // Nothing kiln inherited past stdio may reach a process it starts.
+    if let Err(e) = crate::descriptors::seal_inherited() {
+        errln!("error: cannot mark inherited file descriptors close-on-exec: {e}");
+        return 1;
+    }
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                errln!("  caused by: {cause}");
             }
             1
         }

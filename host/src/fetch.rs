@@ -12,6 +12,17 @@
 //! Every download is bounded: at most [`DownloadLimits::max_bytes`], and no
 //! more than [`DownloadLimits::stall`] without a byte; past either it fails
 //! by name and leaves nothing in the store.
+//!
+//! Every download obeys the address rule of [`crate::addresses`]: a URL a
+//! kiln.toml names must not make kiln, on the host, fetch a loopback-only
+//! service or a cloud metadata secret. Each address a host name resolves
+//! to is checked before kiln connects, and redirects are followed here,
+//! hop by hop, so every hop is checked the same way; only the user's
+//! [`DownloadLimits::allow`] admits more. Through a proxy (`https_proxy`),
+//! kiln checks the proxy's address and each URL's literal address; names
+//! are resolved, and judged, by the proxy.
+
+mod http;
 
 pub use kiln_core::unpack;
 
@@ -23,6 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::addresses::AllowList;
 use kiln_core::hash::Sha256Hash;
 use kiln_core::pathfilter::PathFilter;
 use kiln_core::store::{Store, StoreError, content_hash};
@@ -37,12 +50,15 @@ pub struct Fetched {
 }
 
 /// Bounds on one download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadLimits {
     /// The most bytes a download may bring.
     pub max_bytes: u64,
     /// The longest a download may go without receiving a byte.
     pub stall: Duration,
+    /// Addresses the user lets downloads reach although the address rule
+    /// refuses them (`--allow-fetch-from`, `[fetch] allow`).
+    pub allow: AllowList,
 }
 
 impl Default for DownloadLimits {
@@ -50,9 +66,13 @@ impl Default for DownloadLimits {
         DownloadLimits {
             max_bytes: 16 << 30,
             stall: Duration::from_secs(60),
+            allow: AllowList::default(),
         }
     }
 }
+
+/// Redirects a download may follow, as curl's and Nix's default.
+const MAX_REDIRECTS: usize = 10;
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +90,16 @@ pub enum FetchError {
     Stalled { url: String, stall: Duration },
     #[error("{url}: {message}")]
     NotAFile { url: String, message: String },
+    #[error(
+        "downloading {url}: {}; kiln does not download from there for a project. If it is a mirror you trust, allow it: --allow-fetch-from {address} (or `allow = [\"{address}\"]` under [fetch] in ~/.config/kiln/config.toml)",
+        describe_refusal(host, address, why)
+    )]
+    Refused {
+        url: String,
+        host: String,
+        address: std::net::IpAddr,
+        why: crate::addresses::Refusal,
+    },
     #[error("unpacking {url}: {source}")]
     Unpack {
         url: String,
@@ -93,7 +123,7 @@ pub fn fetch(
     name: &str,
     expected: Option<Sha256Hash>,
     progress: bool,
-    limits: DownloadLimits,
+    limits: &DownloadLimits,
 ) -> Result<Fetched, FetchError> {
     if let Some(hash) = expected
         && let Some(entry) = store.find_by_hash(&hash)
@@ -119,22 +149,7 @@ pub fn fetch(
             let len = f.metadata().ok().map(|m| m.len());
             (Box::new(f), len)
         } else {
-            // The system's trust store, so the machine's CAs (and proxies) apply.
-            let tls = ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build();
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .tls_config(tls)
-                .timeout_connect(Some(limits.stall))
-                .timeout_recv_response(Some(limits.stall))
-                .build()
-                .into();
-            let resp = agent.get(url).call().map_err(|e| dl(e.to_string()))?;
-            let len = resp.body().content_length();
-            (
-                Box::new(resp.into_body().into_with_config().limit(u64::MAX).reader()),
-                len,
-            )
+            http::open(url, limits)?
         };
     if len.is_some_and(|n| n > limits.max_bytes) {
         return Err(FetchError::TooLarge {
@@ -192,6 +207,20 @@ pub fn fetch(
     })
 }
 
+/// "ADDRESS is WHY", or "NAME resolves to ADDRESS, which is WHY" when
+/// the URL named a host.
+fn describe_refusal(
+    host: &str,
+    address: &std::net::IpAddr,
+    why: &crate::addresses::Refusal,
+) -> String {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip == *address => format!("{address} is {why}"),
+        _ => format!("{host} resolves to {address}, which is {why}"),
+    }
+}
+
 pub(crate) fn progress_bar(enabled: bool, len: Option<u64>, msg: &str) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
@@ -205,7 +234,7 @@ pub(crate) fn progress_bar(enabled: bool, len: Option<u64>, msg: &str) -> Progre
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    bar.set_message(msg.to_string());
+    bar.set_message(crate::terminal::safe(msg).into_owned());
     bar
 }
 
@@ -223,14 +252,15 @@ pub(crate) fn copy_bounded(
     r: Box<dyn Read + Send>,
     dest: &std::path::Path,
     bar: &ProgressBar,
-    limits: DownloadLimits,
+    limits: &DownloadLimits,
 ) -> Result<(), CopyStop> {
     let f = fs::File::create(dest).map_err(CopyStop::Io)?;
+    let max_bytes = limits.max_bytes;
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let (done_tx, done) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let r = copy_counted(r, f, &counter, limits.max_bytes);
+        let r = copy_counted(r, f, &counter, max_bytes);
         let _ = done_tx.send(());
         r
     });

@@ -193,7 +193,11 @@ fn find_roots(
             }
             find_roots(&path, store_dir, depth + 1, live, pinned)?;
         } else if name == "kiln.lock"
-            && let Ok(text) = fs::read_to_string(&path)
+            && let Ok(text) = kiln_core::sidefile::read_to_string(
+                &path,
+                kiln_core::sidefile::Links::Refuse,
+                kiln_core::sidefile::limits::TEXT,
+            )
             && let Ok(lock) = Lockfile::parse(&path.display().to_string(), &text)
         {
             pinned.extend(lock.target.values().flat_map(|m| m.values().copied()));

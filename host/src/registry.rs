@@ -129,7 +129,11 @@ pub struct Signing {
 
 /// Push the OCI layout at `oci` to `reference`, tagged with its tag (or,
 /// without one, the layout's own `org.opencontainers.image.ref.name`);
-/// then, with `signing`, its signature and attestations.
+/// then, with `signing`, the signature and attestations of every manifest
+/// a client may resolve: the index and each platform's manifest, as
+/// `cosign sign --recursive` does. containers/image (podman, skopeo,
+/// CRI-O) verifies the manifest of the platform it picked, cosign and
+/// policy controllers the digest they were given.
 pub fn push(
     oci: &Path,
     reference: &Reference,
@@ -153,7 +157,11 @@ pub fn push(
     client.put_manifest(&tag, &layout.top.media_type, &top_bytes)?;
     let mut tags = vec![tag];
     if let Some(s) = signing {
-        tags.extend(push_signatures(&client, reference, &layout.top.digest, s)?);
+        let reachable =
+            std::iter::once(&layout.top.digest).chain(layout.manifests.iter().map(|m| &m.digest));
+        for digest in reachable {
+            tags.extend(push_signatures(&client, reference, digest, s)?);
+        }
     }
     Ok(Pushed {
         digest: layout.top.digest.clone(),

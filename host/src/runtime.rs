@@ -18,6 +18,7 @@ mod guest_fs;
 mod host;
 mod limiter;
 mod wasi;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -302,6 +303,8 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        // Dropped when this function returns, however it returns.
+        let _watchdog = watchdog::Watchdog::arm(&target, run.limits.timeout);
         let ticks = (run.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();

@@ -94,7 +94,16 @@ pub struct SandboxLimits {
     pub file_bytes: u64,
     /// The size of the tmpfs at `/tmp`.
     pub tmp_bytes: u64,
+    /// What the writable mounts may hold together while the tool runs
+    /// (None: unwatched). They are measured while it runs, at least every
+    /// [`DISK_POLL`] (less often when a walk is slow: at most a twentieth
+    /// of the time goes to measuring); past the limit the sandbox is killed.
+    /// The most a tool can overshoot by is what it writes between two looks.
+    pub disk_bytes: Option<u64>,
 }
+
+/// How often a running sandbox's writable mounts are measured, at most.
+pub const DISK_POLL: Duration = Duration::from_millis(100);
 
 impl Default for SandboxLimits {
     fn default() -> Self {
@@ -105,6 +114,7 @@ impl Default for SandboxLimits {
             memory_bytes: physical_memory().unwrap_or(16 << 30) / 4 * 3,
             file_bytes: 64 << 30,
             tmp_bytes: 4 << 30,
+            disk_bytes: None,
         }
     }
 }
@@ -173,6 +183,15 @@ pub enum SandboxError {
         program: String,
         source: std::io::Error,
     },
+    #[error(
+        "{program} was killed with every process it started: its writable directories held {used} bytes, past the disk budget of {} MiB",
+        limit >> 20
+    )]
+    DiskLimit {
+        program: String,
+        limit: u64,
+        used: u64,
+    },
     #[error("{program} ran longer than {limit:?} and was killed with every process it started{}",
         capped_at.map(|n| format!("; it had also reached the sandbox's limit of {n} processes")).unwrap_or_default())]
     TimedOut {
@@ -197,7 +216,16 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
         SandboxMode::Off => (unsandboxed::spawn(spec)?, None, None),
     };
     let capped_at = || cgroups.as_ref().and_then(|cg| cg.processes_hit());
-    match wait_capped(child, &spec.program, spec.timeout) {
+    let disk = spec.limits.disk_bytes.map(|limit| DiskWatch {
+        dirs: spec
+            .mounts
+            .iter()
+            .filter(|m| m.writable)
+            .map(|m| m.host.clone())
+            .collect(),
+        limit,
+    });
+    match wait_capped(child, &spec.program, spec.timeout, disk) {
         Err(SandboxError::TimedOut { program, limit, .. }) => Err(SandboxError::TimedOut {
             program,
             limit,
@@ -229,10 +257,16 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
 }
 
 /// Start `cmd` with no stdin, piped output, in its own process group (so a
-/// timeout can kill everything it starts).
-fn spawn_piped(mut cmd: std::process::Command, program: &str) -> Result<Child, SandboxError> {
+/// timeout can kill everything it starts), holding no descriptor past
+/// stdio but `kept`.
+fn spawn_piped(
+    mut cmd: std::process::Command,
+    program: &str,
+    kept: &[i32],
+) -> Result<Child, SandboxError> {
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
+    crate::descriptors::keep_only(&mut cmd, kept);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -243,11 +277,61 @@ fn spawn_piped(mut cmd: std::process::Command, program: &str) -> Result<Child, S
     })
 }
 
-/// Collect stdout/stderr (capped) and wait, killing the process group at the deadline.
+/// Process groups of tools running now, by their leader's pid.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Kill every tool process group still running: for the runtime's
+/// watchdog, which is about to end kiln (bwrap's sandboxes die with kiln;
+/// `--sandbox=off` tools would not).
+pub fn kill_running() {
+    for &pid in RUNNING.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        kill_group(pid);
+    }
+}
+
+/// The writable directories of a running sandbox and what they may hold.
+struct DiskWatch {
+    dirs: Vec<PathBuf>,
+    limit: u64,
+}
+
+impl DiskWatch {
+    /// Their apparent size together, stopping once past the limit; nothing
+    /// is followed or opened (a tool may be changing the tree meanwhile:
+    /// what vanished is not counted).
+    fn measure(&self) -> u64 {
+        fn walk(p: &std::path::Path, total: &mut u64, limit: u64) {
+            let Ok(meta) = std::fs::symlink_metadata(p) else {
+                return;
+            };
+            *total = total.saturating_add(meta.len());
+            if *total <= limit
+                && meta.is_dir()
+                && let Ok(rd) = std::fs::read_dir(p)
+            {
+                for e in rd.flatten() {
+                    walk(&e.path(), total, limit);
+                    if *total > limit {
+                        return;
+                    }
+                }
+            }
+        }
+        let mut total = 0;
+        for d in &self.dirs {
+            walk(d, &mut total, self.limit);
+        }
+        total
+    }
+}
+
+/// Collect stdout/stderr (capped) and wait, killing the process group at
+/// the deadline, or once the writable mounts hold more than `disk` allows.
 fn wait_capped(
     mut child: Child,
     program: &str,
     timeout: Duration,
+    disk: Option<DiskWatch>,
 ) -> Result<SandboxOutput, SandboxError> {
     let start = Instant::now();
     let readers = [
@@ -262,6 +346,7 @@ fn wait_capped(
     ]
     .map(|r| r.map(|r| std::thread::spawn(move || read_capped(r))));
     let pid = child.id();
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
     // Wait for the exit without reaping: while the process is a zombie its
     // pid, and so its process group's id, cannot be reused, so the kill
     // below reaches only what this spawn started, never a newcomer that
@@ -272,10 +357,36 @@ fn wait_capped(
         let _ = tx.send(());
         exited
     });
-    let timed_out = rx.recv_timeout(timeout).is_err();
+    let deadline = start + timeout;
+    let mut poll = DISK_POLL;
+    let mut over_disk = None;
+    let timed_out = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if disk.is_some() { left.min(poll) } else { left };
+        match rx.recv_timeout(wait) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= deadline {
+            break true;
+        }
+        if let Some(d) = &disk {
+            let looked = Instant::now();
+            let used = d.measure();
+            poll = DISK_POLL.max(looked.elapsed() * 20);
+            if used > d.limit {
+                over_disk = Some((d.limit, used));
+                break false;
+            }
+        }
+    };
     // Orphans that kept the pipes open die with the group (and, past the
     // deadline, everything else in it).
     kill_group(pid);
+    RUNNING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|&p| p != pid);
     let exited = waiter.join().map_err(|_| SandboxError::Spawn {
         program: program.to_string(),
         source: std::io::Error::other("waiter thread panicked"),
@@ -286,6 +397,13 @@ fn wait_capped(
         source,
     })?;
     let [out, err] = readers.map(|h| h.and_then(|h| h.join().ok()).unwrap_or_default());
+    if let Some((limit, used)) = over_disk {
+        return Err(SandboxError::DiskLimit {
+            program: program.to_string(),
+            limit,
+            used,
+        });
+    }
     if timed_out {
         return Err(SandboxError::TimedOut {
             program: program.to_string(),

@@ -372,3 +372,252 @@ fn build_push_without_a_destination_fails_before_building() {
     let r = crate::support::run(r).ok();
     assert!(r.stderr.contains("pushed 1 store entries"), "{}", r.stderr);
 }
+
+/// A fixed-output project whose tool prints `text`, pinned with the hash
+/// that output has: (project, its output hash).
+fn fixed_output_project(text: &str) -> (Project, String) {
+    let script = format!("attack = \"exec\"\nscript = 'echo {text}'\n");
+    let p = busybox_project("", &script);
+    p.kiln(&["build"]).ok();
+    let hash = crate::support::record_of(&p, "result")["output_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    let pinned = toml.replacen(
+        "[target.t]\n",
+        &format!("[target.t]\noutput_hash = {hash:?}\n"),
+        1,
+    );
+    std::fs::write(p.path("kiln.toml"), pinned).unwrap();
+    p.kiln(&["build"]).ok();
+    (p, hash)
+}
+
+#[test]
+fn a_signed_entry_whose_bytes_are_not_its_pinned_hash_is_refused() {
+    let (good, good_hash) = fixed_output_project("good");
+    let (evil, _) = fixed_output_project("evil");
+    // The holder of a trusted key signs a store path named by the good
+    // pin whose contents are other bytes (with their own, consistent
+    // record): signing proves who made it, not what it holds.
+    let evil_entry = std::fs::canonicalize(evil.path("result")).unwrap();
+    let part = &kiln_core::hash::Sha256Hash::parse(&good_hash)
+        .unwrap()
+        .to_nix32()[..32];
+    let forged = evil.home.path().join(format!("store/{part}-t"));
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&evil_entry)
+        .arg(&forged)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let records = evil.home.path().join("records");
+    std::fs::copy(
+        records.join(format!(
+            "{}.json",
+            evil_entry.file_name().unwrap().to_string_lossy()
+        )),
+        records.join(format!("{part}-t.json")),
+    )
+    .unwrap();
+    let (secret, public) = keygen(&evil, "team-1");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    evil.kiln(&[
+        "cache",
+        "push",
+        forged.to_str().unwrap(),
+        "--to",
+        &url,
+        "--signing-key",
+        &secret,
+    ])
+    .ok();
+
+    let victim = copy_of(&good);
+    let r = build_from(&victim, &url, &public).ok();
+    assert!(
+        r.stderr.contains("not taken from cache") && r.stderr.contains("names NAR hash"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(output(&victim).trim(), "good");
+}
+
+#[test]
+fn an_unsigned_file_size_does_not_bound_a_download() {
+    let (a, dir, public) = pushed();
+    let info = narinfo(dir.path());
+    let original = std::fs::read_to_string(&info).unwrap();
+    // FileSize is outside the signed fingerprint: a replaying server may
+    // announce a terabyte and stream without end.
+    let file_size = original
+        .lines()
+        .find_map(|l| l.strip_prefix("FileSize: "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &info,
+        original.replace(&format!("FileSize: {file_size}"), "FileSize: 1000000000000"),
+    )
+    .unwrap();
+    let nar = nar_file(dir.path());
+    let f = std::fs::OpenOptions::new().write(true).open(&nar).unwrap();
+    f.set_len(64 << 20).unwrap();
+    refused(&a, dir.path(), &public, "the most its signed NarSize");
+}
+
+#[test]
+fn a_cache_that_answers_slowly_is_asked_once_per_run() {
+    use std::io::{Read, Write};
+    // Every lookup answers 404, after 4 s: under the stall timeout, but
+    // paid by every target if the cache were asked for each.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_secs(4));
+                let _ = s.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            });
+        }
+    });
+    let (_, public) = keygen(&Project::new(), "k-1");
+    // Three targets, built one after another.
+    let p = busybox_project("", "attack = \"exec\"\nscript = 'echo one'\n");
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    let more: String = ["u", "v"]
+        .iter()
+        .map(|n| {
+            toml.replace("[target.t]", &format!("[target.{n}]"))
+                .replace("[target.t.params]", &format!("[target.{n}.params]"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    p.write("kiln.toml", &format!("{toml}\n{more}"));
+    let url = format!("http://127.0.0.1:{port}/cache");
+    let r = p
+        .kiln(&[
+            "build",
+            "-j",
+            "1",
+            "--substituter",
+            &url,
+            "--trusted-public-key",
+            &public,
+        ])
+        .ok();
+    assert!(
+        r.stderr.contains("to answer a lookup"),
+        "the slow cache is named:\n{}",
+        r.stderr
+    );
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "asked more than once:\n{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn credentials_go_only_to_caches_the_user_named_and_never_in_clear() {
+    use std::io::{Read, Write};
+    // A cache that records what it is sent and has nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let n = s.read(&mut buf).unwrap_or(0);
+            log.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = s.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let (_, public) = keygen(&Project::new(), "k-1");
+    let p = busybox_project("", "attack = \"exec\"\nscript = 'echo one'\n");
+    // The user's netrc has a default login, for any host.
+    let netrc = p.home.path().join("netrc");
+    std::fs::write(&netrc, "default login team password s3cret\n").unwrap();
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[cache]\nsubstituters = [\"http://127.0.0.1:{port}/suggested\"]\ntrusted-public-keys = [\"{public}\"]\n\n{toml}"
+        ),
+    );
+    // Accepted, the project's cache is asked, but without the login.
+    let r = run_with_netrc(&p, &netrc, &["build", "--accept-project-caches"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let heard = seen.lock().unwrap().clone();
+    assert!(
+        heard.contains("GET /suggested/"),
+        "the cache was not asked: {heard}"
+    );
+    assert!(
+        !heard.to_ascii_lowercase().contains("authorization"),
+        "the user's login went to a cache kiln.toml named:\n{heard}"
+    );
+    // The user's own cache gets it on loopback…
+    seen.lock().unwrap().clear();
+    let mine = format!("http://127.0.0.1:{port}/mine");
+    let r = run_with_netrc(
+        &p,
+        &netrc,
+        &[
+            "build",
+            "--source-date-epoch",
+            "2",
+            "--substituter",
+            &mine,
+            "--trusted-public-key",
+            &public,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        seen.lock()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("authorization: basic"),
+        "the user's own cache did not get the login"
+    );
+    // …but never in clear text across a network.
+    let r = run_with_netrc(
+        &p,
+        &netrc,
+        &[
+            "build",
+            "--substituter",
+            "http://cache.example.org/team",
+            "--trusted-public-key",
+            &public,
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("would travel in clear text"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn run_with_netrc(p: &Project, netrc: &Path, args: &[&str]) -> crate::support::Run {
+    crate::support::run(p.command(args).env("NETRC", netrc).output().unwrap())
+}

@@ -154,3 +154,40 @@ fn gc_trims_tool_caches_by_age_and_size() {
     p.kiln(&["gc", "--cache-max-age", "1s"]).ok();
     assert_eq!(count(), 0);
 }
+
+#[test]
+fn a_recipe_replaced_at_the_same_path_does_not_inherit_the_old_ones_caches() {
+    let script = "n=$(ls /cache/c | wc -l); echo $n; touch /cache/c/mark-$n";
+    let p = cache_project(&[("a", "k", script)]);
+    // The recipe is a file in the project, as `kiln run r.wasm` or a local
+    // recipe would be.
+    std::fs::copy(fixture("hostile"), p.path("r.wasm")).unwrap();
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    std::fs::write(
+        p.path("kiln.toml"),
+        toml.replace(&format!("{:?}", fixture("hostile")), "\"r.wasm\""),
+    )
+    .unwrap();
+    p.kiln(&["build", "a"]).ok();
+    assert_eq!(escaped(&p, "a").trim(), "0");
+    // The same recipe again (a new SOURCE_DATE_EPOCH, so it runs) sees its mark.
+    p.kiln(&["build", "a", "--source-date-epoch", "2"]).ok();
+    assert_eq!(escaped(&p, "a").trim(), "1");
+    // Another component at the same path (here: the same code with a custom
+    // section appended, so only its hash differs) starts from nothing.
+    let mut wasm = std::fs::read(p.path("r.wasm")).unwrap();
+    let name = b"kiln-test";
+    let payload = b"another recipe";
+    wasm.push(0);
+    wasm.push((1 + name.len() + payload.len()) as u8);
+    wasm.push(name.len() as u8);
+    wasm.extend_from_slice(name);
+    wasm.extend_from_slice(payload);
+    std::fs::write(p.path("r.wasm"), wasm).unwrap();
+    p.kiln(&["build", "a", "--source-date-epoch", "3"]).ok();
+    assert_eq!(
+        escaped(&p, "a").trim(),
+        "0",
+        "a replaced recipe saw the old one's cache"
+    );
+}

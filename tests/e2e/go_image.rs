@@ -153,6 +153,47 @@ fn a_failing_go_test_fails_the_build_and_shows_its_output() {
 }
 
 #[test]
+fn go_test_cannot_write_the_build_cache_later_builds_trust() {
+    // A test (project code) tries to plant a file in every build cache it
+    // can find; the kept build cache is written only by the compiler.
+    let p = Project::new();
+    p.write("go.mod", "module example.com/t\n\ngo 1.22\n");
+    p.write("main.go", "package main\n\nfunc main() {}\n");
+    p.write(
+        "main_test.go",
+        "package main\n\nimport (\n\t\"os\"\n\t\"testing\"\n)\n\nfunc TestPlant(t *testing.T) {\n\tfor _, d := range []string{\"/cache/go-build\", os.Getenv(\"GOCACHE\")} {\n\t\tif err := os.WriteFile(d+\"/planted-by-test\", []byte(d), 0o644); err == nil {\n\t\t\tt.Log(\"planted in \", d)\n\t\t}\n\t}\n}\n",
+    );
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = \"go\"\ninputs.src = {{ path = \".\" }}\n{}",
+            go_input()
+        ),
+    );
+    p.kiln(&["build"]).ok();
+    let mut planted = Vec::new();
+    let mut stack = vec![p.home.path().join("caches")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() == "planted-by-test" {
+                planted.push(std::fs::read_to_string(e.path()).unwrap());
+            }
+        }
+    }
+    // The test's own cache may hold it; the build's must not.
+    assert!(
+        !planted.iter().any(|d| d.contains("go-build")),
+        "a test wrote the kept build cache: {planted:?}"
+    );
+    assert!(
+        planted.iter().any(|d| d.contains("go-test")),
+        "the test did not even reach its own cache, so this proves nothing: {planted:?}"
+    );
+}
+
+#[test]
 fn an_image_whose_entrypoint_is_missing_fails_at_build_time() {
     let p = Project::new();
     p.write("files/readme.txt", "no binary here\n");

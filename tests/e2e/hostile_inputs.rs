@@ -179,3 +179,115 @@ fn the_symlink_chain_archive_leaves_the_host_file_untouched() {
     assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
     assert_eq!(p.staging_leftovers(), 0);
 }
+
+/// A loopback HTTP server answering every request with `answer` (the
+/// whole response head and body); returns its address and a hit counter.
+fn answering(
+    bind: &str,
+    answer: String,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(bind).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(answer.as_bytes());
+        }
+    });
+    (addr, hits)
+}
+
+fn secret_answer() -> String {
+    "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nhost secret\n".into()
+}
+
+#[test]
+fn a_url_input_cannot_make_kiln_fetch_from_the_hosts_loopback_or_metadata() {
+    let (addr, hits) = answering("127.0.0.1:0", secret_answer());
+    for (url, needle) in [
+        (
+            format!("http://{addr}/secret"),
+            "127.0.0.1 is a loopback address".to_string(),
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "169.254.169.254 is a link-local address".to_string(),
+        ),
+        (
+            format!("http://[::ffff:127.0.0.1]:{}/secret", addr.port()),
+            "::ffff:127.0.0.1 is a loopback address".to_string(),
+        ),
+        (
+            format!("http://localhost:{}/secret", addr.port()),
+            "localhost resolves to 127.0.0.1, which is a loopback address".to_string(),
+        ),
+    ] {
+        // During a build (which would pin it), in kiln lock and in prefetch.
+        let p = with_input(&format!("{{ url = {url:?} }}"));
+        for args in [&["build"][..], &["lock"], &["prefetch", &url]] {
+            p.kiln(args)
+                .fails_with(&needle)
+                .fails_with("--allow-fetch-from");
+        }
+        assert!(!p.path("kiln.lock").exists());
+        assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // The user's allow list (a flag or the user config, never kiln.toml)
+    // admits a mirror on loopback.
+    let p = with_input(&format!("{{ url = \"http://{addr}/secret\" }}"));
+    p.kiln(&["build", "--allow-fetch-from", "127.0.0.1"]).ok();
+    let q = with_input(&format!("{{ url = \"http://{addr}/secret\" }}"));
+    std::fs::write(
+        q.home.path().join("config.toml"),
+        "[fetch]\nallow = [\"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    q.kiln(&["lock"]).ok();
+}
+
+#[test]
+fn a_name_that_resolves_to_loopback_is_refused_after_resolution() {
+    // /etc/hosts names loopback under names that are not `localhost`.
+    let Some(name) = ["ip6-localhost", "ip6-loopback"].into_iter().find(|n| {
+        std::net::ToSocketAddrs::to_socket_addrs(&(*n, 80))
+            .is_ok_and(|mut a| a.any(|a| a.ip().is_loopback()))
+    }) else {
+        eprintln!("SKIPPED: no /etc/hosts name other than localhost resolves to loopback here");
+        return;
+    };
+    let p = with_input(&format!("{{ url = \"http://{name}:1/x\" }}"));
+    p.kiln(&["build"]).fails_with(&format!(
+        "{name} resolves to ::1, which is a loopback address"
+    ));
+}
+
+#[test]
+fn every_redirect_hop_obeys_the_address_rule() {
+    // The allowed mirror redirects to another loopback address, which the
+    // user did not allow.
+    let (inner, inner_hits) = answering("127.0.0.2:0", secret_answer());
+    let (mirror, _) = answering(
+        "127.0.0.1:0",
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://{inner}/secret\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    let p = with_input(&format!("{{ url = \"http://{mirror}/x\" }}"));
+    p.kiln(&["build", "--allow-fetch-from", "127.0.0.1"])
+        .fails_with("127.0.0.2 is a loopback address");
+    assert_eq!(inner_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // With both allowed, the redirect is followed.
+    p.kiln(&["build", "--allow-fetch-from", "127.0.0.1,127.0.0.2"])
+        .ok();
+    assert_eq!(inner_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

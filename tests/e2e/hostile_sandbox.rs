@@ -331,3 +331,177 @@ fn a_fork_bomb_is_stopped_when_kiln_is_not_root() {
         r.stderr
     );
 }
+
+/// Run `kiln args…` in `p` the way a shell holding descriptors would: a
+/// directory (`/`) on 3, a private file on 9 and a log opened for
+/// appending on 200, none of them close-on-exec.
+fn kiln_holding_descriptors(p: &Project, args: &[&str], secret: &Path, log: &Path) -> String {
+    use command_fds::{CommandFdExt, FdMapping};
+    let open = |path: &Path, append: bool| -> std::os::fd::OwnedFd {
+        std::fs::OpenOptions::new()
+            .read(!append)
+            .append(append)
+            .open(path)
+            .unwrap()
+            .into()
+    };
+    let mut cmd = p.command(args);
+    cmd.fd_mappings(vec![
+        FdMapping {
+            parent_fd: open(Path::new("/"), false),
+            child_fd: 3,
+        },
+        FdMapping {
+            parent_fd: open(secret, false),
+            child_fd: 9,
+        },
+        FdMapping {
+            parent_fd: open(log, true),
+            child_fd: 200,
+        },
+    ])
+    .unwrap();
+    let run = crate::support::run(cmd.output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::read_to_string(p.path("result/escaped")).unwrap()
+}
+
+/// What a tool tries with descriptors it did not open: list them, read,
+/// list and append through `/proc/self/fd/N`.
+const DESCRIPTOR_PROBE: &str = r#"for f in /proc/self/fd/*; do t=$(readlink "$f") && echo "open ${f##*/} $t"; done
+for n in 3 4 5 6 7 8 9 10 200; do
+  cat /proc/self/fd/$n 2>/dev/null && echo "read $n"
+  ls /proc/self/fd/$n/ >/dev/null 2>&1 && echo "listed $n"
+  (echo pwned >> /proc/self/fd/$n) 2>/dev/null && echo "appended $n"
+done
+true"#;
+
+#[test]
+fn descriptors_kiln_inherits_never_reach_a_tool() {
+    let scratch = tempfile::tempdir().unwrap();
+    let secret = scratch.path().join("secret");
+    std::fs::write(&secret, "host secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let log = scratch.path().join("log");
+    std::fs::write(&log, "").unwrap();
+    for sandbox in ["hermetic", "off"] {
+        let p = hostile(&format!(
+            "attack = \"exec\"\nscript = '''\n{DESCRIPTOR_PROBE}\n'''\n"
+        ));
+        let seen = kiln_holding_descriptors(&p, &["build", "--sandbox", sandbox], &secret, &log);
+        let open: Vec<&str> = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("open "))
+            .collect();
+        let fds: Vec<&str> = open.iter().filter_map(|l| l.split(' ').next()).collect();
+        assert_eq!(
+            fds,
+            ["0", "1", "2"],
+            "--sandbox={sandbox}: the tool holds descriptors it was not given: {open:?}\n{seen}"
+        );
+        assert!(!seen.contains("host secret"), "--sandbox={sandbox}: {seen}");
+        for verb in ["read", "listed", "appended"] {
+            assert!(
+                !seen.lines().any(|l| l.starts_with(verb)),
+                "--sandbox={sandbox}: {seen}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "", "{sandbox}");
+    }
+}
+
+#[test]
+fn a_fifo_a_tool_leaves_never_blocks_the_recipe_or_kiln() {
+    // A tool (a Go test, say) plants FIFOs where the recipe reads and where
+    // it writes its buildinfo; opened plainly, either blocks for ever, and
+    // wasmtime's deadline cannot interrupt a host call.
+    let p = hostile(
+        "attack = \"exec\"\nscript = 'mkfifo /work/trap /out/buildinfo; ls /work /out'\nwasi_read = \"/work/trap\"\nwasi_write = \"/out/buildinfo\"\n",
+    );
+    let start = std::time::Instant::now();
+    let mut child = p
+        .command(&["build", "--timeout", "20s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = start + std::time::Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kiln was still blocked 90 s after a tool planted FIFOs (--timeout 20s)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let run = crate::support::run(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // The tool did make them…
+    let seen = std::fs::read_to_string(p.path("result/escaped")).unwrap();
+    assert!(
+        seen.contains("trap") && seen.contains("buildinfo"),
+        "{seen}"
+    );
+    // …and the recipe wrote a regular file where the FIFO was.
+    let meta = std::fs::symlink_metadata(p.path("result/buildinfo")).unwrap();
+    assert!(meta.is_file());
+}
+
+#[test]
+fn a_tool_past_the_disk_budget_is_stopped_while_it_runs() {
+    // Eight files of 200 MiB (each under RLIMIT_FSIZE), then a long sleep:
+    // counted only after the exec, the tool would hold 1.6 GB for a minute.
+    let p = hostile(
+        "attack = \"exec\"\nscript = 'for i in 1 2 3 4 5 6 7 8; do truncate -s 200M /work/f$i; done; sleep 60'\n",
+    );
+    let start = std::time::Instant::now();
+    p.kiln(&["build", "--disk", "256M"])
+        .fails_with("disk budget of 256 MiB");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "the tool ran on past the budget: {:?}",
+        start.elapsed()
+    );
+    p.assert_left_only_input("tools");
+}
+
+#[test]
+fn write_files_past_the_budget_writes_nothing() {
+    // Eight copies of a 40 MiB file in one call, with a 64 MiB budget: the
+    // call is refused before it writes, so the recipe never goes on.
+    let p = hostile("attack = \"write-files-big\"\ncount = 40\n");
+    let r = p
+        .kiln(&["build", "--disk", "64M"])
+        .fails_with("disk budget of 64 MiB");
+    assert!(
+        !r.stderr.contains("write-files returned"),
+        "the call wrote past the budget and returned:\n{}",
+        r.stderr
+    );
+    p.assert_left_only_input("tools");
+    // Within the budget, the same call works.
+    let p = hostile("attack = \"write-files-big\"\ncount = 1\n");
+    p.kiln(&["build", "--disk", "64M"]).ok();
+}
+
+#[test]
+fn a_tools_escape_sequences_never_reach_the_terminal_raw() {
+    // A failing tool's output is shown in kiln's error: it tries to set the
+    // window title, clear the screen and rewrite the line.
+    let p = hostile(
+        "attack = \"exec\"\nscript = 'printf \"\\033]0;pwned\\007\\033[2J\\rall good\\342\\200\\256\"; exit 1'\n",
+    );
+    let r = p.kiln(&["build"]).fails_with("tool exited with code 1");
+    for raw in ['\x1b', '\x07', '\r', '\u{202e}'] {
+        assert!(
+            !r.stderr.contains(raw),
+            "{raw:?} reached the terminal raw: {:?}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr
+            .contains("\\x1b]0;pwned\\x07\\x1b[2J\\rall good\\u{202e}"),
+        "{}",
+        r.stderr
+    );
+}

@@ -44,8 +44,20 @@ fn tarball_with(readme: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn project(url: &str, hash: Option<&str>) -> Project {
+/// A project whose user lets kiln download from loopback, as a user with
+/// a local mirror would (the address rule refuses loopback otherwise).
+fn mirror_user() -> Project {
     let p = Project::new();
+    std::fs::write(
+        p.home.path().join("config.toml"),
+        "[fetch]\nallow = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    p
+}
+
+fn project(url: &str, hash: Option<&str>) -> Project {
+    let p = mirror_user();
     let hash = hash
         .map(|h| format!(", hash = \"{h}\""))
         .unwrap_or_default();
@@ -121,7 +133,7 @@ fn lock_update_re_pins_what_changed_upstream() {
 fn prefetch_prints_the_hash_a_build_then_accepts() {
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let url = serve(tarball(), hits.clone());
-    let tmp = Project::new();
+    let tmp = mirror_user();
     let r = tmp
         .kiln(&["prefetch", "--unpack", &format!("{url}/pkg-1.0.tar.gz")])
         .ok();
@@ -159,6 +171,44 @@ fn a_wrong_hash_names_the_input_its_location_and_the_fix() {
         !p.store_entries().iter().any(|e| e.ends_with("-pkg")),
         "unverified content reached the store"
     );
+}
+
+#[test]
+fn a_pin_is_compared_in_full_even_when_the_store_has_a_near_match() {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = serve(tarball(), hits);
+    let tmp = mirror_user();
+    let r = tmp
+        .kiln(&["prefetch", "--unpack", &format!("{url}/pkg-1.0.tar.gz")])
+        .ok();
+    let hash = r.stdout.trim().lines().last().unwrap().to_string();
+    let p = project(&url, Some(&hash));
+    p.kiln(&["build"]).ok();
+    // One character near the start of the SRI: the first bytes of the
+    // digest, which a store name (160 bits) does not show.
+    let mut wrong = hash.clone().into_bytes();
+    wrong[7] = if wrong[7] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let near =
+        |h: &str| kiln_core::hash::Sha256Hash::parse(h).unwrap().to_nix32()[..32].to_string();
+    assert_eq!(
+        near(&wrong),
+        near(&hash),
+        "the test needs a hash with the same store name"
+    );
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    std::fs::write(p.path("kiln.toml"), toml.replace(&hash, &wrong)).unwrap();
+    let r = p
+        .kiln(&["build"])
+        .fails_with("hash mismatch for input 'pkg'");
+    assert!(
+        r.stderr.contains(&format!("specified {wrong}")),
+        "{}",
+        r.stderr
+    );
+    // Nor does audit or verify take the wrong pin for the stored content.
+    std::fs::write(p.path("kiln.toml"), toml).unwrap();
+    p.kiln(&["build"]).ok();
 }
 
 #[test]

@@ -244,13 +244,6 @@ fn signatures_verify_with_openssl(
         .output()
         .unwrap())
     .ok();
-    let hex = digest.trim_start_matches("sha256:");
-    assert!(
-        r.stderr.contains(&format!("sha256-{hex}.sig")),
-        "{}",
-        r.stderr
-    );
-
     let manifest = |tag: &str| -> serde_json::Value {
         let raw = run(Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false", "--creds", creds])
@@ -290,6 +283,40 @@ fn signatures_verify_with_openssl(
     };
     let b64 = |s: &str| data_encoding::BASE64.decode(s.as_bytes()).unwrap();
 
+    // Every digest a client can reach from the tag: the index, and each
+    // platform's manifest (what containers/image verifies after it picked
+    // one), carries a signature and the attestations.
+    let index = manifest("kiln");
+    let mut reachable = vec![digest.to_string()];
+    reachable.extend(
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_string()),
+    );
+    assert_eq!(reachable.len(), 3, "{index}");
+    for digest in &reachable {
+        let hex = digest.trim_start_matches("sha256:");
+        assert!(
+            r.stderr.contains(&format!("sha256-{hex}.sig")),
+            "{}",
+            r.stderr
+        );
+        check_signed(digest, &manifest, &blob, &verify, &b64);
+    }
+}
+
+/// The `.sig` and `.att` artifacts of `digest` hold what cosign and
+/// containers/image read, signed by the key `verify` checks with.
+fn check_signed(
+    digest: &str,
+    manifest: &dyn Fn(&str) -> serde_json::Value,
+    blob: &dyn Fn(&str) -> Vec<u8>,
+    verify: &dyn Fn(&[u8], &[u8]) -> bool,
+    b64: &dyn Fn(&str) -> Vec<u8>,
+) {
+    let hex = digest.trim_start_matches("sha256:");
     // The signature: a simple-signing payload naming the pushed digest.
     let sig = manifest(&format!("sha256-{hex}.sig"));
     let layer = &sig["layers"][0];

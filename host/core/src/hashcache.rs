@@ -38,7 +38,8 @@ pub fn hash_cached(
     let cache_file = cache_dir.join(Sha256Hash(id.finalize().into()).to_hex());
 
     let fingerprint = fingerprint(&abs, filter)?;
-    if let Ok(text) = fs::read_to_string(&cache_file)
+    if let Ok(text) =
+        crate::sidefile::read_to_string(&cache_file, crate::sidefile::Links::Refuse, 4096)
         && let Some((fp, hash)) = text.split_once(' ')
         && fp == fingerprint.to_hex()
         && let Ok(hash) = Sha256Hash::parse(hash.trim())

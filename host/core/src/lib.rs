@@ -6,6 +6,7 @@
 //! * [`nar`]: the NAR serialisation and the Nix-compatible tree hash;
 //! * [`listing`]: per-file listings of a tree and their differences;
 //! * [`manifest`]: parsing `kiln.toml` into targets, inputs and params;
+//! * [`sidefile`]: kiln.toml, kiln.lock, configs, records: regular files, never blocking;
 //! * [`store`]: the content-addressed store under `$KILN_HOME`;
 //! * [`unpack`]: archives unpacked beneath their directory, bounded.
 //!
@@ -22,5 +23,6 @@ pub mod manifest;
 pub mod nar;
 pub mod nar_restore;
 pub mod pathfilter;
+pub mod sidefile;
 pub mod store;
 pub mod unpack;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! $KILN_HOME/store/<nix32>-<name>     read-only entries: inputs and outputs
+//! $KILN_HOME/digests/<entry>          the whole sha256 an entry is named by
 //! $KILN_HOME/outputs/<key hex>        which entry a build key produced
 //! $KILN_HOME/records/<entry>.json     the build record of an output entry
 //! $KILN_HOME/listings/<entry>.json    an entry's per-file listing (audit --diff)
@@ -15,6 +16,15 @@
 //!
 //! This module is the only one that knows this layout: everyone else asks
 //! [`Store`] for a path.
+//!
+//! An entry's name carries only the first 32 nix32 characters of its hash
+//! (160 bits, as Nix's store paths do), so a name alone cannot say which
+//! hash an entry holds: a pin that differs from it in the other 96 bits has
+//! the same name. Every lookup by hash ([`Store::entry`],
+//! [`Store::find_by_hash`]) therefore compares the whole digest, kept beside
+//! the entry under `digests/` when it is committed; an entry without one
+//! (a store from before) is found by no lookup until a commit of the same
+//! content records it.
 //!
 //! Every write follows one pattern: fill a temp directory under `tmp/`,
 //! make it read-only, fsync, then rename into `store/`. A killed build
@@ -44,6 +54,14 @@ pub enum StoreError {
         path: PathBuf,
         expected: Sha256Hash,
         got: Sha256Hash,
+    },
+    #[error(
+        "{entry} holds sha256:{held}, which shares its name with {wanted}: a hash that differs only past the part a store name shows. Check the hash (kiln hash convert --to hex)"
+    )]
+    NameTaken {
+        entry: PathBuf,
+        held: String,
+        wanted: Sha256Hash,
     },
 }
 
@@ -150,8 +168,43 @@ impl Store {
     }
 
     /// Files that describe an entry and die with it (records, listings).
-    pub fn sidecars(&self, entry: &Path) -> [PathBuf; 2] {
-        [self.record_path(entry), self.listing_path(entry)]
+    pub fn sidecars(&self, entry: &Path) -> [PathBuf; 3] {
+        [
+            self.record_path(entry),
+            self.listing_path(entry),
+            self.digest_path(entry),
+        ]
+    }
+
+    /// Where the whole hash `entry` was committed under is kept.
+    fn digest_path(&self, entry: &Path) -> PathBuf {
+        self.sidecar("digests", entry, "")
+    }
+
+    /// Whether `entry` was committed under exactly `hash` (all 256 bits,
+    /// not only the part its name shows).
+    pub fn holds(&self, entry: &Path, hash: &Sha256Hash) -> bool {
+        let Ok(text) = read_small(&self.digest_path(entry)) else {
+            return false;
+        };
+        text.trim() == hash.to_hex() && fs::symlink_metadata(entry).is_ok()
+    }
+
+    /// Remember that `entry` is named by the whole `hash`; refuse when it
+    /// is already named by another hash that shares its 160-bit name.
+    fn record_digest(&self, entry: &Path, hash: &Sha256Hash) -> Result<(), StoreError> {
+        let path = self.digest_path(entry);
+        match read_small(&path) {
+            Ok(text) if text.trim() == hash.to_hex() => Ok(()),
+            Ok(text) if !text.trim().is_empty() => Err(StoreError::NameTaken {
+                entry: entry.to_path_buf(),
+                held: text.trim().to_string(),
+                wanted: *hash,
+            }),
+            _ => write_atomic(&path, hash.to_hex().as_bytes(), Existing::Replace)
+                .map(|_| ())
+                .map_err(io_at(&path)),
+        }
     }
 
     fn sidecar(&self, dir: &str, entry: &Path, ext: &str) -> PathBuf {
@@ -168,14 +221,21 @@ impl Store {
             .join(format!("{}-{name}", &hash.to_nix32()[..32]))
     }
 
+    /// The entry `<hash>-<name>`, if the store holds it under exactly `hash`.
+    pub fn entry(&self, hash: &Sha256Hash, name: &str) -> Option<PathBuf> {
+        let path = self.entry_path(hash, name);
+        self.holds(&path, hash).then_some(path)
+    }
+
     /// The entry holding content with `hash`, whatever its name.
     pub fn find_by_hash(&self, hash: &Sha256Hash) -> Option<PathBuf> {
         let prefix = format!("{}-", &hash.to_nix32()[..32]);
         fs::read_dir(self.root.join("store"))
             .ok()?
             .filter_map(Result::ok)
-            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .map(|e| e.path())
+            .find(|p| self.holds(p, hash))
     }
 
     /// A fresh staging directory on the store's filesystem, removed on drop.
@@ -247,7 +307,8 @@ impl Store {
     /// Add `staged` (a file or directory in this store's `tmp/`) as the
     /// entry `<hash>-<name>`: make it read-only, fsync it, rename it in.
     /// If the entry exists already, `staged` is discarded and the existing
-    /// entry returned.
+    /// entry returned. `hash` is what the caller computed for `staged` (its
+    /// content hash, or an output's build key), never a hash it was told.
     pub fn commit(
         &self,
         staged: &Path,
@@ -269,6 +330,9 @@ impl Store {
         name: &str,
     ) -> Result<PathBuf, StoreError> {
         let dest = self.entry_path(hash, name);
+        // Named before it exists: a lookup never finds an entry whose
+        // whole hash is unknown.
+        self.record_digest(&dest, hash)?;
         if fs::symlink_metadata(&dest).is_ok() {
             make_writable(staged).ok();
             remove_any(staged).ok();
@@ -304,8 +368,7 @@ impl Store {
         name: &str,
         expected: &Sha256Hash,
     ) -> Result<PathBuf, StoreError> {
-        let dest = self.entry_path(expected, name);
-        if fs::symlink_metadata(&dest).is_ok() {
+        if let Some(dest) = self.entry(expected, name) {
             return Ok(dest);
         }
         let tmp = self.temp_dir("add-")?;
@@ -324,8 +387,12 @@ impl Store {
 
     /// The entry a build with `key` produced, if it is still in the store.
     pub fn lookup_output(&self, key: &Sha256Hash) -> Option<PathBuf> {
-        let name = fs::read_to_string(self.root.join("outputs").join(key.to_hex())).ok()?;
-        let path = self.root.join("store").join(name.trim());
+        let name = read_small(&self.root.join("outputs").join(key.to_hex())).ok()?;
+        let name = name.trim();
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return None;
+        }
+        let path = self.root.join("store").join(name);
         path.exists().then_some(path)
     }
 
@@ -505,6 +572,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], existing: Existing) -> io::Result
             Err(e) => Err(e.error),
         },
     }
+}
+
+/// A sidecar's text (kiln's own small file, never a link or a FIFO).
+fn read_small(path: &Path) -> io::Result<String> {
+    crate::sidefile::read_to_string(path, crate::sidefile::Links::Refuse, 4096)
 }
 
 fn remove_any(path: &Path) -> io::Result<()> {

@@ -18,7 +18,12 @@ pub fn closure(store: &Store, outputs: &[PathBuf]) -> BTreeMap<PathBuf, Option<V
         if out.contains_key(&entry) {
             continue;
         }
-        let bytes = std::fs::read(store.record_path(&entry)).ok();
+        let bytes = kiln_core::sidefile::read(
+            &store.record_path(&entry),
+            kiln_core::sidefile::Links::Refuse,
+            kiln_core::sidefile::limits::RECORD,
+        )
+        .ok();
         if let Ok(rec) = record::read(store, &entry) {
             for input in &rec.inputs {
                 match input.kind {

@@ -52,7 +52,7 @@ impl Ask<'_> {
         // An output's record comes first: it is small, and without a valid
         // one the NAR is not worth downloading.
         let record = match want {
-            Want::Output => {
+            Want::Output { .. } => {
                 let record = self.pull_record(&info, &part)?;
                 check_record(&record, &info.nar_hash)
                     .map_err(|m| self.refused(&format!("{part}.kiln.json"), m))?;
@@ -100,7 +100,9 @@ impl Ask<'_> {
                 format!("describes {}, not {expected_path}…", info.store_path),
             ));
         }
-        if matches!(want, Want::Output) && info.store_path != format!("{expected_path}{name}") {
+        if matches!(want, Want::Output { .. })
+            && info.store_path != format!("{expected_path}{name}")
+        {
             return Err(self.refused(
                 info_rel,
                 format!("describes {}, not target '{name}'", info.store_path),
@@ -124,11 +126,15 @@ impl Ask<'_> {
             };
             return Err(self.refused(info_rel, why));
         }
-        if let Want::Content {
-            is_file_hash: false,
-        } = want
-            && info.nar_hash != *hash
-        {
+        // An entry named by a content hash must have it: a signature says
+        // who made an entry, not that its bytes are what the name promises.
+        let named_by_nar_hash = matches!(
+            want,
+            Want::Content {
+                is_file_hash: false
+            } | Want::Output { fixed: true }
+        );
+        if named_by_nar_hash && info.nar_hash != *hash {
             return Err(self.refused(
                 info_rel,
                 format!(
@@ -175,18 +181,32 @@ impl Ask<'_> {
             .open(&info.url)?
             .ok_or_else(|| bad("missing, though its narinfo names it".into()))?;
         let file = dir.join("nar.file");
+        // FileSize is not signed (Nix's fingerprint covers the NAR, not the
+        // file), so it alone cannot bound the download: a replayed narinfo
+        // could announce a terabyte. The signed NarSize can, with the most
+        // the compression may add to it.
+        let signed_bound = compressed_bound(&info.compression, info.nar_size);
         let limits = DownloadLimits {
-            // One byte more than announced is enough to know it is wrong.
-            max_bytes: info.file_size.saturating_add(1),
+            // One byte more than expected is enough to know it is wrong.
+            max_bytes: info.file_size.min(signed_bound).saturating_add(1),
             stall: self.stall,
+            ..Default::default()
         };
         let bar = indicatif::ProgressBar::hidden();
-        match copy_bounded(reader, &file, &bar, limits) {
+        match copy_bounded(reader, &file, &bar, &limits) {
             Ok(()) => {}
             Err(CopyStop::TooLarge) => {
                 return Err(bad(format!(
-                    "more than the {} bytes the narinfo announces",
-                    info.file_size
+                    "more than the {} bytes the narinfo announces{}",
+                    info.file_size,
+                    if signed_bound < info.file_size {
+                        format!(
+                            ", and than {signed_bound}, the most its signed NarSize ({}) can compress to",
+                            info.nar_size
+                        )
+                    } else {
+                        String::new()
+                    }
                 )));
             }
             Err(CopyStop::Stalled) => {
@@ -248,6 +268,23 @@ impl Ask<'_> {
             )));
         }
         Ok(())
+    }
+}
+
+/// The most bytes a NAR of `nar_size` bytes can take once compressed
+/// with `compression` (zstd's worst case, `ZSTD_compressBound`).
+fn compressed_bound(compression: &str, nar_size: u64) -> u64 {
+    match compression {
+        "none" => nar_size,
+        _ => {
+            let n = nar_size;
+            let small = if n < (128 << 10) {
+                ((128 << 10) - n) >> 11
+            } else {
+                0
+            };
+            n.saturating_add(n >> 8).saturating_add(small)
+        }
     }
 }
 

@@ -38,6 +38,33 @@ pub enum TransportError {
     Unauthorized { url: String, status: u16 },
 }
 
+/// Who named a cache. The user's credentials (netrc, `AWS_*`) go only to
+/// caches the user named, never to one a kiln.toml suggested, even when
+/// the user accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedBy {
+    /// A flag, the environment or the user's config.
+    User,
+    /// A kiln.toml's `[cache]`.
+    Project,
+}
+
+/// Whether `host` (no port) is a loopback name or address.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuse credentials that would cross a network in clear.
+fn clear_text_refused(url: &str, host: &str, what: &str) -> String {
+    format!(
+        "{url}: {what} for {host} would travel in clear text over http://; use https:// (plain HTTP is for caches on loopback)"
+    )
+}
+
 /// A cache's location.
 pub struct Transport {
     kind: Kind,
@@ -78,6 +105,10 @@ pub struct Timeouts {
     pub stall: Duration,
     /// A whole small request (narinfo, record, HEAD).
     pub small_request: Duration,
+    /// A lookup that finds nothing yet takes longer than this: the cache
+    /// is too slow to help (every target would pay it) and is treated as
+    /// down for the run, as an unreachable one is.
+    pub slow_lookup: Duration,
 }
 
 impl Default for Timeouts {
@@ -86,6 +117,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             stall: Duration::from_secs(30),
             small_request: Duration::from_secs(60),
+            slow_lookup: Duration::from_secs(3),
         }
     }
 }
@@ -125,8 +157,9 @@ enum Method {
 }
 
 impl Transport {
-    /// `file:///dir`, `http://…`, `https://…` or `s3://bucket…`.
-    pub fn parse(url: &str, timeouts: Timeouts) -> Result<Self, String> {
+    /// `file:///dir`, `http://…`, `https://…` or `s3://bucket…`, named by
+    /// `named_by` (which decides whether the user's credentials apply).
+    pub fn parse(url: &str, timeouts: Timeouts, named_by: NamedBy) -> Result<Self, String> {
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(format!("{url}: a file:// cache needs an absolute path"));
@@ -137,7 +170,7 @@ impl Transport {
             });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
-            return parse_s3(url, rest, timeouts);
+            return parse_s3(url, rest, timeouts, named_by);
         }
         let rest = url
             .strip_prefix("https://")
@@ -153,12 +186,20 @@ impl Transport {
                 "{url}: credentials do not belong in a cache URL; put them in ~/.netrc (or $NETRC)"
             ));
         }
-        let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+        let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+        let host = parsed.host_str().unwrap_or_default();
         let base = url.trim_end_matches('/').to_string();
+        let auth = match named_by {
+            NamedBy::User => netrc_auth(host),
+            NamedBy::Project => None,
+        };
+        if auth.is_some() && url.starts_with("http://") && !is_loopback_host(host) {
+            return Err(clear_text_refused(url, host, "the netrc login"));
+        }
         Ok(Transport {
             kind: Kind::Http {
                 base: base.clone(),
-                auth: netrc_auth(host),
+                auth,
                 agents: Agents::new(timeouts),
             },
             describe: base,
@@ -258,9 +299,17 @@ impl Transport {
         bulk: bool,
     ) -> Result<Option<Box<dyn Read + Send>>, TransportError> {
         if let Kind::Dir(d) = &self.kind {
-            return match std::fs::File::open(d.join(rel)) {
+            // `rel` comes from the cache (a narinfo's URL): resolved beneath
+            // the cache's directory, never through a link, never a FIFO.
+            use kiln_core::beneath::{BeneathError, Root};
+            let root = Root::open(d).map_err(|e| self.failed(rel, e.to_string()))?;
+            return match root.open_file(Path::new(rel)) {
                 Ok(f) => Ok(Some(Box::new(f))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(BeneathError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
+                }
                 Err(e) => Err(self.failed(rel, e.to_string())),
             };
         }
@@ -355,12 +404,16 @@ mod tests {
 
     #[test]
     fn credentials_in_a_url_are_refused() {
-        let e = Transport::parse("https://u:p@cache.example/x", Timeouts::default())
-            .err()
-            .unwrap_or_default();
+        let e = Transport::parse(
+            "https://u:p@cache.example/x",
+            Timeouts::default(),
+            NamedBy::User,
+        )
+        .err()
+        .unwrap_or_default();
         assert!(e.contains("~/.netrc"), "{e}");
-        assert!(Transport::parse("ftp://bucket", Timeouts::default()).is_err());
-        let e = Transport::parse("s3://b?secret=x", Timeouts::default())
+        assert!(Transport::parse("ftp://bucket", Timeouts::default(), NamedBy::User).is_err());
+        let e = Transport::parse("s3://b?secret=x", Timeouts::default(), NamedBy::User)
             .err()
             .unwrap_or_default();
         assert!(e.contains("unknown parameter"), "{e}");
@@ -371,6 +424,7 @@ mod tests {
         let t = Transport::parse(
             "s3://team-cache/kiln?endpoint=http://127.0.0.1:9000&region=eu-west-1",
             Timeouts::default(),
+            NamedBy::User,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.describe(), "s3://team-cache/kiln");

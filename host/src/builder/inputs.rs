@@ -93,10 +93,10 @@ pub(super) fn resolve(
                 pins.check(b.manifest, t, &input.name, Some(specified), at, got)?;
             }
             let origin = origin_of(path, &b.manifest.dir);
-            let entry = b.store.entry_path(&got, &input.name);
-            if entry.exists() {
+            if let Some(entry) = b.store.entry(&got, &input.name) {
                 return Ok(resolved(input, got, entry, InputKind::Path, origin));
             }
+            let entry = b.store.entry_path(&got, &input.name);
             // Copied in only if the target is built here (not found or pulled).
             Ok(ResolvedInput {
                 name: input.name.clone(),
@@ -158,7 +158,7 @@ pub(super) fn resolve(
                 &input.name,
                 pinned,
                 b.opts.progress,
-                b.opts.download,
+                &b.opts.download,
             ) {
                 Ok(f) => f,
                 // Report it as every other mismatch: where the pin is and the fix.
@@ -256,7 +256,7 @@ impl Ctx<'_> {
                 &r.name,
                 Some(r.hash),
                 self.opts.progress,
-                self.opts.download,
+                &self.opts.download,
             );
             r.entry = match fetched {
                 Ok(f) => f.entry,

@@ -5,7 +5,6 @@
 //! so two identical builds write identical records (minus `timing`). No
 //! absolute host path appears: path inputs are named relative to kiln.toml.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -218,8 +217,11 @@ impl BuildRecord {
 /// deletes it with the entry).
 fn input_listing(store: &Store, entry: &Path) -> Result<Vec<FileEntry>, NarError> {
     let cache = store.listing_path(entry);
-    if let Ok(bytes) = fs::read(&cache)
-        && let Ok(listing) = serde_json::from_slice(&bytes)
+    if let Ok(bytes) = kiln_core::sidefile::read(
+        &cache,
+        kiln_core::sidefile::Links::Refuse,
+        kiln_core::sidefile::limits::LISTING,
+    ) && let Ok(listing) = serde_json::from_slice(&bytes)
     {
         return Ok(listing);
     }
@@ -246,7 +248,11 @@ pub fn write(store: &Store, entry: &Path, record: &BuildRecord) -> std::io::Resu
 /// The record of `entry`.
 pub fn read(store: &Store, entry: &Path) -> std::io::Result<BuildRecord> {
     let path = record_path(store, entry);
-    let text = fs::read(&path)?;
+    let text = kiln_core::sidefile::read(
+        &path,
+        kiln_core::sidefile::Links::Refuse,
+        kiln_core::sidefile::limits::RECORD,
+    )?;
     serde_json::from_slice(&text)
         .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
 }

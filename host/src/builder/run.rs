@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use kiln_core::hash::Sha256Hash;
 use kiln_core::store::StoreError;
 
 use super::record::BuildRecord;
@@ -60,7 +61,7 @@ impl Ctx<'_> {
                     dir: staging.path().join("caches"),
                 }
             } else {
-                self.tool_cache(t)
+                self.tool_cache(t, &job.recipe_hash)
             },
             // --fetch-unpinned keeps nothing it fetched.
             fetch_store: (!self.opts.fetch_unpinned).then(|| self.store.clone()),
@@ -109,9 +110,18 @@ impl Ctx<'_> {
 
 impl Ctx<'_> {
     /// Where target `t` of this project keeps its tool caches.
-    fn tool_cache(&self, t: &kiln_core::manifest::Target) -> CachePlan {
+    /// Where `t`'s kept tool caches live: one directory per project, target
+    /// and recipe. The recipe's hash is part of it: a recipe replaced under
+    /// the same name (a local `.wasm` rebuilt, `kiln run` of another file
+    /// at the same path) never inherits what the old one's tools wrote.
+    fn tool_cache(&self, t: &kiln_core::manifest::Target, recipe: &Sha256Hash) -> CachePlan {
         let project = fs::canonicalize(&self.manifest.dir).unwrap_or(self.manifest.dir.clone());
-        let owner = format!("{}\n{}\n", project.display(), t.name);
+        let owner = format!(
+            "{}\n{}\nrecipe {}\n",
+            project.display(),
+            t.name,
+            recipe.to_sri()
+        );
         let scope =
             kiln_core::hash::Sha256Hash::of_bytes(format!("kiln tool cache 1\0{owner}").as_bytes());
         CachePlan::Persistent {

@@ -38,7 +38,7 @@ impl Ctx<'_> {
             &self.store,
             &entry_hash,
             &t.name,
-            Want::Output,
+            Want::Output { fixed },
             &check,
             &mut warnings,
         );
@@ -100,7 +100,7 @@ impl Ctx<'_> {
         for m in misses {
             self.note(match m {
                 Miss::Down(e) => format!(
-                    "binary cache unreachable, not asked again in this run: {e}; building here"
+                    "binary cache unreachable or too slow, not asked again in this run: {e}; building here"
                 ),
                 Miss::Refused(e) => format!("{what}: not taken from cache: {e}; building here"),
             });

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use kiln_core::manifest::ProjectCaches;
 use serde::Deserialize;
 
-use crate::binary_cache::{PublicKey, Substituters, Timeouts, Transport};
+use crate::binary_cache::{NamedBy, PublicKey, Substituters, Timeouts, Transport};
 use crate::cli::args::SubstituteArgs;
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,11 +34,60 @@ struct CacheTable {
     stall_timeout: Option<String>,
 }
 
+/// `[fetch]`: where kiln's own downloads may go besides what the address
+/// rule admits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FetchTable {
+    /// Addresses or ranges (`127.0.0.1`, `10.20.0.0/16`) of mirrors the
+    /// user trusts although the address rule refuses them.
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserConfig {
     #[serde(default)]
     cache: CacheTable,
+    #[serde(default)]
+    fetch: FetchTable,
+}
+
+fn read_user_config() -> anyhow::Result<(UserConfig, String)> {
+    let path = config_path();
+    let mut cfg = UserConfig::default();
+    if let Some(path) = &path
+        && let Ok(text) = kiln_core::sidefile::read_to_string(
+            path,
+            kiln_core::sidefile::Links::Follow,
+            kiln_core::sidefile::limits::TEXT,
+        )
+    {
+        cfg = toml::from_str(&text)
+            .with_context(|| format!("{}: not a valid kiln config", path.display()))?;
+    }
+    Ok((
+        cfg,
+        path.map(|p| p.display().to_string()).unwrap_or_default(),
+    ))
+}
+
+/// The addresses kiln's downloads may reach beyond the address rule:
+/// `[fetch] allow` in the user's config plus `--allow-fetch-from`.
+pub fn fetch_allow(
+    flags: &[crate::addresses::Cidr],
+) -> anyhow::Result<crate::addresses::AllowList> {
+    let (cfg, shown) = read_user_config()?;
+    let mut all = flags.to_vec();
+    for entry in &cfg.fetch.allow {
+        all.push(
+            entry
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{shown}: fetch.allow: {e}"))?,
+        );
+    }
+    Ok(crate::addresses::AllowList(all))
 }
 
 /// Binary-cache settings from the config file and the environment.
@@ -67,16 +116,8 @@ fn config_path() -> Option<PathBuf> {
 /// `KILN_TRUSTED_PUBLIC_KEYS` (whitespace-separated), `KILN_PUSH_TO` and
 /// `KILN_SIGNING_KEY`.
 pub fn load() -> anyhow::Result<CacheSettings> {
-    let mut table = CacheTable::default();
-    let path = config_path();
-    if let Some(path) = &path
-        && let Ok(text) = std::fs::read_to_string(path)
-    {
-        let cfg: UserConfig = toml::from_str(&text)
-            .with_context(|| format!("{}: not a valid kiln config", path.display()))?;
-        table = cfg.cache;
-    }
-    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let (cfg, shown) = read_user_config()?;
+    let table = cfg.cache;
     let duration = |what: &str, v: &Option<String>, default: Duration| match v {
         None => Ok(default),
         Some(t) => humantime::parse_duration(t).with_context(|| {
@@ -139,10 +180,18 @@ pub fn substituters(
             project.substituters.join(", ")
         ));
     }
-    let mut unique = Vec::new();
-    for u in urls {
+    // The user's own caches come first; a URL both name is the user's.
+    let users = args.substituters.len() + settings.substituters.len();
+    let mut unique: Vec<String> = Vec::new();
+    let mut named_by = Vec::new();
+    for (i, u) in urls.into_iter().enumerate() {
         if !unique.contains(&u) {
             unique.push(u);
+            named_by.push(if i < users {
+                NamedBy::User
+            } else {
+                NamedBy::Project
+            });
         }
     }
     if unique.is_empty() {
@@ -160,7 +209,8 @@ pub fn substituters(
     }
     let caches = unique
         .iter()
-        .map(|u| Transport::parse(u, settings.timeouts).map_err(anyhow::Error::msg))
+        .zip(named_by)
+        .map(|(u, by)| Transport::parse(u, settings.timeouts, by).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok((
         Some(Arc::new(Substituters::new(

@@ -21,7 +21,7 @@ use kiln_core::manifest::{Manifest, parse_manifest};
 use kiln_core::store::Store;
 
 use super::args::{
-    BuildArgs, BuildFlags, Cli, Command, HashCommand, ImageCommand, LockArgs, PrefetchArgs,
+    BuildArgs, BuildFlags, Cli, Command, FileArg, HashCommand, ImageCommand, LockArgs, PrefetchArgs,
 };
 use super::{kiln_home, progress_enabled};
 use crate::builder::{BuildOptions, Builder, Mode};
@@ -54,7 +54,7 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
-                print!("{}", crate::image::render(&summary));
+                out!("{}", crate::image::render(&summary));
             }
             Ok(())
         }
@@ -79,7 +79,8 @@ fn load_manifest(file: Option<&Path>) -> anyhow::Result<Manifest> {
         Some(f) => f.to_path_buf(),
         None => PathBuf::from("kiln.toml"),
     };
-    let text = fs::read_to_string(&file).with_context(|| {
+    use kiln_core::sidefile::{self, Links, limits};
+    let text = sidefile::read_to_string(&file, Links::Follow, limits::TEXT).with_context(|| {
         if file == Path::new("kiln.toml") {
             "no kiln.toml in this directory; run kiln where one is, or pass -f path/to/kiln.toml"
                 .to_string()
@@ -106,15 +107,15 @@ fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         let secs = started.elapsed().as_secs_f64();
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         match &result {
-            Ok(()) => eprintln!("[watch {now}] built in {secs:.2} s; waiting for changes"),
-            Err(e) => eprintln!(
-                "[watch {now}] failed after {secs:.2} s: {e:#}\n[watch] waiting for changes"
-            ),
+            Ok(()) => errln!("[watch {now}] built in {secs:.2} s; waiting for changes"),
+            Err(e) => {
+                errln!("[watch {now}] failed after {secs:.2} s: {e:#}\n[watch] waiting for changes")
+            }
         }
         let changed = armed.wait(std::time::Duration::from_millis(150))?;
         if !quiet {
             let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
-            eprintln!("[watch] changed: {}", names.join(", "));
+            errln!("[watch] changed: {}", names.join(", "));
         }
     }
 }
@@ -159,6 +160,7 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let how = BuildHow {
         flags: &a.flags,
         allow_paths: &a.file.allow_paths,
+        allow_fetch_from: &a.file.allow_fetch_from,
         locked: a.locked,
         push: a.push,
     };
@@ -169,6 +171,7 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
 struct BuildHow<'a> {
     flags: &'a BuildFlags,
     allow_paths: &'a [PathBuf],
+    allow_fetch_from: &'a [crate::addresses::Cidr],
     locked: bool,
     push: bool,
 }
@@ -219,21 +222,22 @@ fn build_targets(
         allow_paths: how.allow_paths.to_vec(),
         download: crate::fetch::DownloadLimits {
             max_bytes: a.max_download as u64,
+            allow: super::cache_config::fetch_allow(how.allow_fetch_from)?,
             ..Default::default()
         },
     };
     if let (Some(note), false) = (cache_note, quiet) {
-        eprintln!("note: {note}");
+        errln!("note: {note}");
     }
     if opts.sandbox == SandboxMode::Off && !quiet {
-        eprintln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
+        errln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
     }
     let store = open_store()?;
     let mut builder = Builder::new(store.clone(), manifest, opts)?;
     let result = builder.build(targets);
     if !quiet {
         for note in builder.take_notes() {
-            eprintln!("note: {note}");
+            errln!("note: {note}");
         }
     }
     let built = result?;
@@ -280,8 +284,8 @@ fn build_targets(
                 (false, false) => "",
             };
             match &link {
-                Some(l) => println!("{}: {} -> {}{how}", b.target, l, b.entry.display()),
-                None => println!("{}: {}{how}", b.target, b.entry.display()),
+                Some(l) => outln!("{}: {} -> {}{how}", b.target, l, b.entry.display()),
+                None => outln!("{}: {}{how}", b.target, b.entry.display()),
             }
         }
     }
@@ -334,7 +338,7 @@ fn hash(h: HashCommand) -> anyhow::Result<()> {
             } else {
                 kiln_core::nar::hash_path(&path)?
             };
-            println!("{}", hash.to_format(format.into()));
+            outln!("{}", hash.to_format(format.into()));
         }
         HashCommand::File { path, format } => {
             let meta =
@@ -349,11 +353,11 @@ fn hash(h: HashCommand) -> anyhow::Result<()> {
                 fs::File::open(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let hash =
                 Sha256Hash::of_reader(f).with_context(|| format!("reading {}", path.display()))?;
-            println!("{}", hash.to_format(format.into()));
+            outln!("{}", hash.to_format(format.into()));
         }
         HashCommand::Convert { to, hash } => {
             let parsed = Sha256Hash::parse(&hash)?;
-            println!("{}", parsed.to_format(to.into()));
+            outln!("{}", parsed.to_format(to.into()));
         }
     }
     Ok(())
@@ -387,6 +391,7 @@ fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
     let (hash, entry) = if let Some(url) = fetch_url {
         let limits = crate::fetch::DownloadLimits {
             max_bytes: a.max_download as u64,
+            allow: super::cache_config::fetch_allow(&a.allow_fetch_from)?,
             ..Default::default()
         };
         let f = crate::fetch::fetch(
@@ -396,7 +401,7 @@ fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
             &name,
             None,
             progress_enabled(quiet),
-            limits,
+            &limits,
         )?;
         (f.hash, f.entry)
     } else {
@@ -409,9 +414,9 @@ fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
         (hash, entry)
     };
     if !quiet {
-        eprintln!("added {}", entry.display());
+        errln!("added {}", entry.display());
     }
-    println!("{}", hash.to_format(format));
+    outln!("{}", hash.to_format(format));
     Ok(())
 }
 
@@ -464,7 +469,7 @@ fn resolving_options(
     mode: Mode,
     sandbox: SandboxMode,
     quiet: bool,
-    allow_paths: &[PathBuf],
+    file: &FileArg,
 ) -> anyhow::Result<BuildOptions> {
     Ok(BuildOptions {
         mode,
@@ -479,19 +484,17 @@ fn resolving_options(
         fetch_unpinned: false,
         tool_caches: true,
         substituters: None,
-        allow_paths: allow_paths.to_vec(),
-        download: Default::default(),
+        allow_paths: file.allow_paths.clone(),
+        download: crate::fetch::DownloadLimits {
+            allow: super::cache_config::fetch_allow(&file.allow_fetch_from)?,
+            ..Default::default()
+        },
     })
 }
 
 fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
     let manifest = load_manifest(a.file.file.as_deref())?;
-    let opts = resolving_options(
-        Mode::Build,
-        SandboxMode::Hermetic,
-        quiet,
-        &a.file.allow_paths,
-    )?;
+    let opts = resolving_options(Mode::Build, SandboxMode::Hermetic, quiet, &a.file)?;
     if let Some(input) = a.update.as_deref().filter(|i| !i.is_empty()) {
         let mut known: Vec<&str> = manifest
             .targets
@@ -519,7 +522,7 @@ fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
     let targets: Vec<String> = manifest.targets.keys().cloned().collect();
     builder.lock_inputs(&targets)?;
     if !quiet {
-        eprintln!("{} is up to date", manifest.dir.join("kiln.lock").display());
+        errln!("{} is up to date", manifest.dir.join("kiln.lock").display());
     }
     Ok(())
 }

@@ -52,7 +52,12 @@ impl Credentials {
             files.push(PathBuf::from(h).join(".docker/config.json"));
         }
         files.iter().find_map(|f| {
-            let text = std::fs::read_to_string(f).ok()?;
+            let text = kiln_core::sidefile::read_to_string(
+                f,
+                kiln_core::sidefile::Links::Follow,
+                kiln_core::sidefile::limits::TEXT,
+            )
+            .ok()?;
             from_auth_file(&text, registry)
         })
     }

@@ -105,10 +105,11 @@ impl Client {
                 match body {
                     Body::Bytes(b) => r.send(b),
                     Body::File(path) => {
-                        let f = std::fs::File::open(path).map_err(|e| RegistryError::Layout {
-                            path: path.display().to_string(),
-                            message: e.to_string(),
-                        })?;
+                        let f = kiln_core::sidefile::open(path, kiln_core::sidefile::Links::Refuse)
+                            .map_err(|e| RegistryError::Layout {
+                                path: path.display().to_string(),
+                                message: e.to_string(),
+                            })?;
                         r.send(f)
                     }
                 }

@@ -3,7 +3,6 @@
 //! them (children first) and the top descriptor the tag names. Every digest
 //! is checked against its blob before it is sent anywhere.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -72,7 +71,12 @@ impl Layout {
             message,
         };
         let index_path = dir.join("index.json");
-        let text = fs::read(&index_path).map_err(|e| {
+        let text = kiln_core::sidefile::read(
+            &index_path,
+            kiln_core::sidefile::Links::Refuse,
+            kiln_core::sidefile::limits::TEXT,
+        )
+        .map_err(|e| {
             bad(
                 &index_path,
                 format!("{e} (is this an image's oci/ directory?)"),
@@ -131,7 +135,12 @@ impl Layout {
     /// A blob's bytes (manifests and indexes are small).
     pub fn blob(&self, digest: &str) -> Result<Vec<u8>, RegistryError> {
         let path = self.blob_path(digest);
-        fs::read(&path).map_err(|e| RegistryError::Layout {
+        kiln_core::sidefile::read(
+            &path,
+            kiln_core::sidefile::Links::Refuse,
+            kiln_core::sidefile::limits::TEXT,
+        )
+        .map_err(|e| RegistryError::Layout {
             path: path.display().to_string(),
             message: e.to_string(),
         })

@@ -111,6 +111,31 @@ pub(super) fn write_files(fs: &GuestFs<'_>, plans: &[Plan], deadline: Instant) -
     }
 }
 
+/// The bytes `plans` would write, all files together: checked against
+/// the disk budget before the first byte is written.
+pub(super) fn planned_bytes(fs: &GuestFs<'_>, plans: &[Plan]) -> Result<u64, Stop> {
+    let mut total = 0u64;
+    for plan in plans {
+        for (i, piece) in plan.pieces.iter().enumerate() {
+            let n = match piece {
+                Piece::Bytes(b) => b.len() as u64,
+                Piece::Range(r) => {
+                    open_range(fs, &r.path, r.offset, r.length, i)
+                        .map_err(|e| match e {
+                            Stop::Failed(e) => {
+                                Stop::Failed(prefixed(&format!("writing {}", plan.path), e))
+                            }
+                            t => t,
+                        })?
+                        .1
+                }
+            };
+            total = total.saturating_add(n);
+        }
+    }
+    Ok(total)
+}
+
 /// Files written at the same time must not overlap: no path twice, and no
 /// range read from a file the same call writes.
 fn check_plans(plans: &[Plan]) -> Result<(), Stop> {

@@ -233,7 +233,7 @@ pub(super) fn prefixed(prefix: &str, e: FsError) -> FsError {
     }
 }
 
-/// Why [`disk_usage`] stopped.
+/// Why [`measure_tool_dirs`] stopped.
 #[derive(Debug)]
 pub(super) enum UsageStop {
     /// More than the limit: the bytes counted when it was passed.
@@ -246,7 +246,14 @@ pub(super) enum UsageStop {
 /// its apparent size, as it would in an archive or on another disk),
 /// without following symlinks; stops as soon as the total passes `limit` or
 /// the deadline passes.
-pub(super) fn disk_usage(
+///
+/// `roots` are directories tools write (`/work`, `/out`, tool caches, a
+/// fixed-output directory), walked after every exec: a FIFO, socket or
+/// device found there is removed on the spot. Such a file holds no data,
+/// and opened later — by the recipe through WASI, by a files call, by the
+/// next tool — it could block until someone writes to it, which wasmtime's
+/// deadline cannot interrupt.
+pub(super) fn measure_tool_dirs(
     roots: &[&Path],
     limit: u64,
     deadline: std::time::Instant,
@@ -262,6 +269,12 @@ pub(super) fn disk_usage(
         }
         let meta = std::fs::symlink_metadata(p)
             .map_err(|e| UsageStop::Io(format!("{}: {e}", p.display())))?;
+        let t = meta.file_type();
+        if !(t.is_dir() || t.is_file() || t.is_symlink()) {
+            return std::fs::remove_file(p).map_err(|e| {
+                UsageStop::Io(format!("removing the special file {}: {e}", p.display()))
+            });
+        }
         *total = total.saturating_add(meta.len());
         if *total > limit {
             return Err(UsageStop::TooLarge(*total));

@@ -23,7 +23,7 @@ use super::bindings::kiln::recipe::types::Error as FsError;
 use super::bindings::kiln::recipe::{assemble, files, log, target, types};
 use super::copy::CopyStop;
 use super::guest_fs::GuestFs;
-use super::guest_fs::{UsageStop, disk_usage};
+use super::guest_fs::{UsageStop, measure_tool_dirs};
 use super::{RecipeError, RecipeRun, RunInput, RunReport};
 use crate::sandbox::SandboxMode;
 use kiln_core::hash::Sha256Hash;
@@ -174,7 +174,7 @@ impl HostState {
         };
         let mut dirs: Vec<&Path> = vec![&self.work_dir, &self.out_dir];
         dirs.extend(caches.iter().map(|d| d.as_path()));
-        match disk_usage(&dirs, self.limits.disk_bytes, self.deadline) {
+        match measure_tool_dirs(&dirs, self.limits.disk_bytes, self.deadline) {
             Ok(_) => Ok(()),
             Err(UsageStop::TooLarge(bytes)) => Err(self.trap(RecipeError::DiskLimit {
                 target: self.target.clone(),
@@ -264,7 +264,7 @@ impl files::Host for HostState {
     fn copy(&mut self, src: String, dst: String) -> wasmtime::Result<Result<(), FsError>> {
         self.check_deadline()?;
         let dirs: [&Path; 2] = [&self.work_dir, &self.out_dir];
-        let used = match disk_usage(&dirs, self.limits.disk_bytes, self.deadline) {
+        let used = match measure_tool_dirs(&dirs, self.limits.disk_bytes, self.deadline) {
             Ok(used) => used,
             Err(stop) => {
                 // Past the budget or the deadline: this traps.
@@ -303,6 +303,28 @@ impl assemble::Host for HostState {
 
     fn write_files(&mut self, files: Vec<assemble::File>) -> wasmtime::Result<Result<(), FsError>> {
         self.check_deadline()?;
+        // The budget is checked before writing, not after: one call could
+        // otherwise put any amount on the host's disk first.
+        let planned = match super::assemble::planned_bytes(&self.guest_fs(), &files) {
+            Ok(n) => n,
+            Err(e) => return self.assembly_result(Err(e)),
+        };
+        let dirs: [&Path; 2] = [&self.work_dir, &self.out_dir];
+        let used = match measure_tool_dirs(&dirs, self.limits.disk_bytes, self.deadline) {
+            Ok(used) => used,
+            Err(_) => {
+                // Past the budget or the deadline: this traps.
+                self.check_disk(false)?;
+                0
+            }
+        };
+        if used.saturating_add(planned) > self.limits.disk_bytes {
+            return Err(self.trap(RecipeError::DiskLimit {
+                target: self.target.clone(),
+                bytes: used.saturating_add(planned),
+                limit: self.limits.disk_bytes,
+            }));
+        }
         let r = super::assemble::write_files(&self.guest_fs(), &files, self.deadline);
         self.assembly_result(r)
     }
@@ -332,7 +354,11 @@ impl log::Host for HostState {
             log::Level::Error => Level::Error,
         };
         if self.echo.is_some_and(|min| level >= min) {
-            eprintln!("[{}] {message}", self.target);
+            // A recipe's message is untrusted text on its way to a terminal.
+            eprintln!(
+                "{}",
+                crate::terminal::safe(&format!("[{}] {message}", self.target))
+            );
         }
         self.report().log.push(LogLine {
             level: level.into(),

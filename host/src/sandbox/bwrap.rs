@@ -121,7 +121,8 @@ pub(super) fn start(spec: &SandboxSpec) -> Result<Pending, SandboxError> {
     cmd.env_clear();
     cmd.fd_mappings(mappings)
         .map_err(|e| unavailable("passing descriptors to bwrap", &e))?;
-    let child = super::spawn_piped(cmd, &spec.program)?;
+    let kept: Vec<i32> = [INFO_FD, BLOCK_FD].into_iter().chain(seccomp_fds).collect();
+    let child = super::spawn_piped(cmd, &spec.program, &kept)?;
     let sandbox_pid = read_child_pid(info_r);
     Ok(Pending {
         child,
@@ -230,7 +231,9 @@ pub fn available() -> Result<PathBuf, String> {
                 )
                 .find(|p| p.is_file())
                 .ok_or_else(|| "bubblewrap (bwrap) is not installed".to_string())?;
-            let out = Command::new(&path)
+            let mut probe = Command::new(&path);
+            crate::descriptors::keep_only(&mut probe, &[]);
+            let out = probe
                 .args([
                     "--unshare-all",
                     "--die-with-parent",

@@ -10,6 +10,12 @@
 //! itself does not stay there. On drop, kiln waits for the cgroups to empty
 //! (the sandbox's pid namespace took its processes down) and removes them.
 //!
+//! The sandboxes of one kiln process sit together under one parent cgroup,
+//! `kiln-<pid>`, that carries the same limits: a build's tools get one
+//! budget of processes and memory (tmpfs pages included) however many run
+//! at once (`exec-all`, `-j`), not one per sandbox. The parent exists while
+//! a sandbox does.
+//!
 //! Where no writable hierarchy exists (cgroup v2 only, or not root), the
 //! rlimits the bwrap backend sets in the sandbox's own user namespace remain:
 //! `RLIMIT_NPROC` still caps the sandbox's processes, `RLIMIT_AS` each
@@ -17,6 +23,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A controller kiln limits a sandbox with.
@@ -42,6 +49,67 @@ struct Group {
     dir: PathBuf,
     /// The cgroup kiln's threads live in, to go back to after the spawn.
     home: PathBuf,
+    /// The build's parent cgroup this one sits in, if kiln could make it.
+    parent: Option<PathBuf>,
+}
+
+/// The parent cgroup of this process's sandboxes in one hierarchy, and how
+/// many sandbox cgroups it holds now.
+#[derive(Debug)]
+struct Parent {
+    controller: Controller,
+    dir: PathBuf,
+    users: usize,
+    /// The limit written: the largest any sandbox in it asked for (one
+    /// build asks for one; tests in one process may differ).
+    limit: u64,
+}
+
+static PARENTS: Mutex<Vec<Parent>> = Mutex::new(Vec::new());
+
+/// This process's parent cgroup under `home` for `controller`, made (with
+/// `limit` in `file`) if no sandbox holds it now.
+fn hold_parent(controller: Controller, home: &Path, file: &str, limit: &str) -> Option<PathBuf> {
+    let value: u64 = limit.parse().ok()?;
+    let mut parents = PARENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = parents.iter_mut().find(|p| p.controller == controller) {
+        if value > p.limit && fs::write(p.dir.join(file), limit).is_ok() {
+            p.limit = value;
+        }
+        p.users += 1;
+        return Some(p.dir.clone());
+    }
+    let dir = home.join(format!("kiln-{}", std::process::id()));
+    if fs::create_dir(&dir).is_err() && !dir.is_dir() {
+        return None;
+    }
+    if fs::write(dir.join(file), limit).is_err() {
+        let _ = fs::remove_dir(&dir);
+        return None;
+    }
+    if controller == Controller::Memory {
+        let _ = fs::write(dir.join("memory.swappiness"), "0");
+        let _ = fs::write(dir.join("memory.memsw.limit_in_bytes"), limit);
+    }
+    parents.push(Parent {
+        controller,
+        dir: dir.clone(),
+        users: 1,
+        limit: value,
+    });
+    Some(dir)
+}
+
+/// Let go of the parent of `controller`; the last sandbox out removes it.
+fn release_parent(controller: Controller) {
+    let mut parents = PARENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = parents.iter().position(|p| p.controller == controller) {
+        parents[i].users -= 1;
+        if parents[i].users == 0 {
+            let p = parents.remove(i);
+            let _ = fs::remove_dir(&p.dir);
+        }
+    }
 }
 
 /// One sandbox's cgroups: any, all or none of the controllers.
@@ -73,7 +141,7 @@ impl SandboxCgroups {
         ];
         for (controller, file, value) in settings {
             // A group whose limit did not take is dropped, so removed.
-            if let Some(g) = Group::create(controller)
+            if let Some(g) = Group::create(controller, file, &value)
                 && fs::write(g.dir.join(file), &value).is_ok()
             {
                 cg.groups.push(g);
@@ -119,6 +187,8 @@ impl SandboxCgroups {
     /// counts refusals as `max N`).
     pub fn processes_hit(&self) -> Option<u32> {
         let g = self.group(Controller::Pids)?;
+        // cgroup v1 counts a refused fork in the forking cgroup, also when
+        // the build's parent refused it.
         counter(&g.dir.join("pids.events"), "max ").then_some(self.max_processes)
     }
 
@@ -126,6 +196,8 @@ impl SandboxCgroups {
     /// it (`memory.oom_control` counts those as `oom_kill N`).
     pub fn memory_hit(&self) -> Option<u64> {
         let g = self.group(Controller::Memory)?;
+        // Counted in the cgroup of the killed process, also when the
+        // build's parent's limit was the one reached.
         counter(&g.dir.join("memory.oom_control"), "oom_kill ").then_some(self.memory_bytes)
     }
 }
@@ -140,20 +212,29 @@ fn counter(file: &Path, key: &str) -> bool {
 }
 
 impl Group {
-    fn create(controller: Controller) -> Option<Self> {
+    /// A sandbox's cgroup, under this process's parent (holding `limit`
+    /// in `file` for all sandboxes together) where kiln can make one.
+    fn create(controller: Controller, file: &str, limit: &str) -> Option<Self> {
         let (mount, path) = v1_cgroup(controller.name())?;
         let home = mount.join(path.trim_start_matches('/'));
         static N: AtomicU64 = AtomicU64::new(0);
-        let dir = home.join(format!(
-            "kiln-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        fs::create_dir(&dir).ok()?;
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let parent = hold_parent(controller, &home, file, limit);
+        let dir = match &parent {
+            Some(p) => p.join(format!("sandbox-{n}")),
+            None => home.join(format!("kiln-{}-{n}", std::process::id())),
+        };
+        if fs::create_dir(&dir).is_err() {
+            if parent.is_some() {
+                release_parent(controller);
+            }
+            return None;
+        }
         Some(Group {
             controller,
             dir,
             home,
+            parent,
         })
     }
 }
@@ -169,9 +250,12 @@ impl Drop for Group {
         for _ in 0..250 {
             let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
             if procs.trim().is_empty() && fs::remove_dir(&self.dir).is_ok() {
-                return;
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if self.parent.is_some() {
+            release_parent(self.controller);
         }
     }
 }
@@ -214,6 +298,80 @@ fn v1_cgroup(controller: &str) -> Option<(PathBuf, String)> {
 mod tests {
     use super::*;
 
+    /// The build's parent cgroup takes the largest limit of the sandboxes
+    /// in it: tests that set different limits take turns.
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        TURN.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Kill what a test left in `dir` (no pid namespace here to do it).
+    fn kill_all_in(dir: &Path) {
+        for p in fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter_map(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+    }
+
+    fn current(dir: &Path) -> u32 {
+        fs::read_to_string(dir.join("pids.current"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn all_sandboxes_of_a_build_share_one_process_budget() {
+        let _turn = turn();
+        let a = SandboxCgroups::create(30, 1 << 30);
+        let b = SandboxCgroups::create(30, 1 << 30);
+        let (Some(ga), Some(gb)) = (a.group(Controller::Pids), b.group(Controller::Pids)) else {
+            eprintln!(
+                "SKIPPED: no writable cgroup-v1 pids hierarchy here (cgroup v2 only, or not root)"
+            );
+            return;
+        };
+        let parent = ga.parent.clone().expect("a parent cgroup");
+        assert_eq!(gb.parent.as_ref(), Some(&parent), "one parent for both");
+        assert_eq!(
+            fs::read_to_string(parent.join("pids.max")).unwrap().trim(),
+            "30"
+        );
+        // 25 in the first sandbox: under its own limit and the build's.
+        let mut first = sh_inside(
+            &a,
+            "for i in $(seq 25); do sleep 5 & done 2>/dev/null; wait",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // 25 more in the second: under its own limit, not the build's.
+        let mut second = sh_inside(
+            &b,
+            "for i in $(seq 25); do sleep 5 & done 2>/dev/null; wait",
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let (da, db) = (ga.dir.clone(), gb.dir.clone());
+        let total = current(&da) + current(&db);
+        assert!(
+            total <= 30,
+            "{total} processes in two sandboxes under a build limit of 30"
+        );
+        assert_eq!(b.processes_hit(), Some(30));
+        for (child, dir) in [(&mut first, &da), (&mut second, &db)] {
+            let _ = child.kill();
+            let _ = child.wait();
+            kill_all_in(dir);
+        }
+        drop(a);
+        drop(b);
+        assert!(!parent.exists(), "the parent goes with its last sandbox");
+    }
+
     /// `sh -c script`, started inside `cg`.
     fn sh_inside(cg: &SandboxCgroups, script: &str) -> std::process::Child {
         cg.spawn_inside(|| {
@@ -230,6 +388,7 @@ mod tests {
 
     #[test]
     fn a_cgroup_caps_the_processes_of_what_it_spawned() {
+        let _turn = turn();
         let cg = SandboxCgroups::create(20, 1 << 30);
         let Some(pids) = cg.group(Controller::Pids) else {
             eprintln!(
@@ -273,6 +432,7 @@ mod tests {
 
     #[test]
     fn a_memory_cgroup_holds_all_processes_together() {
+        let _turn = turn();
         let cg = SandboxCgroups::create(100, 48 << 20);
         if cg.group(Controller::Memory).is_none() {
             eprintln!(

@@ -28,9 +28,6 @@ use super::SandboxError;
 /// The DNS forwarder slirp4netns offers inside the namespace.
 pub const NAMESERVER: &str = "10.0.2.3";
 
-/// Ranges a sandbox may never reach, besides the host's own addresses.
-const UNREACHABLE: &[&str] = &["169.254.0.0/16", "100.100.100.200/32"];
-
 /// How long slirp4netns may take to configure the namespace.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -77,6 +74,7 @@ impl UserNet {
         }];
         fds.push(owner.mapping().map_err(|e| fail(e.to_string()))?);
         cmd.fd_mappings(fds).map_err(|e| fail(e.to_string()))?;
+        crate::descriptors::keep_only(&mut cmd, &[3, OWNER_FD]);
         let slirp = cmd.spawn().map_err(|e| {
             fail(format!(
                 "slirp4netns does not start ({e}); install it (Debian: apt-get install slirp4netns)"
@@ -190,10 +188,16 @@ fn wait_for_loopback(pid: i32) -> Result<(), String> {
 /// `ip route add unreachable …` inside the sandbox's namespaces.
 fn add_unreachable_routes(pid: i32, owner: &NetOwner) -> Result<(), String> {
     let mut batch = String::new();
-    for r in UNREACHABLE
+    // slirp4netns gives the namespace IPv4 only: the host's IPv4
+    // addresses are the ones to fence off.
+    let own = crate::addresses::host_addresses()
+        .iter()
+        .filter(|a| a.is_ipv4() && !a.is_loopback())
+        .map(|a| format!("{a}/32"));
+    for r in crate::addresses::UNREACHABLE
         .iter()
         .map(|r| r.to_string())
-        .chain(host_addresses().into_iter().map(|a| format!("{a}/32")))
+        .chain(own)
     {
         batch.push_str(&format!("route add unreachable {r}\n"));
     }
@@ -215,6 +219,7 @@ fn add_unreachable_routes(pid: i32, owner: &NetOwner) -> Result<(), String> {
         .stderr(Stdio::piped());
     cmd.fd_mappings(vec![owner.mapping().map_err(|e| e.to_string())?])
         .map_err(|e| e.to_string())?;
+    crate::descriptors::keep_only(&mut cmd, &[OWNER_FD]);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("nsenter does not start: {e} (Debian: util-linux, iproute2)"))?;
@@ -234,39 +239,4 @@ fn add_unreachable_routes(pid: i32, owner: &NetOwner) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The IPv4 addresses of the host's interfaces, loopback aside.
-fn host_addresses() -> Vec<String> {
-    let Ok(out) = Command::new("ip")
-        .args(["-o", "-4", "addr", "show"])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::null())
-        .output()
-    else {
-        return Vec::new();
-    };
-    parse_addresses(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// The addresses in `ip -o -4 addr show` output.
-fn parse_addresses(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            words.find(|w| *w == "inet")?;
-            let addr = words.next()?.split('/').next()?;
-            (!addr.starts_with("127.")).then(|| addr.to_string())
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn host_addresses_are_read_from_ip_output() {
-        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\ x\n";
-        assert_eq!(super::parse_addresses(text), vec!["192.0.2.2"]);
-    }
 }

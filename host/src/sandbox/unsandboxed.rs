@@ -27,7 +27,7 @@ pub(super) fn spawn(spec: &SandboxSpec) -> Result<Child, SandboxError> {
     cmd.env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, rewrite(v))));
     cmd.current_dir(rewrite(&spec.cwd));
-    super::spawn_piped(cmd, &spec.program)
+    super::spawn_piped(cmd, &spec.program, &[])
 }
 
 /// Replace `guest` with `host` wherever it starts a path in `s`: at the

@@ -5,7 +5,10 @@
 //!    `go mod download` runs as a fixed-output step into a module cache whose
 //!    hash must equal `vendor_hash` — the only step with network — and the
 //!    build reads that cache through `GOPROXY=file://…`, with go.sum checked;
-//! 3. run `go test` on the module unless `check = false`;
+//! 3. run `go test` on the module unless `check = false`, with a build
+//!    cache of its own: tests are project code, and what they can write no
+//!    build output may depend on (a test that rewrote the kept build cache
+//!    would ship its code in later builds of any branch);
 //! 4. `go build -trimpath -ldflags=-buildid=` of `packages` (default
 //!    `./...`: every main package becomes a binary) with cgo off, so
 //!    binaries are static and bit-identical wherever they are built, into
@@ -27,8 +30,12 @@ use params::Params;
 const MOD_FETCH: &str = "/work/modfetch";
 /// Where the build reads modules from (`GOPROXY=file://…`).
 const MOD_DOWNLOAD: &str = "/work/modfetch/cache/download";
-/// Where go commands see the target's kept build cache (`cache = true`).
+/// Where go commands see the target's kept build cache (`cache = true`):
+/// written only by `go build` and `go version`, never by a step that runs
+/// project code.
 const GO_CACHE: &str = "/cache/go-build";
+/// Where `go test` sees its own kept cache: test binaries and results.
+const GO_TEST_CACHE: &str = "/cache/go-test";
 
 fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
@@ -109,10 +116,20 @@ fn build() -> Result<()> {
     if p.check {
         // With the kept cache Go may reuse a test result: its key covers the
         // test binary, its environment and the files the test read.
-        let test = if p.cache {
-            go_cmd(&["test", "./..."])
+        let args: &[&str] = if p.cache {
+            &["test", "./..."]
         } else {
-            go_cmd(&["test", "-count=1", "./..."])
+            &["test", "-count=1", "./..."]
+        };
+        let test = Command::new(go.clone())
+            .args(args.iter().copied())
+            .envs(env.iter().cloned())
+            .cwd(module_dir_s.clone());
+        let test = if p.cache {
+            test.env("GOCACHE", GO_TEST_CACHE)
+                .cache(format!("test {}", cache_key(&p)), GO_TEST_CACHE)
+        } else {
+            test.env("GOCACHE", "/work/.cache/go-test")
         }
         .output()?;
         if !test.success() {

@@ -8,7 +8,12 @@ pub(super) fn netrc_auth(host: &str) -> Option<String> {
     let path = std::env::var_os("NETRC")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".netrc")))?;
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = kiln_core::sidefile::read_to_string(
+        &path,
+        kiln_core::sidefile::Links::Follow,
+        kiln_core::sidefile::limits::TEXT,
+    )
+    .ok()?;
     let (login, password) = netrc_lookup(&text, host)?;
     Some(format!(
         "Basic {}",

@@ -2,10 +2,16 @@
 //! (as Nix spells them), credentials from `AWS_*`; every request is a
 //! presigned URL (SigV4, `rusty-s3`) sent through the same agents as HTTP.
 
-use super::{Agents, Kind, Timeouts, Transport};
+use super::{Agents, Kind, NamedBy, Timeouts, Transport};
 
-/// `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`.
-pub(super) fn parse_s3(url: &str, rest: &str, timeouts: Timeouts) -> Result<Transport, String> {
+/// `s3://BUCKET[/PREFIX][?endpoint=URL&region=R]`; the `AWS_*` keys only
+/// when the user named the cache.
+pub(super) fn parse_s3(
+    url: &str,
+    rest: &str,
+    timeouts: Timeouts,
+    named_by: NamedBy,
+) -> Result<Transport, String> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
     if bucket.is_empty() || bucket.contains('@') {
@@ -50,15 +56,25 @@ pub(super) fn parse_s3(url: &str, rest: &str, timeouts: Timeouts) -> Result<Tran
     let endpoint_url: url::Url = endpoint
         .parse()
         .map_err(|e| format!("{url}: endpoint {endpoint:?}: {e}"))?;
-    let bucket_obj = rusty_s3::Bucket::new(endpoint_url, style, bucket.to_string(), region)
+    let bucket_obj = rusty_s3::Bucket::new(endpoint_url.clone(), style, bucket.to_string(), region)
         .map_err(|e| format!("{url}: {e}"))?;
     let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-        (Some(k), Some(s)) => Some(match env("AWS_SESSION_TOKEN") {
+        (Some(k), Some(s)) if named_by == NamedBy::User => Some(match env("AWS_SESSION_TOKEN") {
             Some(t) => rusty_s3::Credentials::new_with_token(k, s, t),
             None => rusty_s3::Credentials::new(k, s),
         }),
         _ => None,
     };
+    if credentials.is_some()
+        && endpoint_url.scheme() == "http"
+        && !super::is_loopback_host(endpoint_url.host_str().unwrap_or_default())
+    {
+        return Err(super::clear_text_refused(
+            url,
+            endpoint_url.host_str().unwrap_or_default(),
+            "requests signed with the AWS_* keys",
+        ));
+    }
     let prefix = prefix.trim_matches('/');
     let prefix = if prefix.is_empty() {
         String::new()

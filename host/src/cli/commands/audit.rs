@@ -31,7 +31,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&d)?);
         } else {
-            print!("{}", audit::render_diff(&d));
+            out!("{}", audit::render_diff(&d));
         }
         return Ok(());
     }
@@ -40,7 +40,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&closures)?);
         } else {
             let trees: Vec<String> = closures.iter().map(audit::render).collect();
-            print!("{}", trees.join("\n"));
+            out!("{}", trees.join("\n"));
         }
         return Ok(());
     }
@@ -55,7 +55,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
         let statement = audit::provenance::statement(&roots)?;
         write_json(file, &statement)?;
         if !quiet {
-            eprintln!(
+            errln!(
                 "wrote SLSA provenance ({} subjects, {} dependencies) to {}",
                 statement["subject"].as_array().map_or(0, Vec::len),
                 statement["predicate"]["buildDefinition"]["resolvedDependencies"]
@@ -69,7 +69,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
         let doc = audit::sbom::document(&roots)?;
         write_json(file, &doc)?;
         if !quiet {
-            eprintln!(
+            errln!(
                 "wrote an SPDX 2.3 SBOM ({} packages) to {}",
                 doc["packages"].as_array().map_or(0, Vec::len),
                 file.display()
@@ -161,7 +161,7 @@ fn entries(store: &Store, a: &AuditArgs, quiet: bool) -> anyhow::Result<Vec<Path
         }
         let opts = crate::builder::BuildOptions {
             source_date_epoch: a.source_date_epoch,
-            ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file.allow_paths)?
+            ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file)?
         };
         let mut builder = Builder::new(store.clone(), m, opts)?;
         for b in builder.build(&targets)? {
@@ -203,7 +203,7 @@ pub(super) fn verify(a: VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for e in &entries {
         if let Some(b) = &bar {
-            b.set_message(e.display().to_string());
+            b.set_message(crate::terminal::safe(&e.display().to_string()).into_owned());
         }
         results.push(audit::verify(&store, e)?);
         if let Some(b) = &bar {
@@ -217,7 +217,7 @@ pub(super) fn verify(a: VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else if !quiet && bad.is_empty() {
-        println!("{} store entries verified: all intact", results.len());
+        outln!("{} store entries verified: all intact", results.len());
     }
     if !bad.is_empty() {
         let lines: Vec<String> = bad

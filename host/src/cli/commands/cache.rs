@@ -25,7 +25,7 @@ fn keygen(name: &str, secret_file: &std::path::Path) -> anyhow::Result<()> {
     }
     let key = SecretKey::generate(name);
     super::write_new_secret(secret_file, &key.to_text())?;
-    println!("{}", key.public().to_text());
+    outln!("{}", key.public().to_text());
     Ok(())
 }
 
@@ -41,10 +41,15 @@ fn destination(
     let key_path = key.or_else(|| settings.signing_key.clone()).context(
         "no signing key: pass --signing-key FILE, or set signing-key in the user config or KILN_SIGNING_KEY (`kiln cache keygen` makes one)",
     )?;
-    let text = std::fs::read_to_string(&key_path)
-        .with_context(|| format!("cannot read the signing key {}", key_path.display()))?;
+    let text = kiln_core::sidefile::read_to_string(
+        &key_path,
+        kiln_core::sidefile::Links::Follow,
+        kiln_core::sidefile::limits::TEXT,
+    )
+    .with_context(|| format!("cannot read the signing key {}", key_path.display()))?;
     let key = SecretKey::parse(&key_path.display().to_string(), &text)?;
-    let cache = Transport::parse(&url, settings.timeouts).map_err(anyhow::Error::msg)?;
+    let cache = Transport::parse(&url, settings.timeouts, crate::binary_cache::NamedBy::User)
+        .map_err(anyhow::Error::msg)?;
     Ok((cache, key))
 }
 
@@ -116,7 +121,7 @@ fn push(
         }
     }
     if !quiet {
-        eprintln!(
+        errln!(
             "pushed {uploaded} store entries to {} ({present} were there already)",
             cache.describe()
         );

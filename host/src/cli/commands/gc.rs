@@ -12,7 +12,7 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let _alone = store.hold_for_gc()?;
     let stale = if a.dry_run { 0 } else { store.clear_staging()? };
     if stale > 0 && !quiet {
-        eprintln!("removed {stale} staging leftovers of interrupted runs");
+        errln!("removed {stale} staging leftovers of interrupted runs");
     }
     let roots = if a.roots.is_empty() {
         vec![PathBuf::from(".")]
@@ -22,7 +22,7 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let plan = crate::gc::plan(&store, &roots)?;
     if a.dry_run {
         for (path, _) in &plan.dead {
-            println!("would delete {}", path.display());
+            outln!("would delete {}", path.display());
         }
     } else {
         crate::gc::delete(&store, &plan)?;
@@ -30,7 +30,7 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let caches = crate::gc::plan_caches(&store, a.cache_max_age, a.cache_max_size as u64);
     if a.dry_run {
         for (path, _) in &caches {
-            println!("would delete tool cache {}", path.display());
+            outln!("would delete tool cache {}", path.display());
         }
     } else {
         crate::gc::delete_caches(&caches)?;
@@ -39,14 +39,14 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
         let verb = if a.dry_run { "would delete" } else { "deleted" };
         if !caches.is_empty() {
             let freed: u64 = caches.iter().map(|(_, n)| n).sum();
-            eprintln!(
+            errln!(
                 "{verb} {} tool caches ({:.1} MiB)",
                 caches.len(),
                 freed as f64 / 1048576.0
             );
         }
         let freed: u64 = plan.dead.iter().map(|(_, n)| n).sum();
-        eprintln!(
+        errln!(
             "{verb} {} store entries ({:.1} MiB); {} kept",
             plan.dead.len(),
             freed as f64 / 1048576.0,

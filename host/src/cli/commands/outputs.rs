@@ -42,7 +42,7 @@ pub(super) fn lookup_outputs(
     };
     let opts = BuildOptions {
         source_date_epoch,
-        ..resolving_options(Mode::Lookup, sandbox.into(), quiet, &file.allow_paths)?
+        ..resolving_options(Mode::Lookup, sandbox.into(), quiet, file)?
     };
     let mut builder = Builder::new(store.clone(), &manifest, opts)?;
     Ok(builder

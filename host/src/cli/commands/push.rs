@@ -39,8 +39,12 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
     let signing = match &a.sign {
         None => None,
         Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the signing key {}", path.display()))?;
+            let pem = kiln_core::sidefile::read_to_string(
+                path,
+                kiln_core::sidefile::Links::Follow,
+                kiln_core::sidefile::limits::TEXT,
+            )
+            .with_context(|| format!("cannot read the signing key {}", path.display()))?;
             Some(registry::Signing {
                 key: ImageKey::from_pem(&path.display().to_string(), &pem)?,
                 attestations: super::audit::attestations_of(&store, &entry)?,
@@ -62,16 +66,18 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
     if !quiet {
-        eprintln!(
+        errln!(
             "pushed {} blob(s), {} already there; tagged {}",
             pushed.uploaded,
             pushed.skipped,
             pushed.tags.join(", ")
         );
     }
-    println!(
+    outln!(
         "{}/{}@{}",
-        reference.registry, reference.repository, pushed.digest
+        reference.registry,
+        reference.repository,
+        pushed.digest
     );
     Ok(())
 }
@@ -80,6 +86,6 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
 pub(super) fn keygen(secret_file: &std::path::Path) -> anyhow::Result<()> {
     let key = ImageKey::generate();
     super::write_new_secret(secret_file, &key.secret_pem()?)?;
-    print!("{}", key.public_pem()?);
+    out!("{}", key.public_pem()?);
     Ok(())
 }

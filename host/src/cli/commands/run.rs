@@ -55,6 +55,7 @@ pub(super) fn run(a: RunArgs, quiet: bool) -> anyhow::Result<()> {
     let how = BuildHow {
         flags: &a.flags,
         allow_paths: &allowed,
+        allow_fetch_from: &[],
         locked: false,
         push: false,
     };
@@ -88,7 +89,12 @@ fn target_name(recipe: &Path) -> String {
 fn read_params(arg: &str) -> anyhow::Result<toml::Value> {
     let (text, from) = match arg.strip_prefix('@') {
         Some(file) => (
-            std::fs::read_to_string(file).with_context(|| format!("reading --params @{file}"))?,
+            kiln_core::sidefile::read_to_string(
+                std::path::Path::new(file),
+                kiln_core::sidefile::Links::Follow,
+                kiln_core::sidefile::limits::TEXT,
+            )
+            .with_context(|| format!("reading --params @{file}"))?,
             format!("--params @{file}"),
         ),
         None => (arg.to_string(), "--params".to_string()),

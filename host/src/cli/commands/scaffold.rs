@@ -74,17 +74,48 @@ pub(super) fn new_recipe(a: NewRecipeArgs, quiet: bool) -> anyhow::Result<()> {
         let text = template
             .replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
-            .replace("{{sdk}}", &sdk.display().to_string())
-            .replace("{{recipe_test}}", &recipe_test.display().to_string());
+            .replace("{{sdk}}", &toml_string(&path_text(&sdk)?))
+            .replace("{{recipe_test}}", &toml_string(&path_text(&recipe_test)?));
         let path = dir.join(rel);
         fs::create_dir_all(path.parent().unwrap_or(&dir))?;
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     if !quiet {
-        eprintln!(
+        errln!(
             "created recipe crate {name} in {}\n  cd {} && cargo test    # builds it for wasm32-wasip2 and runs it under kiln",
             dir.display(),
             dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `s` as a TOML basic string, quotes and escapes included (the toml crate
+/// writes it): no name kiln puts in a generated file can end the string
+/// and add a key or a table.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A path as text for a generated file: UTF-8, no control characters.
+fn path_text(p: &Path) -> anyhow::Result<String> {
+    let text = p.to_str().with_context(|| {
+        format!(
+            "{} is not UTF-8; kiln cannot write it into a file",
+            p.display()
+        )
+    })?;
+    representable(text, "path")?;
+    Ok(text.to_string())
+}
+
+/// Refuse a name with control characters: a generated file could carry it
+/// escaped, but no program or path should be called that.
+fn representable(s: &str, what: &str) -> anyhow::Result<()> {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        bail!(
+            "the {what} {:?} holds the control character {c:?}; rename it (kiln writes only names it can represent plainly)",
+            s
         );
     }
     Ok(())
@@ -109,7 +140,12 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
             manifest.display()
         );
     }
-    let go_mod = fs::read_to_string(root.join("go.mod")).with_context(|| {
+    let go_mod = kiln_core::sidefile::read_to_string(
+        &root.join("go.mod"),
+        kiln_core::sidefile::Links::Follow,
+        kiln_core::sidefile::limits::TEXT,
+    )
+    .with_context(|| {
         format!(
             "no go.mod in {}: kiln init sets up a Go module (run it at the module's root)",
             root.display()
@@ -120,7 +156,12 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
         .find_map(|l| l.trim().strip_prefix("module "))
         .map(|m| m.trim().trim_matches('"').to_string())
         .context("go.mod has no module line")?;
+    representable(&module, "module path in go.mod")?;
     let mains = main_packages(&root, &module)?;
+    for m in &mains {
+        representable(&m.dir, "package directory")?;
+        representable(&m.binary, "binary name")?;
+    }
     if mains.is_empty() {
         bail!(
             "no main package in module {module}: kiln init builds programs (a directory with `package main`)"
@@ -131,7 +172,7 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
     fs::write(&manifest, text).with_context(|| format!("writing {}", manifest.display()))?;
     if !quiet {
         let list: Vec<String> = mains.iter().map(|m| format!("./{}", m.dir)).collect();
-        eprintln!(
+        errln!(
             "wrote kiln.toml: target {name} builds {} with Go (pinned), target image puts /bin/{} in an image\n  kiln build image && podman load -i result-image/image.tar",
             list.join(" "),
             mains[0].binary
@@ -141,13 +182,16 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
 }
 
 fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -> String {
+    // Every string from outside (directory and binary names, the URL and
+    // hash flags) is written by the toml crate; `name` is [A-Za-z0-9_-].
+    let q = toml_string;
     let packages: Vec<String> = mains
         .iter()
         .map(|m| {
             if m.dir == "." {
-                "\".\"".to_string()
+                q(".")
             } else {
-                format!("\"./{}\"", m.dir)
+                q(&format!("./{}", m.dir))
             }
         })
         .collect();
@@ -155,8 +199,10 @@ fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -
         .iter()
         .map(|m| {
             format!(
-                "  {{ from = \"{name}\", path = \"bin/{b}\", dest = \"/bin/{b}\" }},",
-                b = m.binary
+                "  {{ from = {}, path = {}, dest = {} }},",
+                q(name),
+                q(&format!("bin/{}", m.binary)),
+                q(&format!("/bin/{}", m.binary))
             )
         })
         .collect();
@@ -169,7 +215,7 @@ fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -
 [target.{name}]
 recipe = "go"
 inputs.src = {{ path = "." }}
-inputs.go = {{ url = "{go_url}", unpack = true, hash = "{go_hash}" }}
+inputs.go = {{ url = {go_url}, unpack = true, hash = {go_hash} }}
 params = {{ packages = [{packages}] }}
 
 # A single-layer image holding the binaries (result-image/image.tar for
@@ -179,17 +225,20 @@ recipe = "oci-image"
 inputs.{name} = {{ target = "{name}" }}
 
 [target.image.params]
-name = "{name}"
+name = {quoted_name}
 tag = "kiln"
 contents = [
 {contents}
 ]
-entrypoint = ["/bin/{first}"]
+entrypoint = [{first}]
 directories = [{{ path = "/tmp", mode = "1777" }}]
 "#,
         packages = packages.join(", "),
         contents = contents.join("\n"),
-        first = mains[0].binary,
+        first = q(&format!("/bin/{}", mains[0].binary)),
+        go_url = q(go_url),
+        go_hash = q(go_hash),
+        quoted_name = q(name),
     )
 }
 
@@ -262,7 +311,11 @@ fn main_packages(root: &Path, module: &str) -> anyhow::Result<Vec<MainPackage>> 
 
 /// Whether a Go file's package clause says `main`.
 fn declares_main(file: &Path) -> bool {
-    let Ok(text) = fs::read_to_string(file) else {
+    let Ok(text) = kiln_core::sidefile::read_to_string(
+        file,
+        kiln_core::sidefile::Links::Refuse,
+        kiln_core::sidefile::limits::TEXT,
+    ) else {
         return false;
     };
     let mut in_comment = false;
@@ -357,5 +410,33 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("entrypoint = [\"/bin/tool\"]"), "{text}");
+    }
+
+    #[test]
+    fn a_name_cannot_add_a_key_or_a_table() {
+        // A directory named to close the string and start a table.
+        let evil = "x\" }]\n[target.pwn]\nrecipe = \"go";
+        let mains = vec![MainPackage {
+            dir: format!("cmd/{evil}"),
+            binary: evil.to_string(),
+        }];
+        let text = render_init(
+            "tool",
+            &mains,
+            "file:///go.whl\"\nx = \"1",
+            GO_TOOLCHAIN_HASH,
+        );
+        let m = kiln_core::manifest::parse_manifest(Path::new("/p/kiln.toml"), &text)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let names: Vec<&String> = m.targets.keys().collect();
+        assert_eq!(names, ["image", "tool"], "{text}");
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(
+            v["target"]["image"]["params"]["entrypoint"][0].as_str(),
+            Some(format!("/bin/{evil}").as_str())
+        );
+        // A control character is refused by name.
+        assert!(representable("a\u{1b}[2J", "binary name").is_err());
+        assert!(representable("fine-name", "binary name").is_ok());
     }
 }

@@ -112,30 +112,7 @@ impl tool_exec::Host for HostState {
                 Ok(spec)
             })
             .collect();
-        let mode = self.sandbox;
-        let results: Vec<Option<Result<sandbox::SandboxOutput, SandboxError>>> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = planned
-                    .iter()
-                    .map(|p| {
-                        p.as_ref()
-                            .ok()
-                            .map(|spec| s.spawn(move || sandbox::run(spec, mode)))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.map(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                Err(SandboxError::Unavailable {
-                                    reason: "the thread running the sandbox panicked".into(),
-                                })
-                            })
-                        })
-                    })
-                    .collect()
-            });
+        let results = run_at_most(&planned, self.sandbox, exec_all_concurrency());
         let mut outputs = Vec::with_capacity(planned.len());
         for (plan, result) in planned.into_iter().zip(results) {
             outputs.push(match (plan, result) {
@@ -191,6 +168,11 @@ impl HostState {
                         .unwrap_or_default(),
                 }))
             }
+            Err(SandboxError::DiskLimit { used, .. }) => Err(self.trap(RecipeError::DiskLimit {
+                target: self.target.clone(),
+                bytes: used,
+                limit: self.limits.disk_bytes,
+            })),
             Err(
                 e @ (SandboxError::Unavailable { .. } | SandboxError::NetworkUnavailable { .. }),
             ) => Err(self.trap(RecipeError::Failed {
@@ -216,6 +198,48 @@ impl HostState {
             duration_ms: out.duration.as_millis() as u64,
         });
     }
+}
+
+/// How many commands of one `exec-all` run at once: one per core, and
+/// never fewer than two (commands of a batch may wait for each other). The
+/// processes and memory of all of them together are bounded by the build's
+/// parent cgroup; this bounds how many sandboxes exist at once.
+fn exec_all_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2)
+}
+
+/// Run the planned specs, at most `at_once` at a time; results in order
+/// (None where the plan was refused).
+fn run_at_most(
+    planned: &[Result<SandboxSpec, tool_exec::Error>],
+    mode: sandbox::SandboxMode,
+    at_once: usize,
+) -> Vec<Option<Result<sandbox::SandboxOutput, SandboxError>>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let slots: Vec<Mutex<Option<Result<sandbox::SandboxOutput, SandboxError>>>> =
+        planned.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..at_once.min(planned.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(plan) = planned.get(i) else { break };
+                    if let Ok(spec) = plan {
+                        let out = sandbox::run(spec, mode);
+                        *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
 }
 
 impl HostState {
@@ -263,6 +287,8 @@ impl HostState {
                 let default = sandbox::SandboxLimits::default();
                 sandbox::SandboxLimits {
                     file_bytes: self.limits.disk_bytes,
+                    // Held while the tool runs, not only counted after.
+                    disk_bytes: Some(self.limits.disk_bytes),
                     memory_bytes: self
                         .limits
                         .tool_memory_bytes

@@ -11,7 +11,7 @@ use kiln_core::hash::Sha256Hash;
 
 use super::super::RecipeError;
 use super::super::bindings::kiln::recipe::tool_exec;
-use super::super::guest_fs::{UsageStop, disk_usage};
+use super::super::guest_fs::{UsageStop, measure_tool_dirs};
 use super::HostState;
 use super::paths::resolve_new_dir;
 use crate::sandbox::{Network, SandboxSpec, policy};
@@ -168,8 +168,9 @@ impl HostState {
             return None;
         };
         let entry = store.lookup_output(&key)?;
-        // Entries are named by their content: this one holds the pinned bytes.
-        if entry != store.entry_path(&pin, FETCH_ENTRY) {
+        // Entries are named by their content: this one holds the pinned
+        // bytes only if the store holds it under the whole pin.
+        if store.entry(&pin, FETCH_ENTRY).as_deref() != Some(entry.as_path()) {
             return None;
         }
         let copied = std::fs::read_dir(&entry).and_then(|rd| {
@@ -220,7 +221,7 @@ impl HostState {
         exit_code: Option<i32>,
     ) -> wasmtime::Result<Result<FetchVerdict, RecipeError>> {
         let discard = || discard_dir(&fetch.host_dir);
-        match disk_usage(&[&fetch.host_dir], self.limits.disk_bytes, self.deadline) {
+        match measure_tool_dirs(&[&fetch.host_dir], self.limits.disk_bytes, self.deadline) {
             Ok(_) => {}
             Err(UsageStop::TooLarge(bytes)) => {
                 discard();

@@ -36,6 +36,12 @@ struct Params {
     /// fixed-output step left).
     #[serde(default)]
     then: Option<String>,
+    /// For `exec`: after the tool, read this path through plain WASI…
+    #[serde(default)]
+    wasi_read: Option<String>,
+    /// …and write this one (as a recipe writes its buildinfo).
+    #[serde(default)]
+    wasi_write: Option<String>,
     /// For `digest`: the path to hash; for `log-flood`: messages to send.
     #[serde(default)]
     path: String,
@@ -87,6 +93,21 @@ fn build() -> Result<()> {
         "write-outside-out" => {
             fs::write("/work/../escape.txt", "x").context("writing /work/../escape.txt")?;
             escaped("wrote outside /out")
+        }
+        "write-files-big" => {
+            // A tool leaves a sparse file of `count` MiB; one write-files
+            // call then asks for eight copies of it.
+            use kiln_sdk::assemble::{Pieces, write_files};
+            Command::new(Tool::new("tools", "bin/sh"))
+                .args(["-c", &format!("truncate -s {}M /work/big", p.count)])
+                .run()?;
+            let mut big = Pieces::new();
+            big.range("/work/big", 0, u64::from(p.count) << 20);
+            let names: Vec<String> = (0..8).map(|i| format!("/out/copy-{i}")).collect();
+            let files: Vec<(&str, &Pieces)> = names.iter().map(|n| (n.as_str(), &big)).collect();
+            write_files(&files)?;
+            kiln_sdk::info!("write-files returned");
+            escaped("wrote eight copies")
         }
         "write-inputs" => {
             fs::write("/inputs/data/planted.txt", "x")
@@ -218,6 +239,14 @@ fn build() -> Result<()> {
                     .args(["-c", then.as_str()])
                     .output()?;
                 out.stderr.extend_from_slice(first.as_bytes());
+            }
+            // Whatever the tool left at these paths (a FIFO, say), the
+            // recipe opens them as it would its own files.
+            if let Some(path) = &p.wasi_read {
+                let _ = fs::read(path);
+            }
+            if let Some(path) = &p.wasi_write {
+                fs::write(path, "written by the recipe\n").context("writing")?;
             }
             if out.success() {
                 escaped(out.stdout)
