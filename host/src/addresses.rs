@@ -6,8 +6,9 @@
 //! and fe80::/10, where cloud metadata services answer), the other known
 //! metadata addresses, multicast and broadcast, and every address of the
 //! host's own interfaces (a service bound to 0.0.0.0 answers there too).
-//! An IPv6 address that embeds an IPv4 one (`::ffff:127.0.0.1`,
-//! `64:ff9b::7f00:1`) is judged by the IPv4 address.
+//! An IPv6 address that embeds an IPv4 one (mapped `::ffff:127.0.0.1`,
+//! compatible `::127.0.0.1`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`,
+//! 6to4 `2002:7f00:1::`) is judged by the IPv4 address.
 //!
 //! A kiln.toml cannot loosen this: an internal mirror is the user's call,
 //! an [`AllowList`] built from a flag or the user's config.
@@ -21,7 +22,7 @@ use std::sync::OnceLock;
 
 /// Ranges no project traffic may reach (besides loopback and the host's
 /// own addresses), as the sandbox's routes spell them.
-pub const UNREACHABLE: &[&str] = &["169.254.0.0/16", "100.100.100.200/32"];
+pub const UNREACHABLE: &[&str] = &["169.254.0.0/16", "100.100.100.200/32", "168.63.129.16/32"];
 
 /// An address range: `10.1.0.0/16`, `::1/128`, or a bare address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,11 +142,23 @@ fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
-            // NAT64's well-known prefix 64:ff9b::/96.
-            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            let v4 = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+            };
+            // NAT64's well-known prefix 64:ff9b::/96, its local-use
+            // 64:ff9b:1::/48, and IPv4-compatible ::a.b.c.d (deprecated,
+            // but routed by some stacks): the last 32 bits.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                || s[..3] == [0x64, 0xff9b, 1]
+                || (s[..6] == [0, 0, 0, 0, 0, 0] && (s[6] != 0 || s[7] > 1))
+            {
+                return v4(s[6], s[7]);
+            }
+            // 6to4, 2002:AABB:CCDD::/48: the address after the prefix.
+            if s[0] == 0x2002 {
+                return v4(s[1], s[2]);
             }
             ip
         }
@@ -164,10 +177,18 @@ fn refusal(ip: IpAddr, own: &[IpAddr]) -> Option<Refusal> {
 }
 
 fn refusal_v4(ip: Ipv4Addr) -> Option<Refusal> {
-    let metadata: &[Cidr] = &[Cidr {
-        addr: IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
-        prefix: 32,
-    }];
+    // Alibaba's metadata service; Azure's WireServer (the instance's
+    // certificates and extension settings). 169.254.0.0/16 is link-local.
+    let metadata: &[Cidr] = &[
+        Cidr {
+            addr: IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)),
+            prefix: 32,
+        },
+        Cidr {
+            addr: IpAddr::V4(Ipv4Addr::new(168, 63, 129, 16)),
+            prefix: 32,
+        },
+    ];
     Some(if ip.is_loopback() {
         Refusal::Loopback
     } else if ip.octets()[0] == 0 {
@@ -191,8 +212,10 @@ fn refusal_v6(ip: Ipv6Addr) -> Option<Refusal> {
         Refusal::Unspecified
     } else if first & 0xffc0 == 0xfe80 {
         Refusal::LinkLocal
-    } else if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-        // AWS's IPv6 instance metadata service.
+    } else if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        || ip == Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254)
+    {
+        // AWS's and Google Cloud's IPv6 instance metadata services.
         Refusal::Metadata
     } else if ip.is_multicast() {
         Refusal::Multicast
@@ -252,6 +275,12 @@ mod tests {
         assert_eq!(refused("fe80::1"), Some(Refusal::LinkLocal));
         assert_eq!(refused("100.100.100.200"), Some(Refusal::Metadata));
         assert_eq!(refused("fd00:ec2::254"), Some(Refusal::Metadata));
+        assert_eq!(refused("fd20:ce::254"), Some(Refusal::Metadata));
+        assert_eq!(refused("168.63.129.16"), Some(Refusal::Metadata));
+        assert_eq!(refused("::127.0.0.1"), Some(Refusal::Loopback));
+        assert_eq!(refused("2002:7f00:1::"), Some(Refusal::Loopback));
+        assert_eq!(refused("2002:a9fe:a9fe::1"), Some(Refusal::LinkLocal));
+        assert_eq!(refused("64:ff9b:1::a9fe:a9fe"), Some(Refusal::LinkLocal));
         assert_eq!(refused("224.0.0.1"), Some(Refusal::Multicast));
         assert_eq!(refused("255.255.255.255"), Some(Refusal::Multicast));
         assert_eq!(refused("192.0.2.7"), Some(Refusal::HostOwn));

@@ -166,11 +166,22 @@ impl Substituters {
                 stall: self.stall,
             };
             let asked = std::time::Instant::now();
-            match ask.pull(store, hash, name, want, check_record) {
+            let result = ask.pull(store, hash, name, want, check_record);
+            // A cache that takes seconds to say "no" (or to give what is
+            // refused) costs that for every target: treat it as down.
+            let slow = asked.elapsed() > self.slow_lookup;
+            match result {
                 Ok(Some(p)) => return Some(p),
-                Ok(None) if asked.elapsed() > self.slow_lookup => {
-                    // It answers, but a cache that takes seconds to say "no"
-                    // costs that for every target: treat it as down.
+                Err(e @ CacheError::Transport(_)) => {
+                    // Only the first failure of a cache is news.
+                    if !cache.down.swap(true, Ordering::Relaxed) {
+                        misses.push(Miss::Down(e));
+                    }
+                }
+                Ok(None) | Err(_) if slow => {
+                    if let Err(e) = result {
+                        misses.push(Miss::Refused(e));
+                    }
                     if !cache.down.swap(true, Ordering::Relaxed) {
                         misses.push(Miss::Down(CacheError::Transport(TransportError::Failed {
                             url: cache.transport.describe(),
@@ -183,12 +194,6 @@ impl Substituters {
                     }
                 }
                 Ok(None) => {}
-                Err(e @ CacheError::Transport(_)) => {
-                    // Only the first failure of a cache is news.
-                    if !cache.down.swap(true, Ordering::Relaxed) {
-                        misses.push(Miss::Down(e));
-                    }
-                }
                 Err(e) => misses.push(Miss::Refused(e)),
             }
         }

@@ -8,7 +8,7 @@
 /// `println!` for text that may hold untrusted parts (names, messages,
 /// anything a recipe, tool, server or kiln.toml chose): shown through
 /// [`crate::terminal::safe`]. Every line the CLI prints goes through these
-/// three, but serialised JSON, which is escaped already.
+/// three, or `jsonln!` for JSON.
 macro_rules! outln {
     ($($arg:tt)*) => {
         println!("{}", $crate::terminal::safe(&format!($($arg)*)))
@@ -26,6 +26,17 @@ macro_rules! out {
 macro_rules! errln {
     ($($arg:tt)*) => {
         eprintln!("{}", $crate::terminal::safe(&format!($($arg)*)))
+    };
+}
+
+/// A value as pretty JSON on stdout: valid JSON, with the characters
+/// serde_json leaves raw that a terminal obeys (DEL, C1, bidi) escaped.
+macro_rules! jsonln {
+    ($value:expr) => {
+        println!(
+            "{}",
+            $crate::terminal::safe_json(&serde_json::to_string_pretty($value)?)
+        )
     };
 }
 

@@ -105,10 +105,13 @@ fn mark_range(first: u32, last: u32, limit: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The soft `RLIMIT_NOFILE`: no descriptor is numbered at or above it.
+/// Where the fallback stops: the hard `RLIMIT_NOFILE` (a parent that
+/// lowered the soft limit may have left descriptors above it), at most
+/// 2^20, the kernel's default cap (`fs.nr_open`).
 fn nofile_limit() -> u32 {
     let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    lim.current
+    lim.maximum
+        .or(lim.current)
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(1 << 20)
         .min(1 << 20)

@@ -23,6 +23,7 @@
 //! are resolved, and judged, by the proxy.
 
 mod http;
+pub(crate) use http::guarded_agent;
 
 pub use kiln_core::unpack;
 
@@ -54,7 +55,8 @@ pub struct Fetched {
 pub struct DownloadLimits {
     /// The most bytes a download may bring.
     pub max_bytes: u64,
-    /// The longest a download may go without receiving a byte.
+    /// The longest a download may go without receiving a byte — or less
+    /// than [`MIN_RATE`] bytes a second.
     pub stall: Duration,
     /// Addresses the user lets downloads reach although the address rule
     /// refuses them (`--allow-fetch-from`, `[fetch] allow`).
@@ -71,6 +73,10 @@ impl Default for DownloadLimits {
     }
 }
 
+/// The slowest a download may be, in bytes per second, over each stall
+/// window.
+pub const MIN_RATE: u64 = 1024;
+
 /// Redirects a download may follow, as curl's and Nix's default.
 const MAX_REDIRECTS: usize = 10;
 
@@ -84,7 +90,7 @@ pub enum FetchError {
     )]
     TooLarge { url: String, limit: u64 },
     #[error(
-        "downloading {url}: no data for {}s; nothing was stored",
+        "downloading {url}: less than 1 KiB/s for {}s; nothing was stored",
         stall.as_secs()
     )]
     Stalled { url: String, stall: Duration },
@@ -264,7 +270,11 @@ pub(crate) fn copy_bounded(
         let _ = done_tx.send(());
         r
     });
-    let mut last = (0, Instant::now());
+    // The bytes at the start of the current window: a server that sends a
+    // byte now and then, just inside any "no data" timeout, would hold the
+    // build for ever; each window of `stall` must bring MIN_RATE.
+    let mut window = (0u64, Instant::now());
+    let least = MIN_RATE.saturating_mul(limits.stall.as_secs().max(1));
     // Wake on completion at once (small downloads take milliseconds), else
     // every 50 ms to update the bar and watch for a stall.
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
@@ -272,10 +282,11 @@ pub(crate) fn copy_bounded(
     {
         let now = received.load(Ordering::Relaxed);
         bar.set_position(now);
-        if now != last.0 {
-            last = (now, Instant::now());
-        } else if last.1.elapsed() >= limits.stall {
-            return Err(CopyStop::Stalled);
+        if window.1.elapsed() >= limits.stall {
+            if now - window.0 < least {
+                return Err(CopyStop::Stalled);
+            }
+            window = (now, Instant::now());
         }
     }
     worker.join().unwrap_or_else(|_| {

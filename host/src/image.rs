@@ -57,8 +57,18 @@ pub struct FileEntry {
 
 /// The largest JSON document (manifest, index, config) read from an image.
 const MAX_JSON: u64 = 16 << 20;
-/// The most entries listed of one layer.
+/// The most entries listed, all layers together.
 const MAX_ENTRIES: usize = 1_000_000;
+/// The most bytes of names (paths and link targets) listed, all layers
+/// together: what the listing holds in memory.
+const MAX_NAME_BYTES: u64 = 256 << 20;
+
+/// What is left to list of an image: entries and bytes of names.
+#[derive(Debug, Clone, Copy)]
+struct ListingBudget {
+    entries: usize,
+    name_bytes: u64,
+}
 
 /// Where blobs come from: a layout directory, or an archive's members
 /// (where each regular file's bytes are in the tarball). The image is
@@ -240,10 +250,14 @@ pub fn inspect(path: &Path) -> Result<ImageSummary, ImageError> {
     };
     let config = blobs.json(&config_name, "the image config", &origin)?;
     let mut layers = Vec::new();
+    let mut budget = ListingBudget {
+        entries: MAX_ENTRIES,
+        name_bytes: MAX_NAME_BYTES,
+    };
     for name in layer_names {
         let (reader, _) = blobs.reader(&name, &origin)?;
         layers
-            .push(read_layer(reader, MAX_ENTRIES).map_err(|e| bad(format!("layer {name}: {e}")))?);
+            .push(read_layer(reader, &mut budget).map_err(|e| bad(format!("layer {name}: {e}")))?);
     }
     Ok(ImageSummary {
         repo_tags,
@@ -276,8 +290,8 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// A layer (plain, gzip- or zstd-compressed tar) in one pass: its digest
-/// and size as stored, and its entries, at most `max_entries` of them.
-fn read_layer(raw: impl Read, max_entries: usize) -> std::io::Result<LayerSummary> {
+/// and size as stored, and its entries, within what `budget` has left.
+fn read_layer(raw: impl Read, budget: &mut ListingBudget) -> std::io::Result<LayerSummary> {
     use sha2::Digest;
     use std::io::BufRead;
     let mut hashing = Hashing {
@@ -288,14 +302,14 @@ fn read_layer(raw: impl Read, max_entries: usize) -> std::io::Result<LayerSummar
     let mut buffered = std::io::BufReader::new(&mut hashing);
     let magic = buffered.fill_buf()?;
     let files = if magic.starts_with(&[0x1f, 0x8b]) {
-        list_entries(flate2::read::GzDecoder::new(&mut buffered), max_entries)?
+        list_entries(flate2::read::GzDecoder::new(&mut buffered), budget)?
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         list_entries(
             zstd::stream::read::Decoder::with_buffer(&mut buffered)?,
-            max_entries,
+            budget,
         )?
     } else {
-        list_entries(&mut buffered, max_entries)?
+        list_entries(&mut buffered, budget)?
     };
     // The digest covers every byte, past the tar's end too.
     std::io::copy(&mut buffered, &mut std::io::sink())?;
@@ -307,15 +321,21 @@ fn read_layer(raw: impl Read, max_entries: usize) -> std::io::Result<LayerSummar
     })
 }
 
-fn list_entries(reader: impl Read, max_entries: usize) -> std::io::Result<Vec<FileEntry>> {
+fn list_entries(reader: impl Read, budget: &mut ListingBudget) -> std::io::Result<Vec<FileEntry>> {
+    // No entry's headers may be a 4 GiB "long name"; data is never read
+    // here (a sparse entry's expansion could be 2^63 zeros): the tar
+    // reader skips each entry's bytes as stored.
+    let (reader, bound) = kiln_core::tarbound::bounded(reader);
     let mut out = Vec::new();
     for entry in tar::Archive::new(reader).entries()? {
-        if out.len() == max_entries {
+        let entry = entry?;
+        bound.entry_seen(entry.header().entry_size()?);
+        if budget.entries == 0 {
             return Err(std::io::Error::other(format!(
-                "more than {max_entries} entries; kiln image inspect lists at most that many"
+                "more than {MAX_ENTRIES} entries; kiln image inspect lists at most that many"
             )));
         }
-        let entry = entry?;
+        budget.entries -= 1;
         let h = entry.header();
         let kind = match h.entry_type() {
             tar::EntryType::Directory => 'd',
@@ -336,6 +356,16 @@ fn list_entries(reader: impl Read, max_entries: usize) -> std::io::Result<Vec<Fi
             size: h.size().unwrap_or(0),
             link: entry.link_name()?.map(|l| l.to_string_lossy().into_owned()),
         });
+        let listed = out.last().map_or(0, |f: &FileEntry| {
+            (f.path.len() + f.link.as_ref().map_or(0, String::len)) as u64
+        });
+        if listed > budget.name_bytes {
+            return Err(std::io::Error::other(format!(
+                "its names take more than {} MiB; kiln image inspect lists at most that much",
+                MAX_NAME_BYTES >> 20
+            )));
+        }
+        budget.name_bytes -= listed;
     }
     Ok(out)
 }
@@ -405,7 +435,14 @@ pub fn render(s: &ImageSummary) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_layer, rwx};
+    use super::{ListingBudget, read_layer, rwx};
+
+    fn budget(entries: usize) -> ListingBudget {
+        ListingBudget {
+            entries,
+            name_bytes: 1 << 20,
+        }
+    }
 
     fn tar_of(names: &[&str]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -427,7 +464,7 @@ mod tests {
         let gz = gz.finish().unwrap();
         let zst = zstd::encode_all(plain.as_slice(), 3).unwrap();
         for bytes in [&plain, &gz, &zst] {
-            let l = read_layer(bytes.as_slice(), 10).unwrap();
+            let l = read_layer(bytes.as_slice(), &mut budget(10)).unwrap();
             let paths: Vec<&str> = l.files.iter().map(|f| f.path.as_str()).collect();
             assert_eq!(paths, ["/a", "/b/c"]);
             assert_eq!(l.size, bytes.len() as u64);
@@ -440,9 +477,43 @@ mod tests {
 
     #[test]
     fn a_layer_with_too_many_entries_is_refused_by_its_count() {
-        let e = read_layer(tar_of(&["a", "b", "c"]).as_slice(), 2).unwrap_err();
-        assert!(e.to_string().contains("more than 2 entries"), "{e}");
-        assert!(read_layer(tar_of(&["a", "b"]).as_slice(), 2).is_ok());
+        let mut b = budget(2);
+        let e = read_layer(tar_of(&["a", "b", "c"]).as_slice(), &mut b).unwrap_err();
+        assert!(e.to_string().contains("more than 1000000 entries"), "{e}");
+        assert!(read_layer(tar_of(&["a", "b"]).as_slice(), &mut budget(2)).is_ok());
+        // The count is for the whole image: a second layer uses what is left.
+        let mut b = budget(3);
+        assert!(read_layer(tar_of(&["a", "b"]).as_slice(), &mut b).is_ok());
+        assert!(read_layer(tar_of(&["c", "d"]).as_slice(), &mut b).is_err());
+    }
+
+    #[test]
+    fn a_huge_long_name_is_refused_without_being_held() {
+        // A GNU long-name entry announcing 64 MiB of name, gzip-compressed
+        // to a few hundred KiB: the tar reader would hold it whole.
+        let name_len: usize = 64 << 20;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_size(name_len as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut raw = h.as_bytes().to_vec();
+        raw.resize(raw.len() + name_len, b'a');
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let gz = gz.finish().unwrap();
+        let e = read_layer(gz.as_slice(), &mut budget(10)).unwrap_err();
+        assert!(e.to_string().contains("headers"), "{e}");
+        // Names past the image's byte budget are refused too.
+        let long = "n".repeat(200);
+        let names: Vec<&str> = (0..10).map(|_| long.as_str()).collect();
+        let mut small = ListingBudget {
+            entries: 100,
+            name_bytes: 1000,
+        };
+        let e = read_layer(tar_of(&names).as_slice(), &mut small).unwrap_err();
+        assert!(e.to_string().contains("names take more than"), "{e}");
     }
 
     #[test]

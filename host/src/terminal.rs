@@ -10,9 +10,10 @@
 //! character visibly instead (`\x1b`, `\r`, `\u{202e}`), keeping newlines
 //! and tabs where they belong.
 //!
-//! JSON output needs nothing more: serde_json escapes control characters in
-//! strings, so `--json` consumers get valid JSON, and files kiln writes
-//! (records) are JSON too.
+//! JSON output goes through [`safe_json`]: serde_json escapes C0 controls
+//! in strings but leaves DEL, C1 and the bidi characters raw; those become
+//! `\uXXXX` escapes, so `--json` consumers still get valid JSON, with the
+//! same strings, and a terminal shows nothing it obeys.
 
 use std::borrow::Cow;
 
@@ -37,6 +38,28 @@ pub fn safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Serialised JSON with every character [`safe`] would escape written as
+/// a JSON `\uXXXX` escape instead (they can only stand inside strings,
+/// where the escape means the same character); newlines and tabs between
+/// tokens are kept.
+pub fn safe_json(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(needs_escape) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if needs_escape(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{:04x}", u));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Control characters (C0 but newline and tab, DEL, C1) and the
 /// invisible characters that reorder or hide text.
 fn needs_escape(c: char) -> bool {
@@ -44,8 +67,16 @@ fn needs_escape(c: char) -> bool {
         '\n' | '\t' => false,
         c if c.is_control() => true,
         // Bidirectional embeddings, overrides and isolates; marks that
-        // change direction invisibly.
-        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' => true,
+        // change direction invisibly (the Arabic letter mark included).
+        '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200e}'
+        | '\u{200f}'
+        | '\u{061c}' => true,
+        // Invisible characters that hide text or join it: zero-width
+        // space, joiners, word joiner, invisible operators, byte-order
+        // mark, soft hyphen.
+        '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{00ad}' => true,
         // Line and paragraph separators some terminals honour.
         '\u{2028}' | '\u{2029}' => true,
         _ => false,
@@ -66,5 +97,20 @@ mod tests {
         assert_eq!(safe("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert_eq!(safe("\x7f"), "\\x7f");
         assert_eq!(safe("naïve — ünïcode"), "naïve — ünïcode");
+        assert_eq!(safe("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+    }
+
+    #[test]
+    fn json_stays_valid_and_means_the_same() {
+        let value = serde_json::json!({ "name": "x\u{202e}y\u{9b}\u{7f}z\n" });
+        let raw = serde_json::to_string_pretty(&value).unwrap();
+        let shown = super::safe_json(&raw);
+        assert!(
+            !shown.contains('\u{202e}') && !shown.contains('\u{9b}'),
+            "{shown}"
+        );
+        assert!(shown.contains("\\u202e"), "{shown}");
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back, value);
     }
 }

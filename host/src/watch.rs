@@ -81,7 +81,13 @@ impl Watched {
     /// is then seen when [`Armed::wait`] is called, not lost.
     pub fn arm(self) -> notify::Result<Armed> {
         let (tx, rx) = mpsc::channel();
-        let mut watcher = notify::recommended_watcher(tx)?;
+        // A symlink in a watched tree (to `/`, say) is not followed: the
+        // build hashes the link, not what it points at, and following it
+        // could spend the user's whole inotify watch allowance.
+        let mut watcher = notify::RecommendedWatcher::new(
+            tx,
+            notify::Config::default().with_follow_symlinks(false),
+        )?;
         for (dir, _) in &self.trees {
             watcher.watch(dir, RecursiveMode::Recursive)?;
         }

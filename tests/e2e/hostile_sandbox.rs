@@ -226,10 +226,13 @@ fn a_fixed_output_step_can_write_only_its_fresh_directory() {
 
 #[test]
 fn a_fifo_digest_is_refused_at_once() {
+    // The tool's FIFO is removed when its exec ends: the digest finds
+    // nothing, at once (the call's own refusal of a FIFO is a unit test).
     let p = hostile("attack = \"digest\"\nscript = 'mkfifo /work/pipe'\npath = \"/work/pipe\"\n");
     let start = std::time::Instant::now();
     p.kiln(&["build", "--timeout", "30s"])
-        .fails_with("/work/pipe is not a regular file");
+        .fails_with("/work/pipe")
+        .fails_with("not found");
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
     p.assert_left_only_input("tools");
 }
@@ -503,5 +506,24 @@ fn a_tools_escape_sequences_never_reach_the_terminal_raw() {
             .contains("\\x1b]0;pwned\\x07\\x1b[2J\\rall good\\u{202e}"),
         "{}",
         r.stderr
+    );
+}
+
+#[test]
+fn dev_is_read_only_and_shared_memory_is_sized() {
+    // /dev was a writable tmpfs without a size: a second, unbounded /tmp.
+    let p = hostile(
+        "attack = \"exec\"\nscript = '(echo x > /dev/planted) 2>/dev/null && echo dev-writable; (mkfifo /dev/p) 2>/dev/null && echo dev-fifo; grep \" /dev/shm \" /proc/mounts; echo y > /dev/shm/ok && echo shm-ok'\n",
+    );
+    p.kiln(&["build"]).ok();
+    let seen = std::fs::read_to_string(p.path("result/escaped")).unwrap();
+    assert!(
+        !seen.contains("dev-writable") && !seen.contains("dev-fifo"),
+        "{seen}"
+    );
+    assert!(seen.contains("shm-ok"), "{seen}");
+    assert!(
+        seen.contains("size=4194304k"),
+        "/dev/shm has the /tmp cap: {seen}"
     );
 }

@@ -81,6 +81,18 @@ fn kiln_init_in_a_go_module_builds_an_image_that_runs() {
 }
 
 #[test]
+fn kiln_init_never_writes_through_a_planted_link() {
+    // A checkout ships kiln.toml as a dangling link to a file of the user's.
+    let p = Project::new();
+    p.write("go.mod", "module example.com/m\n");
+    p.write("main.go", "package main\n\nfunc main() {}\n");
+    let target = p.home.path().join("profile");
+    std::os::unix::fs::symlink(&target, p.path("kiln.toml")).unwrap();
+    p.kiln(&["init"]).fails_with("kiln.toml exists");
+    assert!(!target.exists(), "kiln init wrote through the link");
+}
+
+#[test]
 fn the_cli_prints_completions_and_a_man_page() {
     let p = Project::new();
     let bash = p.kiln(&["completions", "bash"]).ok();

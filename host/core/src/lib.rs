@@ -8,6 +8,7 @@
 //! * [`manifest`]: parsing `kiln.toml` into targets, inputs and params;
 //! * [`sidefile`]: kiln.toml, kiln.lock, configs, records: regular files, never blocking;
 //! * [`store`]: the content-addressed store under `$KILN_HOME`;
+//! * [`tarbound`]: a tar reader's headers bounded (no 4 GiB "long name");
 //! * [`unpack`]: archives unpacked beneath their directory, bounded.
 //!
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
@@ -25,4 +26,5 @@ pub mod nar_restore;
 pub mod pathfilter;
 pub mod sidefile;
 pub mod store;
+pub mod tarbound;
 pub mod unpack;

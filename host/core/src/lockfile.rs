@@ -50,9 +50,23 @@ pub struct LockfileError {
 impl Lockfile {
     /// Parse kiln.lock's text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, LockfileError> {
-        let mut lock: Lockfile = toml::from_str(text).map_err(|e| LockfileError {
-            file: file.to_string(),
-            message: e.to_string(),
+        // The parser's own text quotes the offending line; a lock file can
+        // be anything a checkout links to, so only where and what is said.
+        let mut lock: Lockfile = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| {
+                let before = text.get(..s.start).unwrap_or("");
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("{line}:{col}: ")
+            });
+            LockfileError {
+                file: format!(
+                    "{file}{}",
+                    at.map(|a| format!(":{}", a.trim_end_matches(": ")))
+                        .unwrap_or_default()
+                ),
+                message: e.message().to_string(),
+            }
         })?;
         match lock.version {
             VERSION => {}
@@ -186,5 +200,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/x/kiln.lock") && e.contains("sha256"), "{e}");
+    }
+
+    #[test]
+    fn an_error_never_quotes_the_file() {
+        // What a checkout's kiln.lock could link to: one line of secrets.
+        let e = Lockfile::parse("/x/kiln.lock", "AWS_SECRET_ACCESS_KEY=hunter2 TOKEN=abc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("/x/kiln.lock:1:"), "{e}");
     }
 }

@@ -40,34 +40,73 @@ pub mod limits {
     pub const RECIPE: u64 = 512 << 20;
 }
 
-/// Open `path` for reading as a side file: a regular file, never blocking.
+/// Filesystems whose "regular files" are kernel interfaces, not data:
+/// procfs (`/proc/self/environ` is a regular file there), sysfs, debugfs,
+/// tracefs, securityfs, configfs, efivarfs, bpffs, cgroup v1 and v2.
+const KERNEL_FILESYSTEMS: &[u64] = &[
+    0x9fa0,      // proc
+    0x6265_6572, // sysfs
+    0x6462_6720, // debugfs
+    0x7472_6163, // tracefs
+    0x7363_6673, // securityfs
+    0x6265_6570, // configfs
+    0xde5e_81e4, // efivarfs
+    0xcafe_4a11, // bpf
+    0x0027_e0eb, // cgroup
+    0x6367_7270, // cgroup2
+];
+
+/// Open `path` for reading as a side file: a regular file of an ordinary
+/// filesystem, never blocking.
+///
+/// The path is first opened with `O_PATH`, which opens nothing (a device's
+/// driver never sees it), and judged on that descriptor; the file is then
+/// opened for reading and must be the same file.
 pub fn open(path: &Path, links: Links) -> io::Result<File> {
-    let mut flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+    use rustix::fs::{FileType, Mode, OFlags};
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
     if links == Links::Refuse {
-        flags |= rustix::fs::OFlags::NOFOLLOW;
+        flags |= OFlags::NOFOLLOW;
+    }
+    let probe = rustix::fs::open(path, flags, Mode::empty())?;
+    let st = rustix::fs::fstat(&probe)?;
+    let refused = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {what}; kiln reads only regular files here",
+                path.display()
+            ),
+        )
+    };
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Symlink => {
+            return Err(refused(
+                "a symlink, where kiln expects its own file".to_string(),
+            ));
+        }
+        kind => return Err(refused(format!("a {}", crate::beneath::kind_name(kind)))),
+    }
+    let fs_type = rustix::fs::fstatfs(&probe)?.f_type as u64;
+    if KERNEL_FILESYSTEMS.contains(&fs_type) {
+        return Err(refused(
+            "a kernel interface (on /proc, /sys or the like), not a file".to_string(),
+        ));
+    }
+    let mut read_flags = OFlags::NONBLOCK | OFlags::NOCTTY;
+    if links == Links::Refuse {
+        read_flags |= OFlags::NOFOLLOW;
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
-                io::Error::other(format!(
-                    "{} is a symlink, where kiln expects its own file",
-                    path.display()
-                ))
-            }
-            _ => e,
-        })?;
+        .custom_flags(read_flags.bits() as i32)
+        .open(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is {}, not a regular file; kiln reads only regular files here",
-                path.display(),
-                kind_of(&meta)
-            ),
+    use std::os::unix::fs::MetadataExt;
+    if meta.dev() != st.st_dev || meta.ino() != st.st_ino {
+        return Err(refused(
+            "a file that changed while kiln opened it".to_string(),
         ));
     }
     Ok(file)
@@ -101,24 +140,6 @@ pub fn read_to_string(path: &Path, links: Links, limit: u64) -> io::Result<Strin
     })
 }
 
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "a special file"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,9 +159,15 @@ mod tests {
         .unwrap();
         let start = Instant::now();
         let err = read(&fifo, Links::Follow, limits::TEXT).unwrap_err();
-        assert!(err.to_string().contains("is a FIFO"), "{err}");
+        assert!(err.to_string().contains("is a fifo"), "{err}");
         let err = read(Path::new("/dev/zero"), Links::Follow, limits::TEXT).unwrap_err();
-        assert!(err.to_string().contains("character device"), "{err}");
+        assert!(err.to_string().contains("is a device node"), "{err}");
+        // A kernel interface that calls itself a regular file, through a
+        // link a checkout could commit as its kiln.lock.
+        let environ = dir.path().join("kiln.toml");
+        std::os::unix::fs::symlink("/proc/self/environ", &environ).unwrap();
+        let err = read(&environ, Links::Follow, limits::TEXT).unwrap_err();
+        assert!(err.to_string().contains("kernel interface"), "{err}");
         assert!(start.elapsed() < Duration::from_secs(2));
 
         let real = dir.path().join("real");

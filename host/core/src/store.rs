@@ -181,6 +181,12 @@ impl Store {
         self.sidecar("digests", entry, "")
     }
 
+    /// The whole hash `entry` was committed under, if the store recorded it.
+    pub fn digest_of(&self, entry: &Path) -> Option<Sha256Hash> {
+        let text = read_small(&self.digest_path(entry)).ok()?;
+        Sha256Hash::parse(&format!("sha256:{}", text.trim())).ok()
+    }
+
     /// Whether `entry` was committed under exactly `hash` (all 256 bits,
     /// not only the part its name shows).
     pub fn holds(&self, entry: &Path, hash: &Sha256Hash) -> bool {

@@ -317,10 +317,12 @@ fn beneath_error(rel: &Path, e: BeneathError) -> UnpackError {
 }
 
 fn untar(reader: Box<dyn Read>, dest: &Path, limit: u64) -> Result<(), UnpackError> {
+    let (reader, bound) = crate::tarbound::bounded(reader);
     let mut archive = tar::Archive::new(reader);
     let mut x = Extractor::new(dest, limit)?;
     for entry in archive.entries()? {
         let mut entry = entry?;
+        bound.entry_seen(entry.header().entry_size()?);
         let raw = entry.path()?.into_owned();
         let Some(rel) = x.admit(&raw)? else {
             continue;

@@ -19,7 +19,8 @@ pub struct Verified {
 }
 
 /// Re-hash `entry` and compare with its build record, or, for inputs (which
-/// have none), with the hash its name starts with.
+/// have none), with the whole hash the store recorded for it (an entry
+/// from before that record: the part of the hash its name shows).
 pub fn verify(store: &Store, entry: &Path) -> Result<Verified, AuditError> {
     match record_of(store, entry) {
         Ok(rec) => {
@@ -35,6 +36,15 @@ pub fn verify(store: &Store, entry: &Path) -> Result<Verified, AuditError> {
         }
         Err(AuditError::NoRecord(_)) => {
             let got = kiln_core::store::content_hash(entry, &Default::default())?;
+            if let Some(recorded) = store.digest_of(entry) {
+                return Ok(Verified {
+                    entry: entry.to_path_buf(),
+                    against: "digest",
+                    expected: recorded.to_sri(),
+                    got: got.to_sri(),
+                    ok: got == recorded,
+                });
+            }
             let name = entry
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

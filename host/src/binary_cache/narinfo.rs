@@ -78,10 +78,15 @@ impl NarInfo {
         let mut nar_size = None;
         let mut references = Vec::new();
         let mut sigs = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            // Not quoted: a server (or whatever a redirect reached) chose it.
             let (k, v) = line
                 .split_once(": ")
-                .ok_or_else(|| format!("line {line:?} is not 'Key: value'"))?;
+                .ok_or_else(|| format!("line {} is not 'Key: value': not a narinfo", n + 1))?;
             let hash = |v: &str| Sha256Hash::parse(v).map_err(|e| format!("{k}: {e}"));
             let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{k}: {e}"));
             match k {

@@ -212,7 +212,7 @@ impl Ask<'_> {
             Err(CopyStop::Stalled) => {
                 return Err(CacheError::Transport(super::TransportError::Failed {
                     url: format!("{}/{}", self.cache.describe(), info.url),
-                    message: format!("no data for {}s", self.stall.as_secs()),
+                    message: format!("less than 1 KiB/s for {}s", self.stall.as_secs()),
                 }));
             }
             Err(CopyStop::Io(e)) => {

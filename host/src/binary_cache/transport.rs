@@ -65,6 +65,25 @@ fn clear_text_refused(url: &str, host: &str, what: &str) -> String {
     )
 }
 
+/// The `Authorization` a cache at `url` (on `host`) gets: the user's netrc
+/// login (`netrc`) for a cache the user named, none for one a kiln.toml
+/// named; refused where it would cross a network in clear.
+fn http_auth(
+    url: &str,
+    host: &str,
+    named_by: NamedBy,
+    netrc: impl FnOnce(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let auth = match named_by {
+        NamedBy::User => netrc(host),
+        NamedBy::Project => None,
+    };
+    if auth.is_some() && url.starts_with("http://") && !is_loopback_host(host) {
+        return Err(clear_text_refused(url, host, "the netrc login"));
+    }
+    Ok(auth)
+}
+
 /// A cache's location.
 pub struct Transport {
     kind: Kind,
@@ -123,7 +142,16 @@ impl Default for Timeouts {
 }
 
 impl Agents {
-    fn new(t: Timeouts) -> Self {
+    /// The agents of a cache named by `named_by`: one a kiln.toml named
+    /// obeys the address rule ([`crate::addresses`]) on every connection
+    /// and redirect, as kiln's downloads do; the user's own may be anywhere.
+    fn new(t: Timeouts, named_by: NamedBy) -> Self {
+        let agent = |config: ureq::config::Config| -> ureq::Agent {
+            match named_by {
+                NamedBy::User => config.into(),
+                NamedBy::Project => crate::fetch::guarded_agent(config, Default::default()),
+            }
+        };
         let tls = || {
             ureq::tls::TlsConfig::builder()
                 .root_certs(ureq::tls::RootCerts::PlatformVerifier)
@@ -135,16 +163,17 @@ impl Agents {
             .timeout_recv_response(Some(t.stall))
             .timeout_global(Some(t.small_request))
             .http_status_as_error(false)
-            .build()
-            .into();
+            .build();
         let bulk = ureq::Agent::config_builder()
             .tls_config(tls())
             .timeout_connect(Some(t.connect))
             .timeout_recv_response(Some(t.stall))
             .http_status_as_error(false)
-            .build()
-            .into();
-        Agents { small, bulk }
+            .build();
+        Agents {
+            small: agent(small),
+            bulk: agent(bulk),
+        }
     }
 }
 
@@ -189,18 +218,12 @@ impl Transport {
         let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
         let host = parsed.host_str().unwrap_or_default();
         let base = url.trim_end_matches('/').to_string();
-        let auth = match named_by {
-            NamedBy::User => netrc_auth(host),
-            NamedBy::Project => None,
-        };
-        if auth.is_some() && url.starts_with("http://") && !is_loopback_host(host) {
-            return Err(clear_text_refused(url, host, "the netrc login"));
-        }
+        let auth = http_auth(url, host, named_by, netrc_auth)?;
         Ok(Transport {
             kind: Kind::Http {
                 base: base.clone(),
                 auth,
-                agents: Agents::new(timeouts),
+                agents: Agents::new(timeouts, named_by),
             },
             describe: base,
         })
@@ -401,6 +424,54 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_users_login_goes_only_to_the_users_caches_and_never_in_clear() {
+        let login = |_: &str| Some("Basic dTpw".to_string());
+        let auth = |url: &str, host: &str, by| http_auth(url, host, by, login);
+        assert_eq!(
+            auth(
+                "https://cache.example.org/x",
+                "cache.example.org",
+                NamedBy::User
+            ),
+            Ok(Some("Basic dTpw".into()))
+        );
+        assert_eq!(
+            auth(
+                "https://cache.example.org/x",
+                "cache.example.org",
+                NamedBy::Project
+            ),
+            Ok(None),
+            "a kiln.toml's cache gets no login, netrc default entry or not"
+        );
+        assert_eq!(
+            auth("http://127.0.0.1:8080/x", "127.0.0.1", NamedBy::User),
+            Ok(Some("Basic dTpw".into()))
+        );
+        assert_eq!(
+            auth("http://[::1]:8080/x", "[::1]", NamedBy::User).map(|a| a.is_some()),
+            Ok(true)
+        );
+        let e = auth(
+            "http://cache.example.org/x",
+            "cache.example.org",
+            NamedBy::User,
+        )
+        .unwrap_err();
+        assert!(e.contains("clear text"), "{e}");
+        // Without a login, plain HTTP is the user's business.
+        assert_eq!(
+            http_auth(
+                "http://cache.example.org/x",
+                "cache.example.org",
+                NamedBy::User,
+                |_| None
+            ),
+            Ok(None)
+        );
+    }
 
     #[test]
     fn credentials_in_a_url_are_refused() {

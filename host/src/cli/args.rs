@@ -248,6 +248,13 @@ pub struct FileArg {
         value_delimiter = ':'
     )]
     pub allow_paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+/// Where kiln's own downloads may go beyond the address rule.
+#[derive(Debug, Args, Default)]
+pub struct FetchArgs {
     /// Let kiln download `url` inputs from ADDR (an address or range such
     /// as 127.0.0.1 or 10.20.0.0/16) although it is loopback, link-local
     /// or this host's own: a mirror you trust (repeatable; the environment
@@ -437,15 +444,8 @@ pub struct PrefetchArgs {
     /// The largest download to accept (e.g. 500M, 16G).
     #[arg(long, value_parser = parse_size, default_value = "16G")]
     pub max_download: usize,
-    /// Download from ADDR (address or range) although the address rule
-    /// refuses it, as for `kiln build`.
-    #[arg(
-        long = "allow-fetch-from",
-        value_name = "ADDR",
-        env = "KILN_ALLOW_FETCH_FROM",
-        value_delimiter = ','
-    )]
-    pub allow_fetch_from: Vec<crate::addresses::Cidr>,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
 }
 
 #[derive(Debug, Args)]

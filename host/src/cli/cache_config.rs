@@ -76,10 +76,10 @@ fn read_user_config() -> anyhow::Result<(UserConfig, String)> {
 /// The addresses kiln's downloads may reach beyond the address rule:
 /// `[fetch] allow` in the user's config plus `--allow-fetch-from`.
 pub fn fetch_allow(
-    flags: &[crate::addresses::Cidr],
+    flags: &crate::cli::args::FetchArgs,
 ) -> anyhow::Result<crate::addresses::AllowList> {
     let (cfg, shown) = read_user_config()?;
-    let mut all = flags.to_vec();
+    let mut all = flags.allow_fetch_from.clone();
     for entry in &cfg.fetch.allow {
         all.push(
             entry

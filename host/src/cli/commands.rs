@@ -21,7 +21,8 @@ use kiln_core::manifest::{Manifest, parse_manifest};
 use kiln_core::store::Store;
 
 use super::args::{
-    BuildArgs, BuildFlags, Cli, Command, FileArg, HashCommand, ImageCommand, LockArgs, PrefetchArgs,
+    BuildArgs, BuildFlags, Cli, Command, FetchArgs, FileArg, HashCommand, ImageCommand, LockArgs,
+    PrefetchArgs,
 };
 use super::{kiln_home, progress_enabled};
 use crate::builder::{BuildOptions, Builder, Mode};
@@ -52,7 +53,7 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Inspect { path, json }) => {
             let summary = crate::image::inspect(&path)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                jsonln!(&summary);
             } else {
                 out!("{}", crate::image::render(&summary));
             }
@@ -160,7 +161,7 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
     let how = BuildHow {
         flags: &a.flags,
         allow_paths: &a.file.allow_paths,
-        allow_fetch_from: &a.file.allow_fetch_from,
+        fetch: &a.file.fetch,
         locked: a.locked,
         push: a.push,
     };
@@ -171,7 +172,7 @@ fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
 struct BuildHow<'a> {
     flags: &'a BuildFlags,
     allow_paths: &'a [PathBuf],
-    allow_fetch_from: &'a [crate::addresses::Cidr],
+    fetch: &'a FetchArgs,
     locked: bool,
     push: bool,
 }
@@ -222,7 +223,7 @@ fn build_targets(
         allow_paths: how.allow_paths.to_vec(),
         download: crate::fetch::DownloadLimits {
             max_bytes: a.max_download as u64,
-            allow: super::cache_config::fetch_allow(how.allow_fetch_from)?,
+            allow: super::cache_config::fetch_allow(how.fetch)?,
             ..Default::default()
         },
     };
@@ -290,7 +291,7 @@ fn build_targets(
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        jsonln!(&json);
     }
     Ok(())
 }
@@ -391,7 +392,7 @@ fn prefetch(a: PrefetchArgs, quiet: bool) -> anyhow::Result<()> {
     let (hash, entry) = if let Some(url) = fetch_url {
         let limits = crate::fetch::DownloadLimits {
             max_bytes: a.max_download as u64,
-            allow: super::cache_config::fetch_allow(&a.allow_fetch_from)?,
+            allow: super::cache_config::fetch_allow(&a.fetch)?,
             ..Default::default()
         };
         let f = crate::fetch::fetch(
@@ -486,7 +487,7 @@ fn resolving_options(
         substituters: None,
         allow_paths: file.allow_paths.clone(),
         download: crate::fetch::DownloadLimits {
-            allow: super::cache_config::fetch_allow(&file.allow_fetch_from)?,
+            allow: super::cache_config::fetch_allow(&file.fetch)?,
             ..Default::default()
         },
     })

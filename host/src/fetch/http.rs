@@ -30,13 +30,7 @@ pub(super) fn open(
         .timeout_recv_response(Some(limits.stall))
         .max_redirects(0)
         .build();
-    let agent = ureq::Agent::with_parts(
-        config,
-        DefaultConnector::new(),
-        Guarded {
-            allow: limits.allow.clone(),
-        },
-    );
+    let agent = guarded_agent(config, limits.allow.clone());
     let mut at = url::Url::parse(url).map_err(|e| dl(format!("not a URL: {e}")))?;
     for _ in 0..=MAX_REDIRECTS {
         check_literal(url, &at, &limits.allow)?;
@@ -68,6 +62,12 @@ pub(super) fn open(
         ));
     }
     Err(dl(format!("more than {MAX_REDIRECTS} redirects")))
+}
+
+/// An agent whose every connection (redirects included) obeys the address
+/// rule, with `allow` admitting more.
+pub(crate) fn guarded_agent(config: ureq::config::Config, allow: AllowList) -> ureq::Agent {
+    ureq::Agent::with_parts(config, DefaultConnector::new(), Guarded { allow })
 }
 
 /// A URL whose host is an address (or `localhost`) is judged before any

@@ -352,6 +352,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fifo_is_refused_at_once_and_swept_after_an_exec() {
+        let dirs = TestDirs::new();
+        let fifo = dirs.work.join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        std::fs::write(dirs.work.join("kept"), "12345").unwrap();
+        // Opened by a host call: refused, not waited on.
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            dirs.fs().open("/work/pipe"),
+            Err(FsError::WrongKind(_))
+        ));
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        // The sweep after an exec removes it and counts what is left.
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let used = measure_tool_dirs(&[&dirs.work], 1 << 20, later).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&fifo).is_err(),
+            "the FIFO is gone"
+        );
+        assert!(dirs.work.join("kept").is_file());
+        assert!(used >= 5);
+    }
+
+    #[test]
     fn paths_resolve_inside_their_directories_only() {
         let dirs = TestDirs::new();
         std::fs::write(dirs.input.join("a"), "a").unwrap();

@@ -2,8 +2,8 @@
 //!
 //! Each exec gets fresh user, mount, pid, network, ipc, uts and cgroup
 //! namespaces (`--unshare-all`), an empty tmpfs root holding only the spec's
-//! mounts plus `/dev` (null, zero, full, random, urandom, tty), a fresh
-//! `/proc` and a size-capped tmpfs `/tmp`, hostname `localhost`, uid/gid
+//! mounts plus a read-only `/dev` (null, zero, full, random, urandom, tty),
+//! a fresh `/proc`, and size-capped tmpfs at `/tmp` and `/dev/shm`, hostname `localhost`, uid/gid
 //! 1000, no capabilities, `no_new_privs`, the syscall filter of
 //! [`super::seccomp`], and it dies with kiln.
 //!
@@ -68,7 +68,12 @@ pub(super) fn args(spec: &SandboxSpec, seccomp_fds: &[i32]) -> Vec<OsString> {
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     push(&["--dev", "/dev", "--proc", "/proc"]);
     push(&["--size", &tmp_size, "--tmpfs", "/tmp"]);
-    // Everything outside the writable mounts is read-only, the root included.
+    // POSIX shared memory gets a sized tmpfs of its own, like /tmp;
+    // /dev itself (an unbounded tmpfs bwrap makes) is read-only below.
+    push(&["--size", &tmp_size, "--tmpfs", "/dev/shm"]);
+    // Everything outside the writable mounts is read-only, the root and
+    // /dev included.
+    push(&["--remount-ro", "/dev"]);
     push(&["--remount-ro", "/"]);
     push(&["--chdir", &spec.cwd]);
     push(&["--info-fd", &INFO_FD.to_string()]);

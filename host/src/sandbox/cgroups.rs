@@ -411,15 +411,7 @@ mod tests {
         assert_eq!(cg.processes_hit(), Some(20));
         let _ = child.kill();
         let _ = child.wait();
-        // No pid namespace here to take the sleeps down: the test does.
-        for p in fs::read_to_string(dir.join("cgroup.procs"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .filter_map(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-        }
+        kill_all_in(&dir);
         drop(cg);
         assert!(!dir.exists(), "the cgroup is removed once it is empty");
         // This thread went back home.

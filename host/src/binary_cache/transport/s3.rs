@@ -89,7 +89,7 @@ pub(super) fn parse_s3(
             bucket: bucket_obj,
             credentials,
             prefix,
-            agents: Agents::new(timeouts),
+            agents: Agents::new(timeouts, named_by),
         },
     })
 }

@@ -29,7 +29,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
     if a.diff {
         let d = audit::diff(&closures[0], &closures[1]);
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&d)?);
+            jsonln!(&d);
         } else {
             out!("{}", audit::render_diff(&d));
         }
@@ -37,7 +37,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
     }
     if a.provenance.is_none() && a.sbom.is_none() {
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&closures)?);
+            jsonln!(&closures);
         } else {
             let trees: Vec<String> = closures.iter().map(audit::render).collect();
             out!("{}", trees.join("\n"));
@@ -215,7 +215,7 @@ pub(super) fn verify(a: VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let bad: Vec<&audit::Verified> = results.iter().filter(|v| !v.ok).collect();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        jsonln!(&results);
     } else if !quiet && bad.is_empty() {
         outln!("{} store entries verified: all intact", results.len());
     }

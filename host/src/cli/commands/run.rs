@@ -52,10 +52,12 @@ pub(super) fn run(a: RunArgs, quiet: bool) -> anyhow::Result<()> {
     // The manifest lives in the current directory (links and messages are
     // relative to it); its file name says where it came from.
     let manifest = parse_manifest(&cwd.join("(kiln run arguments)"), &text)?;
+    // Inputs come from the command line; the user config still applies.
+    let no_fetch = super::super::args::FetchArgs::default();
     let how = BuildHow {
         flags: &a.flags,
         allow_paths: &allowed,
-        allow_fetch_from: &[],
+        fetch: &no_fetch,
         locked: false,
         push: false,
     };

@@ -134,7 +134,7 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
         .with_context(|| format!("--go-hash {}", a.go_hash))?;
     let root = std::env::current_dir()?;
     let manifest = root.join("kiln.toml");
-    if manifest.exists() {
+    if fs::symlink_metadata(&manifest).is_ok() {
         bail!(
             "{} exists; kiln init writes a new one only",
             manifest.display()
@@ -169,7 +169,15 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let name = target_name(mains.first().map_or(&module, |m| &m.binary));
     let text = render_init(&name, &mains, &a.go_url, &a.go_hash);
-    fs::write(&manifest, text).with_context(|| format!("writing {}", manifest.display()))?;
+    // A new file, never through a link a checkout planted (create_new
+    // refuses an existing name, a dangling symlink included).
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&manifest)
+        .with_context(|| format!("writing {}", manifest.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .with_context(|| format!("writing {}", manifest.display()))?;
     if !quiet {
         let list: Vec<String> = mains.iter().map(|m| format!("./{}", m.dir)).collect();
         errln!(
