@@ -74,7 +74,9 @@ pub fn main() -> i32 {
         return 1;
     }
     let cli = Cli::parse();
-    match commands::run(cli) {
+    let result = commands::run(cli);
+    crate::sandbox::remove_build_cgroups();
+    match result {
         Ok(()) => 0,
         Err(e) => {
             errln!("error: {e}");

@@ -277,6 +277,12 @@ fn spawn_piped(
     })
 }
 
+/// Remove the cgroups this process made to hold all its sandboxes
+/// together; call before exiting (a sandbox made later makes them again).
+pub fn remove_build_cgroups() {
+    cgroups::remove_parents();
+}
+
 /// Process groups of tools running now, by their leader's pid.
 static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
@@ -287,6 +293,7 @@ pub fn kill_running() {
     for &pid in RUNNING.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         kill_group(pid);
     }
+    remove_build_cgroups();
 }
 
 /// The writable directories of a running sandbox and what they may hold.

@@ -13,8 +13,9 @@
 //! The sandboxes of one kiln process sit together under one parent cgroup,
 //! `kiln-<pid>`, that carries the same limits: a build's tools get one
 //! budget of processes and memory (tmpfs pages included) however many run
-//! at once (`exec-all`, `-j`), not one per sandbox. The parent exists while
-//! a sandbox does.
+//! at once (`exec-all`, `-j`), not one per sandbox. The parent is made with
+//! the first sandbox and removed when kiln is done
+//! ([`crate::sandbox::remove_build_cgroups`]).
 //!
 //! Where no writable hierarchy exists (cgroup v2 only, or not root), the
 //! rlimits the bwrap backend sets in the sandbox's own user namespace remain:
@@ -73,7 +74,9 @@ fn hold_parent(controller: Controller, home: &Path, file: &str, limit: &str) -> 
     let value: u64 = limit.parse().ok()?;
     let mut parents = PARENTS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = parents.iter_mut().find(|p| p.controller == controller) {
-        if value > p.limit && fs::write(p.dir.join(file), limit).is_ok() {
+        // The largest limit of the sandboxes in it now: one build asks
+        // for one; an idle parent takes the new one.
+        if (value > p.limit || p.users == 0) && set_limit(controller, &p.dir, file, limit) {
             p.limit = value;
         }
         p.users += 1;
@@ -83,13 +86,12 @@ fn hold_parent(controller: Controller, home: &Path, file: &str, limit: &str) -> 
     if fs::create_dir(&dir).is_err() && !dir.is_dir() {
         return None;
     }
-    if fs::write(dir.join(file), limit).is_err() {
-        let _ = fs::remove_dir(&dir);
-        return None;
-    }
     if controller == Controller::Memory {
         let _ = fs::write(dir.join("memory.swappiness"), "0");
-        let _ = fs::write(dir.join("memory.memsw.limit_in_bytes"), limit);
+    }
+    if !set_limit(controller, &dir, file, limit) {
+        let _ = fs::remove_dir(&dir);
+        return None;
     }
     parents.push(Parent {
         controller,
@@ -100,16 +102,37 @@ fn hold_parent(controller: Controller, home: &Path, file: &str, limit: &str) -> 
     Some(dir)
 }
 
-/// Let go of the parent of `controller`; the last sandbox out removes it.
+/// Write `limit` to `file` in `dir`; for memory, to memory+swap too. The
+/// kernel keeps memsw ≥ memory, so which goes first depends on whether the
+/// limit rises or falls: try both orders.
+fn set_limit(controller: Controller, dir: &Path, file: &str, limit: &str) -> bool {
+    if controller != Controller::Memory {
+        return fs::write(dir.join(file), limit).is_ok();
+    }
+    let memsw = dir.join("memory.memsw.limit_in_bytes");
+    let mem = dir.join(file);
+    let _ = fs::write(&memsw, limit);
+    let ok = fs::write(&mem, limit).is_ok();
+    // Where swap is accounted, the second write of memsw settles it.
+    let _ = fs::write(&memsw, limit);
+    ok
+}
+
+/// Let go of the parent of `controller`. It stays for the next sandbox
+/// (making and removing it for every exec costs about half a millisecond);
+/// [`remove_parents`] removes it when kiln is done.
 fn release_parent(controller: Controller) {
     let mut parents = PARENTS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = parents.iter().position(|p| p.controller == controller) {
-        parents[i].users -= 1;
-        if parents[i].users == 0 {
-            let p = parents.remove(i);
-            let _ = fs::remove_dir(&p.dir);
-        }
+    if let Some(p) = parents.iter_mut().find(|p| p.controller == controller) {
+        p.users = p.users.saturating_sub(1);
     }
+}
+
+/// Remove this process's parent cgroups that hold no sandbox now: before
+/// kiln exits.
+pub fn remove_parents() {
+    let mut parents = PARENTS.lock().unwrap_or_else(|p| p.into_inner());
+    parents.retain(|p| p.users > 0 || fs::remove_dir(&p.dir).is_err());
 }
 
 /// One sandbox's cgroups: any, all or none of the controllers.
@@ -369,7 +392,8 @@ mod tests {
         }
         drop(a);
         drop(b);
-        assert!(!parent.exists(), "the parent goes with its last sandbox");
+        remove_parents();
+        assert!(!parent.exists(), "the parent goes when kiln is done");
     }
 
     /// `sh -c script`, started inside `cg`.
