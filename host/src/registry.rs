@@ -155,12 +155,12 @@ pub fn push(
     let top_bytes = layout.blob(&layout.top.digest)?;
     client.put_manifest(&layout.top.digest, &layout.top.media_type, &top_bytes)?;
     client.put_manifest(&tag, &layout.top.media_type, &top_bytes)?;
-    let mut tags = vec![tag];
+    let mut tags = vec![tag.clone()];
     if let Some(s) = signing {
         let reachable =
             std::iter::once(&layout.top.digest).chain(layout.manifests.iter().map(|m| &m.digest));
         for digest in reachable {
-            tags.extend(push_signatures(&client, reference, digest, s)?);
+            tags.extend(push_signatures(&client, reference, &tag, digest, s)?);
         }
     }
     Ok(Pushed {
@@ -172,14 +172,19 @@ pub fn push(
 }
 
 /// The `.sig` and (if any) `.att` artifacts of `digest`; their tags.
+///
+/// The signature's identity names the pushed tag (`REGISTRY/REPO:TAG`):
+/// containers/image's default `signedIdentity`, `matchRepoDigestOrExact`,
+/// refuses a name without a tag or digest, and cosign does not read it.
 fn push_signatures(
     client: &client::Client,
     reference: &Reference,
+    tag: &str,
     digest: &str,
     s: &Signing,
 ) -> Result<Vec<String>, RegistryError> {
     let repository = format!("{}/{}", reference.registry, reference.repository);
-    let payload = sign::simple_signing_payload(&repository, digest);
+    let payload = sign::simple_signing_payload(&format!("{repository}:{tag}"), digest);
     let signature = sign::ArtifactLayer {
         media_type: sign::SIMPLE_SIGNING,
         annotations: vec![(sign::SIGNATURE_ANNOTATION.into(), s.key.sign(&payload))],

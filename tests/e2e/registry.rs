@@ -334,6 +334,14 @@ fn check_signed(
         claims["critical"]["type"],
         "cosign container image signature"
     );
+    // containers/image's default identity rule (matchRepoDigestOrExact)
+    // needs the tag the image was pulled by.
+    assert!(
+        claims["critical"]["identity"]["docker-reference"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("/team/hello:kiln")),
+        "{claims}"
+    );
     let signature = b64(layer["annotations"]["dev.cosignproject.cosign/signature"]
         .as_str()
         .unwrap());

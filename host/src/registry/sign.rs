@@ -90,11 +90,12 @@ pub fn tag_for(digest: &str, suffix: &str) -> String {
     format!("{}.{suffix}", digest.replace(':', "-"))
 }
 
-/// cosign's simple-signing payload for `digest` of `repository`.
-pub fn simple_signing_payload(repository: &str, digest: &str) -> Vec<u8> {
+/// cosign's simple-signing payload for `digest`, pushed as `reference`
+/// (`REGISTRY/REPO:TAG`).
+pub fn simple_signing_payload(reference: &str, digest: &str) -> Vec<u8> {
     let v = json!({
         "critical": {
-            "identity": { "docker-reference": repository },
+            "identity": { "docker-reference": reference },
             "image": { "docker-manifest-digest": digest },
             "type": "cosign container image signature"
         },
@@ -205,7 +206,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let public = VerifyingKey::from_public_key_pem(&again.public_pem().unwrap_or_default())
             .unwrap_or_else(|e| panic!("{e}"));
-        let payload = simple_signing_payload("reg.io/hello", "sha256:ab");
+        let payload = simple_signing_payload("reg.io/hello:v1", "sha256:ab");
         let sig = BASE64
             .decode(key.sign(&payload).as_bytes())
             .unwrap_or_default();
