@@ -20,22 +20,11 @@ use std::borrow::Cow;
 /// `text` with every character a terminal would act on shown as an escape;
 /// `\n` and `\t` are kept.
 pub fn safe(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if needs_escape(c) {
-            match c {
-                '\r' => out.push_str("\\r"),
-                c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    escape_with(text, |out, c| match c {
+        '\r' => out.push_str("\\r"),
+        c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+    })
 }
 
 /// Serialised JSON with every character [`safe`] would escape written as
@@ -43,16 +32,23 @@ pub fn safe(text: &str) -> Cow<'_, str> {
 /// where the escape means the same character); newlines and tabs between
 /// tokens are kept.
 pub fn safe_json(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(needs_escape) {
-        return Cow::Borrowed(json);
+    escape_with(json, |out, c| {
+        let mut units = [0u16; 2];
+        for u in c.encode_utf16(&mut units) {
+            out.push_str(&format!("\\u{:04x}", u));
+        }
+    })
+}
+
+/// `text` with each character [`needs_escape`] picks written by `escape`.
+fn escape_with(text: &str, escape: impl Fn(&mut String, char)) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
         if needs_escape(c) {
-            let mut units = [0u16; 2];
-            for u in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{:04x}", u));
-            }
+            escape(&mut out, c);
         } else {
             out.push(c);
         }
