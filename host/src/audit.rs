@@ -27,7 +27,7 @@ use kiln_core::listing::EntryKind;
 use kiln_core::store::Store;
 use serde::Serialize;
 
-use crate::builder::record::{self, BuildRecord, HashOf, InputKind};
+use crate::record::{self, BuildRecord, HashOf, InputKind};
 use crate::sandbox::SandboxMode;
 
 /// What a node of an input closure is.
@@ -120,8 +120,15 @@ pub enum AuditError {
     Hash(#[from] kiln_core::nar::NarError),
     #[error("{} is not in the kiln store {}; name a target, a result link or a store path", path.display(), store.display())]
     NotInStore { path: PathBuf, store: PathBuf },
-    #[error("{0} is the store itself; name one entry")]
-    WholeStore(PathBuf),
+    #[error(
+        "{} was built from input '{input}', the output {dep}, which is no longer in the store; rebuild the target to audit it",
+        entry.display()
+    )]
+    MissingDep {
+        entry: PathBuf,
+        input: String,
+        dep: String,
+    },
     #[error("{}: {message}", entry.display())]
     GoBuildInfo { entry: PathBuf, message: String },
     #[error("the audited outputs hold no files, so the provenance would have no subject")]
@@ -147,21 +154,16 @@ pub fn record_of(store: &Store, entry: &Path) -> Result<BuildRecord, AuditError>
 /// The store entry a path names: a store entry, a path inside one, or a
 /// link (like `result`) to either.
 pub fn entry_of(store: &Store, path: &Path) -> Result<PathBuf, AuditError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AuditError::Io { path, source }
-    };
-    let real = std::fs::canonicalize(path).map_err(io(path))?;
-    let dir = std::fs::canonicalize(store.entries_dir()).map_err(io(&store.entries_dir()))?;
-    let rel = real
-        .strip_prefix(&dir)
-        .map_err(|_| AuditError::NotInStore {
+    match store.entry_containing(path) {
+        Ok(Some(entry)) => Ok(entry),
+        Ok(None) => Err(AuditError::NotInStore {
             path: path.to_path_buf(),
-            store: dir.clone(),
-        })?;
-    match rel.components().next() {
-        Some(first) => Ok(dir.join(first)),
-        None => Err(AuditError::WholeStore(path.to_path_buf())),
+            store: store.entries_dir(),
+        }),
+        Err(source) => Err(AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -181,8 +183,15 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
     };
     for input in &rec.inputs {
         let mut node = match (input.kind, &input.entry) {
-            (InputKind::Target, Some(dep)) => {
-                let mut n = closure(store, &store.entries_dir().join(dep))?;
+            (InputKind::Target, Some(name)) => {
+                let dep = input
+                    .entry_in(store)
+                    .ok_or_else(|| AuditError::MissingDep {
+                        entry: entry.to_path_buf(),
+                        input: input.name.clone(),
+                        dep: name.clone(),
+                    })?;
+                let mut n = closure(store, &dep)?;
                 n.name = input.name.clone();
                 n
             }

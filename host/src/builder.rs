@@ -14,7 +14,7 @@ mod error;
 mod inputs;
 mod pins;
 pub mod reach;
-pub mod record;
+mod record;
 mod run;
 mod schedule;
 mod substitute;
@@ -120,11 +120,19 @@ struct Ctx<'a> {
 /// A target whose recipe and inputs are resolved and hashed: ready to run.
 struct Job<'a> {
     target: &'a Target,
-    recipe_name: String,
-    wasm: Vec<u8>,
-    recipe_hash: Sha256Hash,
+    recipe: Recipe,
     inputs: Vec<ResolvedInput>,
     key: Sha256Hash,
+}
+
+/// A target's recipe, read and hashed.
+struct Recipe {
+    /// A standard recipe's name, or the custom recipe's path relative to kiln.toml.
+    name: String,
+    wasm: Vec<u8>,
+    hash: Sha256Hash,
+    /// The store entry holding it, when it is another target's output.
+    entry: Option<PathBuf>,
 }
 
 impl<'a> Builder<'a> {
@@ -258,11 +266,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The recipe's wasm bytes and hash, checked against kiln.toml / kiln.lock.
-    fn resolve_recipe(
-        &self,
-        t: &Target,
-        pins: &mut Pins,
-    ) -> Result<(String, Vec<u8>, Sha256Hash), BuildError> {
+    fn resolve_recipe(&self, t: &Target, pins: &mut Pins) -> Result<Recipe, BuildError> {
         match &t.recipe {
             RecipeRef::Standard(name) => {
                 let wasm =
@@ -271,7 +275,12 @@ impl<'a> Ctx<'a> {
                         at: t.at.clone(),
                         known: crate::recipes::standard_names().join(", "),
                     })?;
-                Ok((name.clone(), wasm.to_vec(), Sha256Hash::of_bytes(wasm)))
+                Ok(Recipe {
+                    name: name.clone(),
+                    wasm: wasm.to_vec(),
+                    hash: Sha256Hash::of_bytes(wasm),
+                    entry: None,
+                })
             }
             RecipeRef::Wasm {
                 path,
@@ -310,7 +319,12 @@ impl<'a> Ctx<'a> {
                     .unwrap_or(path)
                     .display()
                     .to_string();
-                Ok((name, wasm, got))
+                Ok(Recipe {
+                    name,
+                    wasm,
+                    hash: got,
+                    entry: self.store.entry_containing(&real).ok().flatten(),
+                })
             }
         }
     }
@@ -323,13 +337,13 @@ impl<'a> Ctx<'a> {
         pins: &mut Pins,
         built: &BTreeMap<String, Built>,
     ) -> Result<Job<'t>, BuildError> {
-        let (recipe_name, wasm, recipe_hash) = self.resolve_recipe(t, pins)?;
+        let recipe = self.resolve_recipe(t, pins)?;
         let mut resolved: Vec<ResolvedInput> = Vec::new();
         for input in t.inputs.values() {
             resolved.push(inputs::resolve(self, pins, built, t, input)?);
         }
         let key = KeyMaterial {
-            recipe: recipe_hash,
+            recipe: recipe.hash,
             params: &t.params,
             inputs: resolved.iter().map(|r| (r.name.as_str(), r.hash)).collect(),
             sandbox: self.opts.sandbox.as_str(),
@@ -339,9 +353,7 @@ impl<'a> Ctx<'a> {
         .key()?;
         Ok(Job {
             target: t,
-            recipe_name,
-            wasm,
-            recipe_hash,
+            recipe,
             inputs: resolved,
             key,
         })
@@ -353,7 +365,7 @@ impl<'a> Ctx<'a> {
         let t = job.target;
         let _lock = self.store.lock(&job.key.to_hex())?;
         let stored = self.store.lookup_output(&job.key).and_then(|entry| {
-            let rec = record::read(&self.store, &entry).ok()?;
+            let rec = crate::record::read(&self.store, &entry).ok()?;
             Some(Built {
                 target: t.name.clone(),
                 entry,
@@ -405,7 +417,7 @@ impl<'a> Ctx<'a> {
         let entry = self
             .store
             .commit_sealed(&staging.path().join("out"), &entry_hash, &t.name)?;
-        record::write(&self.store, &entry, &record).map_err(|source| BuildError::Io {
+        crate::record::write(&self.store, &entry, &record).map_err(|source| BuildError::Io {
             action: "cannot write the build record of",
             path: entry.clone(),
             source,

@@ -17,7 +17,7 @@ use kiln_core::hash::Sha256Hash;
 use kiln_core::lockfile::Lockfile;
 use kiln_core::store::{Store, StoreError, make_writable};
 
-use crate::builder::record;
+use crate::record;
 
 /// What a collection would keep and delete.
 #[derive(Debug, Default)]
@@ -58,37 +58,41 @@ pub fn plan(store: &Store, roots: &[PathBuf]) -> Result<GcPlan, GcError> {
             }
         })?;
     }
-    live.extend(pinned.iter().filter_map(|h| store.find_by_hash(h)));
+    // Links were followed to the real store directory; name entries as the
+    // store does, so records' names and the listing below compare equal.
+    let mut live: BTreeSet<PathBuf> = live
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| store.entries_dir().join(n))
+        .collect();
+    // One listing of the store: the entries kiln.lock files pin, then
+    // what nothing keeps alive.
+    let entries = store.entries()?;
+    let pinned: BTreeSet<Sha256Hash> = pinned.into_iter().collect();
+    live.extend(
+        entries
+            .iter()
+            .filter(|e| store.digest_of(e).is_some_and(|h| pinned.contains(&h)))
+            .cloned(),
+    );
 
-    // Close over build records: inputs and dependency outputs stay alive.
+    // Close over build records: inputs, dependency outputs and recipes stay alive.
     let mut queue: Vec<PathBuf> = live.iter().cloned().collect();
     while let Some(entry) = queue.pop() {
         let Ok(rec) = record::read(store, &entry) else {
             continue;
         };
-        for input in &rec.inputs {
-            let dep = match &input.entry {
-                Some(name) => Some(store_dir.join(name)),
-                None => store.find_by_hash(&input.hash),
-            };
-            if let Some(dep) = dep
-                && live.insert(dep.clone())
-            {
-                queue.push(dep);
+        for dep in rec.deps(store) {
+            if live.insert(dep.entry.clone()) {
+                queue.push(dep.entry);
             }
         }
-        if let Some(dep) = store.find_by_hash(&rec.recipe.hash)
-            && live.insert(dep.clone())
-        {
-            queue.push(dep);
-        }
     }
-    let dead = store
-        .entries()?
+    let dead = entries
         .into_iter()
         .filter(|p| !live.contains(p))
         .map(|p| {
-            let size = disk_usage(&p);
+            let size = kiln_core::usage::usage(&p).bytes;
             (p, size)
         })
         .collect();
@@ -131,7 +135,7 @@ pub fn plan_caches(store: &Store, max_age: Duration, max_bytes: u64) -> Vec<(Pat
             let used = fs::metadata(e.path().join("owner"))
                 .and_then(|m| m.modified())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            let size = crate::runtime::tree_size(&e.path()).1;
+            let size = kiln_core::usage::usage(&e.path()).bytes;
             (e.path(), used, size)
         })
         .collect();
@@ -204,21 +208,4 @@ fn find_roots(
         }
     }
     Ok(())
-}
-
-fn disk_usage(path: &Path) -> u64 {
-    let Ok(m) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if m.is_dir() {
-        fs::read_dir(path)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| disk_usage(&e.path()))
-                    .sum()
-            })
-            .unwrap_or(0)
-    } else {
-        m.len()
-    }
 }

@@ -26,6 +26,7 @@ pub mod fetch;
 pub mod gc;
 pub mod image;
 pub mod recipes;
+pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;

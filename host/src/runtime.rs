@@ -31,8 +31,9 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::record::{CacheUse, ExecRecord, LogLine, LogSource};
 use crate::sandbox::SandboxMode;
-pub use host::{CacheKind, CachePlan, CacheUse, ExecRecord, Level, LogLine, LogSource, tree_size};
+pub use host::{CachePlan, Level};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -386,7 +387,7 @@ impl Runtime {
             let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
             for line in text.lines() {
                 report.log.push(LogLine {
-                    level: source,
+                    source,
                     message: line.to_string(),
                 });
             }

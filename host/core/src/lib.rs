@@ -9,7 +9,8 @@
 //! * [`sidefile`]: kiln.toml, kiln.lock, configs, records: regular files, never blocking;
 //! * [`store`]: the content-addressed store under `$KILN_HOME`;
 //! * [`tarbound`]: a tar reader's headers bounded (no 4 GiB "long name");
-//! * [`unpack`]: archives unpacked beneath their directory, bounded.
+//! * [`unpack`]: archives unpacked beneath their directory, bounded;
+//! * [`usage`]: how many files and bytes a tree holds.
 //!
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
 
@@ -28,3 +29,4 @@ pub mod sidefile;
 pub mod store;
 pub mod tarbound;
 pub mod unpack;
+pub mod usage;

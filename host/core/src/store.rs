@@ -233,6 +233,33 @@ impl Store {
         self.holds(&path, hash).then_some(path)
     }
 
+    /// The entry called `name` (a record or a cache names it), if the
+    /// store has one. `name` must be one plain entry name: anything that
+    /// could lead elsewhere (`..`, `/`, an empty name) names nothing.
+    pub fn entry_named(&self, name: &str) -> Option<PathBuf> {
+        let plain = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains('/')
+            && !name.contains('\0');
+        let path = self.entries_dir().join(name);
+        (plain && fs::symlink_metadata(&path).is_ok()).then_some(path)
+    }
+
+    /// The entry a host path lies in: an entry, a path inside one, or a
+    /// link (like `result`) to either. `Ok(None)` when it resolves outside
+    /// the store; `Err` when it cannot be resolved at all.
+    pub fn entry_containing(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        let real = fs::canonicalize(path)?;
+        let dir = self.entries_dir();
+        let dir = fs::canonicalize(&dir).unwrap_or(dir);
+        Ok(real
+            .strip_prefix(&dir)
+            .ok()
+            .and_then(|rel| rel.components().next())
+            .map(|first| dir.join(first)))
+    }
+
     /// The entry holding content with `hash`, whatever its name.
     pub fn find_by_hash(&self, hash: &Sha256Hash) -> Option<PathBuf> {
         let prefix = format!("{}-", &hash.to_nix32()[..32]);
@@ -596,6 +623,43 @@ fn remove_any(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_names_from_records_stay_in_the_store() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        fs::create_dir(store.entries_dir().join("abc-x")).unwrap();
+        fs::write(home.path().join("outside"), "").unwrap();
+        assert_eq!(
+            store.entry_named("abc-x"),
+            Some(store.entries_dir().join("abc-x"))
+        );
+        for hostile in ["", ".", "..", "../outside", "abc-x/..", "/etc", "missing"] {
+            assert_eq!(store.entry_named(hostile), None, "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn the_entry_containing_a_path_is_its_first_component_below_the_store() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let entry = store.entries_dir().join("abc-x");
+        fs::create_dir_all(entry.join("bin")).unwrap();
+        let link = home.path().join("result");
+        symlink(&entry, &link).unwrap();
+        let real_entry = fs::canonicalize(&entry).unwrap();
+        for p in [&entry, &entry.join("bin"), &link, &link.join("bin")] {
+            assert_eq!(
+                store.entry_containing(p).unwrap().as_deref(),
+                Some(real_entry.as_path()),
+                "{}",
+                p.display()
+            );
+        }
+        assert_eq!(store.entry_containing(&store.entries_dir()).unwrap(), None);
+        assert_eq!(store.entry_containing(home.path()).unwrap(), None);
+        assert!(store.entry_containing(&home.path().join("nope")).is_err());
+    }
 
     #[test]
     fn added_entries_are_read_only_and_hash_what_was_asked() {

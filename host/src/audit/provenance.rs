@@ -12,7 +12,7 @@ use kiln_core::listing::{self, EntryKind};
 use serde_json::{Value, json};
 
 use super::{AuditError, Node, NodeKind};
-use crate::builder::record::{BuildRecord, HashOf};
+use crate::record::{BuildRecord, HashOf};
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";

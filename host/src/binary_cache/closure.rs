@@ -1,14 +1,14 @@
 //! What pushing a target shares: its output, the outputs of the targets it
 //! was built from, and its downloaded inputs — each with its build record
-//! if it has one. Path inputs (the project's own files) stay home: the
-//! build key already covers them.
+//! if it has one. Path inputs (the project's own files) and local recipes
+//! stay home: the build key already covers them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kiln_core::store::Store;
 
-use crate::builder::record::{self, InputKind};
+use crate::record::{self, DepRole, InputKind};
 
 /// Every entry to push for `outputs`, with the bytes of its record.
 pub fn closure(store: &Store, outputs: &[PathBuf]) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
@@ -18,26 +18,15 @@ pub fn closure(store: &Store, outputs: &[PathBuf]) -> BTreeMap<PathBuf, Option<V
         if out.contains_key(&entry) {
             continue;
         }
-        let bytes = kiln_core::sidefile::read(
-            &store.record_path(&entry),
-            kiln_core::sidefile::Links::Refuse,
-            kiln_core::sidefile::limits::RECORD,
-        )
-        .ok();
-        if let Ok(rec) = record::read(store, &entry) {
-            for input in &rec.inputs {
-                match input.kind {
-                    InputKind::Target => {
-                        if let Some(name) = &input.entry {
-                            queue.push(store.entries_dir().join(name));
-                        }
+        let bytes = record::read_bytes(store, &entry).ok();
+        if let Some(rec) = bytes.as_deref().and_then(|b| record::parse(b).ok()) {
+            for dep in rec.deps(store) {
+                match dep.role {
+                    DepRole::Input(InputKind::Target) => queue.push(dep.entry),
+                    DepRole::Input(InputKind::Url) => {
+                        out.entry(dep.entry).or_insert(None);
                     }
-                    InputKind::Url => {
-                        if let Some(e) = store.find_by_hash(&input.hash) {
-                            out.entry(e).or_insert(None);
-                        }
-                    }
-                    InputKind::Path => {}
+                    DepRole::Input(InputKind::Path) | DepRole::Recipe => {}
                 }
             }
         }

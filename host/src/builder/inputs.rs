@@ -10,8 +10,8 @@ use kiln_core::hash::Sha256Hash;
 use kiln_core::manifest::{Input, Source, Target};
 use kiln_core::pathfilter::PathFilter;
 
-use super::record::InputKind;
 use super::{BuildError, Built, Ctx, Pins};
+use crate::record::InputKind;
 
 /// An input that is in the store with a verified hash.
 #[derive(Debug, Clone)]

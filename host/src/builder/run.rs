@@ -9,8 +9,8 @@ use std::time::Instant;
 use kiln_core::hash::Sha256Hash;
 use kiln_core::store::StoreError;
 
-use super::record::BuildRecord;
 use super::{BuildError, Ctx, Job, ResolvedInput};
+use crate::record::BuildRecord;
 use crate::runtime::{CachePlan, RecipeError, RecipeRun, RunInput};
 
 impl Ctx<'_> {
@@ -61,13 +61,13 @@ impl Ctx<'_> {
                     dir: staging.path().join("caches"),
                 }
             } else {
-                self.tool_cache(t, &job.recipe_hash)
+                self.tool_cache(t, &job.recipe.hash)
             },
             // --fetch-unpinned keeps nothing it fetched.
             fetch_store: (!self.opts.fetch_unpinned).then(|| self.store.clone()),
         };
         let runtime = self.runtime()?;
-        let component = runtime.load(&job.wasm).map_err(|e| {
+        let component = runtime.load(&job.recipe.wasm).map_err(|e| {
             BuildError::Recipe(RecipeError::Load {
                 target: t.name.clone(),
                 message: format!("{e:#}"),
@@ -92,18 +92,7 @@ impl Ctx<'_> {
                 got: output_hash,
             });
         }
-        let record = BuildRecord::new(
-            &self.store,
-            t,
-            &job.recipe_name,
-            job.recipe_hash,
-            job.key,
-            &job.inputs,
-            &report,
-            &self.opts,
-            output_hash,
-            started.elapsed(),
-        )?;
+        let record = self.record_run(job, &report, output_hash, started.elapsed())?;
         Ok((staging, record))
     }
 }

@@ -4,9 +4,9 @@
 
 use kiln_core::hash::Sha256Hash;
 
-use super::record::{self, BuildRecord};
 use super::{Built, Ctx, Job};
 use crate::binary_cache::{Miss, Want};
+use crate::record::{self, BuildRecord};
 
 impl Ctx<'_> {
     /// `job`'s output from the first binary cache that has a valid one.
@@ -49,7 +49,7 @@ impl Ctx<'_> {
                 return None;
             }
         };
-        let rec: BuildRecord = serde_json::from_slice(pulled.record.as_deref()?).ok()?;
+        let rec: BuildRecord = record::parse(pulled.record.as_deref()?).ok()?;
         if let Err(e) = record::write(&self.store, &pulled.entry, &rec) {
             self.note(format!("{}: cannot write the pulled record: {e}", t.name));
         }

@@ -6,12 +6,9 @@
 //! sees (undeclared tool, bad path). Nothing a recipe sends can make the
 //! host panic.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-use serde::{Deserialize, Serialize};
 
 mod caches;
 mod exec;
@@ -28,7 +25,8 @@ use super::{RecipeError, RecipeRun, RunInput, RunReport};
 use crate::sandbox::SandboxMode;
 use kiln_core::hash::Sha256Hash;
 
-pub use caches::{CacheKind, CachePlan, CacheUse, tree_size};
+use crate::record::{LogLine, LogSource};
+pub use caches::CachePlan;
 
 /// The largest log message a recipe may send.
 pub const LOG_MESSAGE_LIMIT: usize = 1024 * 1024;
@@ -42,20 +40,6 @@ pub enum Level {
     Error,
 }
 
-/// Where a line of a build's log came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogSource {
-    Debug,
-    Info,
-    Warn,
-    Error,
-    /// What the recipe printed on its stdout.
-    RecipeStdout,
-    /// What the recipe printed on its stderr.
-    RecipeStderr,
-}
-
 impl From<Level> for LogSource {
     fn from(l: Level) -> Self {
         match l {
@@ -65,29 +49,6 @@ impl From<Level> for LogSource {
             Level::Error => LogSource::Error,
         }
     }
-}
-
-/// One line of a build's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogLine {
-    pub level: LogSource,
-    pub message: String,
-}
-
-/// One tool run, as the build record keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecRecord {
-    pub argv: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    pub cwd: String,
-    pub network: bool,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub stdout_bytes: usize,
-    pub stderr_bytes: usize,
-    /// Kept out of the record's reproducible part (the builder moves it to `timing`).
-    #[serde(skip)]
-    pub duration_ms: u64,
 }
 
 pub(super) struct HostState {
@@ -361,7 +322,7 @@ impl log::Host for HostState {
             );
         }
         self.report().log.push(LogLine {
-            level: level.into(),
+            source: level.into(),
             message,
         });
         Ok(())

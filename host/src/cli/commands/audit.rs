@@ -84,7 +84,7 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
 fn attestable_records(
     store: &Store,
     entries: &[PathBuf],
-) -> anyhow::Result<Vec<crate::builder::record::BuildRecord>> {
+) -> anyhow::Result<Vec<crate::record::BuildRecord>> {
     let mut records = Vec::new();
     for e in entries {
         let v = audit::verify(store, e)?;

@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use kiln_core::hash::Sha256Hash;
-use serde::{Deserialize, Serialize};
 
 use super::HostState;
+use crate::record::{CacheKind, CacheUse};
 use crate::runtime::bindings::kiln::recipe::tool_exec;
 use crate::sandbox::Mount;
 
@@ -34,30 +34,6 @@ impl CachePlan {
             CachePlan::Persistent { dir, .. } | CachePlan::Fresh { dir } => dir,
         }
     }
-}
-
-/// How a cache was used by one build: part of the record's `timing`
-/// section, since it differs between two builds of the same inputs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheUse {
-    /// Where tools saw it, e.g. `/cache/go-build`.
-    pub path: String,
-    /// `persistent`, or `fresh` (empty for this build).
-    pub kind: CacheKind,
-    /// Files and bytes it held when the build first mounted it: how warm
-    /// it was.
-    pub files_before: u64,
-    pub bytes_before: u64,
-    /// Where it is on the host: counted in the disk budget, never recorded.
-    #[serde(skip)]
-    pub host_dir: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CacheKind {
-    Persistent,
-    Fresh,
 }
 
 /// The longest cache path component.
@@ -124,7 +100,10 @@ impl HostState {
         if report.caches.iter().any(|u| u.path == path) {
             return;
         }
-        let (files_before, bytes_before) = tree_size(dir);
+        let kiln_core::usage::Usage {
+            files: files_before,
+            bytes: bytes_before,
+        } = kiln_core::usage::usage(dir);
         report.caches.push(CacheUse {
             path: path.to_string(),
             kind: match self.caches {
@@ -136,27 +115,4 @@ impl HostState {
             host_dir: dir.to_path_buf(),
         });
     }
-}
-
-/// Regular files and their bytes under `dir` (0 where unreadable).
-pub fn tree_size(dir: &Path) -> (u64, u64) {
-    let mut files = 0;
-    let mut bytes = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => {
-                    files += 1;
-                    bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                }
-                _ => {}
-            }
-        }
-    }
-    (files, bytes)
 }

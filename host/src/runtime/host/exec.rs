@@ -7,8 +7,9 @@ use std::time::Instant;
 use super::HostState;
 use super::fetch::{FetchVerdict, discard_dir};
 use super::paths::{resolve_cwd, resolve_tool};
+use crate::record::ExecRecord;
+use crate::runtime::RecipeError;
 use crate::runtime::bindings::kiln::recipe::tool_exec;
-use crate::runtime::{ExecRecord, RecipeError};
 use crate::sandbox::{self, Network, SandboxError, SandboxSpec, policy};
 
 impl tool_exec::Host for HostState {
