@@ -42,8 +42,8 @@ fn main() -> anyhow::Result<()> {
             sandbox: SandboxMode::Hermetic,
             output_hash: None,
             fetch_unpinned: false,
-            echo: None,
-            caches: kiln::runtime::CachePlan::Fresh {
+            reporter: kiln::report::Reporter::silent(),
+            caches: kiln::runtime::ToolCachePlan::Fresh {
                 dir: dir.join("caches"),
             },
             fetch_store: None,

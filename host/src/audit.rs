@@ -167,60 +167,14 @@ pub fn entry_of(store: &Store, path: &Path) -> Result<PathBuf, AuditError> {
     }
 }
 
-/// The input closure of the target output `entry`.
+/// The input closure of the target output `entry`: its recipe, each
+/// input (a dependency's closure for `target` inputs), and the Go binaries
+/// it holds with the modules linked into them.
 pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
     let rec = record_of(store, entry)?;
-    let mut children = vec![Node::leaf(
-        NodeKind::Recipe,
-        &rec.recipe.name,
-        "",
-        rec.recipe.hash,
-    )];
-    children[0].source = if crate::recipes::standard(&rec.recipe.name).is_some() {
-        "standard".into()
-    } else {
-        "custom".into()
-    };
+    let mut children = vec![recipe_node(&rec)];
     for input in &rec.inputs {
-        let mut node = match (input.kind, &input.entry) {
-            (InputKind::Target, Some(name)) => {
-                let dep = input
-                    .entry_in(store)
-                    .ok_or_else(|| AuditError::MissingDep {
-                        entry: entry.to_path_buf(),
-                        input: input.name.clone(),
-                        dep: name.clone(),
-                    })?;
-                let mut n = closure(store, &dep)?;
-                n.name = input.name.clone();
-                n
-            }
-            _ => {
-                let kind = if input.kind == InputKind::Url {
-                    NodeKind::Url
-                } else {
-                    NodeKind::Path
-                };
-                let mut n = Node::leaf(kind, &input.name, &input.origin, input.hash);
-                n.hash_of = Some(input.hash_of);
-                n.children = input
-                    .files
-                    .iter()
-                    .filter_map(|f| match &f.kind {
-                        EntryKind::File { sha256, .. } => {
-                            Some(Node::leaf(NodeKind::File, &f.path, "", *sha256))
-                        }
-                        EntryKind::Symlink { target } => Some(Node {
-                            source: format!("-> {target}"),
-                            hash: String::new(),
-                            ..Node::leaf(NodeKind::File, &f.path, "", Sha256Hash([0; 32]))
-                        }),
-                        EntryKind::Directory => None,
-                    })
-                    .collect();
-                n
-            }
-        };
+        let mut node = input_node(store, entry, input)?;
         node.tools = rec
             .tools
             .iter()
@@ -229,6 +183,81 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
             .collect();
         children.push(node);
     }
+    children.extend(go_binary_nodes(entry)?);
+    Ok(Node {
+        kind: NodeKind::Target,
+        name: rec.target.clone(),
+        source: rec.target.clone(),
+        hash: rec.output_hash.to_sri(),
+        hash_of: Some(HashOf::Tree),
+        entry: Some(entry.to_path_buf()),
+        sandbox: Some(rec.sandbox),
+        tools: Vec::new(),
+        children,
+    })
+}
+
+fn recipe_node(rec: &BuildRecord) -> Node {
+    let mut n = Node::leaf(NodeKind::Recipe, &rec.recipe.name, "", rec.recipe.hash);
+    n.source = if crate::recipes::standard(&rec.recipe.name).is_some() {
+        "standard".into()
+    } else {
+        "custom".into()
+    };
+    n
+}
+
+/// One input of the output `entry`: a dependency's whole closure, or a
+/// leaf (with the files of a directory from the project).
+fn input_node(
+    store: &Store,
+    entry: &Path,
+    input: &record::InputRecord,
+) -> Result<Node, AuditError> {
+    Ok(match (input.kind, &input.entry) {
+        (InputKind::Target, Some(name)) => {
+            let dep = input
+                .entry_in(store)
+                .ok_or_else(|| AuditError::MissingDep {
+                    entry: entry.to_path_buf(),
+                    input: input.name.clone(),
+                    dep: name.clone(),
+                })?;
+            let mut n = closure(store, &dep)?;
+            n.name = input.name.clone();
+            n
+        }
+        _ => {
+            let kind = if input.kind == InputKind::Url {
+                NodeKind::Url
+            } else {
+                NodeKind::Path
+            };
+            let mut n = Node::leaf(kind, &input.name, &input.origin, input.hash);
+            n.hash_of = Some(input.hash_of);
+            n.children = input
+                .files
+                .iter()
+                .filter_map(|f| match &f.kind {
+                    EntryKind::File { sha256, .. } => {
+                        Some(Node::leaf(NodeKind::File, &f.path, "", *sha256))
+                    }
+                    EntryKind::Symlink { target } => Some(Node {
+                        source: format!("-> {target}"),
+                        hash: String::new(),
+                        ..Node::leaf(NodeKind::File, &f.path, "", Sha256Hash([0; 32]))
+                    }),
+                    EntryKind::Directory => None,
+                })
+                .collect();
+            n
+        }
+    })
+}
+
+/// The Go binaries in `entry`, each with the modules `go version -m` lists.
+fn go_binary_nodes(entry: &Path) -> Result<Vec<Node>, AuditError> {
+    let mut nodes = Vec::new();
     let go_err = |message: String| AuditError::GoBuildInfo {
         entry: entry.to_path_buf(),
         message,
@@ -257,19 +286,9 @@ pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
                 children: Vec::new(),
             })
             .collect();
-        children.push(n);
+        nodes.push(n);
     }
-    Ok(Node {
-        kind: NodeKind::Target,
-        name: rec.target.clone(),
-        source: rec.target.clone(),
-        hash: rec.output_hash.to_sri(),
-        hash_of: Some(HashOf::Tree),
-        entry: Some(entry.to_path_buf()),
-        sandbox: Some(rec.sandbox),
-        tools: Vec::new(),
-        children,
-    })
+    Ok(nodes)
 }
 
 impl Node {

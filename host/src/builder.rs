@@ -26,14 +26,15 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use kiln_core::hash::Sha256Hash;
-use kiln_core::key::KeyMaterial;
+use kiln_core::key::{BuildKey, KeyMaterial};
 use kiln_core::lockfile::Lockfile;
 use kiln_core::manifest::{Manifest, RecipeRef, Target};
 use kiln_core::store::Store;
 
+use crate::report::Event;
 use crate::runtime::{Limits, Runtime};
 use crate::sandbox::SandboxMode;
-pub use error::{BuildError, HashMismatch};
+pub use error::{BuildError, HashMismatch, InputError};
 pub use inputs::ResolvedInput;
 
 /// What [`Builder::build`] does with each target.
@@ -59,12 +60,10 @@ pub struct BuildOptions {
     pub source_date_epoch: u64,
     /// Fail instead of writing kiln.lock (for CI).
     pub locked: bool,
-    /// Echo recipe log lines at or above this level (None: quiet).
-    pub echo: Option<crate::runtime::Level>,
-    /// Show progress for long steps (downloads, hashing).
-    pub progress: bool,
-    /// Where compiled recipes are cached (shared by every store that wants to).
-    pub compile_cache: PathBuf,
+    /// Where progress, recipe logs and notes go as they happen.
+    pub reporter: crate::report::Reporter,
+    /// Where compiled recipes are kept (shared by every store that wants to).
+    pub compiled_dir: PathBuf,
     /// Run fixed-output steps kiln.toml does not pin yet, with network, to
     /// learn their hash (`--fetch-unpinned`); nothing they fetch is used.
     pub fetch_unpinned: bool,
@@ -86,11 +85,11 @@ pub struct Built {
     pub target: String,
     /// The store entry.
     pub entry: PathBuf,
-    pub key: Sha256Hash,
+    pub key: BuildKey,
     /// The output's content hash (NAR hash of the entry).
     pub output_hash: Sha256Hash,
     /// True when the output came from the store without running anything.
-    pub cached: bool,
+    pub found: bool,
     /// True when `--check` rebuilt it and found the same bits.
     pub checked: bool,
     /// The binary cache it came from, when it did.
@@ -112,9 +111,6 @@ struct Ctx<'a> {
     manifest: &'a Manifest,
     opts: BuildOptions,
     runtime: OnceLock<Runtime>,
-    /// What the user should read after the build: caches refused, inputs
-    /// substituted.
-    notes: std::sync::Mutex<Vec<String>>,
 }
 
 /// A target whose recipe and inputs are resolved and hashed: ready to run.
@@ -122,7 +118,7 @@ struct Job<'a> {
     target: &'a Target,
     recipe: Recipe,
     inputs: Vec<ResolvedInput>,
-    key: Sha256Hash,
+    key: BuildKey,
 }
 
 /// A target's recipe, read and hashed.
@@ -168,15 +164,9 @@ impl<'a> Builder<'a> {
                 manifest,
                 opts,
                 runtime: OnceLock::new(),
-                notes: Default::default(),
             },
             built: BTreeMap::new(),
         })
-    }
-
-    /// Notes gathered so far (caches refused or used), oldest first.
-    pub fn take_notes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.ctx.notes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The store this builder writes to.
@@ -260,7 +250,7 @@ impl<'a> Ctx<'a> {
         if let Some(r) = self.runtime.get() {
             return Ok(r);
         }
-        let r = Runtime::new(&self.opts.compile_cache)
+        let r = Runtime::new(&self.opts.compiled_dir)
             .map_err(|e| BuildError::Runtime(format!("{e:#}")))?;
         Ok(self.runtime.get_or_init(|| r))
     }
@@ -287,25 +277,33 @@ impl<'a> Ctx<'a> {
                 hash,
                 hash_at,
             } => {
-                let recipe_error = |message: String| BuildError::Input {
+                let recipe_error = |reason: InputError| BuildError::Input {
                     target: t.name.clone(),
                     input: "recipe".into(),
                     at: t.at.clone(),
-                    message,
+                    reason: Box::new(reason),
                 };
-                let real = self.reach().check(path).map_err(recipe_error)?;
+                let real = self
+                    .reach()
+                    .check(path)
+                    .map_err(|e| recipe_error(e.into()))?;
                 if !real.is_file() {
-                    return Err(recipe_error(format!(
+                    return Err(recipe_error(InputError::Recipe(format!(
                         "recipe {} is not a file",
                         path.display()
-                    )));
+                    ))));
                 }
                 let wasm = kiln_core::sidefile::read(
                     &real,
                     kiln_core::sidefile::Links::Follow,
                     kiln_core::sidefile::limits::RECIPE,
                 )
-                .map_err(|e| recipe_error(format!("cannot read recipe {}: {e}", path.display())))?;
+                .map_err(|e| {
+                    recipe_error(InputError::Recipe(format!(
+                        "cannot read recipe {}: {e}",
+                        path.display()
+                    )))
+                })?;
                 // A local recipe is the user's own source, like a path
                 // input: hashed on every build (the record names the hash),
                 // checked only against a hash kiln.toml writes.
@@ -361,17 +359,27 @@ impl<'a> Ctx<'a> {
 
     /// The stored output for `job`, else run its recipe and commit the
     /// output; with `check`, then run it once more and compare.
-    fn execute(&self, mut job: Job<'_>, check: bool) -> Result<Built, BuildError> {
+    fn execute(&self, job: Job<'_>, check: bool) -> Result<Built, BuildError> {
+        let built = self.find_or_build(job, check)?;
+        self.opts.reporter.send(Event::TargetFinished {
+            target: built.target.clone(),
+            found: built.found,
+        });
+        Ok(built)
+    }
+
+    /// [`Self::execute`] but for the report.
+    fn find_or_build(&self, mut job: Job<'_>, check: bool) -> Result<Built, BuildError> {
         let t = job.target;
         let _lock = self.store.lock(&job.key.to_hex())?;
-        let stored = self.store.lookup_output(&job.key).and_then(|entry| {
+        let stored = self.store.lookup_output(&job.key.hash()).and_then(|entry| {
             let rec = crate::record::read(&self.store, &entry).ok()?;
             Some(Built {
                 target: t.name.clone(),
                 entry,
                 key: job.key,
                 output_hash: rec.output_hash,
-                cached: true,
+                found: true,
                 checked: false,
                 substituted_from: None,
             })
@@ -398,7 +406,7 @@ impl<'a> Ctx<'a> {
         // Sealed like a store entry: what a rebuild leaves for inspection
         // keeps no setuid bit and no write permission either.
         // With empty caches: a cache must never change an output.
-        let (staging, record) = self.run(&job, true, true)?;
+        let (staging, record) = self.run(&job, true)?;
         if record.output_hash == first.output_hash {
             return Ok(Built {
                 checked: true,
@@ -411,9 +419,9 @@ impl<'a> Ctx<'a> {
     /// Run `job`'s recipe and commit its output with its record.
     fn build_here(&self, job: &Job<'_>) -> Result<Built, BuildError> {
         let t = job.target;
-        let (staging, record) = self.run(job, true, false)?;
+        let (staging, record) = self.run(job, false)?;
         // Fixed-output targets are named by their content, others by their key.
-        let entry_hash = t.output_hash.unwrap_or(job.key);
+        let entry_hash = t.output_hash.unwrap_or(job.key.hash());
         let entry = self
             .store
             .commit_sealed(&staging.path().join("out"), &entry_hash, &t.name)?;
@@ -422,13 +430,13 @@ impl<'a> Ctx<'a> {
             path: entry.clone(),
             source,
         })?;
-        self.store.record_output(&job.key, &entry)?;
+        self.store.record_output(&job.key.hash(), &entry)?;
         Ok(Built {
             target: t.name.clone(),
             entry,
             key: job.key,
             output_hash: record.output_hash,
-            cached: false,
+            found: false,
             checked: false,
             substituted_from: None,
         })

@@ -5,20 +5,21 @@
 //! user once, in [`main`], with their context chain; exit codes: 0 success,
 //! 1 a build or command failed, 2 bad usage.
 
-/// `println!` for text that may hold untrusted parts (names, messages,
-/// anything a recipe, tool, server or kiln.toml chose): shown through
-/// [`crate::terminal::safe`]. Every line the CLI prints goes through these
-/// three, or `jsonln!` for JSON.
+/// A line on stdout for text that may hold untrusted parts (names,
+/// messages, anything a recipe, tool, server or kiln.toml chose): shown
+/// through [`crate::terminal::safe`]. Every line the CLI prints goes
+/// through these three, or `jsonln!` for JSON. A write error (a closed
+/// pipe) returns from the command with the `io::Error` in its chain.
 macro_rules! outln {
     ($($arg:tt)*) => {
-        println!("{}", $crate::terminal::safe(&format!($($arg)*)))
+        $crate::cli::write_stdout(&format!("{}\n", $crate::terminal::safe(&format!($($arg)*))))?
     };
 }
 
-/// `print!` through [`crate::terminal::safe`].
+/// `outln!` without the newline.
 macro_rules! out {
     ($($arg:tt)*) => {
-        print!("{}", $crate::terminal::safe(&format!($($arg)*)))
+        $crate::cli::write_stdout(&$crate::terminal::safe(&format!($($arg)*)))?
     };
 }
 
@@ -33,16 +34,19 @@ macro_rules! errln {
 /// serde_json leaves raw that a terminal obeys (DEL, C1, bidi) escaped.
 macro_rules! jsonln {
     ($value:expr) => {
-        println!(
-            "{}",
+        $crate::cli::write_stdout(&format!(
+            "{}\n",
             $crate::terminal::safe_json(&serde_json::to_string_pretty($value)?)
-        )
+        ))?
     };
 }
 
 mod args;
-mod cache_config;
 mod commands;
+mod console;
+mod open;
+mod options;
+mod user_config;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -65,9 +69,16 @@ fn progress_enabled(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
 
+/// Write `text` to stdout (what `outln!`, `out!` and `jsonln!` expand to).
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
 /// Run kiln with the process's argv; returns the exit code.
 pub fn main() -> i32 {
-    quiet_on_closed_stdout();
     // Nothing kiln inherited past stdio may reach a process it starts.
     if let Err(e) = crate::descriptors::seal_inherited() {
         errln!("error: cannot mark inherited file descriptors close-on-exec: {e}");
@@ -78,6 +89,9 @@ pub fn main() -> i32 {
     crate::sandbox::remove_build_cgroups();
     match result {
         Ok(()) => 0,
+        // `kiln audit | head`: the reader went away. Stop quietly with the
+        // status a process killed by SIGPIPE has.
+        Err(e) if reader_went_away(&e) => 141,
         Err(e) => {
             errln!("error: {e}");
             for cause in e.chain().skip(1) {
@@ -88,15 +102,10 @@ pub fn main() -> i32 {
     }
 }
 
-/// `kiln audit | head`: when the reader goes away, stop quietly with the
-/// status a process killed by SIGPIPE has (141), instead of a panic message.
-fn quiet_on_closed_stdout() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let msg = info.payload_as_str().unwrap_or("");
-        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(141);
-        }
-        default(info);
-    }));
+/// Whether `e` is, anywhere in its chain, a write to a closed pipe.
+fn reader_went_away(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

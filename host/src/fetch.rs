@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::report::Reporter;
 
 use crate::addresses::AllowList;
 use kiln_core::hash::Sha256Hash;
@@ -47,7 +47,7 @@ pub struct Fetched {
     pub hash: Sha256Hash,
     pub entry: PathBuf,
     /// True when the store had it and nothing was downloaded.
-    pub cached: bool,
+    pub found: bool,
 }
 
 /// Bounds on one download.
@@ -128,7 +128,7 @@ pub fn fetch(
     unpack: bool,
     name: &str,
     expected: Option<Sha256Hash>,
-    progress: bool,
+    reporter: &Reporter,
     limits: &DownloadLimits,
 ) -> Result<Fetched, FetchError> {
     if let Some(hash) = expected
@@ -137,50 +137,12 @@ pub fn fetch(
         return Ok(Fetched {
             hash,
             entry,
-            cached: true,
+            found: true,
         });
     }
-    let dl = |message: String| FetchError::Download {
-        url: url.to_string(),
-        message,
-    };
     let staging = store.temp_dir("fetch-")?;
     let file = staging.path().join("download");
-    let (reader, len): (Box<dyn Read + Send>, Option<u64>) =
-        if let Some(path) = url.strip_prefix("file://") {
-            let f = open_local(path).map_err(|message| FetchError::NotAFile {
-                url: url.to_string(),
-                message,
-            })?;
-            let len = f.metadata().ok().map(|m| m.len());
-            (Box::new(f), len)
-        } else {
-            http::open(url, limits)?
-        };
-    if len.is_some_and(|n| n > limits.max_bytes) {
-        return Err(FetchError::TooLarge {
-            url: url.to_string(),
-            limit: limits.max_bytes,
-        });
-    }
-    let bar = progress_bar(progress, len, &format!("fetching {name}"));
-    match copy_bounded(reader, &file, &bar, limits) {
-        Ok(()) => {}
-        Err(CopyStop::TooLarge) => {
-            return Err(FetchError::TooLarge {
-                url: url.to_string(),
-                limit: limits.max_bytes,
-            });
-        }
-        Err(CopyStop::Stalled) => {
-            return Err(FetchError::Stalled {
-                url: url.to_string(),
-                stall: limits.stall,
-            });
-        }
-        Err(CopyStop::Io(e)) => return Err(dl(e.to_string())),
-    }
-    bar.finish_and_clear();
+    download(url, name, &file, reporter, limits)?;
 
     let staged = if unpack {
         let dir = staging.path().join("unpacked");
@@ -209,7 +171,50 @@ pub fn fetch(
     Ok(Fetched {
         hash,
         entry,
-        cached: false,
+        found: false,
+    })
+}
+
+/// Download `url` (http, https or a local `file://`) to `file`, bounded
+/// by `limits`, reporting progress as `fetching NAME`.
+fn download(
+    url: &str,
+    name: &str,
+    file: &std::path::Path,
+    reporter: &Reporter,
+    limits: &DownloadLimits,
+) -> Result<(), FetchError> {
+    let (reader, len): (Box<dyn Read + Send>, Option<u64>) =
+        if let Some(path) = url.strip_prefix("file://") {
+            let f = open_local(path).map_err(|message| FetchError::NotAFile {
+                url: url.to_string(),
+                message,
+            })?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), len)
+        } else {
+            http::open(url, limits)?
+        };
+    if len.is_some_and(|n| n > limits.max_bytes) {
+        return Err(FetchError::TooLarge {
+            url: url.to_string(),
+            limit: limits.max_bytes,
+        });
+    }
+    let download = reporter.download(&format!("fetching {name}"), len);
+    copy_bounded(reader, file, &|n| download.progress(n), limits).map_err(|stop| match stop {
+        DownloadStop::TooLarge => FetchError::TooLarge {
+            url: url.to_string(),
+            limit: limits.max_bytes,
+        },
+        DownloadStop::Stalled => FetchError::Stalled {
+            url: url.to_string(),
+            stall: limits.stall,
+        },
+        DownloadStop::Io(e) => FetchError::Download {
+            url: url.to_string(),
+            message: e.to_string(),
+        },
     })
 }
 
@@ -227,25 +232,8 @@ fn describe_refusal(
     }
 }
 
-pub(crate) fn progress_bar(enabled: bool, len: Option<u64>, msg: &str) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = match len {
-        Some(n) => ProgressBar::new(n),
-        None => ProgressBar::new_spinner(),
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(crate::terminal::safe(msg).into_owned());
-    bar
-}
-
 /// Why [`copy_bounded`] stopped.
-pub(crate) enum CopyStop {
+pub(crate) enum DownloadStop {
     TooLarge,
     Stalled,
     Io(io::Error),
@@ -257,10 +245,10 @@ pub(crate) enum CopyStop {
 pub(crate) fn copy_bounded(
     r: Box<dyn Read + Send>,
     dest: &std::path::Path,
-    bar: &ProgressBar,
+    on_progress: &dyn Fn(u64),
     limits: &DownloadLimits,
-) -> Result<(), CopyStop> {
-    let f = fs::File::create(dest).map_err(CopyStop::Io)?;
+) -> Result<(), DownloadStop> {
+    let f = fs::File::create(dest).map_err(DownloadStop::Io)?;
     let max_bytes = limits.max_bytes;
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
@@ -281,16 +269,16 @@ pub(crate) fn copy_bounded(
         done.recv_timeout(Duration::from_millis(50))
     {
         let now = received.load(Ordering::Relaxed);
-        bar.set_position(now);
+        on_progress(now);
         if window.1.elapsed() >= limits.stall {
             if now - window.0 < least {
-                return Err(CopyStop::Stalled);
+                return Err(DownloadStop::Stalled);
             }
             window = (now, Instant::now());
         }
     }
     worker.join().unwrap_or_else(|_| {
-        Err(CopyStop::Io(io::Error::other(
+        Err(DownloadStop::Io(io::Error::other(
             "the download thread panicked",
         )))
     })
@@ -301,7 +289,7 @@ fn copy_counted(
     mut f: fs::File,
     received: &AtomicU64,
     max: u64,
-) -> Result<(), CopyStop> {
+) -> Result<(), DownloadStop> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total: u64 = 0;
     loop {
@@ -309,13 +297,13 @@ fn copy_counted(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyStop::Io(e)),
+            Err(e) => return Err(DownloadStop::Io(e)),
         };
         total += n as u64;
         if total > max {
-            return Err(CopyStop::TooLarge);
+            return Err(DownloadStop::TooLarge);
         }
-        f.write_all(&buf[..n]).map_err(CopyStop::Io)?;
+        f.write_all(&buf[..n]).map_err(DownloadStop::Io)?;
         received.store(total, Ordering::Relaxed);
     }
     // No fsync: a download is staging; what is kept is synced when the

@@ -28,6 +28,7 @@ pub mod image;
 pub mod recipes;
 pub mod record;
 pub mod registry;
+pub mod report;
 pub mod runtime;
 pub mod sandbox;
 pub mod terminal;

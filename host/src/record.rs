@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_core::hash::Sha256Hash;
+use kiln_core::key::BuildKey;
 use kiln_core::listing::FileEntry;
 use kiln_core::store::{Existing, Store, write_atomic};
 use serde::{Deserialize, Serialize};
@@ -27,8 +28,8 @@ pub struct BuildRecord {
     pub kiln_version: String,
     pub target: String,
     /// The build key: what names this output in the cache.
-    #[serde(default = "no_hash")]
-    pub key: Sha256Hash,
+    #[serde(default = "no_key")]
+    pub key: BuildKey,
     /// The time recipes and tools saw.
     #[serde(default)]
     pub source_date_epoch: u64,
@@ -79,8 +80,8 @@ pub struct InputRecord {
     pub files: Vec<FileEntry>,
 }
 
-fn no_hash() -> Sha256Hash {
-    Sha256Hash([0; 32])
+fn no_key() -> BuildKey {
+    BuildKey(Sha256Hash([0; 32]))
 }
 
 fn tree() -> HashOf {
@@ -123,7 +124,7 @@ pub struct Timing {
     pub exec_ms: Vec<u64>,
     /// Tool caches the build mounted and how warm each was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub caches: Vec<CacheUse>,
+    pub caches: Vec<ToolCacheUse>,
     /// Fixed-output steps filled from the store (by setting), which ran no tool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fetches_reused: Vec<String>,
@@ -171,11 +172,11 @@ pub struct ExecRecord {
 /// How a cache was used by one build: part of the record's `timing`
 /// section, since it differs between two builds of the same inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheUse {
+pub struct ToolCacheUse {
     /// Where tools saw it, e.g. `/cache/go-build`.
     pub path: String,
     /// `persistent`, or `fresh` (empty for this build).
-    pub kind: CacheKind,
+    pub kind: ToolCacheKind,
     /// Files and bytes it held when the build first mounted it: how warm
     /// it was.
     pub files_before: u64,
@@ -187,7 +188,7 @@ pub struct CacheUse {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CacheKind {
+pub enum ToolCacheKind {
     Persistent,
     Fresh,
 }

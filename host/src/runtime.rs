@@ -12,7 +12,8 @@
 //! decide what to build or where outputs go (that is the builder's job).
 
 mod assemble;
-mod cache;
+mod budget;
+mod compiled;
 mod copy;
 mod guest_fs;
 mod host;
@@ -21,19 +22,17 @@ mod wasi;
 mod watchdog;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, MemoryLimiter};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::record::{CacheUse, ExecRecord, LogLine, LogSource};
+use crate::record::{ExecRecord, LogLine, LogSource, ToolCacheUse};
 use crate::sandbox::SandboxMode;
-pub use host::{CachePlan, Level};
+pub use host::ToolCachePlan;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -116,10 +115,10 @@ pub struct RecipeRun {
     /// Run fixed-output steps that kiln.toml does not pin, to report their
     /// hash (`kiln build --fetch-unpinned`); nothing they fetch is kept.
     pub fetch_unpinned: bool,
-    /// Print log lines at or above this level as they arrive (None: quiet).
-    pub echo: Option<Level>,
-    /// Where tool caches (`exec-with`) live for this run.
-    pub caches: CachePlan,
+    /// Where the recipe's log lines and tool steps are reported as they happen.
+    pub reporter: crate::report::Reporter,
+    /// Where the tool caches a command mounts live for this run.
+    pub caches: ToolCachePlan,
     /// Where fixed-output steps with a fetch key keep and find what they
     /// fetched (None: every step runs).
     pub fetch_store: Option<kiln_core::store::Store>,
@@ -131,7 +130,7 @@ pub struct RunReport {
     pub log: Vec<LogLine>,
     pub execs: Vec<ExecRecord>,
     /// Tool caches the run mounted, with how warm each was.
-    pub caches: Vec<CacheUse>,
+    pub caches: Vec<ToolCacheUse>,
     /// Fixed-output steps answered from the store (their settings).
     pub fetches_reused: Vec<String>,
 }
@@ -223,7 +222,7 @@ fn stderr_tail(stderr: &str) -> String {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<RecipeState>,
-    cache_dir: PathBuf,
+    compiled_dir: PathBuf,
 }
 
 struct RecipeState {
@@ -243,8 +242,8 @@ impl WasiView for RecipeState {
 }
 
 impl Runtime {
-    /// An engine with epoch interruption, caching compiled components in `cache_dir`.
-    pub fn new(cache_dir: &Path) -> anyhow::Result<Self> {
+    /// An engine with epoch interruption, keeping compiled components in `compiled_dir`.
+    pub fn new(compiled_dir: &Path) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -267,170 +266,224 @@ impl Runtime {
             |s: &mut RecipeState| &mut s.host,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-        std::fs::create_dir_all(cache_dir)?;
+        std::fs::create_dir_all(compiled_dir)?;
         Ok(Runtime {
             engine,
             linker,
-            cache_dir: cache_dir.to_path_buf(),
+            compiled_dir: compiled_dir.to_path_buf(),
         })
     }
 
     /// Compile `wasm` (or load it from the cache), refusing a component
     /// built against another version of the contract by name.
     pub fn load(&self, wasm: &[u8]) -> anyhow::Result<Component> {
-        let component = cache::load(&self.engine, &self.cache_dir, wasm)?;
+        let component = compiled::load(&self.engine, &self.compiled_dir, wasm)?;
         check_contract(&self.engine, &component)?;
         Ok(component)
     }
 
-    /// Build one target with `component`.
+    /// Build one target with `component`: a store for the run, the
+    /// recipe called, its stdio added to the log, and the verdict.
     pub fn run(&self, component: &Component, run: &RecipeRun) -> Result<RunReport, RecipeError> {
-        let target = run.target.clone();
         let deadline = Instant::now() + run.limits.timeout;
-        let stdout = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT);
-        let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT);
-        let load_err = |e: wasmtime::Error| RecipeError::Load {
-            target: target.clone(),
-            message: format!("{e:#}"),
-        };
-        let wasi = wasi::build_ctx(run, stdout.clone(), stderr.clone()).map_err(load_err)?;
-        let log = Arc::new(Mutex::new(RunReport::default()));
-        let hit = Arc::new(AtomicBool::new(false));
+        let stdio = Stdio::new();
+        let mut store = self.new_store(run, deadline, &stdio)?;
+        // Dropped when this function returns, however it returns.
+        let _watchdog = watchdog::Watchdog::arm(&run.target, run.limits.timeout);
+        let ended = self.call(&mut store, component, run, deadline, &stdio);
+        let report = take_report(store.data(), &stdio);
+        verdict(ended?, store.data(), run, report)
+    }
+
+    /// A wasmtime store for one run: its WASI context, host state, memory
+    /// limiter and epoch deadline.
+    fn new_store(
+        &self,
+        run: &RecipeRun,
+        deadline: Instant,
+        stdio: &Stdio,
+    ) -> Result<Store<RecipeState>, RecipeError> {
+        let wasi = wasi::build_ctx(run, stdio.stdout.clone(), stdio.stderr.clone())
+            .map_err(|e| load_error(&run.target, e))?;
         let state = RecipeState {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(run.limits.memory_bytes, hit.clone()),
-            host: host::HostState::new(run, deadline, log.clone()),
+            limiter: MemoryLimiter::new(run.limits.memory_bytes),
+            host: host::HostState::new(run, deadline),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Dropped when this function returns, however it returns.
-        let _watchdog = watchdog::Watchdog::arm(&target, run.limits.timeout);
         let ticks = (run.limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
+        Ok(store)
+    }
 
-        let instantiate_err = |e: wasmtime::Error| {
-            // wasmtime counts instances, memories and tables against the
-            // limiter's caps and fails instantiation with this wording.
-            let detail = format!("{e:#}");
-            if detail.contains("resource limit exceeded") {
-                RecipeError::ObjectLimit {
-                    target: target.clone(),
-                    detail,
-                }
-            } else {
-                load_err(e)
-            }
-        };
-        let result = if is_command(&self.engine, component) {
-            // A WASI command: `main` is the build, its exit code the verdict.
-            wasmtime_wasi::p2::bindings::sync::Command::instantiate(
-                &mut store,
-                component,
-                &self.linker,
+    /// Instantiate `component` and run it: a recipe's `build`, or a WASI
+    /// command's `main` (its exit code the verdict). `Err` is a trap,
+    /// already classified.
+    fn call(
+        &self,
+        store: &mut Store<RecipeState>,
+        component: &Component,
+        run: &RecipeRun,
+        deadline: Instant,
+        stdio: &Stdio,
+    ) -> Result<Result<(), bindings::BuildError>, RecipeError> {
+        let trapped = |e: wasmtime::Error, store: &Store<RecipeState>| {
+            classify_trap(
+                e,
+                run,
+                &store.data().limiter,
+                deadline,
+                &stdio.stderr_text(),
             )
-            .map_err(instantiate_err)
-            .and_then(|command| {
-                let ended = command.wasi_cli_run().call_run(&mut store);
-                let output = || {
-                    let mut text = String::from_utf8_lossy(&stdout.contents()).into_owned();
-                    text.push_str(&String::from_utf8_lossy(&stderr.contents()));
-                    stderr_tail(&text)
-                };
-                match ended {
-                    Ok(Ok(())) => Ok(Ok(())),
-                    Ok(Err(())) => Ok(Err(bindings::BuildError::Failed(format!(
-                        "the command's main returned an error{}",
-                        output()
-                    )))),
-                    Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                        Some(wasmtime_wasi::I32Exit(0)) => Ok(Ok(())),
-                        Some(wasmtime_wasi::I32Exit(code)) => {
-                            Ok(Err(bindings::BuildError::Failed(format!(
-                                "the command exited with code {code}{}",
-                                output()
-                            ))))
-                        }
-                        None => Err(classify_trap(
-                            e,
-                            run,
-                            &hit,
-                            deadline,
-                            &store.data().host,
-                            &String::from_utf8_lossy(&stderr.contents()),
-                        )),
-                    },
-                }
-            })
-        } else {
-            bindings::Recipe::instantiate(&mut store, component, &self.linker)
-                .map_err(instantiate_err)
-                .and_then(|recipe| {
-                    recipe.call_build(&mut store).map_err(|e| {
-                        classify_trap(
-                            e,
-                            run,
-                            &hit,
-                            deadline,
-                            &store.data().host,
-                            &String::from_utf8_lossy(&stderr.contents()),
-                        )
-                    })
-                })
         };
-        let mut report = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
-        for (source, pipe) in [
-            (LogSource::RecipeStdout, &stdout),
-            (LogSource::RecipeStderr, &stderr),
-        ] {
-            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
-            for line in text.lines() {
-                report.log.push(LogLine {
-                    source,
-                    message: line.to_string(),
-                });
-            }
+        if !is_command(&self.engine, component) {
+            let recipe = bindings::Recipe::instantiate(&mut *store, component, &self.linker)
+                .map_err(|e| instantiate_error(&run.target, e))?;
+            return recipe
+                .call_build(&mut *store)
+                .map_err(|e| trapped(e, store));
         }
-        match result? {
-            Ok(()) => {
-                // The output is hashed next: refuse one past the disk budget
-                // (a sparse 10 TiB file, say) before anyone reads it.
-                if store.data().host.check_disk(true).is_err() {
-                    return Err(store
-                        .data()
-                        .host
-                        .take_fatal()
+        let command = wasmtime_wasi::p2::bindings::sync::Command::instantiate(
+            &mut *store,
+            component,
+            &self.linker,
+        )
+        .map_err(|e| instantiate_error(&run.target, e))?;
+        let failed = |what: String| {
+            Ok(Err(bindings::BuildError::Failed(format!(
+                "{what}{}",
+                stdio.output_tail()
+            ))))
+        };
+        match command.wasi_cli_run().call_run(&mut *store) {
+            Ok(Ok(())) => Ok(Ok(())),
+            Ok(Err(())) => failed("the command's main returned an error".into()),
+            Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(wasmtime_wasi::I32Exit(0)) => Ok(Ok(())),
+                Some(wasmtime_wasi::I32Exit(code)) => {
+                    failed(format!("the command exited with code {code}"))
+                }
+                None => Err(trapped(e, store)),
+            },
+        }
+    }
+}
+
+/// A recipe's stdout and stderr, kept in memory (bounded).
+struct Stdio {
+    stdout: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+    stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+}
+
+impl Stdio {
+    fn new() -> Self {
+        Stdio {
+            stdout: wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT),
+            stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(RECIPE_STDIO_LIMIT),
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    /// The end of what a command printed, for its error.
+    fn output_tail(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.stdout.contents()).into_owned();
+        text.push_str(&self.stderr_text());
+        stderr_tail(&text)
+    }
+}
+
+/// The run's report, with the recipe's stdout and stderr lines added to its log.
+fn take_report(state: &RecipeState, stdio: &Stdio) -> RunReport {
+    let mut report = state.host.take_report();
+    for (source, pipe) in [
+        (LogSource::RecipeStdout, &stdio.stdout),
+        (LogSource::RecipeStderr, &stdio.stderr),
+    ] {
+        let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+        for line in text.lines() {
+            report.log.push(LogLine {
+                source,
+                message: line.to_string(),
+            });
+        }
+    }
+    report
+}
+
+/// What the run's ending means: the report of a build that ended well
+/// (and whose output fits the disk budget), or the recipe's error.
+fn verdict(
+    ended: Result<(), bindings::BuildError>,
+    state: &RecipeState,
+    run: &RecipeRun,
+    report: RunReport,
+) -> Result<RunReport, RecipeError> {
+    let target = run.target.clone();
+    let e = match ended {
+        Ok(()) => {
+            // The output is hashed next: refuse one past the disk budget
+            // (a sparse 10 TiB file, say) before anyone reads it.
+            return match state.host.check_disk(true) {
+                Ok(()) => Ok(report),
+                Err(trap) => {
+                    Err(trap
+                        .downcast::<RecipeError>()
                         .unwrap_or(RecipeError::TimeLimit {
                             target,
                             limit: run.limits.timeout,
                             note: String::new(),
-                        }));
+                        }))
                 }
-                Ok(report)
-            }
-            Err(e) => {
-                let (bad_params, mut message) = match e {
-                    bindings::BuildError::BadParams(m) => (true, m),
-                    bindings::BuildError::ToolFailed(m) => (false, m),
-                    bindings::BuildError::Failed(m) => (false, m),
-                    bindings::BuildError::Host(e) => (false, host::describe(&e)),
-                };
-                if message.len() > ERROR_LIMIT {
-                    let mut cut = ERROR_LIMIT;
-                    while !message.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    message.truncate(cut);
-                    message.push_str(" … (cut at 64 KiB)");
-                }
-                Err(if bad_params {
-                    RecipeError::BadParams { target, message }
-                } else {
-                    RecipeError::Failed { target, message }
-                })
-            }
+            };
         }
+        Err(e) => e,
+    };
+    let (bad_params, mut message) = match e {
+        bindings::BuildError::BadParams(m) => (true, m),
+        bindings::BuildError::ToolFailed(m) => (false, m),
+        bindings::BuildError::Failed(m) => (false, m),
+        bindings::BuildError::Host(e) => (false, host::describe(&e)),
+    };
+    if message.len() > ERROR_LIMIT {
+        let mut cut = ERROR_LIMIT;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str(" … (cut at 64 KiB)");
+    }
+    Err(if bad_params {
+        RecipeError::BadParams { target, message }
+    } else {
+        RecipeError::Failed { target, message }
+    })
+}
+
+fn load_error(target: &str, e: wasmtime::Error) -> RecipeError {
+    RecipeError::Load {
+        target: target.to_string(),
+        message: format!("{e:#}"),
+    }
+}
+
+/// Instantiation failed: past the limiter's caps on instances, memories
+/// and tables (wasmtime says so with this wording), or the component does
+/// not load.
+fn instantiate_error(target: &str, e: wasmtime::Error) -> RecipeError {
+    let detail = format!("{e:#}");
+    if detail.contains("resource limit exceeded") {
+        RecipeError::ObjectLimit {
+            target: target.to_string(),
+            detail,
+        }
+    } else {
+        load_error(target, e)
     }
 }
 
@@ -465,18 +518,20 @@ fn is_command(engine: &Engine, component: &Component) -> bool {
     !names.iter().any(|n| n == "build") && names.iter().any(|n| n.starts_with("wasi:cli/run@"))
 }
 
+/// Why a recipe trapped: the host's own error (it trapped with one), the
+/// deadline, the memory limit, or a crash.
 fn classify_trap(
     e: wasmtime::Error,
     run: &RecipeRun,
-    memory_hit: &AtomicBool,
+    limiter: &MemoryLimiter,
     deadline: Instant,
-    host: &host::HostState,
     stderr: &str,
 ) -> RecipeError {
     let target = run.target.clone();
-    if let Some(err) = host.take_fatal() {
-        return err;
-    }
+    let e = match e.downcast::<RecipeError>() {
+        Ok(err) => return err,
+        Err(e) => e,
+    };
     if matches!(
         e.downcast_ref::<wasmtime::Trap>(),
         Some(wasmtime::Trap::Interrupt)
@@ -488,7 +543,7 @@ fn classify_trap(
             note: String::new(),
         };
     }
-    if memory_hit.load(Ordering::SeqCst) {
+    if limiter.hit() {
         return RecipeError::MemoryLimit {
             target,
             limit: run.limits.memory_bytes,

@@ -216,7 +216,7 @@ fn bad_references_and_outputs_are_named_errors() {
     p.kiln(&["push", "./kiln.toml", "hello:v1"])
         .fails_with("is not an image reference");
     p.kiln(&["push", "./kiln.toml", "127.0.0.1:1/hello"])
-        .fails_with("is not an entry of the store");
+        .fails_with("is not in the kiln store");
 }
 
 /// `kiln push --sign`: the signature and the attestations cosign's formats

@@ -73,7 +73,7 @@ impl Project {
         c.args(args)
             .current_dir(self.dir.path())
             .env("KILN_HOME", self.home.path())
-            .env("KILN_COMPILE_CACHE", compile_cache())
+            .env("KILN_COMPILE_CACHE", compiled_dir())
             .env("KILN_ALLOW_PATH", shared_paths())
             // The machine's own kiln config (binary caches) stays out.
             .env("KILN_CONFIG", self.home.path().join("config.toml"));
@@ -159,7 +159,7 @@ pub fn shared_paths() -> String {
 static FIXTURES_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// One compiled-recipe cache for the whole suite, beside cargo's target dir.
-fn compile_cache() -> PathBuf {
+fn compiled_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("kiln-compiled")
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hash::Sha256Hash;
 
@@ -15,6 +15,25 @@ use crate::hash::Sha256Hash;
 /// 2: the syscall filter, rlimits, a size-capped `/tmp`, read-only `/work`
 /// in fixed-output steps, and the pin read from kiln.toml.
 pub const SANDBOX_ABI: u32 = 2;
+
+/// A build key: names an output by what went into it (not by its
+/// content, which [`Sha256Hash`] values of inputs and outputs are). Kept a
+/// distinct type so the two are never confused; a fixed-output target's
+/// entry is named by its content instead, and says so where it chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BuildKey(pub Sha256Hash);
+
+impl BuildKey {
+    /// The key as a digest (what the store's output map is indexed by).
+    pub fn hash(&self) -> Sha256Hash {
+        self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.to_hex()
+    }
+}
 
 /// The key could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +54,7 @@ pub struct KeyMaterial<'a> {
 
 impl KeyMaterial<'_> {
     /// The key: sha256 of the canonical JSON of this material plus the ABI.
-    pub fn key(&self) -> Result<Sha256Hash, KeyError> {
+    pub fn key(&self) -> Result<BuildKey, KeyError> {
         #[derive(Serialize)]
         struct Versioned<'b, 'a> {
             abi: u32,
@@ -47,7 +66,7 @@ impl KeyMaterial<'_> {
             abi: SANDBOX_ABI,
             material: self,
         })?;
-        Ok(Sha256Hash::of_bytes(value.to_string().as_bytes()))
+        Ok(BuildKey(Sha256Hash::of_bytes(value.to_string().as_bytes())))
     }
 }
 

@@ -16,7 +16,7 @@ use super::{
     CacheError, Pulled, RecordCheck, SMALL_FILE_LIMIT, Want, hash_part, keys, record_fingerprint,
 };
 use crate::binary_cache::{PublicKey, Transport};
-use crate::fetch::{CopyStop, DownloadLimits, copy_bounded};
+use crate::fetch::{DownloadLimits, DownloadStop, copy_bounded};
 
 /// One lookup in one cache, with the keys the user trusts.
 pub(super) struct Ask<'a> {
@@ -192,10 +192,9 @@ impl Ask<'_> {
             stall: self.stall,
             ..Default::default()
         };
-        let bar = indicatif::ProgressBar::hidden();
-        match copy_bounded(reader, &file, &bar, &limits) {
+        match copy_bounded(reader, &file, &|_| {}, &limits) {
             Ok(()) => {}
-            Err(CopyStop::TooLarge) => {
+            Err(DownloadStop::TooLarge) => {
                 return Err(bad(format!(
                     "more than the {} bytes the narinfo announces{}",
                     info.file_size,
@@ -209,13 +208,13 @@ impl Ask<'_> {
                     }
                 )));
             }
-            Err(CopyStop::Stalled) => {
+            Err(DownloadStop::Stalled) => {
                 return Err(CacheError::Transport(super::TransportError::Failed {
                     url: format!("{}/{}", self.cache.describe(), info.url),
                     message: format!("less than 1 KiB/s for {}s", self.stall.as_secs()),
                 }));
             }
-            Err(CopyStop::Io(e)) => {
+            Err(DownloadStop::Io(e)) => {
                 return Err(CacheError::Transport(super::TransportError::Failed {
                     url: format!("{}/{}", self.cache.describe(), info.url),
                     message: e.to_string(),

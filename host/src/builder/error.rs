@@ -9,6 +9,34 @@ use kiln_core::store::StoreError;
 
 use crate::runtime::RecipeError;
 
+/// Why one input (or a custom recipe) could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// kiln.toml may not read it (outside the project, not a file).
+    #[error(transparent)]
+    Reach(#[from] super::reach::ReachError),
+    #[error("{} does not exist", .0.display())]
+    Missing(PathBuf),
+    /// Hashing or reading it failed.
+    #[error(transparent)]
+    Read(#[from] kiln_core::nar::NarError),
+    /// Downloading it failed (refused, too large, stalled, a server error).
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    /// Adding it to the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A URL whose content changed between two reads.
+    #[error("{url} changed while it was checked")]
+    Changed { url: String },
+    /// The target input's target was not built (a scheduling bug).
+    #[error("target '{0}' has not been built")]
+    NotBuilt(String),
+    /// A custom recipe that cannot be read.
+    #[error("{0}")]
+    Recipe(String),
+}
+
 /// Why a build stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -31,12 +59,12 @@ pub enum BuildError {
         at: Location,
         known: String,
     },
-    #[error("input '{input}' of target '{target}' ({at}): {message}")]
+    #[error("input '{input}' of target '{target}' ({at}): {reason}")]
     Input {
         target: String,
         input: String,
         at: Location,
-        message: String,
+        reason: Box<InputError>,
     },
     #[error(
         "output of target '{target}' does not match its output_hash ({at}): specified {specified} got {got}\n  if the new output is right, set output_hash = \"{got}\""

@@ -10,7 +10,7 @@ use kiln_core::hash::Sha256Hash;
 use kiln_core::manifest::{Input, Source, Target};
 use kiln_core::pathfilter::PathFilter;
 
-use super::{BuildError, Built, Ctx, Pins};
+use super::{BuildError, Built, Ctx, InputError, Pins};
 use crate::record::InputKind;
 
 /// An input that is in the store with a verified hash.
@@ -48,6 +48,9 @@ pub(super) enum PendingFetch {
     },
 }
 
+/// Resolve `input` of `t`: hashed and checked against its pin, found in
+/// the store or made ready to fetch (see [`PendingFetch`]). A lookup
+/// (`Mode::Lookup`) writes nothing and downloads nothing.
 pub(super) fn resolve(
     b: &Ctx<'_>,
     pins: &mut Pins,
@@ -55,132 +58,19 @@ pub(super) fn resolve(
     t: &Target,
     input: &Input,
 ) -> Result<ResolvedInput, BuildError> {
-    let fail = |message: String| BuildError::Input {
-        target: t.name.clone(),
-        input: input.name.clone(),
-        at: input.at.clone(),
-        message,
+    let r = Resolving {
+        b,
+        t,
+        input,
+        lookup: b.opts.mode == super::Mode::Lookup,
     };
-    let at = input.hash_at.clone().unwrap_or_else(|| input.at.clone());
     match &input.source {
-        Source::Path { path, exclude } => {
-            if !path.exists() {
-                return Err(fail(format!("{} does not exist", path.display())));
-            }
-            b.reach().check(path).map_err(fail)?;
-            let filter = PathFilter::new(exclude);
-            let lookup = b.opts.mode == super::Mode::Lookup;
-            // A lookup writes nothing, not even the stat cache.
-            let got = if lookup {
-                kiln_core::store::content_hash(path, &filter).map_err(|e| fail(e.to_string()))?
-            } else {
-                kiln_core::hashcache::hash_cached(&b.store.hashcache_dir(), path, &filter)
-                    .map_err(|e| fail(e.to_string()))?
-            };
-            if lookup && let Some(entry) = b.store.find_by_hash(&got) {
-                return Ok(resolved(
-                    input,
-                    got,
-                    entry,
-                    InputKind::Path,
-                    origin_of(path, &b.manifest.dir),
-                ));
-            }
-            // Local sources are hashed on every build; only an explicit hash pins them.
-            if let Some(specified) = input.hash
-                && !lookup
-            {
-                pins.check(b.manifest, t, &input.name, Some(specified), at, got)?;
-            }
-            let origin = origin_of(path, &b.manifest.dir);
-            if let Some(entry) = b.store.entry(&got, &input.name) {
-                return Ok(resolved(input, got, entry, InputKind::Path, origin));
-            }
-            let entry = b.store.entry_path(&got, &input.name);
-            // Copied in only if the target is built here (not found or pulled).
-            Ok(ResolvedInput {
-                name: input.name.clone(),
-                hash: got,
-                is_dir: path.is_dir(),
-                entry,
-                kind: InputKind::Path,
-                origin,
-                pending: Some(PendingFetch::Copy {
-                    path: path.clone(),
-                    filter,
-                    at: input.at.clone(),
-                }),
-            })
-        }
-        Source::Url { url, unpack } => {
-            if let Some(local) = url.strip_prefix("file://") {
-                b.reach().check(std::path::Path::new(local)).map_err(fail)?;
-            }
-            let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
-            let lookup = b.opts.mode == super::Mode::Lookup;
-            if lookup
-                && let Some(h) = pinned
-                && let Some(entry) = b.store.find_by_hash(&h)
-            {
-                return Ok(resolved(input, h, entry, InputKind::Url, url.clone()));
-            }
-            if lookup && pinned.is_none() {
-                // A lookup never downloads, so an unpinned input has no hash.
-                return Err(BuildError::NotBuilt {
-                    target: t.name.clone(),
-                });
-            }
-            // A pinned download the store lacks waits until it is needed
-            // (a lookup never needs it: its output came from a cache, or
-            // the target is not built).
-            if let Some(h) = pinned
-                && b.store.find_by_hash(&h).is_none()
-            {
-                return Ok(ResolvedInput {
-                    name: input.name.clone(),
-                    hash: h,
-                    entry: b.store.entry_path(&h, &input.name),
-                    is_dir: *unpack,
-                    kind: InputKind::Url,
-                    origin: url.clone(),
-                    pending: Some(PendingFetch::Download {
-                        url: url.clone(),
-                        unpack: *unpack,
-                        at,
-                        in_manifest: input.hash.is_some(),
-                    }),
-                });
-            }
-            let fetched = match crate::fetch::fetch(
-                &b.store,
-                url,
-                *unpack,
-                &input.name,
-                pinned,
-                b.opts.progress,
-                &b.opts.download,
-            ) {
-                Ok(f) => f,
-                // Report it as every other mismatch: where the pin is and the fix.
-                Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
-                    pins.check(b.manifest, t, &input.name, input.hash, at.clone(), got)?;
-                    return Err(fail(format!("{url} changed while it was checked")));
-                }
-                Err(e) => return Err(fail(e.to_string())),
-            };
-            pins.check(b.manifest, t, &input.name, input.hash, at, fetched.hash)?;
-            Ok(resolved(
-                input,
-                fetched.hash,
-                fetched.entry,
-                InputKind::Url,
-                url.clone(),
-            ))
-        }
+        Source::Path { path, exclude } => r.path(pins, path, exclude),
+        Source::Url { url, unpack } => r.url(pins, url, *unpack),
         Source::Target(dep) => {
             let built = built
                 .get(dep)
-                .ok_or_else(|| fail(format!("target '{dep}' has not been built")))?;
+                .ok_or_else(|| r.fail(InputError::NotBuilt(dep.clone())))?;
             Ok(resolved(
                 input,
                 built.output_hash,
@@ -189,6 +79,182 @@ pub(super) fn resolve(
                 dep.clone(),
             ))
         }
+    }
+}
+
+/// One input being resolved.
+struct Resolving<'a, 'c> {
+    b: &'a Ctx<'c>,
+    t: &'a Target,
+    input: &'a Input,
+    /// Only find what is stored: write nothing, download nothing.
+    lookup: bool,
+}
+
+impl Resolving<'_, '_> {
+    fn fail(&self, reason: impl Into<InputError>) -> BuildError {
+        BuildError::Input {
+            target: self.t.name.clone(),
+            input: self.input.name.clone(),
+            at: self.input.at.clone(),
+            reason: Box::new(reason.into()),
+        }
+    }
+
+    /// Where the input's pin is written (its `hash`, else the input).
+    fn pin_at(&self) -> kiln_core::manifest::Location {
+        self.input
+            .hash_at
+            .clone()
+            .unwrap_or_else(|| self.input.at.clone())
+    }
+
+    /// A `path` input: hashed on every build (through the stat cache), and
+    /// copied in only if the target is built here.
+    fn path(
+        &self,
+        pins: &mut Pins,
+        path: &std::path::Path,
+        exclude: &[String],
+    ) -> Result<ResolvedInput, BuildError> {
+        let (b, input) = (self.b, self.input);
+        if !path.exists() {
+            return Err(self.fail(InputError::Missing(path.to_path_buf())));
+        }
+        b.reach().check(path).map_err(|e| self.fail(e))?;
+        let filter = PathFilter::new(exclude);
+        let origin = origin_of(path, &b.manifest.dir);
+        let got = if self.lookup {
+            // A lookup writes nothing, not even the stat cache.
+            kiln_core::store::content_hash(path, &filter)
+        } else {
+            kiln_core::hashcache::hash_cached(&b.store.hashcache_dir(), path, &filter)
+        }
+        .map_err(|e| self.fail(e))?;
+        if self.lookup {
+            return match b.store.find_by_hash(&got) {
+                Some(entry) => Ok(resolved(input, got, entry, InputKind::Path, origin)),
+                None => Ok(self.pending_copy(got, path, filter, origin)),
+            };
+        }
+        // Local sources are hashed on every build; only an explicit hash pins them.
+        if let Some(specified) = input.hash {
+            pins.check(
+                b.manifest,
+                self.t,
+                &input.name,
+                Some(specified),
+                self.pin_at(),
+                got,
+            )?;
+        }
+        match b.store.entry(&got, &input.name) {
+            Some(entry) => Ok(resolved(input, got, entry, InputKind::Path, origin)),
+            None => Ok(self.pending_copy(got, path, filter, origin)),
+        }
+    }
+
+    /// A path input the store lacks: copied in if the target is built here
+    /// (not found or pulled).
+    fn pending_copy(
+        &self,
+        hash: Sha256Hash,
+        path: &std::path::Path,
+        filter: PathFilter,
+        origin: String,
+    ) -> ResolvedInput {
+        ResolvedInput {
+            name: self.input.name.clone(),
+            hash,
+            is_dir: path.is_dir(),
+            entry: self.b.store.entry_path(&hash, &self.input.name),
+            kind: InputKind::Path,
+            origin,
+            pending: Some(PendingFetch::Copy {
+                path: path.to_path_buf(),
+                filter,
+                at: self.input.at.clone(),
+            }),
+        }
+    }
+
+    /// A `url` input: found in the store by its pin, left pending (pinned
+    /// downloads wait until a build needs them), or downloaded to learn
+    /// its hash.
+    fn url(&self, pins: &mut Pins, url: &str, unpack: bool) -> Result<ResolvedInput, BuildError> {
+        let (b, t, input) = (self.b, self.t, self.input);
+        if let Some(local) = url.strip_prefix("file://") {
+            b.reach()
+                .check(std::path::Path::new(local))
+                .map_err(|e| self.fail(e))?;
+        }
+        let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
+        let stored = pinned.and_then(|h| b.store.find_by_hash(&h).map(|e| (h, e)));
+        match (pinned, stored) {
+            (_, Some((h, entry))) if self.lookup => {
+                return Ok(resolved(input, h, entry, InputKind::Url, url.to_string()));
+            }
+            // A lookup never downloads, so an unpinned input has no hash.
+            (None, _) if self.lookup => {
+                return Err(BuildError::NotBuilt {
+                    target: t.name.clone(),
+                });
+            }
+            // A pinned download the store lacks waits until it is needed
+            // (a lookup never needs it: its output came from a cache, or
+            // the target is not built).
+            (Some(h), None) => {
+                return Ok(ResolvedInput {
+                    name: input.name.clone(),
+                    hash: h,
+                    entry: b.store.entry_path(&h, &input.name),
+                    is_dir: unpack,
+                    kind: InputKind::Url,
+                    origin: url.to_string(),
+                    pending: Some(PendingFetch::Download {
+                        url: url.to_string(),
+                        unpack,
+                        at: self.pin_at(),
+                        in_manifest: input.hash.is_some(),
+                    }),
+                });
+            }
+            _ => {}
+        }
+        let fetched = match crate::fetch::fetch(
+            &b.store,
+            url,
+            unpack,
+            &input.name,
+            pinned,
+            &b.opts.reporter,
+            &b.opts.download,
+        ) {
+            Ok(f) => f,
+            // Report it as every other mismatch: where the pin is and the fix.
+            Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
+                pins.check(b.manifest, t, &input.name, input.hash, self.pin_at(), got)?;
+                return Err(self.fail(InputError::Changed {
+                    url: url.to_string(),
+                }));
+            }
+            Err(e) => return Err(self.fail(e)),
+        };
+        pins.check(
+            b.manifest,
+            t,
+            &input.name,
+            input.hash,
+            self.pin_at(),
+            fetched.hash,
+        )?;
+        Ok(resolved(
+            input,
+            fetched.hash,
+            fetched.entry,
+            InputKind::Url,
+            url.to_string(),
+        ))
     }
 }
 
@@ -230,7 +296,7 @@ impl Ctx<'_> {
                             target: t.name.clone(),
                             input: r.name.clone(),
                             at,
-                            message: e.to_string(),
+                            reason: Box::new(e.into()),
                         })?;
                     continue;
                 }
@@ -255,7 +321,7 @@ impl Ctx<'_> {
                 unpack,
                 &r.name,
                 Some(r.hash),
-                self.opts.progress,
+                &self.opts.reporter,
                 &self.opts.download,
             );
             r.entry = match fetched {
@@ -286,7 +352,7 @@ impl Ctx<'_> {
                         target: t.name.clone(),
                         input: r.name.clone(),
                         at,
-                        message: e.to_string(),
+                        reason: Box::new(e.into()),
                     });
                 }
             };

@@ -32,38 +32,70 @@ impl Reach {
     /// `path` resolved (symlinks followed), if it is inside the project or
     /// an allowed directory and is a regular file or directory; otherwise
     /// what is wrong and how to allow it.
-    pub fn check(&self, path: &Path) -> Result<PathBuf, String> {
+    pub fn check(&self, path: &Path) -> Result<PathBuf, ReachError> {
         let real = path
             .canonicalize()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|source| ReachError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if NEVER.iter().any(|n| real.starts_with(n)) {
-            return Err(format!(
-                "{} is a kernel interface, not a file kiln reads",
-                real.display()
-            ));
+            return Err(ReachError::KernelInterface { path: real });
         }
         let inside =
             real.starts_with(&self.project) || self.allowed.iter().any(|a| real.starts_with(a));
         if !inside {
-            let shown = if real == path {
-                real.display().to_string()
-            } else {
-                format!("{} (resolved to {})", path.display(), real.display())
-            };
-            return Err(format!(
-                "{shown} is outside the project directory {}; a kiln.toml may only read inside its own directory. If you trust this project to read it, pass --allow-path {} (or add it to KILN_ALLOW_PATH)",
-                self.project.display(),
-                real.display()
-            ));
+            return Err(ReachError::Outside {
+                path: path.to_path_buf(),
+                real,
+                project: self.project.clone(),
+            });
         }
         check_kind(&real)?;
         Ok(real)
     }
 }
 
+/// Why a host path may not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReachError {
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is a kernel interface, not a file kiln reads", path.display())]
+    KernelInterface { path: PathBuf },
+    #[error(
+        "{} is outside the project directory {}; a kiln.toml may only read inside its own directory. If you trust this project to read it, pass --allow-path {} (or add it to KILN_ALLOW_PATH)",
+        shown(path, real),
+        project.display(),
+        real.display()
+    )]
+    Outside {
+        path: PathBuf,
+        real: PathBuf,
+        project: PathBuf,
+    },
+    #[error("{} is {kind}; kiln reads only regular files and directories", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+}
+
+/// `path`, with what it resolves to when that differs.
+fn shown(path: &Path, real: &Path) -> String {
+    if real == path {
+        real.display().to_string()
+    } else {
+        format!("{} (resolved to {})", path.display(), real.display())
+    }
+}
+
 /// Refuse what is not a regular file or a directory.
-pub fn check_kind(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn check_kind(path: &Path) -> Result<(), ReachError> {
+    let meta = std::fs::metadata(path).map_err(|source| ReachError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let ft = meta.file_type();
     if ft.is_file() || ft.is_dir() {
         return Ok(());
@@ -78,10 +110,10 @@ pub fn check_kind(path: &Path) -> Result<(), String> {
     } else {
         "not a regular file"
     };
-    Err(format!(
-        "{} is {kind}; kiln reads only regular files and directories",
-        path.display()
-    ))
+    Err(ReachError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    })
 }
 
 #[cfg(test)]
@@ -104,6 +136,8 @@ mod tests {
             project.join("../other"),
         ] {
             let e = reach.check(&p).unwrap_err();
+            assert!(matches!(e, ReachError::Outside { .. }), "{e}");
+            let e = e.to_string();
             assert!(e.contains("outside the project directory"), "{e}");
             assert!(e.contains("--allow-path"), "{e}");
         }
@@ -115,6 +149,7 @@ mod tests {
         let e = Reach::new(&project, &[PathBuf::from("/")])
             .check(Path::new("/proc/self/environ"))
             .unwrap_err();
-        assert!(e.contains("kernel interface"), "{e}");
+        assert!(matches!(e, ReachError::KernelInterface { .. }), "{e}");
+        assert!(e.to_string().contains("kernel interface"), "{e}");
     }
 }

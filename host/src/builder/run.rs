@@ -7,23 +7,26 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kiln_core::hash::Sha256Hash;
-use kiln_core::store::StoreError;
 
 use super::{BuildError, Ctx, Job, ResolvedInput};
 use crate::record::BuildRecord;
-use crate::runtime::{CachePlan, RecipeError, RecipeRun, RunInput};
+use crate::runtime::{RecipeError, RecipeRun, RunInput, ToolCachePlan};
 
 impl Ctx<'_> {
     /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
-    /// the output, checked against the target's `output_hash`. With `seal`,
-    /// `out/` is also made read-only and synced, ready to commit.
+    /// the output, checked against the target's `output_hash`, read-only
+    /// and synced, ready to commit.
     pub(super) fn run(
         &self,
         job: &Job<'_>,
-        seal: bool,
         fresh_caches: bool,
     ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
         let t = job.target;
+        self.opts
+            .reporter
+            .send(crate::report::Event::TargetStarted {
+                target: t.name.clone(),
+            });
         let started = Instant::now();
         let staging = self.store.temp_dir(&format!("build-{}-", t.name))?;
         let dirs =
@@ -50,14 +53,14 @@ impl Ctx<'_> {
             etc_dir: dirs.etc,
             file_inputs_dir: dirs.files,
             source_date_epoch: self.opts.source_date_epoch,
-            seed: job.key.0,
+            seed: job.key.hash().0,
             limits: self.opts.limits,
             sandbox: self.opts.sandbox,
             output_hash: t.output_hash,
             fetch_unpinned: self.opts.fetch_unpinned,
-            echo: self.opts.echo,
+            reporter: self.opts.reporter.clone(),
             caches: if fresh_caches || !self.opts.tool_caches {
-                CachePlan::Fresh {
+                ToolCachePlan::Fresh {
                     dir: staging.path().join("caches"),
                 }
             } else {
@@ -75,11 +78,7 @@ impl Ctx<'_> {
         })?;
         let report = runtime.run(&component, &run)?;
 
-        let output_hash = if seal {
-            kiln_core::store::hash_and_seal(&dirs.out)?
-        } else {
-            kiln_core::nar::hash_path(&dirs.out).map_err(StoreError::from)?
-        };
+        let output_hash = kiln_core::store::hash_and_seal(&dirs.out)?;
         if let Some(specified) = t.output_hash
             && specified != output_hash
         {
@@ -103,7 +102,7 @@ impl Ctx<'_> {
     /// and recipe. The recipe's hash is part of it: a recipe replaced under
     /// the same name (a local `.wasm` rebuilt, `kiln run` of another file
     /// at the same path) never inherits what the old one's tools wrote.
-    fn tool_cache(&self, t: &kiln_core::manifest::Target, recipe: &Sha256Hash) -> CachePlan {
+    fn tool_cache(&self, t: &kiln_core::manifest::Target, recipe: &Sha256Hash) -> ToolCachePlan {
         let project = fs::canonicalize(&self.manifest.dir).unwrap_or(self.manifest.dir.clone());
         let owner = format!(
             "{}\n{}\nrecipe {}\n",
@@ -113,7 +112,7 @@ impl Ctx<'_> {
         );
         let scope =
             kiln_core::hash::Sha256Hash::of_bytes(format!("kiln tool cache 1\0{owner}").as_bytes());
-        CachePlan::Persistent {
+        ToolCachePlan::Persistent {
             dir: self.store.tool_cache_dir(&scope),
             owner,
         }

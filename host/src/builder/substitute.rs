@@ -13,7 +13,7 @@ impl Ctx<'_> {
     pub(super) fn substitute(&self, job: &Job<'_>) -> Option<Built> {
         let subs = self.opts.substituters.as_ref()?;
         let t = job.target;
-        let entry_hash = t.output_hash.unwrap_or(job.key);
+        let entry_hash = t.output_hash.unwrap_or(job.key.hash());
         // The record must describe this build: its key (unless the target
         // is fixed-output, whose content alone is pinned) and this output.
         let key = job.key;
@@ -53,7 +53,7 @@ impl Ctx<'_> {
         if let Err(e) = record::write(&self.store, &pulled.entry, &rec) {
             self.note(format!("{}: cannot write the pulled record: {e}", t.name));
         }
-        if let Err(e) = self.store.record_output(&job.key, &pulled.entry) {
+        if let Err(e) = self.store.record_output(&job.key.hash(), &pulled.entry) {
             self.note(format!("{}: {e}", t.name));
         }
         Some(Built {
@@ -61,7 +61,7 @@ impl Ctx<'_> {
             entry: pulled.entry,
             key: job.key,
             output_hash: rec.output_hash,
-            cached: true,
+            found: true,
             checked: false,
             substituted_from: Some(pulled.from),
         })
@@ -107,11 +107,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// Something the user should read after the build (the CLI prints it).
+    /// Something the user should read (a cache used, refused or down).
     pub(super) fn note(&self, message: String) {
-        self.notes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(message);
+        self.opts.reporter.note(message);
     }
 }

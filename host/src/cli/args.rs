@@ -78,10 +78,10 @@ pub struct NewRecipeArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The Go toolchain archive to pin (unpacked, it holds bin/go).
-    #[arg(long, value_name = "URL", default_value = super::commands::GO_TOOLCHAIN_URL)]
+    #[arg(long, value_name = "URL", default_value = crate::recipes::GO_TOOLCHAIN_URL)]
     pub go_url: String,
     /// Its unpacked NAR hash.
-    #[arg(long, value_name = "HASH", default_value = super::commands::GO_TOOLCHAIN_HASH)]
+    #[arg(long, value_name = "HASH", default_value = crate::recipes::GO_TOOLCHAIN_HASH)]
     pub go_hash: String,
 }
 
@@ -106,12 +106,8 @@ pub struct PushImageArgs {
     pub sign: Option<PathBuf>,
     #[command(flatten)]
     pub file: FileArg,
-    /// The sandbox mode the target was built with.
-    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
-    pub sandbox: SandboxArg,
-    /// The SOURCE_DATE_EPOCH the target was built with.
-    #[arg(long, default_value_t = 1)]
-    pub source_date_epoch: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,12 +142,8 @@ pub struct PushArgs {
     /// config, or $KILN_SIGNING_KEY].
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
-    /// The sandbox mode the targets were built with.
-    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
-    pub sandbox: SandboxArg,
-    /// The SOURCE_DATE_EPOCH the targets were built with.
-    #[arg(long, default_value_t = 1)]
-    pub source_date_epoch: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// Which binary caches to use. The user's choice: these flags, the
@@ -195,13 +187,8 @@ pub struct AuditArgs {
     /// Compare two builds' input closures: `kiln audit --diff OLD NEW`.
     #[arg(long, conflicts_with_all = ["provenance", "sbom"])]
     pub diff: bool,
-    /// The sandbox mode the targets were built with (a target's build key includes it).
-    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
-    pub sandbox: SandboxArg,
-    /// The SOURCE_DATE_EPOCH the targets were built with (their build key
-    /// includes it), as given to `kiln build`.
-    #[arg(long, default_value_t = 1)]
-    pub source_date_epoch: u64,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -318,10 +305,8 @@ pub struct BuildFlags {
     /// Do not create result links.
     #[arg(long)]
     pub no_link: bool,
-    /// `hermetic` runs every tool in a Linux sandbox; `off` runs them on the host
-    /// and marks the output not hermetic.
-    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
-    pub sandbox: SandboxArg,
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// Wall-clock limit for each target's recipe and tools (e.g. 90s, 10m, 2h).
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     pub timeout: Duration,
@@ -351,9 +336,6 @@ pub struct BuildFlags {
     /// The largest download an input may bring (e.g. 500M, 16G).
     #[arg(long, value_parser = parse_size, default_value = "16G")]
     pub max_download: usize,
-    /// SOURCE_DATE_EPOCH for the build: the time recipes and tools see.
-    #[arg(long, default_value_t = 1)]
-    pub source_date_epoch: u64,
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -367,6 +349,20 @@ pub struct BuildFlags {
     /// How many recipes may run at once [default: the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+}
+
+/// What a target's build key includes besides kiln.toml and its inputs.
+/// `kiln build` takes them; commands that look a built target up (`audit`,
+/// `push`, `cache push`) take the values it was built with.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct KeyArgs {
+    /// `hermetic` runs every tool in a Linux sandbox; `off` runs them on the
+    /// host and marks the output not hermetic.
+    #[arg(long, value_enum, default_value_t = SandboxArg::Hermetic)]
+    pub sandbox: SandboxArg,
+    /// SOURCE_DATE_EPOCH: the time recipes and tools see.
+    #[arg(long, default_value_t = 1)]
+    pub source_date_epoch: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -394,9 +390,10 @@ pub enum HashCommand {
         path: PathBuf,
         #[arg(long, value_enum, default_value_t = FormatArg::Sri)]
         format: FormatArg,
-        /// Read every file even if the tree looks unchanged.
+        /// Read every file even if the tree looks unchanged (skip the stat
+        /// cache, which remembers each file's stat data and hash).
         #[arg(long)]
-        no_cache: bool,
+        no_stat_cache: bool,
     },
     /// The flat hash of a file's bytes (`nix hash file`, `sha256sum`).
     File {

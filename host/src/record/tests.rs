@@ -5,7 +5,7 @@ fn record_with(inputs: Vec<InputRecord>, recipe_entry: Option<&str>) -> BuildRec
     BuildRecord {
         kiln_version: "0".into(),
         target: "t".into(),
-        key: h,
+        key: kiln_core::key::BuildKey(h),
         source_date_epoch: 0,
         recipe: RecipeRecord {
             name: "r.wasm".into(),

@@ -14,23 +14,7 @@ use super::bindings::kiln::recipe::assemble::{File as Plan, Piece};
 use super::bindings::kiln::recipe::types::Error as FsError;
 use super::guest_fs::{GuestFs, normal, prefixed};
 
-/// Why an assembly stopped.
-#[derive(Debug)]
-pub(super) enum Stop {
-    /// Bad input or an I/O error: the error is for the recipe.
-    Failed(FsError),
-    /// The build's deadline passed.
-    TimedOut,
-}
-
-/// The most a range copy moves between two looks at the deadline.
-const COPY_STEP: u64 = 64 << 20;
-
-impl From<std::io::Error> for Stop {
-    fn from(e: std::io::Error) -> Self {
-        Stop::Failed(FsError::Io(e.to_string()))
-    }
-}
+use super::budget::{Budget, STEP, Stop};
 
 /// The sha256 and length of `pieces` laid end to end. Ranges are read on
 /// this thread and hashed on another.
@@ -54,7 +38,7 @@ pub(super) fn sha256(
                     let mut left = length;
                     while left > 0 {
                         check(deadline)?;
-                        let step = left.min(COPY_STEP);
+                        let step = left.min(STEP);
                         let read = feed
                             .put_reader(&mut src, step)
                             .map_err(|e| failed(i, &format!("reading {}: {e}", r.path)))?;
@@ -106,8 +90,7 @@ pub(super) fn write_files(fs: &GuestFs<'_>, plans: &[Plan], deadline: Instant) -
     errors.sort_by_key(|(i, _)| *i);
     match errors.into_iter().next() {
         None => Ok(()),
-        Some((_, Stop::TimedOut)) => Err(Stop::TimedOut),
-        Some((_, Stop::Failed(m))) => Err(Stop::Failed(m)),
+        Some((_, stop)) => Err(stop),
     }
 }
 
@@ -192,7 +175,7 @@ fn write_file(
                 let mut left = length;
                 while left > 0 {
                     check(deadline).map_err(in_file)?;
-                    let step = left.min(COPY_STEP);
+                    let step = left.min(STEP);
                     let copied = std::io::copy(&mut (&src).take(step), &mut dst)
                         .map_err(|e| in_file(failed(i, &format!("copying {}: {e}", r.path))))?;
                     if copied < step {
@@ -232,11 +215,7 @@ fn open_range(
 }
 
 fn check(deadline: Instant) -> Result<(), Stop> {
-    if Instant::now() >= deadline {
-        Err(Stop::TimedOut)
-    } else {
-        Ok(())
-    }
+    Budget::time(deadline).check_time()
 }
 
 fn failed(piece: usize, message: &str) -> Stop {

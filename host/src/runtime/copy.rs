@@ -16,42 +16,11 @@ use std::time::Instant;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 
 use super::bindings::kiln::recipe::types::Error as FsError;
+use super::budget::{Budget, STEP, Stop};
 use super::guest_fs::{GuestFs, Place, dir, io_error, normal};
 
-/// Why a copy stopped.
-#[derive(Debug)]
-pub(super) enum CopyStop {
-    Failed(FsError),
-    TimedOut,
-    /// Copying would pass the disk budget.
-    TooLarge,
-}
-
-impl From<FsError> for CopyStop {
-    fn from(e: FsError) -> Self {
-        CopyStop::Failed(e)
-    }
-}
-
-/// The most one file copy moves between two looks at the deadline.
-const COPY_STEP: u64 = 64 << 20;
 /// Trees deeper than this are refused (a recipe cannot make the host recurse without end).
 const MAX_DEPTH: usize = 256;
-
-struct Budget {
-    left: u64,
-    deadline: Instant,
-}
-
-impl Budget {
-    fn spend(&mut self, bytes: u64) -> Result<(), CopyStop> {
-        if Instant::now() >= self.deadline {
-            return Err(CopyStop::TimedOut);
-        }
-        self.left = self.left.checked_sub(bytes).ok_or(CopyStop::TooLarge)?;
-        Ok(())
-    }
-}
 
 /// Copy `src` to `dst` (see the WIT doc of `files.copy`), writing at most
 /// `budget` bytes.
@@ -61,11 +30,8 @@ pub(super) fn copy(
     dst: &str,
     budget: u64,
     deadline: Instant,
-) -> Result<(), CopyStop> {
-    let mut budget = Budget {
-        left: budget,
-        deadline,
-    };
+) -> Result<(), Stop> {
+    let mut budget = Budget::new(deadline, budget);
     let (dst_root, dst_inner) = fs.writable(dst)?;
     let (a, b) = (normal(src), normal(dst));
     if b.len() > a.len() && b.starts_with(&a) {
@@ -191,7 +157,7 @@ fn copy_tree(
     path: &str,
     budget: &mut Budget,
     depth: usize,
-) -> Result<(), CopyStop> {
+) -> Result<(), Stop> {
     if depth > MAX_DEPTH {
         return Err(
             FsError::Invalid(format!("{path}: deeper than {MAX_DEPTH} directories")).into(),
@@ -225,7 +191,7 @@ fn copy_entry(
     path: &str,
     budget: &mut Budget,
     depth: usize,
-) -> Result<(), CopyStop> {
+) -> Result<(), Stop> {
     let meta = from
         .symlink_metadata(name)
         .map_err(|e| io_error(path, &e))?;
@@ -263,13 +229,7 @@ fn copy_entry(
 
 /// Copy an open file into a new file `name` of `to`, keeping whether it is
 /// executable (0o755 or 0o644).
-fn copy_file(
-    src: File,
-    to: &Dir,
-    name: &str,
-    path: &str,
-    budget: &mut Budget,
-) -> Result<(), CopyStop> {
+fn copy_file(src: File, to: &Dir, name: &str, path: &str, budget: &mut Budget) -> Result<(), Stop> {
     use std::os::unix::fs::PermissionsExt;
     let meta = src.metadata().map_err(|e| io_error(path, &e))?;
     if !meta.is_file() {
@@ -291,7 +251,7 @@ fn copy_file(
     let mut left = meta.len();
     while left > 0 {
         budget.spend(0)?;
-        let step = left.min(COPY_STEP);
+        let step = left.min(STEP);
         let copied =
             std::io::copy(&mut (&src).take(step), &mut dst).map_err(|e| io_error(path, &e))?;
         if copied < step {
@@ -365,36 +325,36 @@ mod tests {
         };
         assert!(matches!(
             refused("/work/up/secret", "/out/s", 1 << 20),
-            CopyStop::Failed(FsError::BadPath(_))
+            Stop::Failed(FsError::BadPath(_))
         ));
         assert!(matches!(
             refused("/inputs/src/big", "/work/up/x", 1 << 20),
-            CopyStop::Failed(FsError::BadPath(_))
+            Stop::Failed(FsError::BadPath(_))
         ));
         assert!(matches!(
             refused("/inputs/src/fifo", "/out/f", 1 << 20),
-            CopyStop::Failed(FsError::WrongKind(_))
+            Stop::Failed(FsError::WrongKind(_))
         ));
         assert!(matches!(
             refused("/inputs/src/big", "/work/up", 1 << 20),
-            CopyStop::Failed(FsError::WrongKind(_))
+            Stop::Failed(FsError::WrongKind(_))
         ));
         assert!(matches!(
             refused("/inputs/src/big", "/out/b", 100),
-            CopyStop::TooLarge
+            Stop::TooLarge(_)
         ));
         std::fs::create_dir(dirs.work.join("tree")).unwrap();
         assert!(matches!(
             refused("/work/tree", "/work/./tree/sub", 1 << 20),
-            CopyStop::Failed(FsError::Invalid(_))
+            Stop::Failed(FsError::Invalid(_))
         ));
         assert!(matches!(
             refused("/inputs/src/big", "/inputs/src/c", 1 << 20),
-            CopyStop::Failed(FsError::BadPath(_))
+            Stop::Failed(FsError::BadPath(_))
         ));
         assert!(matches!(
             copy(&fs, "/inputs/src/big", "/out/b", 1 << 20, Instant::now()),
-            Err(CopyStop::TimedOut)
+            Err(Stop::TimedOut)
         ));
         assert_eq!(
             std::fs::read(dirs.root.path().join("secret")).unwrap(),

@@ -11,6 +11,7 @@ use cap_std::fs::{Dir, OpenOptions};
 
 use super::RunInput;
 use super::bindings::kiln::recipe::types::Error as FsError;
+use super::budget::{Budget, Stop};
 
 /// The directories a running recipe can reach.
 #[derive(Clone, Copy)]
@@ -233,15 +234,6 @@ pub(super) fn prefixed(prefix: &str, e: FsError) -> FsError {
     }
 }
 
-/// Why [`measure_tool_dirs`] stopped.
-#[derive(Debug)]
-pub(super) enum UsageStop {
-    /// More than the limit: the bytes counted when it was passed.
-    TooLarge(u64),
-    TimedOut,
-    Io(String),
-}
-
 /// The apparent size of everything under `roots` (a sparse file counts at
 /// its apparent size, as it would in an archive or on another disk),
 /// without following symlinks; stops as soon as the total passes `limit` or
@@ -257,43 +249,37 @@ pub(super) fn measure_tool_dirs(
     roots: &[&Path],
     limit: u64,
     deadline: std::time::Instant,
-) -> Result<u64, UsageStop> {
-    fn walk(
-        p: &Path,
-        total: &mut u64,
-        limit: u64,
-        deadline: std::time::Instant,
-    ) -> Result<(), UsageStop> {
-        if std::time::Instant::now() >= deadline {
-            return Err(UsageStop::TimedOut);
-        }
-        let meta = std::fs::symlink_metadata(p)
-            .map_err(|e| UsageStop::Io(format!("{}: {e}", p.display())))?;
+) -> Result<u64, Stop> {
+    fn walk(p: &Path, budget: &mut Budget) -> Result<(), Stop> {
+        budget.check_time()?;
+        let meta =
+            std::fs::symlink_metadata(p).map_err(|e| io_stop(format!("{}: {e}", p.display())))?;
         let t = meta.file_type();
         if !(t.is_dir() || t.is_file() || t.is_symlink()) {
-            return std::fs::remove_file(p).map_err(|e| {
-                UsageStop::Io(format!("removing the special file {}: {e}", p.display()))
-            });
+            return std::fs::remove_file(p)
+                .map_err(|e| io_stop(format!("removing the special file {}: {e}", p.display())));
         }
-        *total = total.saturating_add(meta.len());
-        if *total > limit {
-            return Err(UsageStop::TooLarge(*total));
-        }
+        budget.spend(meta.len())?;
         if meta.is_dir() {
             let entries =
-                std::fs::read_dir(p).map_err(|e| UsageStop::Io(format!("{}: {e}", p.display())))?;
+                std::fs::read_dir(p).map_err(|e| io_stop(format!("{}: {e}", p.display())))?;
             for e in entries {
-                let e = e.map_err(|e| UsageStop::Io(format!("{}: {e}", p.display())))?;
-                walk(&e.path(), total, limit, deadline)?;
+                let e = e.map_err(|e| io_stop(format!("{}: {e}", p.display())))?;
+                walk(&e.path(), budget)?;
             }
         }
         Ok(())
     }
-    let mut total = 0;
+    let mut budget = Budget::new(deadline, limit);
     for root in roots {
-        walk(root, &mut total, limit, deadline)?;
+        walk(root, &mut budget)?;
     }
-    Ok(total)
+    Ok(budget.spent())
+}
+
+/// An I/O failure while measuring: the message names the path.
+fn io_stop(message: String) -> Stop {
+    Stop::Failed(FsError::Io(message))
 }
 
 pub(super) fn dir(root: &Path, path: &str) -> Result<Dir, FsError> {

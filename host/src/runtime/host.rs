@@ -7,38 +7,27 @@
 //! host panic.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
-mod caches;
 mod exec;
-mod fetch;
+mod fixed_output;
 mod paths;
+mod tool_caches;
 
-use super::assemble::Stop;
 use super::bindings::kiln::recipe::types::Error as FsError;
 use super::bindings::kiln::recipe::{assemble, files, log, target, types};
-use super::copy::CopyStop;
+use super::budget::Stop;
 use super::guest_fs::GuestFs;
-use super::guest_fs::{UsageStop, measure_tool_dirs};
-use super::{RecipeError, RecipeRun, RunInput, RunReport};
-use crate::sandbox::SandboxMode;
-use kiln_core::hash::Sha256Hash;
+use super::guest_fs::measure_tool_dirs;
+use super::{RecipeError, RecipeRun, RunReport};
 
 use crate::record::{LogLine, LogSource};
-pub use caches::CachePlan;
+use crate::report::{Event, Level};
+pub use tool_caches::ToolCachePlan;
 
 /// The largest log message a recipe may send.
 pub const LOG_MESSAGE_LIMIT: usize = 1024 * 1024;
-
-/// Log levels, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
 
 impl From<Level> for LogSource {
     fn from(l: Level) -> Self {
@@ -52,68 +41,41 @@ impl From<Level> for LogSource {
 }
 
 pub(super) struct HostState {
-    target: String,
-    params_json: String,
-    inputs: Vec<RunInput>,
-    source_date_epoch: u64,
-    work_dir: std::path::PathBuf,
-    out_dir: std::path::PathBuf,
-    etc_dir: std::path::PathBuf,
-    sandbox: SandboxMode,
-    /// The target's `output_hash`, from kiln.toml.
-    output_hash: Option<Sha256Hash>,
-    fetch_unpinned: bool,
+    /// What the builder asked for: the target, its inputs and directories,
+    /// limits, caches, where events go.
+    run: RecipeRun,
     deadline: Instant,
-    limits: super::Limits,
     /// Bytes of log messages so far.
     log_bytes: usize,
-    echo: Option<Level>,
-    report: Arc<Mutex<RunReport>>,
-    fatal: Mutex<Option<RecipeError>>,
-    caches: CachePlan,
-    fetch_store: Option<kiln_core::store::Store>,
+    /// What the run records as it goes (execs, caches used, log lines).
+    report: Mutex<RunReport>,
 }
 
 impl HostState {
-    pub(super) fn new(run: &RecipeRun, deadline: Instant, report: Arc<Mutex<RunReport>>) -> Self {
+    pub(super) fn new(run: &RecipeRun, deadline: Instant) -> Self {
         HostState {
-            target: run.target.clone(),
-            params_json: run.params_json.clone(),
-            inputs: run.inputs.clone(),
-            source_date_epoch: run.source_date_epoch,
-            work_dir: run.work_dir.clone(),
-            out_dir: run.out_dir.clone(),
-            etc_dir: run.etc_dir.clone(),
-            sandbox: run.sandbox,
-            output_hash: run.output_hash,
-            fetch_unpinned: run.fetch_unpinned,
+            run: run.clone(),
             deadline,
-            limits: run.limits,
             log_bytes: 0,
-            echo: run.echo,
-            report,
-            fatal: Mutex::new(None),
-            caches: run.caches.clone(),
-            fetch_store: run.fetch_store.clone(),
+            report: Mutex::new(RunReport::default()),
         }
     }
 
-    /// The error that made the host trap the recipe, if any.
-    pub(super) fn take_fatal(&self) -> Option<RecipeError> {
-        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take()
+    /// What the run recorded, taken (the run is over).
+    pub(super) fn take_report(&self) -> RunReport {
+        std::mem::take(&mut *self.report())
     }
 
+    /// A trap carrying `err`: the runtime finds it again by downcasting.
     fn trap(&self, err: RecipeError) -> wasmtime::Error {
-        let msg = err.to_string();
-        *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
-        wasmtime::Error::msg(msg)
+        wasmtime::Error::new(err)
     }
 
     fn check_deadline(&self) -> wasmtime::Result<()> {
         if Instant::now() >= self.deadline {
             return Err(self.trap(RecipeError::TimeLimit {
-                target: self.target.clone(),
-                limit: self.limits.timeout,
+                target: self.run.target.clone(),
+                limit: self.run.limits.timeout,
                 note: String::new(),
             }));
         }
@@ -124,6 +86,13 @@ impl HostState {
     /// mounted so far) together fit the disk budget. Caches are walked once,
     /// when the recipe ends: they can be large, and are never hashed.
     pub(super) fn check_disk(&self, caches: bool) -> wasmtime::Result<()> {
+        self.disk_used(caches).map(|_| ())
+    }
+
+    /// The bytes under `/work` and `/out` (with `caches`, the tool caches
+    /// too); a trap past the budget or the deadline, or if they cannot be
+    /// read.
+    fn disk_used(&self, caches: bool) -> wasmtime::Result<u64> {
         let caches: Vec<std::path::PathBuf> = if caches {
             self.report()
                 .caches
@@ -133,20 +102,17 @@ impl HostState {
         } else {
             Vec::new()
         };
-        let mut dirs: Vec<&Path> = vec![&self.work_dir, &self.out_dir];
+        let mut dirs: Vec<&Path> = vec![&self.run.work_dir, &self.run.out_dir];
         dirs.extend(caches.iter().map(|d| d.as_path()));
-        match measure_tool_dirs(&dirs, self.limits.disk_bytes, self.deadline) {
-            Ok(_) => Ok(()),
-            Err(UsageStop::TooLarge(bytes)) => Err(self.trap(RecipeError::DiskLimit {
-                target: self.target.clone(),
-                bytes,
-                limit: self.limits.disk_bytes,
+        match measure_tool_dirs(&dirs, self.run.limits.disk_bytes, self.deadline) {
+            Ok(used) => Ok(used),
+            Err(Stop::Failed(e)) => Err(self.trap(RecipeError::Failed {
+                target: self.run.target.clone(),
+                message: format!("measuring /work and /out: {}", super::guest_fs::message(&e)),
             })),
-            Err(UsageStop::TimedOut) => self.check_deadline(),
-            Err(UsageStop::Io(m)) => Err(self.trap(RecipeError::Failed {
-                target: self.target.clone(),
-                message: format!("measuring /work and /out: {m}"),
-            })),
+            Err(stop) => self
+                .stop_result(Err(stop), 0)?
+                .map_err(|e| wasmtime::Error::msg(format!("{e:?}"))),
         }
     }
 
@@ -157,15 +123,16 @@ impl HostState {
 
 impl target::Host for HostState {
     fn name(&mut self) -> wasmtime::Result<String> {
-        Ok(self.target.clone())
+        Ok(self.run.target.clone())
     }
 
     fn params(&mut self) -> wasmtime::Result<String> {
-        Ok(self.params_json.clone())
+        Ok(self.run.params_json.clone())
     }
 
     fn inputs(&mut self) -> wasmtime::Result<Vec<target::Input>> {
         let mut v: Vec<_> = self
+            .run
             .inputs
             .iter()
             .map(|i| target::Input {
@@ -183,7 +150,7 @@ impl target::Host for HostState {
     }
 
     fn source_date_epoch(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.source_date_epoch)
+        Ok(self.run.source_date_epoch)
     }
 }
 
@@ -224,31 +191,10 @@ impl files::Host for HostState {
 
     fn copy(&mut self, src: String, dst: String) -> wasmtime::Result<Result<(), FsError>> {
         self.check_deadline()?;
-        let dirs: [&Path; 2] = [&self.work_dir, &self.out_dir];
-        let used = match measure_tool_dirs(&dirs, self.limits.disk_bytes, self.deadline) {
-            Ok(used) => used,
-            Err(stop) => {
-                // Past the budget or the deadline: this traps.
-                self.check_disk(false)?;
-                return Ok(Err(FsError::Io(format!(
-                    "copying {src} to {dst}: cannot measure /work and /out: {stop:?}"
-                ))));
-            }
-        };
-        let budget = self.limits.disk_bytes.saturating_sub(used);
-        match super::copy::copy(&self.guest_fs(), &src, &dst, budget, self.deadline) {
-            Ok(()) => Ok(Ok(())),
-            Err(CopyStop::Failed(e)) => Ok(Err(e)),
-            Err(CopyStop::TimedOut) => {
-                self.check_deadline()?;
-                Err(wasmtime::Error::msg("the time limit passed"))
-            }
-            Err(CopyStop::TooLarge) => Err(self.trap(RecipeError::DiskLimit {
-                target: self.target.clone(),
-                bytes: used,
-                limit: self.limits.disk_bytes,
-            })),
-        }
+        let used = self.disk_used(false)?;
+        let budget = self.run.limits.disk_bytes.saturating_sub(used);
+        let r = super::copy::copy(&self.guest_fs(), &src, &dst, budget, self.deadline);
+        self.stop_result(r, used)
     }
 }
 
@@ -259,7 +205,7 @@ impl assemble::Host for HostState {
     ) -> wasmtime::Result<Result<(Vec<u8>, u64), FsError>> {
         self.check_deadline()?;
         let r = super::assemble::sha256(&self.guest_fs(), &pieces, self.deadline);
-        self.assembly_result(r.map(|(digest, len)| (digest.to_vec(), len)))
+        self.stop_result(r.map(|(digest, len)| (digest.to_vec(), len)), 0)
     }
 
     fn write_files(&mut self, files: Vec<assemble::File>) -> wasmtime::Result<Result<(), FsError>> {
@@ -268,26 +214,18 @@ impl assemble::Host for HostState {
         // otherwise put any amount on the host's disk first.
         let planned = match super::assemble::planned_bytes(&self.guest_fs(), &files) {
             Ok(n) => n,
-            Err(e) => return self.assembly_result(Err(e)),
+            Err(e) => return self.stop_result(Err(e), 0),
         };
-        let dirs: [&Path; 2] = [&self.work_dir, &self.out_dir];
-        let used = match measure_tool_dirs(&dirs, self.limits.disk_bytes, self.deadline) {
-            Ok(used) => used,
-            Err(_) => {
-                // Past the budget or the deadline: this traps.
-                self.check_disk(false)?;
-                0
-            }
-        };
-        if used.saturating_add(planned) > self.limits.disk_bytes {
+        let used = self.disk_used(false)?;
+        if used.saturating_add(planned) > self.run.limits.disk_bytes {
             return Err(self.trap(RecipeError::DiskLimit {
-                target: self.target.clone(),
+                target: self.run.target.clone(),
                 bytes: used.saturating_add(planned),
-                limit: self.limits.disk_bytes,
+                limit: self.run.limits.disk_bytes,
             }));
         }
         let r = super::assemble::write_files(&self.guest_fs(), &files, self.deadline);
-        self.assembly_result(r)
+        self.stop_result(r, used)
     }
 }
 
@@ -296,16 +234,16 @@ impl log::Host for HostState {
         self.check_deadline()?;
         if message.len() > LOG_MESSAGE_LIMIT {
             return Err(self.trap(RecipeError::LogTooLong {
-                target: self.target.clone(),
+                target: self.run.target.clone(),
                 len: message.len(),
                 limit: LOG_MESSAGE_LIMIT,
             }));
         }
         self.log_bytes = self.log_bytes.saturating_add(message.len());
-        if self.log_bytes > self.limits.log_bytes {
+        if self.log_bytes > self.run.limits.log_bytes {
             return Err(self.trap(RecipeError::LogLimit {
-                target: self.target.clone(),
-                limit: self.limits.log_bytes,
+                target: self.run.target.clone(),
+                limit: self.run.limits.log_bytes,
             }));
         }
         let level = match level {
@@ -314,13 +252,11 @@ impl log::Host for HostState {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
-        if self.echo.is_some_and(|min| level >= min) {
-            // A recipe's message is untrusted text on its way to a terminal.
-            eprintln!(
-                "{}",
-                crate::terminal::safe(&format!("[{}] {message}", self.target))
-            );
-        }
+        self.run.reporter.send(Event::Log {
+            target: self.run.target.clone(),
+            level,
+            message: message.clone(),
+        });
         self.report().log.push(LogLine {
             source: level.into(),
             message,
@@ -333,14 +269,20 @@ impl HostState {
     /// The recipe's directories, for host calls that take its paths.
     fn guest_fs(&self) -> GuestFs<'_> {
         GuestFs {
-            work: &self.work_dir,
-            out: &self.out_dir,
-            inputs: &self.inputs,
+            work: &self.run.work_dir,
+            out: &self.run.out_dir,
+            inputs: &self.run.inputs,
         }
     }
 
-    /// Turn an assembly's stop into the recipe's error, or a trap.
-    fn assembly_result<T>(&self, r: Result<T, Stop>) -> wasmtime::Result<Result<T, FsError>> {
+    /// A host loop's stop as the recipe sees it: bad input is its error;
+    /// the deadline or the disk budget (with `used` bytes there before the
+    /// call) traps.
+    fn stop_result<T>(
+        &self,
+        r: Result<T, Stop>,
+        used: u64,
+    ) -> wasmtime::Result<Result<T, FsError>> {
         match r {
             Ok(v) => Ok(Ok(v)),
             Err(Stop::Failed(m)) => Ok(Err(m)),
@@ -348,6 +290,11 @@ impl HostState {
                 self.check_deadline()?;
                 Err(wasmtime::Error::msg("the time limit passed"))
             }
+            Err(Stop::TooLarge(bytes)) => Err(self.trap(RecipeError::DiskLimit {
+                target: self.run.target.clone(),
+                bytes: used.saturating_add(bytes),
+                limit: self.run.limits.disk_bytes,
+            })),
         }
     }
 }

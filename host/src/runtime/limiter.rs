@@ -1,9 +1,6 @@
 //! The recipe's memory budget, enforced by wasmtime through
 //! [`wasmtime::ResourceLimiter`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 /// Caps the recipe's memory *in total* — every linear memory and table it
 /// creates counts, not only the largest — and the number of instances,
 /// memories and tables, so a component cannot multiply small allocations
@@ -15,7 +12,7 @@ pub(super) struct MemoryLimiter {
     used: usize,
     /// Table elements granted so far, all tables together.
     table_elements: usize,
-    hit: Arc<AtomicBool>,
+    hit: bool,
 }
 
 /// Instances, memories and tables a recipe may create. A Rust recipe built
@@ -27,13 +24,18 @@ pub(super) const MAX_TABLES: usize = 64;
 const MAX_TABLE_ELEMENTS: usize = 1_000_000;
 
 impl MemoryLimiter {
-    pub(super) fn new(limit: usize, hit: Arc<AtomicBool>) -> Self {
+    pub(super) fn new(limit: usize) -> Self {
         MemoryLimiter {
             limit,
             used: 0,
             table_elements: 0,
-            hit,
+            hit: false,
         }
+    }
+
+    /// Whether the recipe asked for more memory than its limit.
+    pub(super) fn hit(&self) -> bool {
+        self.hit
     }
 }
 
@@ -46,7 +48,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         let total = self.used - current.min(self.used) + desired;
         if total > self.limit {
-            self.hit.store(true, Ordering::SeqCst);
+            self.hit = true;
             return Ok(false);
         }
         self.used = total;
@@ -79,18 +81,16 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
     use wasmtime::ResourceLimiter;
 
     #[test]
     fn memory_is_limited_across_all_memories_not_each() {
-        let hit = Arc::new(AtomicBool::new(false));
-        let mut l = MemoryLimiter::new(100 << 20, hit.clone());
+        let mut l = MemoryLimiter::new(100 << 20);
         // Three memories of 40 MiB each: the third passes the total.
         assert!(l.memory_growing(0, 40 << 20, None).unwrap());
         assert!(l.memory_growing(0, 40 << 20, None).unwrap());
         assert!(!l.memory_growing(0, 40 << 20, None).unwrap());
-        assert!(hit.load(Ordering::SeqCst));
+        assert!(l.hit());
         // Growing one already counted is charged by the difference.
         assert!(l.memory_growing(40 << 20, 60 << 20, None).unwrap());
         assert!(!l.memory_growing(60 << 20, 61 << 20, None).unwrap());

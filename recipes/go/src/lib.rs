@@ -23,7 +23,7 @@ mod params;
 use std::fs;
 use std::path::Path;
 
-use kiln_sdk::{Command, Context, Error, Result, Tool, info};
+use kiln_sdk::{Command, Context, Error, FixedOutput, Result, Tool, info};
 use params::Params;
 
 /// The module cache `go mod download` fills: the fixed-output directory.
@@ -40,12 +40,44 @@ const GO_TEST_CACHE: &str = "/cache/go-test";
 fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
     let go = find_go(&p.go)?;
+    let (module_dir, go_mod) = copy_source(&p)?;
+    let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
+    let env = module_env(&go, &p, &module_dir, &go_mod)?;
+    let module = Module {
+        go,
+        dir: module_dir.to_string_lossy().into_owned(),
+        path: module_path,
+        env,
+    };
+    let packages = packages(&p)?;
+    info!(
+        "{}: {} with {}, cgo {}",
+        module.path,
+        packages.join(" "),
+        module.version(&p)?,
+        if p.cgo { "on" } else { "off" }
+    );
+    if p.check {
+        module.test(&p)?;
+    }
+    module.build(&p, &packages)
+}
 
+/// The module being built: the go tool, its directory under `/work/src`,
+/// its path (from go.mod) and the environment every go command gets.
+struct Module {
+    go: Tool,
+    dir: String,
+    path: String,
+    env: Vec<(String, String)>,
+}
+
+/// Step 1: the `src` input copied to `/work/src` (inside the host, modes
+/// and symlinks kept); the module's directory and its go.mod.
+fn copy_source(p: &Params) -> Result<(std::path::PathBuf, String)> {
     let src_in = kiln_sdk::input(&p.src)?;
-    // Copied inside the host, modes and symlinks kept.
     kiln_sdk::files::copy(&src_in, "/work/src").context("copying the source to /work/src")?;
     let module_dir = Path::new("/work/src").join(&p.mod_root);
-    let module_dir_s = module_dir.to_string_lossy().into_owned();
     let go_mod = fs::read_to_string(module_dir.join("go.mod")).with_context(|| {
         format!(
             "no go.mod in {} (mod_root = {:?}); kiln builds Go modules",
@@ -53,163 +85,170 @@ fn build() -> Result<()> {
             p.mod_root
         )
     })?;
-    let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
+    Ok((module_dir, go_mod))
+}
 
-    let mut env = base_env(&p);
+/// Step 2: the environment of every go command, with the dependencies
+/// resolved: `vendor/` as is, else the modules `go mod download` fetched
+/// (a fixed-output step) through `GOPROXY=file://…`.
+fn module_env(
+    go: &Tool,
+    p: &Params,
+    module_dir: &Path,
+    go_mod: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut env = base_env(p);
     if p.cache && !p.env.contains_key("GOCACHE") {
         env.retain(|(k, _)| k != "GOCACHE");
         env.push(("GOCACHE".into(), GO_CACHE.into()));
     }
-    let cached = |cmd: Command| {
+    if module_dir.join("vendor/modules.txt").is_file() {
+        env.push(("GOFLAGS".into(), go_flags(p, "-mod=vendor")));
+    } else if has_dependencies(go_mod) {
+        download_modules(go, p, module_dir, &env)?;
+        env.retain(|(k, _)| k != "GOPROXY");
+        env.push(("GOPROXY".into(), format!("file://{MOD_DOWNLOAD}")));
+        env.push(("GOFLAGS".into(), go_flags(p, "-mod=readonly")));
+    } else {
+        env.push(("GOFLAGS".into(), go_flags(p, "-mod=readonly")));
+    }
+    Ok(env)
+}
+
+/// `params.packages`, or every main package (`go build -o DIR/ ./...`
+/// writes exactly the main packages' executables, without a `go list`).
+fn packages(p: &Params) -> Result<Vec<String>> {
+    match &p.packages {
+        Some(list) if !list.is_empty() => Ok(list.clone()),
+        Some(_) => Err(Error::bad_params(
+            "params.packages is empty: name at least one main package, or leave it out to build them all",
+        )),
+        None => Ok(vec!["./...".to_string()]),
+    }
+}
+
+impl Module {
+    /// A go command in the module, with the kept build cache if `cache`.
+    fn go_cmd(&self, p: &Params, args: &[&str]) -> Command {
+        let cmd = Command::new(self.go.clone())
+            .args(args.iter().copied())
+            .envs(self.env.iter().cloned())
+            .cwd(self.dir.clone());
         if p.cache {
-            cmd.cache(cache_key(&p), GO_CACHE)
+            cmd.cache(cache_key(p), GO_CACHE)
         } else {
             cmd
         }
-    };
-    let vendored = module_dir.join("vendor/modules.txt").is_file();
-    if vendored {
-        env.push(("GOFLAGS".into(), go_flags(&p, "-mod=vendor")));
-    } else if has_dependencies(&go_mod) {
-        download_modules(&go, &p, &module_dir, &env)?;
-        env.retain(|(k, _)| k != "GOPROXY");
-        env.push(("GOPROXY".into(), format!("file://{MOD_DOWNLOAD}")));
-        env.push(("GOFLAGS".into(), go_flags(&p, "-mod=readonly")));
-    } else {
-        env.push(("GOFLAGS".into(), go_flags(&p, "-mod=readonly")));
     }
-    let go_cmd = |args: &[&str]| {
-        cached(
-            Command::new(go.clone())
-                .args(args.iter().copied())
-                .envs(env.iter().cloned())
-                .cwd(module_dir_s.clone()),
-        )
-    };
 
-    // The release's VERSION file names it without running go.
-    let version = match toolchain_version(&p.go) {
-        Some(v) => v,
-        None => go_cmd(&["env", "GOVERSION"])
-            .run()?
-            .stdout_str()
-            .trim()
-            .to_string(),
-    };
-    // Unset: every main package. `go build -o DIR/ ./...` writes exactly
-    // the main packages' executables, without a `go list` first.
-    let packages = match &p.packages {
-        Some(list) if !list.is_empty() => list.clone(),
-        Some(_) => {
-            return Err(Error::bad_params(
-                "params.packages is empty: name at least one main package, or leave it out to build them all",
-            ));
+    /// The Go version: the release's VERSION file names it without running go.
+    fn version(&self, p: &Params) -> Result<String> {
+        match toolchain_version(&p.go) {
+            Some(v) => Ok(v),
+            None => Ok(self
+                .go_cmd(p, &["env", "GOVERSION"])
+                .run()?
+                .stdout_str()
+                .trim()
+                .to_string()),
         }
-        None => vec!["./...".to_string()],
-    };
-    info!(
-        "{module_path}: {} with {version}, cgo {}",
-        packages.join(" "),
-        if p.cgo { "on" } else { "off" }
-    );
+    }
 
-    if p.check {
-        // With the kept cache Go may reuse a test result: its key covers the
-        // test binary, its environment and the files the test read.
+    /// Step 3: `go test ./...`, with a build cache of its own (tests are
+    /// project code). With the kept cache Go may reuse a test result: its
+    /// key covers the test binary, its environment and the files it read.
+    fn test(&self, p: &Params) -> Result<()> {
         let args: &[&str] = if p.cache {
             &["test", "./..."]
         } else {
             &["test", "-count=1", "./..."]
         };
-        let test = Command::new(go.clone())
+        let test = Command::new(self.go.clone())
             .args(args.iter().copied())
-            .envs(env.iter().cloned())
-            .cwd(module_dir_s.clone());
+            .envs(self.env.iter().cloned())
+            .cwd(self.dir.clone());
         let test = if p.cache {
             test.env("GOCACHE", GO_TEST_CACHE)
-                .cache(format!("test {}", cache_key(&p)), GO_TEST_CACHE)
+                .cache(format!("test {}", cache_key(p)), GO_TEST_CACHE)
         } else {
             test.env("GOCACHE", "/work/.cache/go-test")
         }
         .output()?;
         if !test.success() {
             return Err(Error::msg(format!(
-                "go test failed for module {module_path} (set check = false to skip tests):\n{}{}",
+                "go test failed for module {} (set check = false to skip tests):\n{}{}",
+                self.path,
                 test.stdout_str(),
                 test.stderr_str()
             )));
         }
         info!("go test passed");
+        Ok(())
     }
 
-    let platforms: Vec<Option<kiln_sdk::platform::Platform>> = if p.platforms.is_empty() {
-        vec![None]
-    } else {
-        p.platforms
-            .iter()
-            .map(|s| {
-                params::parse_platform(s)
-                    .map(Some)
-                    .map_err(Error::bad_params)
-            })
-            .collect::<Result<_>>()?
-    };
-    let ldflags = std::iter::once("-buildid=".to_string())
-        .chain(p.ldflags.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    // One `go build` per platform, all at once (each in its own sandbox),
-    // sharing the kept cache: Go's cache is safe for concurrent use and
-    // keys its entries by GOOS/GOARCH.
-    let outs: Vec<String> = platforms
-        .iter()
-        .map(|pl| match pl {
-            Some(pl) => format!("/out/{}", pl.dir()),
-            None => "/out".to_string(),
-        })
-        .collect();
-    let mut builds = Vec::new();
-    let mut envs = Vec::new();
-    for (platform, out) in platforms.iter().zip(&outs) {
-        let mut env = env.clone();
-        if let Some(pl) = platform {
-            for (k, v) in params::go_env(pl) {
-                env.retain(|(ek, _)| *ek != k);
-                env.push((k, v));
+    /// Steps 4 and 5: one `go build` per platform, all at once (each in its
+    /// own sandbox), sharing the kept cache (Go's cache is safe for
+    /// concurrent use and keys its entries by GOOS/GOARCH); then each
+    /// binary's `go version -m` saved.
+    fn build(&self, p: &Params, packages: &[String]) -> Result<()> {
+        let platforms: Vec<Option<kiln_sdk::platform::Platform>> = if p.platforms.is_empty() {
+            vec![None]
+        } else {
+            p.platforms
+                .iter()
+                .map(|s| {
+                    params::parse_platform(s)
+                        .map(Some)
+                        .map_err(Error::bad_params)
+                })
+                .collect::<Result<_>>()?
+        };
+        let ldflags = std::iter::once("-buildid=".to_string())
+            .chain(p.ldflags.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut builds = Vec::new();
+        let mut outs = Vec::new();
+        for platform in &platforms {
+            let out = match platform {
+                Some(pl) => format!("/out/{}", pl.dir()),
+                None => "/out".to_string(),
+            };
+            let mut env = self.env.clone();
+            if let Some(pl) = platform {
+                for (k, v) in params::go_env(pl) {
+                    env.retain(|(ek, _)| *ek != k);
+                    env.push((k, v));
+                }
             }
+            fs::create_dir_all(format!("{out}/bin"))?;
+            builds.push(build_command(
+                &self.go, p, &env, &self.dir, packages, &ldflags, &out,
+            ));
+            outs.push((out, env));
         }
-        fs::create_dir_all(format!("{out}/bin"))?;
-        builds.push(build_command(
-            &go,
-            &p,
-            &env,
-            &module_dir_s,
-            &packages,
-            &ldflags,
-            out,
-        ));
-        envs.push(env);
-    }
-    if builds.len() == 1 {
-        builds[0].run()?;
-    } else {
-        Command::run_all(&builds)?;
-    }
-    for (out, env) in outs.iter().zip(&envs) {
-        let names = record_buildinfo(&go, env, out)?;
-        if names.is_empty() {
-            return Err(Error::msg(format!(
-                "module {module_path} has no main package; set params.packages"
-            )));
+        if builds.len() == 1 {
+            builds[0].run()?;
+        } else {
+            Command::run_all(&builds)?;
         }
-        let dir = out.trim_start_matches("/out").trim_start_matches('/');
-        let shown: Vec<String> = names
-            .iter()
-            .map(|n| format!("{dir}/bin/{n}").trim_start_matches('/').to_string())
-            .collect();
-        info!("built {}", shown.join(", "));
+        for (out, env) in &outs {
+            let names = record_buildinfo(&self.go, env, out)?;
+            if names.is_empty() {
+                return Err(Error::msg(format!(
+                    "module {} has no main package; set params.packages",
+                    self.path
+                )));
+            }
+            let dir = out.trim_start_matches("/out").trim_start_matches('/');
+            let shown: Vec<String> = names
+                .iter()
+                .map(|n| format!("{dir}/bin/{n}").trim_start_matches('/').to_string())
+                .collect();
+            info!("built {}", shown.join(", "));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The kept cache's key, for every go command but the download: what Go's
@@ -376,8 +415,7 @@ fn download_modules(
         .args(["mod", "download", "-x"])
         .envs(env.iter().cloned())
         .cwd(module_dir.to_string_lossy())
-        .fixed_output(MOD_FETCH, "params.vendor_hash")
-        .fetch_key(key_files)
+        .fixed_output(FixedOutput::new(MOD_FETCH, "params.vendor_hash").fetch_key(key_files))
         .run()
         .context("downloading the module's dependencies")?;
     Ok(())

@@ -53,26 +53,7 @@ fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
     let sde = kiln_sdk::source_date_epoch();
     let multi = !p.platforms.is_empty();
-    let platforms: Vec<Platform> = if multi {
-        let mut list = Vec::new();
-        for s in &p.platforms {
-            let pl = Platform::parse(s)
-                .map_err(|e| Error::bad_params(format!("params.platforms: {e}")))?;
-            if list.contains(&pl) {
-                return Err(Error::bad_params(format!(
-                    "params.platforms names {s} twice"
-                )));
-            }
-            list.push(pl);
-        }
-        list
-    } else {
-        vec![Platform {
-            os: "linux".into(),
-            arch: p.architecture.clone(),
-            variant: None,
-        }]
-    };
+    let platforms = platforms(&p)?;
 
     fs::create_dir_all(format!("{OCI}/blobs/sha256"))?;
     let mut blobs: BTreeMap<String, Pieces> = BTreeMap::new();
@@ -87,92 +68,7 @@ fn build() -> Result<()> {
         })?;
         images.push(image);
     }
-
-    // One image: index.json names its manifest. Several: an image index
-    // blob names one manifest per platform, and index.json names it.
-    let (top, default_tag) = if multi {
-        let manifests: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
-        let index = ImageIndexBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageIndex)
-            .manifests(manifests)
-            .build()
-            .map_err(oci_err)?;
-        let json = canonical_json(&index)?;
-        let hex = write_blob(&json, &mut blobs)?;
-        (
-            descriptor(MediaType::ImageIndex, json.len() as u64, &hex)?,
-            hex[..16].to_string(),
-        )
-    } else {
-        (
-            images[0].manifest.clone(),
-            images[0].config_hex[..16].to_string(),
-        )
-    };
-    let tag = p.tag.clone().unwrap_or(default_tag);
-    let reference = format!("{}:{tag}", p.name);
-    let named = |mut d: Descriptor| {
-        d.set_annotations(Some(
-            [
-                ("org.opencontainers.image.ref.name".to_string(), tag.clone()),
-                ("io.containerd.image.name".to_string(), reference.clone()),
-            ]
-            .into_iter()
-            .collect(),
-        ));
-        d
-    };
-    let top_index = |d: Descriptor| -> Result<Vec<u8>> {
-        let index = ImageIndexBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageIndex)
-            .manifests(vec![named(d)])
-            .build()
-            .map_err(oci_err)?;
-        canonical_json(&index)
-    };
-    fs::write(format!("{OCI}/index.json"), top_index(top)?)?;
-    fs::write(format!("{OCI}/oci-layout"), OCI_LAYOUT)?;
-
-    // docker-archive: one platform's image (docker load takes one), the
-    // same whatever machine builds it: linux/amd64 if it is built, else the
-    // first. The OCI layout plus docker's manifest.json, as docker save
-    // writes since v25.
-    let chosen = images
-        .iter()
-        .find(|i| i.platform.os == "linux" && i.platform.arch == "amd64")
-        .unwrap_or(&images[0]);
-    let docker_manifest = serde_json::json!([{
-        "Config": format!("blobs/sha256/{}", chosen.config_hex),
-        "RepoTags": [reference],
-        "Layers": chosen.layer_hexes.iter().map(|h| format!("blobs/sha256/{h}")).collect::<Vec<_>>(),
-    }]);
-    let archive_blobs: BTreeMap<String, Pieces> = blobs
-        .iter()
-        .filter(|(hex, _)| chosen.blob_hexes.contains(hex))
-        .map(|(h, b)| (h.clone(), b.clone()))
-        .collect();
-    let archive = archive_pieces(
-        &archive_blobs,
-        &[
-            ("index.json", top_index(chosen.manifest.clone())?),
-            ("manifest.json", serde_json::to_vec(&docker_manifest)?),
-            ("oci-layout", OCI_LAYOUT.to_vec()),
-        ],
-        sde,
-    )?;
-
-    // The layers' bytes, twice: as OCI blobs and inside image.tar. The host
-    // writes the files in parallel, copying from the inputs.
-    let mut files: Vec<(String, &Pieces)> = vec![("/out/image.tar".into(), &archive)];
-    for hex in images.iter().flat_map(|i| &i.layer_hexes) {
-        let path = format!("{OCI}/blobs/sha256/{hex}");
-        if !files.iter().any(|(p, _)| *p == path) {
-            files.push((path, &blobs[hex]));
-        }
-    }
-    kiln_sdk::assemble::write_files(&files)?;
+    let (reference, chosen) = write_layout(&p, &images, &mut blobs, sde)?;
     for i in &images {
         info!(
             "{reference}{}: {} layer(s), {} files",
@@ -188,9 +84,151 @@ fn build() -> Result<()> {
     info!(
         "/out/oci{}; /out/image.tar holds {}",
         if multi { " (an image index)" } else { "" },
-        chosen.platform
+        chosen
     );
     Ok(())
+}
+
+/// The platforms to build: `params.platforms` (each once), else one
+/// linux image of `params.architecture`.
+fn platforms(p: &Params) -> Result<Vec<Platform>> {
+    if p.platforms.is_empty() {
+        return Ok(vec![Platform {
+            os: "linux".into(),
+            arch: p.architecture.clone(),
+            variant: None,
+        }]);
+    }
+    let mut list = Vec::new();
+    for s in &p.platforms {
+        let pl =
+            Platform::parse(s).map_err(|e| Error::bad_params(format!("params.platforms: {e}")))?;
+        if list.contains(&pl) {
+            return Err(Error::bad_params(format!(
+                "params.platforms names {s} twice"
+            )));
+        }
+        list.push(pl);
+    }
+    Ok(list)
+}
+
+/// Step 4: `/out/oci` (index.json naming the image, or an image index of
+/// several) and `/out/image.tar` (one platform's image with docker's
+/// manifest.json), written by the host in parallel. Returns the image's
+/// reference and the platform image.tar holds.
+fn write_layout(
+    p: &Params,
+    images: &[Image],
+    blobs: &mut BTreeMap<String, Pieces>,
+    sde: u64,
+) -> Result<(String, Platform)> {
+    let multi = !p.platforms.is_empty();
+    // One image: index.json names its manifest. Several: an image index
+    // blob names one manifest per platform, and index.json names it.
+    let (top, default_tag) = if multi {
+        let manifests: Vec<Descriptor> = images.iter().map(|i| i.manifest.clone()).collect();
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .map_err(oci_err)?;
+        let json = canonical_json(&index)?;
+        let hex = write_blob(&json, blobs)?;
+        (
+            descriptor(MediaType::ImageIndex, json.len() as u64, &hex)?,
+            hex[..16].to_string(),
+        )
+    } else {
+        (
+            images[0].manifest.clone(),
+            images[0].config_hex[..16].to_string(),
+        )
+    };
+    let tag = p.tag.clone().unwrap_or(default_tag);
+    let reference = format!("{}:{tag}", p.name);
+    let top_index = |d: Descriptor| -> Result<Vec<u8>> {
+        let mut d = d;
+        d.set_annotations(Some(
+            [
+                ("org.opencontainers.image.ref.name".to_string(), tag.clone()),
+                ("io.containerd.image.name".to_string(), reference.clone()),
+            ]
+            .into_iter()
+            .collect(),
+        ));
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(vec![d])
+            .build()
+            .map_err(oci_err)?;
+        canonical_json(&index)
+    };
+    fs::write(format!("{OCI}/index.json"), top_index(top)?)?;
+    fs::write(format!("{OCI}/oci-layout"), OCI_LAYOUT)?;
+
+    let chosen = docker_image(images);
+    let archive = docker_archive(
+        chosen,
+        blobs,
+        &reference,
+        top_index(chosen.manifest.clone())?,
+        sde,
+    )?;
+
+    // The layers' bytes, twice: as OCI blobs and inside image.tar. The host
+    // writes the files in parallel, copying from the inputs.
+    let mut files: Vec<(String, &Pieces)> = vec![("/out/image.tar".into(), &archive)];
+    for hex in images.iter().flat_map(|i| &i.layer_hexes) {
+        let path = format!("{OCI}/blobs/sha256/{hex}");
+        if !files.iter().any(|(p, _)| *p == path) {
+            files.push((path, &blobs[hex]));
+        }
+    }
+    kiln_sdk::assemble::write_files(&files)?;
+    Ok((reference, chosen.platform.clone()))
+}
+
+/// The image `/out/image.tar` holds (docker load takes one), the same
+/// whatever machine builds it: linux/amd64 if it is built, else the first.
+fn docker_image(images: &[Image]) -> &Image {
+    images
+        .iter()
+        .find(|i| i.platform.os == "linux" && i.platform.arch == "amd64")
+        .unwrap_or(&images[0])
+}
+
+/// `/out/image.tar`'s pieces: the OCI layout of `chosen` (its own
+/// `index_json`) plus docker's manifest.json, as docker save writes since
+/// v25.
+fn docker_archive(
+    chosen: &Image,
+    blobs: &BTreeMap<String, Pieces>,
+    reference: &str,
+    index_json: Vec<u8>,
+    sde: u64,
+) -> Result<Pieces> {
+    let docker_manifest = serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", chosen.config_hex),
+        "RepoTags": [reference],
+        "Layers": chosen.layer_hexes.iter().map(|h| format!("blobs/sha256/{h}")).collect::<Vec<_>>(),
+    }]);
+    let archive_blobs: BTreeMap<String, Pieces> = blobs
+        .iter()
+        .filter(|(hex, _)| chosen.blob_hexes.contains(hex))
+        .map(|(h, b)| (h.clone(), b.clone()))
+        .collect();
+    archive_pieces(
+        &archive_blobs,
+        &[
+            ("index.json", index_json),
+            ("manifest.json", serde_json::to_vec(&docker_manifest)?),
+            ("oci-layout", OCI_LAYOUT.to_vec()),
+        ],
+        sde,
+    )
 }
 
 /// `{platform}` in a content's path: the platform's directory name, as the
@@ -207,7 +245,98 @@ fn build_image(
     sde: u64,
     blobs: &mut BTreeMap<String, Pieces>,
 ) -> Result<Image> {
-    // Each layer's tree; `image` is their union, for the run check.
+    let layers = collect_layers(p, platform)?;
+    // The layers' union, for the run check.
+    let mut image = Tree::new();
+    for l in &layers {
+        image.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let program = p.entrypoint.first().or(p.cmd.first()).ok_or_else(|| {
+        Error::bad_params("set entrypoint (or cmd): an image with nothing to run cannot start")
+    })?;
+    runcheck::check(
+        &image,
+        program,
+        p.env.get("PATH").map(String::as_str),
+        platform,
+    )?;
+
+    let (layer_descs, layer_hexes) = layer_blobs(&layers, sde, blobs)?;
+    let diff_ids = layer_hexes.iter().map(|h| format!("sha256:{h}")).collect();
+
+    // serde_json writes struct fields in declaration order and the labels
+    // map is re-sorted, so the bytes are stable.
+    let config_json = canonical_json(&image_config(p, platform, diff_ids, sde)?)?;
+    let config_hex = write_blob(&config_json, blobs)?;
+    let config_desc = descriptor(
+        MediaType::ImageConfig,
+        config_json.len() as u64,
+        &config_hex,
+    )?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layer_descs)
+        .build()
+        .map_err(oci_err)?;
+    let manifest_json = canonical_json(&manifest)?;
+    let manifest_hex = write_blob(&manifest_json, blobs)?;
+    let mut manifest_desc = descriptor(
+        MediaType::ImageManifest,
+        manifest_json.len() as u64,
+        &manifest_hex,
+    )?;
+    if multi {
+        let mut pb = PlatformBuilder::default()
+            .architecture(Arch::from(platform.arch.as_str()))
+            .os(Os::from(platform.os.as_str()));
+        if let Some(v) = &platform.variant {
+            pb = pb.variant(v.clone());
+        }
+        manifest_desc.set_platform(Some(pb.build().map_err(oci_err)?));
+    }
+    let mut blob_hexes = layer_hexes.clone();
+    blob_hexes.push(config_hex.clone());
+    blob_hexes.push(manifest_hex);
+    Ok(Image {
+        platform: platform.clone(),
+        manifest: manifest_desc,
+        config_hex,
+        blob_hexes,
+        layer_hexes,
+        layer_count: layers.len(),
+        file_count: image.len(),
+    })
+}
+
+/// Step 2: each layer's tar, as pieces: its digest first (the host reads
+/// the inputs once), the bytes are written with everything else. Returns
+/// the layers' descriptors and hex digests (= diff_ids: stored uncompressed).
+fn layer_blobs(
+    layers: &[Tree],
+    sde: u64,
+    blobs: &mut BTreeMap<String, Pieces>,
+) -> Result<(Vec<Descriptor>, Vec<String>)> {
+    let mut descs = Vec::new();
+    let mut hexes = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let pieces = layer::tar_pieces(l, sde)?;
+        let (digest, size) = pieces
+            .sha256()
+            .with_context(|| format!("hashing layer {i}"))?;
+        let hex = hex(&digest);
+        descs.push(descriptor(MediaType::ImageLayer, size, &hex)?);
+        hexes.push(hex.clone());
+        blobs.insert(hex, pieces);
+    }
+    Ok((descs, hexes))
+}
+
+/// Step 1: each layer's tree — `contents` (one layer, or one each with
+/// `layers = "per-content"`), then CA certificates, tzdata and
+/// `directories` in the last.
+fn collect_layers(p: &Params, platform: &Platform) -> Result<Vec<Tree>> {
     let mut layers: Vec<Tree> = Vec::new();
     let mut current = Tree::new();
     for (i, c) in p.contents.iter().enumerate() {
@@ -250,40 +379,17 @@ fn build_image(
     if !current.is_empty() || layers.is_empty() {
         layers.push(current);
     }
-    let mut image = Tree::new();
-    for l in &layers {
-        image.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
+    Ok(layers)
+}
 
+/// Step 3: the image config — what to run, how, and the layers' diff_ids.
+fn image_config(
+    p: &Params,
+    platform: &Platform,
+    diff_ids: Vec<String>,
+    sde: u64,
+) -> Result<oci_spec::image::ImageConfiguration> {
     let env: Vec<String> = p.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let program = p.entrypoint.first().or(p.cmd.first()).ok_or_else(|| {
-        Error::bad_params("set entrypoint (or cmd): an image with nothing to run cannot start")
-    })?;
-    runcheck::check(
-        &image,
-        program,
-        p.env.get("PATH").map(String::as_str),
-        platform,
-    )?;
-
-    // Each layer's tar, as pieces: its digest first (the host reads the
-    // inputs once), the bytes are written with everything else.
-    let mut layer_descs = Vec::new();
-    let mut layer_hexes = Vec::new();
-    let mut diff_ids = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let pieces = layer::tar_pieces(l, sde)?;
-        let (digest, size) = pieces
-            .sha256()
-            .with_context(|| format!("hashing layer {i}"))?;
-        let hex = hex(&digest);
-        diff_ids.push(format!("sha256:{hex}"));
-        layer_descs.push(descriptor(MediaType::ImageLayer, size, &hex)?);
-        layer_hexes.push(hex.clone());
-        blobs.insert(hex, pieces);
-    }
-
-    let created = rfc3339(sde);
     let mut config = ConfigBuilder::default().env(env);
     if !p.entrypoint.is_empty() {
         config = config.entrypoint(p.entrypoint.clone());
@@ -308,12 +414,10 @@ fn build_image(
                 .collect::<std::collections::HashMap<_, _>>(),
         );
     }
-    let arch = Arch::from(platform.arch.as_str());
-    let os = Os::from(platform.os.as_str());
     let mut image_config = ImageConfigurationBuilder::default()
-        .created(created)
-        .architecture(arch.clone())
-        .os(os.clone())
+        .created(rfc3339(sde))
+        .architecture(Arch::from(platform.arch.as_str()))
+        .os(Os::from(platform.os.as_str()))
         .config(config.build().map_err(oci_err)?)
         .rootfs(
             RootFsBuilder::default()
@@ -325,50 +429,7 @@ fn build_image(
     if let Some(v) = &platform.variant {
         image_config = image_config.variant(v.clone());
     }
-    let image_config = image_config.build().map_err(oci_err)?;
-    // serde_json writes struct fields in declaration order and the labels map
-    // is re-sorted below, so the bytes are stable.
-    let config_json = canonical_json(&image_config)?;
-    let config_hex = write_blob(&config_json, blobs)?;
-    let config_desc = descriptor(
-        MediaType::ImageConfig,
-        config_json.len() as u64,
-        &config_hex,
-    )?;
-
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config_desc)
-        .layers(layer_descs)
-        .build()
-        .map_err(oci_err)?;
-    let manifest_json = canonical_json(&manifest)?;
-    let manifest_hex = write_blob(&manifest_json, blobs)?;
-    let mut manifest_desc = descriptor(
-        MediaType::ImageManifest,
-        manifest_json.len() as u64,
-        &manifest_hex,
-    )?;
-    if multi {
-        let mut pb = PlatformBuilder::default().architecture(arch).os(os);
-        if let Some(v) = &platform.variant {
-            pb = pb.variant(v.clone());
-        }
-        manifest_desc.set_platform(Some(pb.build().map_err(oci_err)?));
-    }
-    let mut blob_hexes = layer_hexes.clone();
-    blob_hexes.push(config_hex.clone());
-    blob_hexes.push(manifest_hex);
-    Ok(Image {
-        platform: platform.clone(),
-        manifest: manifest_desc,
-        config_hex,
-        blob_hexes,
-        layer_hexes,
-        layer_count: layers.len(),
-        file_count: image.len(),
-    })
+    image_config.build().map_err(oci_err)
 }
 
 fn oci_err(e: oci_spec::OciSpecError) -> Error {

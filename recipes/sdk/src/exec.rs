@@ -59,9 +59,55 @@ pub struct Command {
     args: Vec<String>,
     env: Vec<(String, String)>,
     cwd: Option<String>,
-    fixed_output: Option<(String, String)>,
+    fixed_output: Option<FixedOutput>,
     caches: Vec<tool_exec::Cache>,
+}
+
+/// What makes a command a fixed-output step ([`Command::fixed_output`]):
+/// the directory it fills, the kiln.toml setting that pins its hash, and
+/// optionally the files that decide what it fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedOutput {
+    dir: String,
+    setting: String,
     fetch_key: Vec<String>,
+}
+
+impl FixedOutput {
+    /// Fill `dir` (under `/work`; the host creates it), kept only if its
+    /// hash equals the one kiln.toml pins at `setting` (`output_hash` or
+    /// `params.<key>`, e.g. `params.vendor_hash`).
+    pub fn new(dir: impl Into<String>, setting: impl Into<String>) -> Self {
+        FixedOutput {
+            dir: dir.into(),
+            setting: setting.into(),
+            fetch_key: Vec::new(),
+        }
+    }
+
+    /// The files (under `/work` or `/inputs`) that, with the pin, decide
+    /// what the step fetches (go.mod and go.sum for Go). An earlier build's
+    /// result for the same pin and files is then reused without running
+    /// the step; a changed file runs it again.
+    ///
+    /// ```ignore-linux
+    /// use kiln_sdk::{Command, FixedOutput, Tool};
+    /// std::fs::write("/work/deps.lock", "a 1.0\n").unwrap();
+    /// // Still refused: the doctests' target pins nothing. With a pin, an
+    /// // unchanged deps.lock would reuse the last fetch without running it.
+    /// let e = Command::new(Tool::new("tools", "bin/sh"))
+    ///     .args(["-c", "echo fetched > /work/deps/x"])
+    ///     .fixed_output(
+    ///         FixedOutput::new("/work/deps", "params.deps_hash").fetch_key(["/work/deps.lock"]),
+    ///     )
+    ///     .run()
+    ///     .unwrap_err();
+    /// assert!(e.to_string().contains("network denied"), "{e}");
+    /// ```
+    pub fn fetch_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, files: I) -> Self {
+        self.fetch_key.extend(files.into_iter().map(Into::into));
+        self
+    }
 }
 
 /// How a finished process ended.
@@ -180,7 +226,6 @@ impl Command {
             cwd: None,
             fixed_output: None,
             caches: Vec::new(),
-            fetch_key: Vec::new(),
         }
     }
 
@@ -284,18 +329,18 @@ impl Command {
     /// host reads it from kiln.toml, and without it the step gets no network.
     ///
     /// ```ignore-linux
-    /// use kiln_sdk::{Command, ErrorKind, Tool};
+    /// use kiln_sdk::{Command, ErrorKind, FixedOutput, Tool};
     /// // The doctests' target pins nothing, so the step is refused.
     /// let e = Command::new(Tool::new("tools", "bin/sh"))
     ///     .args(["-c", "echo fetched > /work/deps/x"])
-    ///     .fixed_output("/work/deps", "params.deps_hash")
+    ///     .fixed_output(FixedOutput::new("/work/deps", "params.deps_hash"))
     ///     .run()
     ///     .unwrap_err();
     /// assert_eq!(e.kind(), ErrorKind::Host);
     /// assert!(e.to_string().contains("network denied: params.deps_hash is not set"), "{e}");
     /// ```
-    pub fn fixed_output(mut self, dir: impl Into<String>, setting: impl Into<String>) -> Self {
-        self.fixed_output = Some((dir.into(), setting.into()));
+    pub fn fixed_output(mut self, step: FixedOutput) -> Self {
+        self.fixed_output = Some(step);
         self
     }
 
@@ -322,30 +367,6 @@ impl Command {
         self
     }
 
-    /// For a fixed-output step: the files (under `/work` or `/inputs`) that,
-    /// with the pin, decide what it fetches (go.mod and go.sum for Go). An
-    /// earlier build's result for the same pin and files is then reused
-    /// without running the step; a changed file runs it again. Call it after
-    /// [`Command::fixed_output`] (see the go recipe's `go mod download`).
-    ///
-    /// ```ignore-linux
-    /// use kiln_sdk::{Command, Tool};
-    /// std::fs::write("/work/deps.lock", "a 1.0\n").unwrap();
-    /// // Still refused: the doctests' target pins nothing. With a pin, an
-    /// // unchanged deps.lock would reuse the last fetch without running it.
-    /// let e = Command::new(Tool::new("tools", "bin/sh"))
-    ///     .args(["-c", "echo fetched > /work/deps/x"])
-    ///     .fixed_output("/work/deps", "params.deps_hash")
-    ///     .fetch_key(["/work/deps.lock"])
-    ///     .run()
-    ///     .unwrap_err();
-    /// assert!(e.to_string().contains("network denied"), "{e}");
-    /// ```
-    pub fn fetch_key<I: IntoIterator<Item = S>, S: Into<String>>(mut self, files: I) -> Self {
-        self.fetch_key.extend(files.into_iter().map(Into::into));
-        self
-    }
-
     fn wire(&self) -> tool_exec::Command {
         tool_exec::Command {
             tool: tool_exec::Tool {
@@ -356,14 +377,11 @@ impl Command {
             env: self.env.clone(),
             cwd: self.cwd.clone(),
             caches: self.caches.clone(),
-            fixed_output: self
-                .fixed_output
-                .as_ref()
-                .map(|(dir, setting)| tool_exec::FixedOutput {
-                    dir: dir.clone(),
-                    setting: setting.clone(),
-                    fetch_key: self.fetch_key.clone(),
-                }),
+            fixed_output: self.fixed_output.as_ref().map(|fo| tool_exec::FixedOutput {
+                dir: fo.dir.clone(),
+                setting: fo.setting.clone(),
+                fetch_key: fo.fetch_key.clone(),
+            }),
         }
     }
 

@@ -57,7 +57,7 @@ pub mod files;
 pub mod platform;
 
 pub use error::{Context, Error, ErrorKind, Result};
-pub use exec::{Command, Exit, Output, Tool};
+pub use exec::{Command, Exit, FixedOutput, Output, Tool};
 
 use std::path::{Path, PathBuf};
 

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use kiln_core::store::Store;
 
-use super::{load_manifest, open_store, resolving_options};
+use super::outputs;
 use crate::audit::{self, Node, provenance::Root};
-use crate::builder::{Builder, Mode};
 use crate::cli::args::{AuditArgs, VerifyArgs};
+use crate::cli::open::store as open_store;
+use crate::cli::options::Setting;
 use crate::cli::progress_enabled;
 
 pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
@@ -20,7 +21,8 @@ pub(super) fn audit(a: AuditArgs, quiet: bool) -> anyhow::Result<()> {
             "--diff compares two builds: kiln audit --diff OLD NEW (each a target, a result link or a store path)"
         );
     }
-    let entries = entries(&store, &a, quiet)?;
+    let setting = Setting::load(quiet)?;
+    let entries = outputs::resolve(&store, &a.what, &a.file, &a.key, &setting)?;
     let closures: Vec<Node> = entries
         .iter()
         .map(|e| audit::closure(&store, e))
@@ -131,55 +133,6 @@ fn write_json(file: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     fs::write(file, text).with_context(|| format!("writing {}", file.display()))
-}
-
-/// The store entries `a.what` names, in order: paths (result links, store
-/// paths) directly, targets through their build keys without building.
-fn entries(store: &Store, a: &AuditArgs, quiet: bool) -> anyhow::Result<Vec<PathBuf>> {
-    let is_path = |w: &str| w.contains('/') || fs::symlink_metadata(w).is_ok();
-    let mut targets: Vec<String> = a.what.iter().filter(|w| !is_path(w)).cloned().collect();
-    let manifest = if targets.is_empty() && !a.what.is_empty() {
-        None
-    } else {
-        Some(load_manifest(a.file.file.as_deref())?)
-    };
-    if a.what.is_empty()
-        && let Some(m) = &manifest
-    {
-        targets = m.targets.keys().cloned().collect();
-    }
-    let mut found = std::collections::BTreeMap::new();
-    if let Some(m) = &manifest {
-        for t in &targets {
-            if !m.targets.contains_key(t) {
-                bail!(
-                    "'{t}' is neither a target of {} (targets: {}) nor an existing path",
-                    m.file.display(),
-                    m.targets.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-        }
-        let opts = crate::builder::BuildOptions {
-            source_date_epoch: a.source_date_epoch,
-            ..resolving_options(Mode::Lookup, a.sandbox.into(), quiet, &a.file)?
-        };
-        let mut builder = Builder::new(store.clone(), m, opts)?;
-        for b in builder.build(&targets)? {
-            found.insert(b.target.clone(), b.entry);
-        }
-    }
-    let mut out = Vec::new();
-    for w in &a.what {
-        if is_path(w) {
-            out.push(audit::entry_of(store, Path::new(w))?);
-        } else if let Some(e) = found.get(w) {
-            out.push(e.clone());
-        }
-    }
-    if a.what.is_empty() {
-        out.extend(found.into_values());
-    }
-    Ok(out)
 }
 
 pub(super) fn verify(a: VerifyArgs, quiet: bool) -> anyhow::Result<()> {

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use kiln_core::store::Store;
 
-use super::open_store;
-use super::outputs::{lookup_outputs, store_entry};
+use super::outputs;
 use crate::binary_cache::{self, Pushed, SecretKey, Transport};
 use crate::cli::args::{CacheCommand, PushArgs};
-use crate::cli::cache_config::{self, CacheSettings};
+use crate::cli::open::{self, store as open_store};
+use crate::cli::options::Setting;
+use crate::cli::user_config::{CacheSettings, UserConfig};
 
 pub(super) fn run(c: CacheCommand, quiet: bool) -> anyhow::Result<()> {
     match c {
@@ -24,7 +25,7 @@ fn keygen(name: &str, secret_file: &std::path::Path) -> anyhow::Result<()> {
         bail!("a key name has no ':' or spaces, e.g. cache.example.org-1");
     }
     let key = SecretKey::generate(name);
-    super::write_new_secret(secret_file, &key.to_text())?;
+    open::write_new_secret(secret_file, &key.to_text())?;
     outln!("{}", key.public().to_text());
     Ok(())
 }
@@ -54,30 +55,11 @@ fn destination(
 }
 
 fn push_targets(a: PushArgs, quiet: bool) -> anyhow::Result<()> {
-    let settings = cache_config::load()?;
+    let settings = UserConfig::load()?.cache;
     let (cache, key) = destination(a.to.clone(), a.signing_key.clone(), &settings)?;
     let store = open_store()?;
-    // Paths (`./result`, a store entry) are pushed as they are; names are
-    // targets of kiln.toml, looked up as last built.
-    let (paths, names): (Vec<&String>, Vec<&String>) = a
-        .targets
-        .iter()
-        .partition(|t| t.contains('/') || t.starts_with('.'));
-    let mut outputs = Vec::new();
-    for p in paths {
-        outputs.push(store_entry(&store, p)?);
-    }
-    if !names.is_empty() || a.targets.is_empty() {
-        let names: Vec<String> = names.into_iter().cloned().collect();
-        outputs.extend(lookup_outputs(
-            &store,
-            &names,
-            &a.file,
-            a.sandbox,
-            a.source_date_epoch,
-            quiet,
-        )?);
-    }
+    let setting = Setting::load(quiet)?;
+    let outputs = outputs::resolve(&store, &a.targets, &a.file, &a.key, &setting)?;
     push(&store, &cache, &key, &outputs, quiet)
 }
 
@@ -86,7 +68,7 @@ fn push_targets(a: PushArgs, quiet: bool) -> anyhow::Result<()> {
 pub(super) struct PushTo(Transport, SecretKey);
 
 pub(super) fn push_destination() -> anyhow::Result<PushTo> {
-    let settings = cache_config::load()?;
+    let settings = UserConfig::load()?.cache;
     let (cache, key) = destination(None, None, &settings)?;
     Ok(PushTo(cache, key))
 }

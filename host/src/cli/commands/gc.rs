@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::open_store;
 use crate::cli::args::GcArgs;
+use crate::cli::open::store as open_store;
 
 pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
     let store = open_store()?;

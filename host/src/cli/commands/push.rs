@@ -4,31 +4,27 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
-use super::open_store;
-use super::outputs::{lookup_outputs, store_entry};
+use super::outputs;
 use crate::cli::args::PushImageArgs;
+use crate::cli::open::{self, store as open_store};
+use crate::cli::options::Setting;
 use crate::registry::sign::ImageKey;
 use crate::registry::{self, PushOptions, Reference};
 
 pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
     let reference = Reference::parse(&a.reference)?;
     let store = open_store()?;
-    let entry: PathBuf = if a.image.contains('/') || a.image.starts_with('.') {
-        store_entry(&store, &a.image)?
-    } else {
-        let found = lookup_outputs(
-            &store,
-            std::slice::from_ref(&a.image),
-            &a.file,
-            a.sandbox,
-            a.source_date_epoch,
-            quiet,
-        )?;
-        found
-            .into_iter()
-            .next()
-            .context("the target has no output")?
-    };
+    let setting = Setting::load(quiet)?;
+    let entry: PathBuf = outputs::resolve(
+        &store,
+        std::slice::from_ref(&a.image),
+        &a.file,
+        &a.key,
+        &setting,
+    )?
+    .into_iter()
+    .next()
+    .context("the target has no output")?;
     let oci = entry.join("oci");
     if !oci.join("index.json").is_file() {
         bail!(
@@ -85,7 +81,7 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
 /// `kiln image keygen`: a new signing key, never over an existing file.
 pub(super) fn keygen(secret_file: &std::path::Path) -> anyhow::Result<()> {
     let key = ImageKey::generate();
-    super::write_new_secret(secret_file, &key.secret_pem()?)?;
+    open::write_new_secret(secret_file, &key.secret_pem()?)?;
     out!("{}", key.public_pem()?);
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use kiln_core::manifest::parse_manifest;
 
-use super::{BuildHow, build_targets};
+use super::build::{BuildHow, build_targets};
 use crate::cli::args::RunArgs;
 
 pub(super) fn run(a: RunArgs, quiet: bool) -> anyhow::Result<()> {
@@ -53,7 +53,7 @@ pub(super) fn run(a: RunArgs, quiet: bool) -> anyhow::Result<()> {
     // relative to it); its file name says where it came from.
     let manifest = parse_manifest(&cwd.join("(kiln run arguments)"), &text)?;
     // Inputs come from the command line; the user config still applies.
-    let no_fetch = super::super::args::FetchArgs::default();
+    let no_fetch = crate::cli::args::FetchArgs::default();
     let how = BuildHow {
         flags: &a.flags,
         allow_paths: &allowed,
@@ -84,7 +84,7 @@ fn target_name(recipe: &Path) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    super::target_name_from(&stem, "run")
+    super::scaffold::target_name_from(&stem, "run")
 }
 
 /// `--params`: a JSON object, inline or `@FILE`, as a TOML table.

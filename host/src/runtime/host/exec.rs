@@ -5,9 +5,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::HostState;
-use super::fetch::{FetchVerdict, discard_dir};
+use super::fixed_output::{FixedOutputVerdict, discard_dir};
 use super::paths::{resolve_cwd, resolve_tool};
 use crate::record::ExecRecord;
+use crate::report::{Event, Reporter};
 use crate::runtime::RecipeError;
 use crate::runtime::bindings::kiln::recipe::tool_exec;
 use crate::sandbox::{self, Network, SandboxError, SandboxSpec, policy};
@@ -34,14 +35,14 @@ impl tool_exec::Host for HostState {
             }
         }
         let fetch = match &cmd.fixed_output {
-            Some(fo) => match self.plan_fetch(fo, &fo.fetch_key, &mut spec)? {
+            Some(fo) => match self.plan_fixed_output(fo, &fo.fetch_key, &mut spec)? {
                 Ok(fetch) => Some(fetch),
                 Err(e) => return Ok(Err(e)),
             },
             None => None,
         };
         if let Some(fetch) = &fetch
-            && let Some(note) = self.reuse_fetch(fetch)
+            && let Some(note) = self.reuse_fixed_output(fetch)
         {
             self.report().execs.push(ExecRecord {
                 argv: std::iter::once(spec.program.clone())
@@ -65,9 +66,14 @@ impl tool_exec::Host for HostState {
                 stderr_truncated: false,
             }));
         }
-        let result = sandbox::run(&spec, self.sandbox);
+        let result = run_step(
+            &self.run.reporter,
+            &self.run.target,
+            &spec,
+            self.run.sandbox,
+        );
         let verdict = match (&fetch, &result) {
-            (Some(fetch), Ok(out)) => Some(self.check_fetch(fetch, out.exit_code)?),
+            (Some(fetch), Ok(out)) => Some(self.check_fixed_output(fetch, out.exit_code)?),
             (Some(fetch), Err(_)) => {
                 discard_dir(&fetch.host_dir);
                 None
@@ -81,11 +87,11 @@ impl tool_exec::Host for HostState {
             }
             return Err(self.trap(e));
         }
-        if let (Some(fetch), Some(Ok(FetchVerdict::Kept))) = (&fetch, &verdict) {
-            self.save_fetch(fetch);
+        if let (Some(fetch), Some(Ok(FixedOutputVerdict::Kept))) = (&fetch, &verdict) {
+            self.keep_fixed_output(fetch);
         }
         let note = match verdict {
-            Some(Ok(FetchVerdict::Discarded(note))) => Some(note),
+            Some(Ok(FixedOutputVerdict::Discarded(note))) => Some(note),
             _ => None,
         };
         let out = self.finish(&spec, result, note)?;
@@ -98,7 +104,7 @@ impl tool_exec::Host for HostState {
         cmds: Vec<tool_exec::Command>,
     ) -> wasmtime::Result<Vec<Result<tool_exec::Output, tool_exec::Error>>> {
         self.check_deadline()?;
-        // Each command checked and planned as `exec-with` would; a batch
+        // Each command checked and planned as `exec` would; a batch
         // holds no fixed-output step (those run alone, pinned, with network).
         let planned: Vec<Result<SandboxSpec, tool_exec::Error>> = cmds
             .iter()
@@ -113,7 +119,12 @@ impl tool_exec::Host for HostState {
                 Ok(spec)
             })
             .collect();
-        let results = run_at_most(&planned, self.sandbox, exec_all_concurrency());
+        let results = run_at_most(
+            &planned,
+            self.run.sandbox,
+            exec_all_concurrency(),
+            (&self.run.reporter, &self.run.target),
+        );
         let mut outputs = Vec::with_capacity(planned.len());
         for (plan, result) in planned.into_iter().zip(results) {
             outputs.push(match (plan, result) {
@@ -158,8 +169,8 @@ impl HostState {
             }
             Err(SandboxError::TimedOut { capped_at, .. }) => {
                 Err(self.trap(RecipeError::TimeLimit {
-                    target: self.target.clone(),
-                    limit: self.limits.timeout,
+                    target: self.run.target.clone(),
+                    limit: self.run.limits.timeout,
                     note: capped_at
                         .map(|n| {
                             format!(
@@ -170,14 +181,14 @@ impl HostState {
                 }))
             }
             Err(SandboxError::DiskLimit { used, .. }) => Err(self.trap(RecipeError::DiskLimit {
-                target: self.target.clone(),
+                target: self.run.target.clone(),
                 bytes: used,
-                limit: self.limits.disk_bytes,
+                limit: self.run.limits.disk_bytes,
             })),
             Err(
                 e @ (SandboxError::Unavailable { .. } | SandboxError::NetworkUnavailable { .. }),
             ) => Err(self.trap(RecipeError::Failed {
-                target: self.target.clone(),
+                target: self.run.target.clone(),
                 message: e.to_string(),
             })),
             Err(e) => Ok(Err(tool_exec::Error::Failed(e.to_string()))),
@@ -217,6 +228,7 @@ fn run_at_most(
     planned: &[Result<SandboxSpec, tool_exec::Error>],
     mode: sandbox::SandboxMode,
     at_once: usize,
+    (reporter, target): (&Reporter, &str),
 ) -> Vec<Option<Result<sandbox::SandboxOutput, SandboxError>>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -230,7 +242,7 @@ fn run_at_most(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(plan) = planned.get(i) else { break };
                     if let Ok(spec) = plan {
-                        let out = sandbox::run(spec, mode);
+                        let out = run_step(reporter, target, spec, mode);
                         *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
                     }
                 }
@@ -243,37 +255,69 @@ fn run_at_most(
         .collect()
 }
 
+/// How many of a tool's arguments its start event carries.
+const STEP_ARGS_SHOWN: usize = 3;
+
+/// Run one tool in the sandbox, reporting its start and end.
+fn run_step(
+    reporter: &Reporter,
+    target: &str,
+    spec: &SandboxSpec,
+    mode: sandbox::SandboxMode,
+) -> Result<sandbox::SandboxOutput, SandboxError> {
+    reporter.send(Event::StepStarted {
+        target: target.to_string(),
+        program: spec.program.clone(),
+        args: spec.args.iter().take(STEP_ARGS_SHOWN).cloned().collect(),
+    });
+    let started = std::time::Instant::now();
+    let result = sandbox::run(spec, mode);
+    let (exit_code, signal) = match &result {
+        Ok(out) => (out.exit_code, out.signal),
+        Err(_) => (None, None),
+    };
+    reporter.send(Event::StepFinished {
+        target: target.to_string(),
+        program: spec.program.clone(),
+        exit_code,
+        signal,
+        ms: started.elapsed().as_millis() as u64,
+    });
+    result
+}
+
 impl HostState {
     /// Check a request against what the target declared and turn it into a spec.
     fn plan_exec(&self, cmd: &tool_exec::Command) -> Result<SandboxSpec, tool_exec::Error> {
         let tool = &cmd.tool;
-        let input = self.inputs.iter().find(|i| i.name == tool.input).ok_or_else(|| {
-            let names: Vec<_> = self.inputs.iter().map(|i| i.name.as_str()).collect();
+        let input = self.run.inputs.iter().find(|i| i.name == tool.input).ok_or_else(|| {
+            let names: Vec<_> = self.run.inputs.iter().map(|i| i.name.as_str()).collect();
             tool_exec::Error::UndeclaredTool(format!(
                 "'{}' is not an input of target '{}' (its inputs: {}); declare the tool's input in kiln.toml",
                 tool.input,
-                self.target,
+                self.run.target,
                 if names.is_empty() { "none".to_string() } else { names.join(", ") }
             ))
         })?;
         let program = resolve_tool(input, &tool.path)?;
 
-        let cwd = resolve_cwd(cmd.cwd.as_deref().unwrap_or(""), &self.work_dir)?;
-        // The network comes only with a fixed-output step (`plan_fetch`).
+        let cwd = resolve_cwd(cmd.cwd.as_deref().unwrap_or(""), &self.run.work_dir)?;
+        // The network comes only with a fixed-output step (`plan_fixed_output`).
         let network = Network::None;
 
         let tool_dir = Path::new(&program)
             .parent()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let env = policy::tool_env(&tool_dir, self.source_date_epoch, &cmd.env);
+        let env = policy::tool_env(&tool_dir, self.run.source_date_epoch, &cmd.env);
         let mounts = policy::mounts(
-            self.inputs
+            self.run
+                .inputs
                 .iter()
                 .map(|i| (i.name.as_str(), i.host_path.as_path())),
-            &self.work_dir,
-            &self.out_dir,
-            &self.etc_dir,
+            &self.run.work_dir,
+            &self.run.out_dir,
+            &self.run.etc_dir,
             network,
         );
         Ok(SandboxSpec {
@@ -287,10 +331,11 @@ impl HostState {
             limits: {
                 let default = sandbox::SandboxLimits::default();
                 sandbox::SandboxLimits {
-                    file_bytes: self.limits.disk_bytes,
+                    file_bytes: self.run.limits.disk_bytes,
                     // Held while the tool runs, not only counted after.
-                    disk_bytes: Some(self.limits.disk_bytes),
+                    disk_bytes: Some(self.run.limits.disk_bytes),
                     memory_bytes: self
+                        .run
                         .limits
                         .tool_memory_bytes
                         .unwrap_or(default.memory_bytes),

@@ -6,7 +6,7 @@
 //! benchmark) and `entropy` (writes what the clocks and randomness say, for
 //! the determinism tests).
 
-use kiln_sdk::{Command, Context, Error, Result, Tool};
+use kiln_sdk::{Command, Context, Error, FixedOutput, Result, Tool};
 use std::fs;
 
 #[derive(serde::Deserialize)]
@@ -224,13 +224,12 @@ fn build() -> Result<()> {
                 .envs(p.env.clone());
             if let Some(dir) = &p.fixed_dir {
                 let setting = p.fixed_setting.as_deref().unwrap_or("params.pin");
-                cmd = cmd.fixed_output(dir.as_str(), setting);
+                cmd = cmd.fixed_output(
+                    FixedOutput::new(dir.as_str(), setting).fetch_key(p.fetch_key.iter().cloned()),
+                );
             }
             if let Some((key, path)) = &p.cache {
                 cmd = cmd.cache(key.as_str(), path.as_str());
-            }
-            if !p.fetch_key.is_empty() {
-                cmd = cmd.fetch_key(p.fetch_key.iter().cloned());
             }
             let mut out = cmd.output()?;
             if let Some(then) = &p.then {
@@ -270,7 +269,7 @@ fn build() -> Result<()> {
             let sh = || Command::new(Tool::new("tools", "bin/sh"));
             let mut first = sh().args(["-c", p.script.as_str()]);
             if let Some(dir) = &p.fixed_dir {
-                first = first.fixed_output(dir.as_str(), "params.pin");
+                first = first.fixed_output(FixedOutput::new(dir.as_str(), "params.pin"));
             }
             let second = sh().args(["-c", p.then.as_deref().unwrap_or("true")]);
             let outs = Command::run_all(&[first, second])?;

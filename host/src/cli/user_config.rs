@@ -1,6 +1,8 @@
-//! The user's binary-cache settings: `[cache]` in the user's config file
-//! (`$KILN_CONFIG`, else `$XDG_CONFIG_HOME/kiln/config.toml`, else
-//! `~/.config/kiln/config.toml`), then the environment, then flags.
+//! The user's config file (`$KILN_CONFIG`, else
+//! `$XDG_CONFIG_HOME/kiln/config.toml`, else `~/.config/kiln/config.toml`):
+//! `[cache]` (binary caches: which to ask, which keys to trust, where to
+//! push) and `[fetch]` (where kiln's downloads may go). Flags override the
+//! environment, which overrides the file.
 //!
 //! A kiln.toml's `[cache]` is a suggestion: which servers to ask and which
 //! keys to trust is the user's call (a trusted key decides what an output
@@ -17,7 +19,7 @@ use kiln_core::manifest::ProjectCaches;
 use serde::Deserialize;
 
 use crate::binary_cache::{NamedBy, PublicKey, Substituters, Timeouts, Transport};
-use crate::cli::args::SubstituteArgs;
+use crate::cli::args::{FetchArgs, SubstituteArgs};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -47,47 +49,11 @@ struct FetchTable {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserConfig {
+struct FileTables {
     #[serde(default)]
     cache: CacheTable,
     #[serde(default)]
     fetch: FetchTable,
-}
-
-fn read_user_config() -> anyhow::Result<(UserConfig, String)> {
-    let path = config_path();
-    let mut cfg = UserConfig::default();
-    if let Some(path) = &path
-        && let Ok(text) = kiln_core::sidefile::read_to_string(
-            path,
-            kiln_core::sidefile::Links::Follow,
-            kiln_core::sidefile::limits::TEXT,
-        )
-    {
-        cfg = toml::from_str(&text)
-            .with_context(|| format!("{}: not a valid kiln config", path.display()))?;
-    }
-    Ok((
-        cfg,
-        path.map(|p| p.display().to_string()).unwrap_or_default(),
-    ))
-}
-
-/// The addresses kiln's downloads may reach beyond the address rule:
-/// `[fetch] allow` in the user's config plus `--allow-fetch-from`.
-pub fn fetch_allow(
-    flags: &crate::cli::args::FetchArgs,
-) -> anyhow::Result<crate::addresses::AllowList> {
-    let (cfg, shown) = read_user_config()?;
-    let mut all = flags.allow_fetch_from.clone();
-    for entry in &cfg.fetch.allow {
-        all.push(
-            entry
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{shown}: fetch.allow: {e}"))?,
-        );
-    }
-    Ok(crate::addresses::AllowList(all))
 }
 
 /// Binary-cache settings from the config file and the environment.
@@ -112,12 +78,60 @@ fn config_path() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|h| h.join(".config/kiln/config.toml")))
 }
 
-/// Read the settings: the config file, overridden by `KILN_SUBSTITUTERS`,
-/// `KILN_TRUSTED_PUBLIC_KEYS` (whitespace-separated), `KILN_PUSH_TO` and
-/// `KILN_SIGNING_KEY`.
-pub fn load() -> anyhow::Result<CacheSettings> {
-    let (cfg, shown) = read_user_config()?;
-    let table = cfg.cache;
+/// The user's config, read once per command: the file, with the
+/// environment's overrides.
+#[derive(Debug, Default)]
+pub struct UserConfig {
+    pub cache: CacheSettings,
+    /// `[fetch] allow`: addresses the user's downloads may reach.
+    fetch_allow: Vec<crate::addresses::Cidr>,
+}
+
+impl UserConfig {
+    /// Read the config file (none is an empty config). Cache settings are
+    /// overridden by `KILN_SUBSTITUTERS`, `KILN_TRUSTED_PUBLIC_KEYS`
+    /// (whitespace-separated), `KILN_PUSH_TO` and `KILN_SIGNING_KEY`.
+    pub fn load() -> anyhow::Result<Self> {
+        let path = config_path();
+        let mut file = FileTables::default();
+        if let Some(path) = &path
+            && let Ok(text) = kiln_core::sidefile::read_to_string(
+                path,
+                kiln_core::sidefile::Links::Follow,
+                kiln_core::sidefile::limits::TEXT,
+            )
+        {
+            file = toml::from_str(&text)
+                .with_context(|| format!("{}: not a valid kiln config", path.display()))?;
+        }
+        let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+        let fetch_allow = file
+            .fetch
+            .allow
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{shown}: fetch.allow: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(UserConfig {
+            cache: cache_settings(file.cache, &shown)?,
+            fetch_allow,
+        })
+    }
+
+    /// The addresses kiln's downloads may reach beyond the address rule:
+    /// `[fetch] allow` plus `--allow-fetch-from`.
+    pub fn fetch_allow(&self, flags: &FetchArgs) -> crate::addresses::AllowList {
+        let mut all = flags.allow_fetch_from.clone();
+        all.extend(self.fetch_allow.iter().cloned());
+        crate::addresses::AllowList(all)
+    }
+}
+
+/// `[cache]` with the environment's overrides.
+fn cache_settings(table: CacheTable, shown: &str) -> anyhow::Result<CacheSettings> {
     let duration = |what: &str, v: &Option<String>, default: Duration| match v {
         None => Ok(default),
         Some(t) => humantime::parse_duration(t).with_context(|| {

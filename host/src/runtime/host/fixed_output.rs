@@ -11,13 +11,14 @@ use kiln_core::hash::Sha256Hash;
 
 use super::super::RecipeError;
 use super::super::bindings::kiln::recipe::tool_exec;
-use super::super::guest_fs::{UsageStop, measure_tool_dirs};
+use super::super::budget::Stop;
+use super::super::guest_fs::measure_tool_dirs;
 use super::HostState;
 use super::paths::resolve_new_dir;
 use crate::sandbox::{Network, SandboxSpec, policy};
 
 /// A fixed-output step about to run: where it writes and what kiln.toml pins.
-pub(super) struct Fetch {
+pub(super) struct FixedOutputStep {
     setting: String,
     guest_dir: String,
     pub(super) host_dir: PathBuf,
@@ -32,7 +33,7 @@ pub(super) struct Fetch {
 const FETCH_ENTRY: &str = "fetched";
 
 /// What became of a fixed-output step's directory that is not kept.
-pub(super) enum FetchVerdict {
+pub(super) enum FixedOutputVerdict {
     /// It matched the pin and stays.
     Kept,
     /// It was deleted; the note is added to the step's stderr.
@@ -45,7 +46,7 @@ impl HostState {
     /// value is read here, from the target's own kiln.toml table.
     fn pinned(&self, setting: &str) -> Result<Option<Sha256Hash>, String> {
         if setting == "output_hash" {
-            return Ok(self.output_hash);
+            return Ok(self.run.output_hash);
         }
         let Some(path) = setting.strip_prefix("params.") else {
             return Err(format!(
@@ -53,7 +54,7 @@ impl HostState {
             ));
         };
         let params: serde_json::Value =
-            serde_json::from_str(&self.params_json).map_err(|e| format!("params: {e}"))?;
+            serde_json::from_str(&self.run.params_json).map_err(|e| format!("params: {e}"))?;
         let mut v = &params;
         for key in path.split('.') {
             match v.get(key) {
@@ -74,33 +75,33 @@ impl HostState {
 
     /// Turn `spec` into a fixed-output step: network on, only a fresh `dir`
     /// writable, and the pin read from kiln.toml. No pin, no network.
-    pub(super) fn plan_fetch(
+    pub(super) fn plan_fixed_output(
         &self,
         fo: &tool_exec::FixedOutput,
         key_files: &[String],
         spec: &mut SandboxSpec,
-    ) -> wasmtime::Result<Result<Fetch, tool_exec::Error>> {
+    ) -> wasmtime::Result<Result<FixedOutputStep, tool_exec::Error>> {
         let pin = match self.pinned(&fo.setting) {
             Ok(pin) => pin,
             Err(message) => {
                 return Err(self.trap(RecipeError::Failed {
-                    target: self.target.clone(),
+                    target: self.run.target.clone(),
                     message,
                 }));
             }
         };
-        if pin.is_none() && !self.fetch_unpinned {
+        if pin.is_none() && !self.run.fetch_unpinned {
             return Ok(Err(tool_exec::Error::NetworkDenied(format!(
                 "{setting} is not set for target '{t}' in kiln.toml, so its fixed-output step gets no network; set {setting} = \"sha256-…\" to the hash of what the step fetches. To learn it, run `kiln build --fetch-unpinned {t}`: the step runs with network and kiln prints the hash (nothing it fetched is used)",
                 setting = fo.setting,
-                t = self.target
+                t = self.run.target
             ))));
         }
         let guest_dir = match resolve_new_dir(&fo.dir) {
             Ok(d) => d,
             Err(e) => return Ok(Err(e)),
         };
-        let key = match (pin, &self.fetch_store, key_files.is_empty()) {
+        let key = match (pin, &self.run.fetch_store, key_files.is_empty()) {
             (Some(pin), Some(_), false) => {
                 match self.fetch_key(&fo.setting, pin, &guest_dir, key_files) {
                     Ok(k) => Some(k),
@@ -110,7 +111,7 @@ impl HostState {
             _ => None,
         };
         let rel = guest_dir.trim_start_matches("/work/");
-        let host_dir = match create_fresh_dir(&self.work_dir, rel) {
+        let host_dir = match create_fresh_dir(&self.run.work_dir, rel) {
             Ok(d) => d,
             Err(why) => {
                 return Ok(Err(tool_exec::Error::BadPath(format!(
@@ -124,10 +125,10 @@ impl HostState {
             std::mem::take(&mut spec.mounts),
             &host_dir,
             &guest_dir,
-            &self.etc_dir,
+            &self.run.etc_dir,
         );
         spec.network = Network::Outbound;
-        Ok(Ok(Fetch {
+        Ok(Ok(FixedOutputStep {
             setting: fo.setting.clone(),
             guest_dir,
             host_dir,
@@ -163,8 +164,9 @@ impl HostState {
 
     /// Fill the step's directory with what an earlier step of the same key
     /// fetched, if the store holds it. Returns the note for its stderr.
-    pub(super) fn reuse_fetch(&self, fetch: &Fetch) -> Option<String> {
-        let (Some(key), Some(pin), Some(store)) = (fetch.key, fetch.pin, &self.fetch_store) else {
+    pub(super) fn reuse_fixed_output(&self, fetch: &FixedOutputStep) -> Option<String> {
+        let (Some(key), Some(pin), Some(store)) = (fetch.key, fetch.pin, &self.run.fetch_store)
+        else {
             return None;
         };
         let entry = store.lookup_output(&key)?;
@@ -203,8 +205,9 @@ impl HostState {
     }
 
     /// Keep what a step fetched (it matched its pin) for later builds.
-    pub(super) fn save_fetch(&self, fetch: &Fetch) {
-        let (Some(key), Some(pin), Some(store)) = (fetch.key, fetch.pin, &self.fetch_store) else {
+    pub(super) fn keep_fixed_output(&self, fetch: &FixedOutputStep) {
+        let (Some(key), Some(pin), Some(store)) = (fetch.key, fetch.pin, &self.run.fetch_store)
+        else {
             return;
         };
         // Only a cache: failing to keep it costs a download next time.
@@ -215,66 +218,33 @@ impl HostState {
 
     /// Hash a fixed-output step's directory whatever its exit code; keep it
     /// only if it is what kiln.toml pinned. `Err` is the trap to raise.
-    pub(super) fn check_fetch(
+    pub(super) fn check_fixed_output(
         &self,
-        fetch: &Fetch,
+        fetch: &FixedOutputStep,
         exit_code: Option<i32>,
-    ) -> wasmtime::Result<Result<FetchVerdict, RecipeError>> {
+    ) -> wasmtime::Result<Result<FixedOutputVerdict, RecipeError>> {
         let discard = || discard_dir(&fetch.host_dir);
-        match measure_tool_dirs(&[&fetch.host_dir], self.limits.disk_bytes, self.deadline) {
-            Ok(_) => {}
-            Err(UsageStop::TooLarge(bytes)) => {
-                discard();
-                return Ok(Err(RecipeError::DiskLimit {
-                    target: self.target.clone(),
-                    bytes,
-                    limit: self.limits.disk_bytes,
-                }));
-            }
-            Err(UsageStop::TimedOut) => {
-                discard();
-                self.check_deadline()?;
-            }
-            Err(UsageStop::Io(m)) => {
-                discard();
-                return Ok(Err(RecipeError::Failed {
-                    target: self.target.clone(),
-                    message: format!(
-                        "fixed-output step left no readable {}: {m}",
-                        fetch.guest_dir
-                    ),
-                }));
-            }
-        }
-        // The directory is the host's own (made fresh, its parent read-only
-        // to the step), and NAR hashing records symlinks without following them.
-        let got = match kiln_core::nar::hash_path(&fetch.host_dir) {
-            Ok(h) => h,
+        let got = match self.hash_fixed_output(fetch)? {
+            Ok(got) => got,
             Err(e) => {
                 discard();
-                return Ok(Err(RecipeError::Failed {
-                    target: self.target.clone(),
-                    message: format!(
-                        "fixed-output step left no readable {}: {e}",
-                        fetch.guest_dir
-                    ),
-                }));
+                return Ok(Err(e));
             }
         };
         let succeeded = exit_code == Some(0);
         match fetch.pin {
-            Some(pin) if pin == got => Ok(Ok(FetchVerdict::Kept)),
+            Some(pin) if pin == got => Ok(Ok(FixedOutputVerdict::Kept)),
             Some(pin) => {
                 discard();
                 if succeeded {
                     Ok(Err(RecipeError::FixedOutputMismatch {
-                        target: self.target.clone(),
+                        target: self.run.target.clone(),
                         setting: fetch.setting.clone(),
                         specified: pin.to_sri(),
                         got: got.to_sri(),
                     }))
                 } else {
-                    Ok(Ok(FetchVerdict::Discarded(format!(
+                    Ok(Ok(FixedOutputVerdict::Discarded(format!(
                         "\nkiln: the step failed; what it left in {} ({}) is not {} and was deleted\n",
                         fetch.guest_dir,
                         got.to_sri(),
@@ -286,18 +256,59 @@ impl HostState {
                 discard();
                 if succeeded {
                     Ok(Err(RecipeError::FixedOutputUnpinned {
-                        target: self.target.clone(),
+                        target: self.run.target.clone(),
                         setting: fetch.setting.clone(),
                         got: got.to_sri(),
                     }))
                 } else {
-                    Ok(Ok(FetchVerdict::Discarded(format!(
+                    Ok(Ok(FixedOutputVerdict::Discarded(format!(
                         "\nkiln: the step failed; {} was deleted\n",
                         fetch.guest_dir
                     ))))
                 }
             }
         }
+    }
+
+    /// What a fixed-output step left: measured against the disk budget
+    /// (special files removed), then NAR-hashed.
+    fn hash_fixed_output(
+        &self,
+        fetch: &FixedOutputStep,
+    ) -> wasmtime::Result<Result<Sha256Hash, RecipeError>> {
+        let unreadable = |m: String| RecipeError::Failed {
+            target: self.run.target.clone(),
+            message: format!(
+                "fixed-output step left no readable {}: {m}",
+                fetch.guest_dir
+            ),
+        };
+        match measure_tool_dirs(
+            &[&fetch.host_dir],
+            self.run.limits.disk_bytes,
+            self.deadline,
+        ) {
+            Ok(_) => {}
+            Err(Stop::TooLarge(bytes)) => {
+                return Ok(Err(RecipeError::DiskLimit {
+                    target: self.run.target.clone(),
+                    bytes,
+                    limit: self.run.limits.disk_bytes,
+                }));
+            }
+            Err(Stop::TimedOut) => {
+                discard_dir(&fetch.host_dir);
+                self.check_deadline()?;
+            }
+            Err(Stop::Failed(e)) => {
+                return Ok(Err(unreadable(
+                    super::super::guest_fs::message(&e).to_string(),
+                )));
+            }
+        }
+        // The directory is the host's own (made fresh, its parent read-only
+        // to the step), and NAR hashing records symlinks without following them.
+        Ok(kiln_core::nar::hash_path(&fetch.host_dir).map_err(|e| unreadable(e.to_string())))
     }
 }
 

@@ -1,7 +1,7 @@
-//! Tool caches (`exec-with`'s `caches`): host-kept directories mounted
+//! Tool caches (a command's `caches`): host-kept directories mounted
 //! read-write for a command, like BuildKit's `RUN --mount=type=cache`.
 //!
-//! The builder decides where a run's caches live ([`CachePlan`]): under the
+//! The builder decides where a run's caches live ([`ToolCachePlan`]): under the
 //! store, one directory per project target (so a build's tests can reach
 //! only later builds of the same target), or fresh and empty for this run
 //! (`--no-cache`, and `--check`'s second build, which must not depend on
@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use kiln_core::hash::Sha256Hash;
 
 use super::HostState;
-use crate::record::{CacheKind, CacheUse};
+use crate::record::{ToolCacheKind, ToolCacheUse};
 use crate::runtime::bindings::kiln::recipe::tool_exec;
 use crate::sandbox::Mount;
 
 /// Where a recipe run's tool caches live.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CachePlan {
+pub enum ToolCachePlan {
     /// Kept across builds of this target in `dir`, created when a command
     /// first mounts a cache; its `owner` file (`owner`'s text) is rewritten
     /// then, so its mtime says when the target last used it (for gc).
@@ -28,10 +28,10 @@ pub enum CachePlan {
     Fresh { dir: PathBuf },
 }
 
-impl CachePlan {
+impl ToolCachePlan {
     fn dir(&self) -> &Path {
         match self {
-            CachePlan::Persistent { dir, .. } | CachePlan::Fresh { dir } => dir,
+            ToolCachePlan::Persistent { dir, .. } | ToolCachePlan::Fresh { dir } => dir,
         }
     }
 }
@@ -71,11 +71,11 @@ impl HostState {
             // The key names the directory: a different key, a different
             // cache. Hashed, so any string is a safe name.
             let id = Sha256Hash::of_bytes(format!("{}\0{}", c.path, c.key).as_bytes()).to_hex();
-            let dir = self.caches.dir().join(&id[..32]);
+            let dir = self.run.caches.dir().join(&id[..32]);
             std::fs::create_dir_all(&dir).map_err(|e| {
                 tool_exec::Error::Failed(format!("cannot create cache {}: {e}", c.path))
             })?;
-            if let CachePlan::Persistent { dir: root, owner } = &self.caches {
+            if let ToolCachePlan::Persistent { dir: root, owner } = &self.run.caches {
                 kiln_core::store::write_atomic(
                     &root.join("owner"),
                     owner.as_bytes(),
@@ -104,11 +104,11 @@ impl HostState {
             files: files_before,
             bytes: bytes_before,
         } = kiln_core::usage::usage(dir);
-        report.caches.push(CacheUse {
+        report.caches.push(ToolCacheUse {
             path: path.to_string(),
-            kind: match self.caches {
-                CachePlan::Persistent { .. } => CacheKind::Persistent,
-                CachePlan::Fresh { .. } => CacheKind::Fresh,
+            kind: match self.run.caches {
+                ToolCachePlan::Persistent { .. } => ToolCacheKind::Persistent,
+                ToolCachePlan::Fresh { .. } => ToolCacheKind::Fresh,
             },
             files_before,
             bytes_before,

@@ -1,0 +1,213 @@
+//! `kiln build` (and `--watch`), and the build path `kiln run` shares:
+//! options from flags, the builder, `--push`, then result links and the
+//! lines (or `--json`) that say where each output is.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use kiln_core::manifest::Manifest;
+
+use super::cache;
+use crate::builder::Builder;
+use crate::cli::args::{BuildArgs, BuildFlags, FetchArgs};
+use crate::cli::open;
+use crate::cli::options::{self, Setting};
+use crate::sandbox::SandboxMode;
+
+pub(super) fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
+    if !a.watch {
+        return build_once(&a, quiet);
+    }
+    // --watch: build, then again whenever a file the build reads changes;
+    // one line per build with its time. A failed build waits for a fix.
+    // The watch is armed before each build, so a save during it is not lost.
+    loop {
+        let armed = watched_now(&a)?.arm()?;
+        let started = std::time::Instant::now();
+        let result = build_once(&a, quiet);
+        let secs = started.elapsed().as_secs_f64();
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        match &result {
+            Ok(()) => errln!("[watch {now}] built in {secs:.2} s; waiting for changes"),
+            Err(e) => {
+                errln!("[watch {now}] failed after {secs:.2} s: {e:#}\n[watch] waiting for changes")
+            }
+        }
+        let changed = armed.wait(std::time::Duration::from_millis(150))?;
+        if !quiet {
+            let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+            errln!("[watch] changed: {}", names.join(", "));
+        }
+    }
+}
+
+/// What a build reads, from kiln.toml as it is now; if it cannot be read,
+/// kiln.toml alone, until it can.
+fn watched_now(a: &BuildArgs) -> anyhow::Result<crate::watch::Watched> {
+    let watched = open::manifest(a.file.file.as_deref()).ok().and_then(|m| {
+        let targets = if a.targets.is_empty() {
+            m.targets.keys().cloned().collect()
+        } else {
+            a.targets.clone()
+        };
+        crate::watch::watched(&m, &targets).ok()
+    });
+    Ok(match watched {
+        Some(w) => w,
+        None => {
+            let file = a
+                .file
+                .file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("kiln.toml"));
+            crate::watch::Watched::file(std::path::absolute(&file)?)
+        }
+    })
+}
+
+fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
+    let manifest = open::manifest(a.file.file.as_deref())?;
+    let targets: Vec<String> = if a.targets.is_empty() {
+        manifest.targets.keys().cloned().collect()
+    } else {
+        a.targets.clone()
+    };
+    if targets.is_empty() {
+        bail!(
+            "{} declares no targets; add a [target.NAME] table",
+            manifest.file.display()
+        );
+    }
+    let how = BuildHow {
+        flags: &a.flags,
+        allow_paths: &a.file.allow_paths,
+        fetch: &a.file.fetch,
+        locked: a.locked,
+        push: a.push,
+    };
+    build_targets(&manifest, &targets, &how, quiet)
+}
+
+/// What a build needs besides the manifest and its targets.
+pub(super) struct BuildHow<'a> {
+    pub flags: &'a BuildFlags,
+    pub allow_paths: &'a [PathBuf],
+    pub fetch: &'a FetchArgs,
+    pub locked: bool,
+    pub push: bool,
+}
+
+pub(super) fn build_targets(
+    manifest: &Manifest,
+    targets: &[String],
+    how: &BuildHow<'_>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let a = how.flags;
+    let push_to = if how.push {
+        Some(cache::push_destination()?)
+    } else {
+        None
+    };
+    let setting = Setting::load(quiet)?;
+    let (opts, cache_note) = options::build(
+        &setting,
+        a,
+        how.allow_paths,
+        how.fetch,
+        how.locked,
+        &manifest.cache,
+    )?;
+    if let (Some(note), false) = (cache_note, quiet) {
+        errln!("note: {note}");
+    }
+    if opts.sandbox == SandboxMode::Off && !quiet {
+        errln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
+    }
+    let store = open::store()?;
+    let mut builder = Builder::new(store.clone(), manifest, opts)?;
+    let result = builder.build(targets);
+    let built = result?;
+    if let Some(to) = &push_to {
+        let outputs: Vec<PathBuf> = built.iter().map(|b| b.entry.clone()).collect();
+        cache::push_outputs(&store, to, &outputs, quiet)?;
+    }
+
+    show_results(&built, a)
+}
+
+/// Link each output (`result`, or `result-TARGET` for several) and say
+/// where it is and how it got there, as lines or `--json`.
+fn show_results(built: &[crate::builder::Built], a: &BuildFlags) -> anyhow::Result<()> {
+    let mut json = Vec::new();
+    for b in built {
+        let link = if a.no_link {
+            None
+        } else {
+            let base = a.out_link.clone().unwrap_or_else(|| "result".to_string());
+            let name = if built.len() == 1 {
+                base
+            } else {
+                format!("{base}-{}", b.target)
+            };
+            replace_link(Path::new(&name), &b.entry)
+                .with_context(|| format!("linking {name} to {}", b.entry.display()))?;
+            Some(name)
+        };
+        if a.json {
+            json.push(serde_json::json!({
+                "target": b.target,
+                "path": b.entry,
+                "link": link,
+                "key": b.key.to_hex(),
+                "output_hash": b.output_hash.to_sri(),
+                "cached": b.found,
+                "substituted_from": b.substituted_from,
+                "checked": b.checked,
+            }));
+            continue;
+        }
+        let from_cache = b
+            .substituted_from
+            .as_ref()
+            .map(|url| format!(" (from cache {url})"));
+        let how = match (b.checked, b.found) {
+            (true, _) => " (checked: a second build is bit-identical)",
+            _ if from_cache.is_some() => from_cache.as_deref().unwrap_or_default(),
+            (false, true) => " (cached)",
+            (false, false) => "",
+        };
+        match &link {
+            Some(l) => outln!("{}: {} -> {}{how}", b.target, l, b.entry.display()),
+            None => outln!("{}: {}{how}", b.target, b.entry.display()),
+        }
+    }
+    if a.json {
+        jsonln!(&json);
+    }
+    Ok(())
+}
+
+/// Point the symlink `link` at `target`, atomically replacing an old link.
+/// An existing file or directory that is not a link is never touched.
+fn replace_link(link: &Path, target: &Path) -> anyhow::Result<()> {
+    if let Ok(m) = fs::symlink_metadata(link)
+        && !m.file_type().is_symlink()
+    {
+        bail!(
+            "{} exists and is not a symlink; move it away or pick another name with -o",
+            link.display()
+        );
+    }
+    let tmp = link.with_file_name(format!(
+        ".{}.kiln-tmp",
+        link.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, link)?;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `kiln lock`: resolve every input of kiln.toml, fetch what it pins, and
+//! write kiln.lock (`--update` forgets pins first).
+
+use anyhow::bail;
+
+use crate::builder::Builder;
+use crate::cli::args::LockArgs;
+use crate::cli::open;
+use crate::cli::options::{self, Setting};
+
+pub(super) fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
+    let manifest = open::manifest(a.file.file.as_deref())?;
+    let opts = options::lock(&Setting::load(quiet)?, &a.file);
+    if let Some(input) = a.update.as_deref().filter(|i| !i.is_empty()) {
+        let mut known: Vec<&str> = manifest
+            .targets
+            .values()
+            .flat_map(|t| t.inputs.keys().map(String::as_str))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        if !known.contains(&input) {
+            bail!(
+                "no input '{input}' in any target of {}; inputs: {}",
+                manifest.file.display(),
+                known.join(", ")
+            );
+        }
+    }
+    let mut builder = Builder::new(open::store()?, &manifest, opts)?;
+    if let Some(input) = &a.update {
+        builder.forget_pins(if input.is_empty() {
+            None
+        } else {
+            Some(input.as_str())
+        });
+    }
+    let targets: Vec<String> = manifest.targets.keys().cloned().collect();
+    builder.lock_inputs(&targets)?;
+    if !quiet {
+        errln!("{} is up to date", manifest.dir.join("kiln.lock").display());
+    }
+    Ok(())
+}

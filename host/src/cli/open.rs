@@ -1,0 +1,65 @@
+//! What commands open or create: the store, kiln.toml, a new secret key
+//! file. Each error names the file and what to do.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kiln_core::manifest::{Manifest, parse_manifest};
+use kiln_core::store::Store;
+
+use super::kiln_home;
+
+/// The store at `$KILN_HOME`.
+pub fn store() -> anyhow::Result<Store> {
+    let home = kiln_home()?;
+    Store::open(&home).with_context(|| format!("opening the kiln store at {}", home.display()))
+}
+
+/// `$KILN_COMPILE_CACHE`, else the store's `compiled_dir`.
+pub fn compiled_dir() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("KILN_COMPILE_CACHE").filter(|v| !v.is_empty()) {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Ok(store()?.compiled_dir()),
+    }
+}
+
+/// kiln.toml: `file` (`-f`), else the one in the current directory.
+pub fn manifest(file: Option<&Path>) -> anyhow::Result<Manifest> {
+    let file = match file {
+        Some(f) => f.to_path_buf(),
+        None => PathBuf::from("kiln.toml"),
+    };
+    use kiln_core::sidefile::{self, Links, limits};
+    let text = sidefile::read_to_string(&file, Links::Follow, limits::TEXT).with_context(|| {
+        if file == Path::new("kiln.toml") {
+            "no kiln.toml in this directory; run kiln where one is, or pass -f path/to/kiln.toml"
+                .to_string()
+        } else {
+            format!("cannot read {}", file.display())
+        }
+    })?;
+    let abs =
+        std::path::absolute(&file).with_context(|| format!("resolving {}", file.display()))?;
+    Ok(parse_manifest(&abs, &text)?)
+}
+
+/// Write a secret key to a new file only its owner can read; an existing
+/// file is never replaced.
+pub fn write_new_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create {} (kiln never overwrites a key)",
+                path.display()
+            )
+        })?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
