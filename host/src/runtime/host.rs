@@ -1,5 +1,10 @@
-//! What a recipe may ask of the host: the imports of `wit/recipe.wit`
-//! (`target`, `tool-exec`, `files`, `assemble`, `log`).
+//! What a recipe may ask of the host: the imports of `wit/recipe.wit`.
+//! One glue file per interface (`target`, `tool_exec`, `files`,
+//! `assemble`, `log`: `impl Host` blocks that only translate); the work
+//! lives beside them (`exec`, `fixed_output`, `tool_caches`, `paths`) and
+//! in the runtime's plain modules. This file holds the run's state
+//! ([`HostState`]: the run's description plus its counters) and the
+//! helpers every interface shares.
 //!
 //! Two levels of result: the outer `wasmtime::Result` traps the recipe
 //! (time limit, oversized log), the inner one is the WIT error the recipe
@@ -10,20 +15,24 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
+mod assemble;
 mod exec;
+mod files;
 mod fixed_output;
+mod log;
 mod paths;
+mod target;
 mod tool_caches;
+mod tool_exec;
 
 use super::bindings::kiln::recipe::types::Error as FsError;
-use super::bindings::kiln::recipe::{assemble, files, log, target, types};
 use super::budget::Stop;
 use super::guest_fs::GuestFs;
 use super::guest_fs::measure_tool_dirs;
 use super::{RecipeError, RecipeRun, RunReport};
 
-use crate::record::{LogLine, LogSource};
-use crate::report::{Event, Level};
+use crate::record::LogSource;
+use crate::report::Level;
 pub use tool_caches::ToolCachePlan;
 
 /// The largest log message a recipe may send.
@@ -121,41 +130,6 @@ impl HostState {
     }
 }
 
-impl target::Host for HostState {
-    fn name(&mut self) -> wasmtime::Result<String> {
-        Ok(self.run.target.clone())
-    }
-
-    fn params(&mut self) -> wasmtime::Result<String> {
-        Ok(self.run.params_json.clone())
-    }
-
-    fn inputs(&mut self) -> wasmtime::Result<Vec<target::Input>> {
-        let mut v: Vec<_> = self
-            .run
-            .inputs
-            .iter()
-            .map(|i| target::Input {
-                name: i.name.clone(),
-                hash: i.hash.clone(),
-                kind: if i.is_dir {
-                    target::InputKind::Directory
-                } else {
-                    target::InputKind::File
-                },
-            })
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(v)
-    }
-
-    fn source_date_epoch(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.run.source_date_epoch)
-    }
-}
-
-impl types::Host for HostState {}
-
 /// A host error as a sentence with its kind, for messages (a recipe's
 /// `build-error.host`).
 pub(super) fn describe(e: &FsError) -> String {
@@ -175,93 +149,6 @@ pub(super) fn describe(e: &FsError) -> String {
         message.to_string()
     } else {
         format!("{kind}: {message}")
-    }
-}
-
-impl files::Host for HostState {
-    fn mode(&mut self, path: String) -> wasmtime::Result<Result<u32, FsError>> {
-        self.check_deadline()?;
-        Ok(self.guest_fs().mode(&path))
-    }
-
-    fn set_mode(&mut self, path: String, mode: u32) -> wasmtime::Result<Result<(), FsError>> {
-        self.check_deadline()?;
-        Ok(self.guest_fs().set_mode(&path, mode))
-    }
-
-    fn copy(&mut self, src: String, dst: String) -> wasmtime::Result<Result<(), FsError>> {
-        self.check_deadline()?;
-        let used = self.disk_used(false)?;
-        let budget = self.run.limits.disk_bytes.saturating_sub(used);
-        let r = super::copy::copy(&self.guest_fs(), &src, &dst, budget, self.deadline);
-        self.stop_result(r, used)
-    }
-}
-
-impl assemble::Host for HostState {
-    fn sha256(
-        &mut self,
-        pieces: Vec<assemble::Piece>,
-    ) -> wasmtime::Result<Result<(Vec<u8>, u64), FsError>> {
-        self.check_deadline()?;
-        let r = super::assemble::sha256(&self.guest_fs(), &pieces, self.deadline);
-        self.stop_result(r.map(|(digest, len)| (digest.to_vec(), len)), 0)
-    }
-
-    fn write_files(&mut self, files: Vec<assemble::File>) -> wasmtime::Result<Result<(), FsError>> {
-        self.check_deadline()?;
-        // The budget is checked before writing, not after: one call could
-        // otherwise put any amount on the host's disk first.
-        let planned = match super::assemble::planned_bytes(&self.guest_fs(), &files) {
-            Ok(n) => n,
-            Err(e) => return self.stop_result(Err(e), 0),
-        };
-        let used = self.disk_used(false)?;
-        if used.saturating_add(planned) > self.run.limits.disk_bytes {
-            return Err(self.trap(RecipeError::DiskLimit {
-                target: self.run.target.clone(),
-                bytes: used.saturating_add(planned),
-                limit: self.run.limits.disk_bytes,
-            }));
-        }
-        let r = super::assemble::write_files(&self.guest_fs(), &files, self.deadline);
-        self.stop_result(r, used)
-    }
-}
-
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.check_deadline()?;
-        if message.len() > LOG_MESSAGE_LIMIT {
-            return Err(self.trap(RecipeError::LogTooLong {
-                target: self.run.target.clone(),
-                len: message.len(),
-                limit: LOG_MESSAGE_LIMIT,
-            }));
-        }
-        self.log_bytes = self.log_bytes.saturating_add(message.len());
-        if self.log_bytes > self.run.limits.log_bytes {
-            return Err(self.trap(RecipeError::LogLimit {
-                target: self.run.target.clone(),
-                limit: self.run.limits.log_bytes,
-            }));
-        }
-        let level = match level {
-            log::Level::Debug => Level::Debug,
-            log::Level::Info => Level::Info,
-            log::Level::Warn => Level::Warn,
-            log::Level::Error => Level::Error,
-        };
-        self.run.reporter.send(Event::Log {
-            target: self.run.target.clone(),
-            level,
-            message: message.clone(),
-        });
-        self.report().log.push(LogLine {
-            source: level.into(),
-            message,
-        });
-        Ok(())
     }
 }
 

@@ -1,11 +1,11 @@
-//! `tool-exec`: check a recipe's request against what the target declared
-//! and run it in the sandbox.
+//! Running tools for the recipe: check a request against what the target
+//! declared, plan its sandbox, run it (alone or in a batch), and record
+//! what it did. The WIT glue is `tool_exec.rs`.
 
 use std::path::Path;
 use std::time::Instant;
 
 use super::HostState;
-use super::fixed_output::{FixedOutputVerdict, discard_dir};
 use super::paths::{resolve_cwd, resolve_tool};
 use crate::record::ExecRecord;
 use crate::report::{Event, Reporter};
@@ -13,8 +13,11 @@ use crate::runtime::RecipeError;
 use crate::runtime::bindings::kiln::recipe::tool_exec;
 use crate::sandbox::{self, Network, SandboxError, SandboxSpec, policy};
 
-impl tool_exec::Host for HostState {
-    fn exec(
+impl HostState {
+    /// `tool-exec.exec`: one command, checked against what the target
+    /// declared, run in the sandbox; a fixed-output step goes through
+    /// [`HostState::exec_fixed_output`].
+    pub(super) fn exec_one(
         &mut self,
         cmd: tool_exec::Command,
     ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
@@ -34,78 +37,23 @@ impl tool_exec::Host for HostState {
                 Err(e) => return Ok(Err(e)),
             }
         }
-        let fetch = match &cmd.fixed_output {
-            Some(fo) => match self.plan_fixed_output(fo, &fo.fetch_key, &mut spec)? {
-                Ok(fetch) => Some(fetch),
-                Err(e) => return Ok(Err(e)),
-            },
-            None => None,
-        };
-        if let Some(fetch) = &fetch
-            && let Some(note) = self.reuse_fixed_output(fetch)
-        {
-            self.report().execs.push(ExecRecord {
-                argv: std::iter::once(spec.program.clone())
-                    .chain(spec.args.iter().cloned())
-                    .collect(),
-                env: spec.env.clone(),
-                cwd: spec.cwd.clone(),
-                network: true,
-                exit_code: Some(0),
-                signal: None,
-                stdout_bytes: 0,
-                stderr_bytes: 0,
-                duration_ms: 0,
-            });
-            self.check_disk(false)?;
-            return Ok(Ok(tool_exec::Output {
-                exit: tool_exec::Exit::Code(0),
-                stdout: Vec::new(),
-                stderr: note.into_bytes(),
-                stdout_truncated: false,
-                stderr_truncated: false,
-            }));
+        if let Some(fo) = &cmd.fixed_output {
+            return self.exec_fixed_output(fo, spec);
         }
-        let result = run_step(
-            &self.run.reporter,
-            &self.run.target,
-            &spec,
-            self.run.sandbox,
-        );
-        let verdict = match (&fetch, &result) {
-            (Some(fetch), Ok(out)) => Some(self.check_fixed_output(fetch, out.exit_code)?),
-            (Some(fetch), Err(_)) => {
-                discard_dir(&fetch.host_dir);
-                None
-            }
-            (None, _) => None,
-        };
-        if let Some(Err(e)) = verdict {
-            // Recorded like every run, then the build stops.
-            if let Ok(out) = &result {
-                self.record_exec(&spec, out);
-            }
-            return Err(self.trap(e));
-        }
-        if let (Some(fetch), Some(Ok(FixedOutputVerdict::Kept))) = (&fetch, &verdict) {
-            self.keep_fixed_output(fetch);
-        }
-        let note = match verdict {
-            Some(Ok(FixedOutputVerdict::Discarded(note))) => Some(note),
-            _ => None,
-        };
-        let out = self.finish(&spec, result, note)?;
+        let result = self.run_step(&spec);
+        let out = self.finish(&spec, result, None)?;
         self.check_disk(false)?;
         Ok(out)
     }
 
-    fn exec_all(
+    /// `tool-exec.exec-all`: commands at once, each checked and planned as
+    /// `exec` would; a batch holds no fixed-output step (those run alone,
+    /// pinned, with network).
+    pub(super) fn exec_batch(
         &mut self,
         cmds: Vec<tool_exec::Command>,
     ) -> wasmtime::Result<Vec<Result<tool_exec::Output, tool_exec::Error>>> {
         self.check_deadline()?;
-        // Each command checked and planned as `exec` would; a batch
-        // holds no fixed-output step (those run alone, pinned, with network).
         let planned: Vec<Result<SandboxSpec, tool_exec::Error>> = cmds
             .iter()
             .map(|cmd| {
@@ -136,12 +84,20 @@ impl tool_exec::Host for HostState {
         self.check_disk(false)?;
         Ok(outputs)
     }
+
+    /// Run `spec` in the sandbox, reporting its start and end.
+    pub(super) fn run_step(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<sandbox::SandboxOutput, SandboxError> {
+        run_step(&self.run.reporter, &self.run.target, spec, self.run.sandbox)
+    }
 }
 
 impl HostState {
     /// Record one finished run and turn it into what the recipe sees; a
     /// time limit or a sandbox that cannot start ends the build.
-    fn finish(
+    pub(super) fn finish(
         &mut self,
         spec: &SandboxSpec,
         result: Result<sandbox::SandboxOutput, SandboxError>,
@@ -195,7 +151,7 @@ impl HostState {
         }
     }
 
-    fn record_exec(&self, spec: &SandboxSpec, out: &sandbox::SandboxOutput) {
+    pub(super) fn record_exec(&self, spec: &SandboxSpec, out: &sandbox::SandboxOutput) {
         let mut argv = vec![spec.program.clone()];
         argv.extend(spec.args.iter().cloned());
         self.report().execs.push(ExecRecord {

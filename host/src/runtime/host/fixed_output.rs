@@ -15,6 +15,7 @@ use super::super::budget::Stop;
 use super::super::guest_fs::measure_tool_dirs;
 use super::HostState;
 use super::paths::resolve_new_dir;
+use crate::record::ExecRecord;
 use crate::sandbox::{Network, SandboxSpec, policy};
 
 /// A fixed-output step about to run: where it writes and what kiln.toml pins.
@@ -41,6 +42,69 @@ pub(super) enum FixedOutputVerdict {
 }
 
 impl HostState {
+    /// Run a fixed-output step planned as `spec`: its result reused from
+    /// the store when its fetch key matches, else run with network and
+    /// kept only if it hashes to the pin.
+    pub(super) fn exec_fixed_output(
+        &mut self,
+        fo: &tool_exec::FixedOutput,
+        mut spec: SandboxSpec,
+    ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
+        let fetch = match self.plan_fixed_output(fo, &fo.fetch_key, &mut spec)? {
+            Ok(fetch) => fetch,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(note) = self.reuse_fixed_output(&fetch) {
+            self.report().execs.push(ExecRecord {
+                argv: std::iter::once(spec.program.clone())
+                    .chain(spec.args.iter().cloned())
+                    .collect(),
+                env: spec.env.clone(),
+                cwd: spec.cwd.clone(),
+                network: true,
+                exit_code: Some(0),
+                signal: None,
+                stdout_bytes: 0,
+                stderr_bytes: 0,
+                duration_ms: 0,
+            });
+            self.check_disk(false)?;
+            return Ok(Ok(tool_exec::Output {
+                exit: tool_exec::Exit::Code(0),
+                stdout: Vec::new(),
+                stderr: note.into_bytes(),
+                stdout_truncated: false,
+                stderr_truncated: false,
+            }));
+        }
+        let result = self.run_step(&spec);
+        let verdict = match &result {
+            Ok(out) => self.check_fixed_output(&fetch, out.exit_code)?,
+            Err(_) => {
+                discard_dir(&fetch.host_dir);
+                Ok(FixedOutputVerdict::Discarded(String::new()))
+            }
+        };
+        let note = match verdict {
+            // Recorded like every run, then the build stops.
+            Err(e) => {
+                if let Ok(out) = &result {
+                    self.record_exec(&spec, out);
+                }
+                return Err(self.trap(e));
+            }
+            Ok(FixedOutputVerdict::Kept) => {
+                self.keep_fixed_output(&fetch);
+                None
+            }
+            Ok(FixedOutputVerdict::Discarded(note)) if !note.is_empty() => Some(note),
+            Ok(FixedOutputVerdict::Discarded(_)) => None,
+        };
+        let out = self.finish(&spec, result, note)?;
+        self.check_disk(false)?;
+        Ok(out)
+    }
+
     /// The hash kiln.toml pins for `setting` (`output_hash` or
     /// `params.<key>[.<key>…]`). The recipe only names the setting: the
     /// value is read here, from the target's own kiln.toml table.
