@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{Project, busybox, fixture, hello_project};
+use crate::support::{Project, busybox, fixture, hello_project, shell_targets};
 
 /// Validate `doc` against `tests/schemas/<schema>`, listing every violation.
 #[track_caller]
@@ -176,18 +176,6 @@ fn hello_audits_attests_verifies_and_diffs() {
 }
 
 /// A target that runs `script` with a busybox shell and keeps its stdout.
-fn shell_targets(p: &Project, targets: &[(&str, &str)]) {
-    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
-    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
-    let mut toml = String::new();
-    for (name, script) in targets {
-        toml.push_str(&format!(
-            "[target.{name}]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.{name}.params]\nattack = \"exec\"\nscript = '''{script}'''\n",
-            fixture("hostile")
-        ));
-    }
-    p.write("kiln.toml", &toml);
-}
 
 #[test]
 fn check_passes_when_reproducible_and_names_the_files_that_differ() {

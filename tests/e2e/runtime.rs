@@ -2,7 +2,7 @@
 //! randomness, a build cache keyed on everything that matters, read-only
 //! outputs.
 
-use crate::support::{Project, busybox_project, fixture};
+use crate::support::{Project, busybox_project, fixture, shell_targets};
 
 fn entropy_project() -> Project {
     let p = Project::new();
@@ -177,4 +177,50 @@ fn kiln_run_takes_inputs_and_params_from_the_command_line() {
         .fails_with("--input \"data\": write NAME=PATH");
     p.kiln(&["run", &fixture("hostile"), "-p", r#"{"attack": "nope"}"#])
         .fails_with("recipe for 'kiln_fixture_hostile' failed");
+}
+
+/// `kiln build --json`: besides the results on stdout, what the build did
+/// as JSON lines on stderr, one event each, in order.
+#[test]
+fn build_json_reports_each_target_and_step_as_json_lines_on_stderr() {
+    let p = Project::new();
+    shell_targets(&p, &[("t", "echo hi")]);
+    let events = |args: &[&str]| -> Vec<serde_json::Value> {
+        let r = p.kiln(args).ok();
+        r.stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect()
+    };
+    let first = events(&["build", "--json"]);
+    let kinds: Vec<&str> = first.iter().filter_map(|e| e["event"].as_str()).collect();
+    let at = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("no {k}: {kinds:?}"))
+    };
+    assert!(at("target-started") < at("step-started"), "{kinds:?}");
+    assert!(at("step-started") < at("step-finished"), "{kinds:?}");
+    assert!(at("step-finished") < at("target-finished"), "{kinds:?}");
+    let step = &first[at("step-finished")];
+    assert_eq!(step["target"], "t", "{step}");
+    assert_eq!(step["exit_code"], 0, "{step}");
+    assert!(
+        step["program"].as_str().unwrap().ends_with("/bin/sh"),
+        "{step}"
+    );
+    assert_eq!(first[at("target-finished")]["found"], false);
+    // Nothing runs the second time: the target is found.
+    let second = events(&["build", "--json"]);
+    assert_eq!(
+        second,
+        vec![serde_json::json!({"event": "target-finished", "target": "t", "found": true})]
+    );
+    // -q: recipes' errors only.
+    std::fs::write(p.path("tools/new"), "x").unwrap();
+    assert_eq!(
+        events(&["-q", "build", "--json"]),
+        Vec::<serde_json::Value>::new()
+    );
 }

@@ -331,3 +331,18 @@ pub fn nested_cargo(dir: &Path, target_name: &str) -> Command {
     );
     cargo
 }
+
+/// A project whose targets each run one shell script (busybox sh from
+/// `tools/`) through the hostile fixture recipe's `exec` step.
+pub fn shell_targets(p: &Project, targets: &[(&str, &str)]) {
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
+    let mut toml = String::new();
+    for (name, script) in targets {
+        toml.push_str(&format!(
+            "[target.{name}]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.{name}.params]\nattack = \"exec\"\nscript = '''{script}'''\n",
+            fixture("hostile")
+        ));
+    }
+    p.write("kiln.toml", &toml);
+}

@@ -21,6 +21,8 @@ pub struct Console {
     notes: bool,
     /// Live lines, when stderr is a terminal and not `-q`.
     live: Option<Live>,
+    /// `--json`: every event shown is one JSON line instead.
+    json: bool,
 }
 
 struct Live {
@@ -43,7 +45,17 @@ impl Console {
                 targets: Mutex::default(),
                 downloads: Mutex::default(),
             }),
+            json: false,
         }
+    }
+
+    /// For `--json`: each event one JSON line on stderr (`{"event":
+    /// "step-started", …}`, as [`Event`] serialises), no live lines; `-q`
+    /// keeps only recipes' error lines, as on a terminal.
+    pub fn json(quiet: bool) -> Self {
+        let mut console = Console::new(quiet, false);
+        console.json = true;
+        console
     }
 
     /// A line on stderr, above the live lines if there are any.
@@ -58,6 +70,17 @@ impl Console {
 
 impl Sink for Console {
     fn event(&self, event: Event) {
+        if self.json {
+            let shown = match &event {
+                Event::Log { level, .. } => *level >= self.log_from,
+                // `-q` shows recipes' errors only.
+                _ => self.notes,
+            };
+            if shown && let Ok(line) = serde_json::to_string(&event) {
+                eprintln!("{}", crate::terminal::safe_json(&line));
+            }
+            return;
+        }
         match event {
             Event::Log {
                 target,

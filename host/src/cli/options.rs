@@ -26,6 +26,8 @@ pub struct Setting {
     pub quiet: bool,
     /// Whether live lines and bars may be drawn (stderr is a terminal, not `-q`).
     pub progress: bool,
+    /// `--json`: events are JSON lines on stderr.
+    pub json: bool,
 }
 
 impl Setting {
@@ -36,11 +38,20 @@ impl Setting {
             compiled_dir: super::open::compiled_dir()?,
             quiet,
             progress: super::progress_enabled(quiet),
+            json: false,
         })
+    }
+
+    /// With `--json` (events as JSON lines) when `json`.
+    pub fn with_json(self, json: bool) -> Self {
+        Setting { json, ..self }
     }
 
     /// Where the library's events go: the terminal, as `-q` says.
     pub fn reporter(&self) -> Reporter {
+        if self.json {
+            return Reporter::new(super::console::Console::json(self.quiet));
+        }
         Reporter::new(super::console::Console::new(self.quiet, self.progress))
     }
 

@@ -110,7 +110,7 @@ pub(super) fn build_targets(
     } else {
         None
     };
-    let setting = Setting::load(quiet)?;
+    let setting = Setting::load(quiet)?.with_json(a.json);
     let (opts, cache_note) = options::build(
         &setting,
         a,
