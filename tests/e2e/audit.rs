@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{Project, busybox, fixture, hello_project, shell_targets};
+use crate::support::{Project, hello_project, shell_targets};
 
 /// Validate `doc` against `tests/schemas/<schema>`, listing every violation.
 #[track_caller]
