@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         let (ours, t_kiln) = run(&mut kiln(&[
             "hash",
             "path",
-            "--no-cache",
+            "--no-stat-cache",
             "--format",
             "nix32",
             tree_s,

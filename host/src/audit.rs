@@ -20,6 +20,7 @@ pub use diff::{Change, Difference, Version, diff};
 pub use render::{render, render_diff};
 pub use verify::{Verified, verify};
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use kiln_core::hash::Sha256Hash;
@@ -121,6 +122,11 @@ pub enum AuditError {
     #[error("{} is not in the kiln store {}; name a target, a result link or a store path", path.display(), store.display())]
     NotInStore { path: PathBuf, store: PathBuf },
     #[error(
+        "{} leads back to itself through the build records' target inputs; its records are not ones kiln writes (delete the entry and rebuild)",
+        .0.display()
+    )]
+    Cycle(PathBuf),
+    #[error(
         "{} was built from input '{input}', the output {dep}, which is no longer in the store; rebuild the target to audit it",
         entry.display()
     )]
@@ -170,31 +176,119 @@ pub fn entry_of(store: &Store, path: &Path) -> Result<PathBuf, AuditError> {
 /// The input closure of the target output `entry`: its recipe, each
 /// input (a dependency's closure for `target` inputs), and the Go binaries
 /// it holds with the modules linked into them.
+///
+/// Each output is walked once (a dependency shared by many targets is
+/// copied, not walked again), and a record that leads back to an output
+/// being walked is an error rather than an endless recursion.
 pub fn closure(store: &Store, entry: &Path) -> Result<Node, AuditError> {
-    let rec = record_of(store, entry)?;
-    let mut children = vec![recipe_node(&rec)];
-    for input in &rec.inputs {
-        let mut node = input_node(store, entry, input)?;
-        node.tools = rec
-            .tools
-            .iter()
-            .filter(|t| t.input == input.name)
-            .map(|t| t.path.clone())
-            .collect();
-        children.push(node);
+    Walk {
+        store,
+        done: HashMap::new(),
+        walking: Vec::new(),
     }
-    children.extend(go_binary_nodes(entry)?);
-    Ok(Node {
-        kind: NodeKind::Target,
-        name: rec.target.clone(),
-        source: rec.target.clone(),
-        hash: rec.output_hash.to_sri(),
-        hash_of: Some(HashOf::Tree),
-        entry: Some(entry.to_path_buf()),
-        sandbox: Some(rec.sandbox),
-        tools: Vec::new(),
-        children,
-    })
+    .closure(entry)
+}
+
+/// One audit's walk over the records.
+struct Walk<'a> {
+    store: &'a Store,
+    /// The closures of outputs walked so far.
+    done: HashMap<PathBuf, Node>,
+    /// The outputs being walked, outermost first.
+    walking: Vec<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn closure(&mut self, entry: &Path) -> Result<Node, AuditError> {
+        if let Some(n) = self.done.get(entry) {
+            return Ok(n.clone());
+        }
+        if self.walking.iter().any(|e| e == entry) {
+            return Err(AuditError::Cycle(entry.to_path_buf()));
+        }
+        self.walking.push(entry.to_path_buf());
+        let node = self.walk(entry);
+        self.walking.pop();
+        let node = node?;
+        self.done.insert(entry.to_path_buf(), node.clone());
+        Ok(node)
+    }
+
+    fn walk(&mut self, entry: &Path) -> Result<Node, AuditError> {
+        let rec = record_of(self.store, entry)?;
+        let mut children = vec![recipe_node(&rec)];
+        for input in &rec.inputs {
+            let mut node = self.input_node(entry, input)?;
+            node.tools = rec
+                .tools
+                .iter()
+                .filter(|t| t.input == input.name)
+                .map(|t| t.path.clone())
+                .collect();
+            children.push(node);
+        }
+        children.extend(go_binary_nodes(entry)?);
+        Ok(Node {
+            kind: NodeKind::Target,
+            name: rec.target.clone(),
+            source: rec.target.clone(),
+            hash: rec.output_hash.to_sri(),
+            hash_of: Some(HashOf::Tree),
+            entry: Some(entry.to_path_buf()),
+            sandbox: Some(rec.sandbox),
+            tools: Vec::new(),
+            children,
+        })
+    }
+
+    /// One input of the output `entry`: a dependency's whole closure, or a
+    /// leaf (with the files of a directory from the project).
+    fn input_node(
+        &mut self,
+        entry: &Path,
+        input: &record::InputRecord,
+    ) -> Result<Node, AuditError> {
+        let store = self.store;
+        Ok(match (input.kind, &input.entry) {
+            (InputKind::Target, Some(name)) => {
+                let dep = input
+                    .entry_in(store)
+                    .ok_or_else(|| AuditError::MissingDep {
+                        entry: entry.to_path_buf(),
+                        input: input.name.clone(),
+                        dep: name.clone(),
+                    })?;
+                let mut n = self.closure(&dep)?;
+                n.name = input.name.clone();
+                n
+            }
+            _ => {
+                let kind = if input.kind == InputKind::Url {
+                    NodeKind::Url
+                } else {
+                    NodeKind::Path
+                };
+                let mut n = Node::leaf(kind, &input.name, &input.origin, input.hash);
+                n.hash_of = Some(input.hash_of);
+                n.children = input
+                    .files
+                    .iter()
+                    .filter_map(|f| match &f.kind {
+                        EntryKind::File { sha256, .. } => {
+                            Some(Node::leaf(NodeKind::File, &f.path, "", *sha256))
+                        }
+                        EntryKind::Symlink { target } => Some(Node {
+                            source: format!("-> {target}"),
+                            hash: String::new(),
+                            ..Node::leaf(NodeKind::File, &f.path, "", Sha256Hash([0; 32]))
+                        }),
+                        EntryKind::Directory => None,
+                    })
+                    .collect();
+                n
+            }
+        })
+    }
 }
 
 fn recipe_node(rec: &BuildRecord) -> Node {
@@ -205,54 +299,6 @@ fn recipe_node(rec: &BuildRecord) -> Node {
         "custom".into()
     };
     n
-}
-
-/// One input of the output `entry`: a dependency's whole closure, or a
-/// leaf (with the files of a directory from the project).
-fn input_node(
-    store: &Store,
-    entry: &Path,
-    input: &record::InputRecord,
-) -> Result<Node, AuditError> {
-    Ok(match (input.kind, &input.entry) {
-        (InputKind::Target, Some(name)) => {
-            let dep = input
-                .entry_in(store)
-                .ok_or_else(|| AuditError::MissingDep {
-                    entry: entry.to_path_buf(),
-                    input: input.name.clone(),
-                    dep: name.clone(),
-                })?;
-            let mut n = closure(store, &dep)?;
-            n.name = input.name.clone();
-            n
-        }
-        _ => {
-            let kind = if input.kind == InputKind::Url {
-                NodeKind::Url
-            } else {
-                NodeKind::Path
-            };
-            let mut n = Node::leaf(kind, &input.name, &input.origin, input.hash);
-            n.hash_of = Some(input.hash_of);
-            n.children = input
-                .files
-                .iter()
-                .filter_map(|f| match &f.kind {
-                    EntryKind::File { sha256, .. } => {
-                        Some(Node::leaf(NodeKind::File, &f.path, "", *sha256))
-                    }
-                    EntryKind::Symlink { target } => Some(Node {
-                        source: format!("-> {target}"),
-                        hash: String::new(),
-                        ..Node::leaf(NodeKind::File, &f.path, "", Sha256Hash([0; 32]))
-                    }),
-                    EntryKind::Directory => None,
-                })
-                .collect();
-            n
-        }
-    })
 }
 
 /// The Go binaries in `entry`, each with the modules `go version -m` lists.

@@ -70,12 +70,18 @@ fn progress_enabled(quiet: bool) -> bool {
 }
 
 /// Write `text` to stdout (what `outln!`, `out!` and `jsonln!` expand to).
-pub fn write_stdout(text: &str) -> std::io::Result<()> {
+pub fn write_stdout(text: &str) -> Result<(), StdoutError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(StdoutError)
 }
+
+/// Writing to stdout failed: when it is a closed pipe, the reader went away.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to stdout: {0}")]
+pub struct StdoutError(std::io::Error);
 
 /// Run kiln with the process's argv; returns the exit code.
 pub fn main() -> i32 {
@@ -102,10 +108,11 @@ pub fn main() -> i32 {
     }
 }
 
-/// Whether `e` is, anywhere in its chain, a write to a closed pipe.
+/// Whether `e` is, anywhere in its chain, a write to stdout that found the
+/// pipe closed (a broken pipe elsewhere, to a server say, is an error).
 fn reader_went_away(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<StdoutError>()
+            .is_some_and(|StdoutError(io)| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -71,8 +71,11 @@ pub struct InputRecord {
     /// directory), as `nix hash file` / `nix hash path` compute them.
     #[serde(default = "tree")]
     pub hash_of: HashOf,
-    /// The name of the store entry the build read this input from. Older
-    /// records name it for `target` inputs only.
+    /// The store entry the build read this input from: a dependency's
+    /// output for a `target` input; for `path` and `url` inputs the name
+    /// the store gives its hash and input name (the same on every machine,
+    /// so identical builds write identical records). Older records name it
+    /// for `target` inputs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     /// For `path` inputs that are directories: every file, with its hash.
@@ -245,13 +248,18 @@ impl BuildRecord {
 }
 
 impl InputRecord {
-    /// The store entry this input was read from, if the store still holds it.
+    /// The store entry this input was read from, if the store still holds
+    /// it. A `path` or `url` input's entry must hold the recorded hash (all
+    /// of it: a record cannot point at other content); one the store keeps
+    /// under another name (prefetched as something else), or a record from
+    /// before entries were named, is found by hash.
     pub fn entry_in(&self, store: &Store) -> Option<PathBuf> {
-        match &self.entry {
-            Some(name) => store.entry_named(name),
-            // A record from before every input's entry was named.
-            None if self.kind != InputKind::Target => store.find_by_hash(&self.hash),
-            None => None,
+        let named = self.entry.as_deref().and_then(|n| store.entry_named(n));
+        match self.kind {
+            InputKind::Target => named,
+            InputKind::Path | InputKind::Url => named
+                .filter(|e| store.holds(e, &self.hash))
+                .or_else(|| store.find_by_hash(&self.hash)),
         }
     }
 }

@@ -291,8 +291,7 @@ impl Runtime {
         // Dropped when this function returns, however it returns.
         let _watchdog = watchdog::Watchdog::arm(&run.target, run.limits.timeout);
         let ended = self.call(&mut store, component, run, deadline, &stdio);
-        let report = take_report(store.data(), &stdio);
-        verdict(ended?, store.data(), run, report)
+        verdict(ended?, store.data(), run, &stdio)
     }
 
     /// A wasmtime store for one run: its WASI context, host state, memory
@@ -417,20 +416,23 @@ fn take_report(state: &RecipeState, stdio: &Stdio) -> RunReport {
 }
 
 /// What the run's ending means: the report of a build that ended well
-/// (and whose output fits the disk budget), or the recipe's error.
+/// (and whose output and tool caches fit the disk budget), or the
+/// recipe's error.
 fn verdict(
     ended: Result<(), bindings::BuildError>,
     state: &RecipeState,
     run: &RecipeRun,
-    report: RunReport,
+    stdio: &Stdio,
 ) -> Result<RunReport, RecipeError> {
     let target = run.target.clone();
     let e = match ended {
         Ok(()) => {
             // The output is hashed next: refuse one past the disk budget
-            // (a sparse 10 TiB file, say) before anyone reads it.
+            // (a sparse 10 TiB file, say) before anyone reads it. The tool
+            // caches the run mounted count too: measured before the report
+            // (which lists them) is taken.
             return match state.host.check_disk(true) {
-                Ok(()) => Ok(report),
+                Ok(()) => Ok(take_report(state, stdio)),
                 Err(trap) => {
                     Err(trap
                         .downcast::<RecipeError>()

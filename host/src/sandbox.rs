@@ -331,6 +331,45 @@ impl DiskWatch {
         total
     }
 }
+/// How a tool's run ended, as [`watch`] saw it.
+enum Ended {
+    Exited,
+    TimedOut,
+    /// What it wrote passed the disk limit (`used` bytes).
+    OverDisk {
+        limit: u64,
+        used: u64,
+    },
+}
+
+/// Wait for the exit `exited` announces, until `deadline`; with `disk`,
+/// measure what the tool wrote every [`DISK_POLL`] (or 20 times as long as
+/// a measurement takes) and stop it past the limit.
+fn watch(exited: &mpsc::Receiver<()>, deadline: Instant, disk: Option<&DiskWatch>) -> Ended {
+    let mut poll = DISK_POLL;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if disk.is_some() { left.min(poll) } else { left };
+        match exited.recv_timeout(wait) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ended::Exited,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= deadline {
+            return Ended::TimedOut;
+        }
+        if let Some(d) = disk {
+            let looked = Instant::now();
+            let used = d.measure();
+            poll = DISK_POLL.max(looked.elapsed() * 20);
+            if used > d.limit {
+                return Ended::OverDisk {
+                    limit: d.limit,
+                    used,
+                };
+            }
+        }
+    }
+}
 
 /// Collect stdout/stderr (capped) and wait, killing the process group at
 /// the deadline, or once the writable mounts hold more than `disk` allows.
@@ -364,29 +403,7 @@ fn wait_capped(
         let _ = tx.send(());
         exited
     });
-    let deadline = start + timeout;
-    let mut poll = DISK_POLL;
-    let mut over_disk = None;
-    let timed_out = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let wait = if disk.is_some() { left.min(poll) } else { left };
-        match rx.recv_timeout(wait) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        if Instant::now() >= deadline {
-            break true;
-        }
-        if let Some(d) = &disk {
-            let looked = Instant::now();
-            let used = d.measure();
-            poll = DISK_POLL.max(looked.elapsed() * 20);
-            if used > d.limit {
-                over_disk = Some((d.limit, used));
-                break false;
-            }
-        }
-    };
+    let ended = watch(&rx, start + timeout, disk.as_ref());
     // Orphans that kept the pipes open die with the group (and, past the
     // deadline, everything else in it).
     kill_group(pid);
@@ -404,19 +421,22 @@ fn wait_capped(
         source,
     })?;
     let [out, err] = readers.map(|h| h.and_then(|h| h.join().ok()).unwrap_or_default());
-    if let Some((limit, used)) = over_disk {
-        return Err(SandboxError::DiskLimit {
-            program: program.to_string(),
-            limit,
-            used,
-        });
-    }
-    if timed_out {
-        return Err(SandboxError::TimedOut {
-            program: program.to_string(),
-            limit: timeout,
-            capped_at: None,
-        });
+    match ended {
+        Ended::Exited => {}
+        Ended::OverDisk { limit, used } => {
+            return Err(SandboxError::DiskLimit {
+                program: program.to_string(),
+                limit,
+                used,
+            });
+        }
+        Ended::TimedOut => {
+            return Err(SandboxError::TimedOut {
+                program: program.to_string(),
+                limit: timeout,
+                capped_at: None,
+            });
+        }
     }
     use std::os::unix::process::ExitStatusExt;
     Ok(SandboxOutput {

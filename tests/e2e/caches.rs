@@ -191,3 +191,24 @@ fn a_recipe_replaced_at_the_same_path_does_not_inherit_the_old_ones_caches() {
         "a replaced recipe saw the old one's cache"
     );
 }
+
+/// What tools leave in a tool cache counts in the target's disk budget,
+/// even when each exec stays under it: the end of the run measures /work,
+/// /out and the caches together.
+#[test]
+fn what_tools_leave_in_a_cache_counts_in_the_disk_budget() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\nattack = \"exec\"\ncache = [\"k\", \"/cache/c\"]\nscript = 'head -c 1500000 /dev/zero > /cache/c/big'\nthen = 'head -c 1000000 /dev/zero > /work/big'\n",
+            fixture("hostile")
+        ),
+    );
+    p.kiln(&["build", "--disk", "2M"])
+        .fails_with("wrote more than its disk budget of 2 MiB to /work, /out and its tool caches");
+    // Under a budget that holds both, the same build passes.
+    p.kiln(&["build", "--disk", "4M"]).ok();
+}

@@ -127,92 +127,100 @@ impl<R: Read> Reader<'_, R> {
         if depth > MAX_DEPTH {
             return Err(malformed(format!("nesting deeper than {MAX_DEPTH}")));
         }
-        let io = |source| RestoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
         self.expect(b"(")?;
         self.expect(b"type")?;
         match self.string()?.as_slice() {
-            b"regular" => {
-                let mut tag = self.string()?;
-                let executable = tag == b"executable";
-                if executable {
-                    self.expect(b"")?;
-                    tag = self.string()?;
-                }
-                if tag != b"contents" {
-                    return Err(malformed("a regular file without contents"));
-                }
-                let len = self.u64()?;
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(if executable { 0o755 } else { 0o644 })
-                    .open(path)
-                    .map_err(io)?;
-                self.copy_contents(len, &mut f)
-                    .map_err(|e| match e.kind() {
-                        io::ErrorKind::UnexpectedEof => RestoreError::Read(e),
-                        _ => io(e),
-                    })?;
-                self.padding(len)?;
-                self.expect(b")")?;
-            }
+            b"regular" => self.regular(path),
             b"symlink" => {
                 self.expect(b"target")?;
                 let target = self.string()?;
                 if target.is_empty() || target.contains(&0) {
                     return Err(malformed("an empty symlink target or one with NUL"));
                 }
-                symlink(std::ffi::OsStr::from_bytes(&target), path).map_err(io)?;
-                self.expect(b")")?;
+                symlink(std::ffi::OsStr::from_bytes(&target), path).map_err(io_at(path))?;
+                self.expect(b")")
             }
-            b"directory" => {
-                fs::create_dir(path).map_err(io)?;
-                let mut last: Option<Vec<u8>> = None;
-                loop {
-                    match self.string()?.as_slice() {
-                        b")" => break,
-                        b"entry" => {}
-                        other => {
-                            return Err(malformed(format!(
-                                "expected an entry, found {:?}",
-                                String::from_utf8_lossy(other)
-                            )));
-                        }
-                    }
-                    self.expect(b"(")?;
-                    self.expect(b"name")?;
-                    let name = self.string()?;
-                    let plain = !name.is_empty()
-                        && name != b"."
-                        && name != b".."
-                        && !name.contains(&b'/')
-                        && !name.contains(&0);
-                    if !plain {
-                        return Err(malformed(format!(
-                            "entry name {:?} is not one path component",
-                            String::from_utf8_lossy(&name)
-                        )));
-                    }
-                    if last.as_ref().is_some_and(|l| *l >= name) {
-                        return Err(malformed("directory entries out of order or repeated"));
-                    }
-                    self.expect(b"node")?;
-                    self.node(&path.join(std::ffi::OsStr::from_bytes(&name)), depth + 1)?;
-                    self.expect(b")")?;
-                    last = Some(name);
+            b"directory" => self.directory(path, depth),
+            other => Err(malformed(format!(
+                "unknown node type {:?}",
+                String::from_utf8_lossy(other)
+            ))),
+        }
+    }
+
+    /// A regular file's node after its type: executable or not, contents.
+    fn regular(&mut self, path: &Path) -> Result<(), RestoreError> {
+        let mut tag = self.string()?;
+        let executable = tag == b"executable";
+        if executable {
+            self.expect(b"")?;
+            tag = self.string()?;
+        }
+        if tag != b"contents" {
+            return Err(malformed("a regular file without contents"));
+        }
+        let len = self.u64()?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if executable { 0o755 } else { 0o644 })
+            .open(path)
+            .map_err(io_at(path))?;
+        self.copy_contents(len, &mut f)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => RestoreError::Read(e),
+                _ => io_at(path)(e),
+            })?;
+        self.padding(len)?;
+        self.expect(b")")
+    }
+
+    /// A directory's entries after its type: each one path component, in
+    /// strictly increasing order (as NAR writes them), restored beneath it.
+    fn directory(&mut self, path: &Path, depth: usize) -> Result<(), RestoreError> {
+        fs::create_dir(path).map_err(io_at(path))?;
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            match self.string()?.as_slice() {
+                b")" => return Ok(()),
+                b"entry" => {}
+                other => {
+                    return Err(malformed(format!(
+                        "expected an entry, found {:?}",
+                        String::from_utf8_lossy(other)
+                    )));
                 }
             }
-            other => {
+            self.expect(b"(")?;
+            self.expect(b"name")?;
+            let name = self.string()?;
+            let plain = !name.is_empty()
+                && name != b"."
+                && name != b".."
+                && !name.contains(&b'/')
+                && !name.contains(&0);
+            if !plain {
                 return Err(malformed(format!(
-                    "unknown node type {:?}",
-                    String::from_utf8_lossy(other)
+                    "entry name {:?} is not one path component",
+                    String::from_utf8_lossy(&name)
                 )));
             }
+            if last.as_ref().is_some_and(|l| *l >= name) {
+                return Err(malformed("directory entries out of order or repeated"));
+            }
+            self.expect(b"node")?;
+            self.node(&path.join(std::ffi::OsStr::from_bytes(&name)), depth + 1)?;
+            self.expect(b")")?;
+            last = Some(name);
         }
-        Ok(())
+    }
+}
+
+/// An I/O error writing at `path`.
+fn io_at(path: &Path) -> impl Fn(io::Error) -> RestoreError + '_ {
+    move |source| RestoreError::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

@@ -40,22 +40,7 @@ pub fn document(roots: &[Root<'_>]) -> Result<Value, AuditError> {
         for (j, (path, bin)) in bins.iter().enumerate() {
             binaries += 1;
             let bin_id = format!("SPDXRef-GoBinary-{i}-{j}");
-            let main = bin.children.iter().find(|m| m.hash.is_empty());
-            let mut pkg = json!({
-                "SPDXID": bin_id,
-                "name": path,
-                "downloadLocation": "NOASSERTION",
-                "filesAnalyzed": false,
-                "primaryPackagePurpose": "APPLICATION",
-                "comment": format!("Go binary built with {}", bin.source),
-            });
-            if let Some(main) = main {
-                pkg["versionInfo"] = json!(main.source);
-            }
-            if let Ok(h) = Sha256Hash::parse(&bin.hash) {
-                pkg["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": h.to_hex() }]);
-            }
-            packages.push(pkg);
+            packages.push(binary_package(&bin_id, path, bin));
             relationships.push(json!({
                 "spdxElementId": root_id,
                 "relationshipType": "CONTAINS",
@@ -104,6 +89,25 @@ pub fn document(roots: &[Root<'_>]) -> Result<Value, AuditError> {
         "packages": packages,
         "relationships": relationships,
     }))
+}
+
+/// A Go binary as an SPDX package: its main module's version and its sha256.
+fn binary_package(id: &str, path: &str, bin: &Node) -> Value {
+    let mut pkg = json!({
+        "SPDXID": id,
+        "name": path,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "APPLICATION",
+        "comment": format!("Go binary built with {}", bin.source),
+    });
+    if let Some(main) = bin.children.iter().find(|m| m.hash.is_empty()) {
+        pkg["versionInfo"] = json!(main.source);
+    }
+    if let Ok(h) = Sha256Hash::parse(&bin.hash) {
+        pkg["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": h.to_hex() }]);
+    }
+    pkg
 }
 
 fn module_package(id: &str, m: &Node) -> Value {

@@ -84,3 +84,47 @@ fn render_draws_a_tree() {
         "target hello  sha256-x\n├── recipe go  r\n└── path src  s\n    └── file hello.go  h\n"
     );
 }
+
+#[test]
+fn a_record_that_leads_back_to_itself_is_an_error_not_a_recursion() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let entry = store.entries_dir().join("aaaa-loop");
+    std::fs::create_dir(&entry).unwrap();
+    let h = Sha256Hash([1; 32]);
+    let rec = crate::record::BuildRecord {
+        kiln_version: "0".into(),
+        target: "loop".into(),
+        key: kiln_core::key::BuildKey(h),
+        source_date_epoch: 0,
+        recipe: crate::record::RecipeRecord {
+            name: "go".into(),
+            hash: h,
+            entry: None,
+        },
+        params: serde_json::Value::Null,
+        inputs: vec![crate::record::InputRecord {
+            name: "me".into(),
+            kind: InputKind::Target,
+            origin: "loop".into(),
+            hash: h,
+            hash_of: HashOf::Tree,
+            entry: Some("aaaa-loop".into()),
+            files: Vec::new(),
+        }],
+        tools: Vec::new(),
+        execs: Vec::new(),
+        sandbox: SandboxMode::Hermetic,
+        hermetic: true,
+        output_hash: h,
+        log: Vec::new(),
+        timing: crate::record::Timing {
+            build_ms: 0,
+            exec_ms: Vec::new(),
+            caches: Vec::new(),
+            fetches_reused: Vec::new(),
+        },
+    };
+    crate::record::write(&store, &entry, &rec).unwrap();
+    assert!(matches!(closure(&store, &entry), Err(AuditError::Cycle(_))));
+}

@@ -175,12 +175,19 @@ impl Ask<'_> {
     /// Download the NAR file into `dir`, check its hash and size, then
     /// unpack it at `staged` checking the NAR's.
     fn download_nar(&self, info: &NarInfo, dir: &Path, staged: &Path) -> Result<(), CacheError> {
+        let file = dir.join("nar.file");
+        self.download_file(info, &file)?;
+        self.restore_nar(info, &file, staged)
+    }
+
+    /// The narinfo's file, bounded by its signed NarSize, checked to have
+    /// the size the narinfo says.
+    fn download_file(&self, info: &NarInfo, file: &Path) -> Result<(), CacheError> {
         let bad = |m: String| self.refused(&info.url, m);
         let reader = self
             .cache
             .open(&info.url)?
             .ok_or_else(|| bad("missing, though its narinfo names it".into()))?;
-        let file = dir.join("nar.file");
         // FileSize is not signed (Nix's fingerprint covers the NAR, not the
         // file), so it alone cannot bound the download: a replayed narinfo
         // could announce a terabyte. The signed NarSize can, with the most
@@ -192,7 +199,7 @@ impl Ask<'_> {
             stall: self.stall,
             ..Default::default()
         };
-        match copy_bounded(reader, &file, &|_| {}, &limits) {
+        match copy_bounded(reader, file, &|_| {}, &limits) {
             Ok(()) => {}
             Err(DownloadStop::TooLarge) => {
                 return Err(bad(format!(
@@ -225,7 +232,7 @@ impl Ask<'_> {
         // signed (Nix's fingerprint covers the NAR), so it proves nothing
         // the NAR hash does not: only the NAR hash is computed, in the one
         // pass that unpacks (the restorer trusts nothing it reads).
-        let size = fs::metadata(&file)?.len();
+        let size = fs::metadata(file)?.len();
         if size != info.file_size {
             return Err(bad(format!(
                 "the file has {size} bytes, but the narinfo says {}{}",
@@ -237,8 +244,15 @@ impl Ask<'_> {
                 }
             )));
         }
+        Ok(())
+    }
+
+    /// Decompress and restore the NAR into `staged`, hashing it in the same
+    /// pass; its hash and size must be the signed ones.
+    fn restore_nar(&self, info: &NarInfo, file: &Path, staged: &Path) -> Result<(), CacheError> {
+        let bad = |m: String| self.refused(&info.url, m);
         let nar_result = {
-            let input = BufReader::with_capacity(256 * 1024, fs::File::open(&file)?);
+            let input = BufReader::with_capacity(256 * 1024, fs::File::open(file)?);
             let decompressed: Box<dyn Read> = match info.compression.as_str() {
                 "zstd" => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
                 "none" => Box::new(input),

@@ -69,7 +69,12 @@ fn input_record(store: &Store, i: &ResolvedInput) -> Result<InputRecord, BuildEr
         origin: i.origin.clone(),
         hash: i.hash,
         hash_of: if i.is_dir { HashOf::Tree } else { HashOf::File },
-        entry: Some(entry_name(&i.entry)),
+        // Named as the store names this hash and input, not by where this
+        // store happens to hold it: records stay the same on every machine.
+        entry: Some(match i.kind {
+            InputKind::Target => entry_name(&i.entry),
+            InputKind::Path | InputKind::Url => entry_name(&store.entry_path(&i.hash, &i.name)),
+        }),
         files: if i.kind == InputKind::Path && i.is_dir {
             input_listing(store, &i.entry).map_err(|source| BuildError::Listing {
                 action: "cannot list an input for the build record",

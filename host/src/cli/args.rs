@@ -392,7 +392,7 @@ pub enum HashCommand {
         format: FormatArg,
         /// Read every file even if the tree looks unchanged (skip the stat
         /// cache, which remembers each file's stat data and hash).
-        #[arg(long)]
+        #[arg(long, alias = "no-cache")]
         no_stat_cache: bool,
     },
     /// The flat hash of a file's bytes (`nix hash file`, `sha256sum`).

@@ -41,25 +41,43 @@ fn input(name: &str, kind: InputKind, entry: Option<&str>) -> InputRecord {
     }
 }
 
+/// An entry the store holds under `name`, with its whole hash recorded.
+fn stored(store: &Store, name: &str, text: &str) -> (String, Sha256Hash) {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f"), text).unwrap();
+    let filter = kiln_core::pathfilter::PathFilter::default();
+    let hash = kiln_core::store::content_hash(src.path(), &filter).unwrap();
+    let entry = store.add_path(src.path(), &filter, name, &hash).unwrap();
+    (entry.file_name().unwrap().to_string_lossy().into(), hash)
+}
+
+fn input_of(name: &str, kind: InputKind, entry: &str, hash: Sha256Hash) -> InputRecord {
+    InputRecord {
+        hash,
+        ..input(name, kind, Some(entry))
+    }
+}
+
 #[test]
 fn deps_name_every_kept_entry_and_nothing_outside_the_store() {
     let home = tempfile::tempdir().unwrap();
     let store = Store::open(home.path()).unwrap();
-    for e in ["a-src", "b-dl", "c-lib", "d-recipe"] {
-        std::fs::create_dir(store.entries_dir().join(e)).unwrap();
-    }
+    let (src, src_hash) = stored(&store, "src", "a");
+    let (dl, dl_hash) = stored(&store, "dl", "b");
+    let (lib, _) = stored(&store, "lib", "c");
+    let (recipe, _) = stored(&store, "recipe", "d");
     std::fs::create_dir(home.path().join("secret")).unwrap();
     let rec = record_with(
         vec![
-            input("src", InputKind::Path, Some("a-src")),
-            input("dl", InputKind::Url, Some("b-dl")),
-            input("lib", InputKind::Target, Some("c-lib")),
+            input_of("src", InputKind::Path, &src, src_hash),
+            input_of("dl", InputKind::Url, &dl, dl_hash),
+            input("lib", InputKind::Target, Some(&lib)),
             input("gone", InputKind::Target, Some("e-gone")),
             input("evil", InputKind::Target, Some("../secret")),
             // An old record: a target input without a name has no entry.
             input("old", InputKind::Target, None),
         ],
-        Some("d-recipe"),
+        Some(&recipe),
     );
     let deps: Vec<(DepRole, String)> = rec
         .deps(&store)
@@ -74,12 +92,26 @@ fn deps_name_every_kept_entry_and_nothing_outside_the_store() {
     assert_eq!(
         deps,
         vec![
-            (DepRole::Recipe, "d-recipe".to_string()),
-            (DepRole::Input(InputKind::Path), "a-src".to_string()),
-            (DepRole::Input(InputKind::Url), "b-dl".to_string()),
-            (DepRole::Input(InputKind::Target), "c-lib".to_string()),
+            (DepRole::Recipe, recipe),
+            (DepRole::Input(InputKind::Path), src),
+            (DepRole::Input(InputKind::Url), dl),
+            (DepRole::Input(InputKind::Target), lib),
         ]
     );
+}
+
+#[test]
+fn a_path_or_url_input_names_only_an_entry_holding_its_hash() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let (other, _) = stored(&store, "other", "not the input");
+    let (dl, dl_hash) = stored(&store, "prefetched-as-something-else", "b");
+    // A record claiming hash H for an entry holding other content: that
+    // entry is not the input's; the one holding H is, whatever its name.
+    let lying = input_of("dl", InputKind::Url, &other, dl_hash);
+    assert_eq!(lying.entry_in(&store), Some(store.entries_dir().join(&dl)));
+    let unknown = input_of("x", InputKind::Path, &other, Sha256Hash([9; 32]));
+    assert_eq!(unknown.entry_in(&store), None);
 }
 
 #[test]

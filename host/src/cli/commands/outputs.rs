@@ -1,7 +1,8 @@
 //! What `audit`, `push` and `cache push` name when they name an output:
 //! a target of kiln.toml (found as last built: nothing is built or
-//! fetched), or a path into the store (`./result`, a store path). One rule
-//! decides which ([`OutputRef::parse`]), one resolver finds the entries.
+//! fetched), or a path into the store (`./result`, a store path, or a path
+//! inside an entry, which names that entry). One rule decides which
+//! ([`OutputRef::parse`]), one resolver finds the entries.
 
 use std::path::{Path, PathBuf};
 
@@ -96,19 +97,21 @@ pub(super) fn resolve(
     Ok(out)
 }
 
-/// kiln.toml, when a reference may need it: none are given (every target),
-/// or a bare name is not an existing path. Bare names that are all paths
-/// need no kiln.toml, but use one that is there.
+/// kiln.toml: the one `-f` names or the one here, read whenever it is
+/// there (a broken one is an error, never skipped) or a reference needs
+/// it (none are given: every target; a bare name is not an existing
+/// path). Only paths, with no kiln.toml at all, need none.
 fn manifest_for(refs: &[OutputRef], file: &FileArg) -> anyhow::Result<Option<Manifest>> {
     let names_a_path = |r: &OutputRef| match r {
         OutputRef::Path(_) => true,
         OutputRef::Name(n) => Path::new(n).exists(),
     };
     let needed = refs.is_empty() || !refs.iter().all(names_a_path);
-    match open::manifest(file.file.as_deref()) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if needed => Err(e),
-        Err(_) => Ok(None),
+    let present = file.file.is_some() || std::fs::symlink_metadata("kiln.toml").is_ok();
+    if needed || present {
+        open::manifest(file.file.as_deref()).map(Some)
+    } else {
+        Ok(None)
     }
 }
 
