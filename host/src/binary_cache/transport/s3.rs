@@ -19,40 +19,13 @@ pub(super) fn parse_s3(
             "{url}: expected s3://BUCKET[/PREFIX][?endpoint=…&region=…]"
         ));
     }
-    let mut endpoint = None;
-    let mut region = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("endpoint", v)) => endpoint = Some(v.to_string()),
-            Some(("region", v)) => region = Some(v.to_string()),
-            _ => {
-                return Err(format!(
-                    "{url}: unknown parameter {pair:?} (endpoint and region are known; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-                ));
-            }
-        }
-    }
+    let (endpoint, region) = parse_query(url, query)?;
     let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
     let region = region
         .or_else(|| env("AWS_REGION"))
         .or_else(|| env("AWS_DEFAULT_REGION"))
         .unwrap_or_else(|| "us-east-1".into());
-    // A custom endpoint (MinIO, Garage, moto, …) is addressed by path;
-    // AWS itself by virtual host.
-    let (endpoint, style) = match endpoint {
-        Some(e) => {
-            let e = if e.contains("://") {
-                e
-            } else {
-                format!("https://{e}")
-            };
-            (e, rusty_s3::UrlStyle::Path)
-        }
-        None => (
-            format!("https://s3.{region}.amazonaws.com"),
-            rusty_s3::UrlStyle::VirtualHost,
-        ),
-    };
+    let (endpoint, style) = endpoint_of(endpoint, &region);
     let endpoint_url: url::Url = endpoint
         .parse()
         .map_err(|e| format!("{url}: endpoint {endpoint:?}: {e}"))?;
@@ -92,4 +65,35 @@ pub(super) fn parse_s3(
             agents: Agents::new(timeouts, named_by),
         },
     })
+}
+
+/// The URL's `endpoint` and `region` parameters; any other is an error.
+fn parse_query(url: &str, query: &str) -> Result<(Option<String>, Option<String>), String> {
+    let mut endpoint = None;
+    let mut region = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("endpoint", v)) => endpoint = Some(v.to_string()),
+            Some(("region", v)) => region = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "{url}: unknown parameter {pair:?} (endpoint and region are known; credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+                ));
+            }
+        }
+    }
+    Ok((endpoint, region))
+}
+
+/// Where requests go and how the bucket is addressed: a custom endpoint
+/// (MinIO, Garage, moto, …) by path, AWS itself by virtual host.
+fn endpoint_of(endpoint: Option<String>, region: &str) -> (String, rusty_s3::UrlStyle) {
+    match endpoint {
+        Some(e) if e.contains("://") => (e, rusty_s3::UrlStyle::Path),
+        Some(e) => (format!("https://{e}"), rusty_s3::UrlStyle::Path),
+        None => (
+            format!("https://s3.{region}.amazonaws.com"),
+            rusty_s3::UrlStyle::VirtualHost,
+        ),
+    }
 }
