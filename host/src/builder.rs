@@ -371,7 +371,13 @@ impl<'a> Ctx<'a> {
     /// [`Self::execute`] but for the report.
     fn find_or_build(&self, mut job: Job<'_>, check: bool) -> Result<Built, BuildError> {
         let t = job.target;
-        let _lock = self.store.lock(&job.key.to_hex())?;
+        let _lock = self.store.lock_or_wait(&job.key.to_hex(), |pid| {
+            let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            self.opts.reporter.note(format!(
+                "waiting for another kiln build of {}{by} to finish",
+                t.name
+            ));
+        })?;
         let stored = self.store.lookup_output(&job.key.hash()).and_then(|entry| {
             let rec = crate::record::read(&self.store, &entry).ok()?;
             Some(Built {

@@ -90,6 +90,10 @@ pub fn main() -> i32 {
         errln!("error: cannot mark inherited file descriptors close-on-exec: {e}");
         return 1;
     }
+    if let Err(e) = crate::interrupt::install() {
+        errln!("error: cannot catch Ctrl-C: {e}");
+        return 1;
+    }
     let cli = Cli::parse();
     let result = commands::run(cli);
     crate::sandbox::remove_build_cgroups();
@@ -98,6 +102,10 @@ pub fn main() -> i32 {
         // `kiln audit | head`: the reader went away. Stop quietly with the
         // status a process killed by SIGPIPE has.
         Err(e) if reader_went_away(&e) => 141,
+        Err(e) if crate::interrupt::interrupted() => {
+            errln!("kiln: interrupted: {e}");
+            crate::interrupt::EXIT_STATUS
+        }
         Err(e) => {
             errln!("error: {e}");
             for cause in e.chain().skip(1) {

@@ -270,6 +270,12 @@ pub(crate) fn copy_bounded(
     {
         let now = received.load(Ordering::Relaxed);
         on_progress(now);
+        if crate::interrupt::interrupted() {
+            return Err(DownloadStop::Io(io::Error::new(
+                io::ErrorKind::Interrupted,
+                crate::interrupt::Interrupted,
+            )));
+        }
         if window.1.elapsed() >= limits.stall {
             if now - window.0 < least {
                 return Err(DownloadStop::Stalled);

@@ -25,6 +25,7 @@ pub mod descriptors;
 pub mod fetch;
 pub mod gc;
 pub mod image;
+pub mod interrupt;
 pub mod recipes;
 pub mod record;
 pub mod registry;

@@ -138,6 +138,8 @@ pub struct RunReport {
 /// Why a recipe run failed. Each names what the recipe did.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
+    #[error("recipe for '{target}' stopped: interrupted (Ctrl-C)")]
+    Interrupted { target: String },
     #[error("recipe for '{target}' failed: {message}")]
     Failed { target: String, message: String },
     #[error(

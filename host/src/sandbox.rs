@@ -172,6 +172,8 @@ pub struct SandboxOutput {
 /// Why a process could not be run to completion.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    #[error(transparent)]
+    Interrupted(#[from] crate::interrupt::Interrupted),
     #[error(
         "cannot create a sandbox: {reason}. Install bubblewrap (Debian: apt-get install bubblewrap) on a kernel that allows unprivileged user namespaces, or pass --sandbox=off to build without isolation (the output is then marked not hermetic)"
     )]
@@ -204,6 +206,7 @@ pub enum SandboxError {
 
 /// Run `spec` to completion under `mode`.
 pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, SandboxError> {
+    crate::interrupt::check()?;
     // `_user_net` keeps a fetching step's network stack up until it exits.
     let (child, cgroups, _user_net) = match mode {
         SandboxMode::Hermetic => {
@@ -393,6 +396,11 @@ fn wait_capped(
     .map(|r| r.map(|r| std::thread::spawn(move || read_capped(r))));
     let pid = child.id();
     RUNNING.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+    // A Ctrl-C between the check before spawning and the line above found
+    // no pid to kill: this tool stops here.
+    if crate::interrupt::interrupted() {
+        kill_group(pid);
+    }
     // Wait for the exit without reaping: while the process is a zombie its
     // pid, and so its process group's id, cannot be reused, so the kill
     // below reaches only what this spawn started, never a newcomer that

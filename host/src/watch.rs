@@ -23,8 +23,13 @@ pub struct Watched {
     files: Vec<PathBuf>,
 }
 
-/// What building `targets` of `manifest` reads.
-pub fn watched(manifest: &Manifest, targets: &[String]) -> Result<Watched, UnknownTarget> {
+/// What building `targets` of `manifest` reads; links into `store_dir`
+/// (kiln's result links) are outputs, not what a build reads.
+pub fn watched(
+    manifest: &Manifest,
+    targets: &[String],
+    store_dir: &Path,
+) -> Result<Watched, UnknownTarget> {
     let mut w = Watched::default();
     w.files.push(manifest.file.clone());
     for t in manifest.build_order(targets)? {
@@ -34,7 +39,8 @@ pub fn watched(manifest: &Manifest, targets: &[String]) -> Result<Watched, Unkno
         for input in t.inputs.values() {
             if let Source::Path { path, exclude } = &input.source {
                 if path.is_dir() {
-                    w.trees.push((path.clone(), PathFilter::new(exclude)));
+                    let filter = PathFilter::new(exclude).skipping_links_into(store_dir);
+                    w.trees.push((path.clone(), filter));
                 } else {
                     w.files.push(path.clone());
                 }
@@ -69,7 +75,9 @@ impl Watched {
                     prefix.push('/');
                 }
                 prefix.push_str(&c.as_os_str().to_string_lossy());
-                if filter.excludes(&prefix) {
+                let at = root.join(&prefix);
+                let is_link = std::fs::symlink_metadata(&at).is_ok_and(|m| m.is_symlink());
+                if filter.skips(&prefix, &at, is_link) {
                     return false;
                 }
             }

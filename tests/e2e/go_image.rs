@@ -305,11 +305,16 @@ fn learn_vendor_hash() -> String {
     p.kiln(&["build"])
         .fails_with("network denied: params.vendor_hash is not set for target 'app'")
         .fails_with("kiln build --fetch-unpinned app");
-    // --fetch-unpinned runs the step and names the hash to pin.
-    let r = p
-        .kiln(&["build", "--fetch-unpinned"])
-        .fails_with("params.vendor_hash of target 'app' is not set");
-    r.stderr
+    // --fetch-unpinned runs the step and prints the line to paste: what
+    // was asked, so it succeeds.
+    let r = p.kiln(&["build", "--fetch-unpinned"]).ok();
+    assert!(
+        r.stderr
+            .contains("the fixed-output step of target 'app' produced sha256-"),
+        "{}",
+        r.stderr
+    );
+    r.stdout
         .split("params.vendor_hash = \"")
         .nth(1)
         .and_then(|s| s.split('"').next())
@@ -450,4 +455,19 @@ fn cache_false_builds_without_the_kept_cache() {
     );
     let out = run(Command::new(p.path("result/bin/el")).output().unwrap()).ok();
     assert_eq!(out.stdout, "hello, world\n");
+}
+
+/// A `file:///inputs/NAME` goproxy that names no declared input is refused
+/// before anything runs, by name (it would work only while an earlier
+/// download is reused).
+#[test]
+fn a_goproxy_naming_no_input_is_refused_by_name_before_anything_runs() {
+    let p = module_with_dependency(Some("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    p.write(
+        "kiln.toml",
+        &toml.replace("file:///inputs/proxy", "file:///inputs/proxies"),
+    );
+    p.kiln(&["build"])
+        .fails_with("params.goproxy names the input 'proxies' (file:///inputs/proxies), which this target does not declare");
 }

@@ -188,14 +188,18 @@ fn a_pinned_fixed_output_step_has_outbound_network() {
     let p = hostile(
         "attack = \"exec\"\nscript = 'echo | nc -w 5 pypi.org 443 && echo connected > /work/fetched/ok'\nfixed_dir = \"fetched\"\n",
     );
-    let r = p
-        .kiln(&["build", "--fetch-unpinned"])
-        .fails_with("params.pin of target 't' is not set: its fixed-output step produced sha256-");
-    // The hash printed is that of a directory holding `ok` = "connected\n".
+    let r = p.kiln(&["build", "--fetch-unpinned"]).ok();
+    // The hash printed is that of a directory holding `ok` = "connected\n",
+    // as the line to paste into kiln.toml.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ok"), "connected\n").unwrap();
     let want = kiln_core::nar::hash_path(dir.path()).unwrap().to_sri();
-    assert!(r.stderr.contains(&want), "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!("params.pin = \"{want}\"\n"),
+        "{}",
+        r.stderr
+    );
     p.assert_left_only_input("tools");
 }
 

@@ -246,3 +246,49 @@ fn gc_keeps_what_a_result_link_roots_and_deletes_the_rest() {
     p.kiln(&["gc", "--root", &root]).ok();
     assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
 }
+
+/// kiln's own result links are outputs, never source: whatever `-o` names
+/// them, and whatever `exclude` says, a `path = "."` input does not hash
+/// them, so the next build is a no-op.
+#[test]
+fn result_links_are_never_hashed_as_source_whatever_their_name() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(crate::support::busybox(), p.path("tools/bin/sh")).unwrap();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\ninputs.src = {{ path = \".\", exclude = [\"/proxy\"] }}\n[target.t.params]\nattack = \"exec\"\nscript = 'echo hi'\n",
+            fixture("hostile")
+        ),
+    );
+    let found = |args: &[&str]| -> bool {
+        let r = p.kiln(args).ok();
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v[0]["cached"].as_bool().unwrap()
+    };
+    // The default name, with an `exclude` that once replaced the defaults.
+    assert!(!found(&["build", "--json"]));
+    assert!(found(&["build", "--json"]), "the result link was hashed");
+    // A name of the user's choice, as docs/audit.md suggests for releases.
+    assert!(found(&["build", "--json", "-o", "release-1.0"]));
+    assert!(found(&["build", "--json", "-o", "release-1.0"]));
+    assert!(p.path("release-1.0").exists());
+    // A real source change still rebuilds.
+    p.write("new.txt", "x");
+    assert!(!found(&["build", "--json", "-o", "release-1.0"]));
+}
+
+/// A malformed pin a recipe names (`params.vendor_hash`) fails when
+/// kiln.toml is read, with its place, before any recipe or tool runs.
+#[test]
+fn a_malformed_pin_fails_at_load_with_its_place() {
+    let p = Project::new();
+    p.write(
+        "kiln.toml",
+        "[target.t]\nrecipe = \"go\"\ninputs.src = { path = \".\" }\nparams.vendor_hash = \"sha256-notahash\"\n",
+    );
+    p.kiln(&["build"])
+        .fails_with("kiln.toml:4:22: params.vendor_hash");
+    assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
+}

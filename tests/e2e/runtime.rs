@@ -224,3 +224,84 @@ fn build_json_reports_each_target_and_step_as_json_lines_on_stderr() {
         Vec::<serde_json::Value>::new()
     );
 }
+
+/// Ctrl-C stops a build cleanly: the running tool dies with everything it
+/// started, kiln says it was interrupted and exits 130, and this run's
+/// staging is gone (nothing for `kiln gc` to find).
+#[test]
+fn ctrl_c_stops_the_tools_says_so_and_leaves_no_staging() {
+    let p = Project::new();
+    shell_targets(&p, &[("t", "echo started > /work/started; sleep 60")]);
+    let child = p
+        .command(&["build"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the tool to run: its staging directory exists by then.
+    let tmp = p.home.path().join("tmp");
+    let running = || {
+        std::fs::read_dir(&tmp)
+            .is_ok_and(|rd| rd.flatten().any(|e| e.path().join("work/started").exists()))
+    };
+    let start = std::time::Instant::now();
+    while !running() {
+        assert!(start.elapsed().as_secs() < 60, "the tool never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let sent = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        sent.elapsed().as_secs() < 20,
+        "the sleeping tool was not stopped"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
+/// Two builds of the same target: the second says whom it waits for, then
+/// takes the first one's output instead of building again.
+#[test]
+fn a_build_waiting_for_another_says_so_and_reuses_its_output() {
+    let p = Project::new();
+    shell_targets(
+        &p,
+        &[("t", "echo started > /work/started; sleep 3; echo done")],
+    );
+    let first = p
+        .command(&["build", "--no-link"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tmp = p.home.path().join("tmp");
+    let start = std::time::Instant::now();
+    while !std::fs::read_dir(&tmp)
+        .is_ok_and(|rd| rd.flatten().any(|e| e.path().join("work/started").exists()))
+    {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the first build never ran its tool"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = first.id();
+    let second = p.kiln(&["build"]).ok();
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
+    let waiting = format!("waiting for another kiln build of t (pid {pid}) to finish");
+    assert!(second.stderr.contains(&waiting), "{}", second.stderr);
+    assert!(second.stdout.contains("(cached)"), "{}", second.stdout);
+}

@@ -58,6 +58,14 @@ fn kiln_init_in_a_go_module_builds_an_image_that_runs() {
     let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
     assert!(toml.contains("packages = [\"./cmd/greeter\"]"), "{toml}");
     assert!(toml.contains(GO_HASH), "{toml}");
+    // The README's multi-platform line extends what init wrote.
+    let extended = toml.replace(
+        "params.packages =",
+        "params.platforms = [\"linux/amd64\", \"linux/arm64\"]\nparams.packages =",
+    );
+    let m = kiln_core::manifest::parse_manifest(&p.path("kiln.toml"), &extended)
+        .unwrap_or_else(|e| panic!("{e}\n{extended}"));
+    assert_eq!(m.targets["greeter"].params["platforms"][1], "linux/arm64");
 
     // Builds on the first try: go test ran (the library's test), then the image.
     let r = p.kiln(&["build"]).ok();

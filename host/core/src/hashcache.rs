@@ -140,7 +140,7 @@ fn sorted_children(path: &Path, rel: &str, filter: &PathFilter) -> Result<Vec<Ch
         })
         .collect::<Result<_, _>>()
         .map_err(io_err(path))?;
-    children.retain(|(_, r, _)| !filter.excludes(r));
+    children.retain(|(name, r, m)| !filter.skips(r, &path.join(name), m.file_type().is_symlink()));
     children.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(children)
 }

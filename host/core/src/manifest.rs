@@ -135,6 +135,40 @@ impl Source {
 /// on every build).
 pub const DEFAULT_EXCLUDES: &[&str] = &[".git", "/result", "/result-*", "/kiln.lock"];
 
+/// A param named `*_hash` is a pin a recipe's fixed-output step names
+/// (`params.vendor_hash`): checked here, where its place is known, not
+/// when the recipe reaches it.
+fn check_param_pin(key: &str, value: &Spanned<toml::Value>) -> Result<(), String> {
+    if !key.ends_with("_hash") {
+        return Ok(());
+    }
+    match value.get_ref() {
+        toml::Value::String(s) => Sha256Hash::parse(s)
+            .map(|_| ())
+            .map_err(|e| format!("params.{key}: {e}")),
+        other => Err(format!(
+            "params.{key} is a {}, not a hash; write it as a string, e.g. \"sha256-…\" (kiln build --fetch-unpinned prints it)",
+            other.type_str()
+        )),
+    }
+}
+
+/// A path input's patterns: `exclude` added to [`DEFAULT_EXCLUDES`]
+/// (unless `default_excludes = false` drops them), each once.
+fn excludes(exclude: Option<Vec<String>>, defaults: bool) -> Vec<String> {
+    let mut all: Vec<String> = if defaults {
+        DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    for p in exclude.unwrap_or_default() {
+        if !all.contains(&p) {
+            all.push(p);
+        }
+    }
+    all
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
@@ -159,7 +193,7 @@ struct RawTarget {
     #[serde(default)]
     inputs: BTreeMap<Spanned<String>, Spanned<RawInput>>,
     #[serde(default)]
-    params: toml::Table,
+    params: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     output_hash: Option<Spanned<String>>,
 }
 
@@ -173,6 +207,7 @@ struct RawInput {
     #[serde(default)]
     unpack: bool,
     exclude: Option<Vec<String>>,
+    default_excludes: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -223,7 +258,12 @@ pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError
                     .map_err(|e| err(h.span(), format!("output_hash: {e}")))?,
             ),
         };
-        let params = serde_json::to_value(&raw_target.params).map_err(|e| ManifestError {
+        let mut table = toml::Table::new();
+        for (key, value) in raw_target.params {
+            check_param_pin(key.get_ref(), &value).map_err(|m| err(value.span(), m))?;
+            table.insert(key.into_inner(), value.into_inner());
+        }
+        let params = serde_json::to_value(&table).map_err(|e| ManifestError {
             location: target_at.clone(),
             message: format!("target '{name}': params cannot be handed to the recipe: {e}"),
         })?;
@@ -326,15 +366,15 @@ fn parse_input(
     if raw.unpack && raw.url.is_none() {
         return Err(err("unpack = true only applies to url inputs".to_string()));
     }
-    if raw.exclude.is_some() && raw.path.is_none() {
-        return Err(err("exclude only applies to path inputs".to_string()));
+    if (raw.exclude.is_some() || raw.default_excludes.is_some()) && raw.path.is_none() {
+        return Err(err(
+            "exclude and default_excludes only apply to path inputs".to_string(),
+        ));
     }
     let source = if let Some(p) = raw.path {
         Source::Path {
             path: dir.join(p),
-            exclude: raw
-                .exclude
-                .unwrap_or_else(|| DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect()),
+            exclude: excludes(raw.exclude, raw.default_excludes.unwrap_or(true)),
         }
     } else if let Some(url) = raw.url {
         if !(url.starts_with("http://")
@@ -497,7 +537,15 @@ pub struct UnknownTarget {
 
 /// toml's messages, with the valid keys spelled out where serde lists them.
 fn explain_toml_error(message: &str) -> String {
-    message.trim().replace('`', "'")
+    let raw = message.trim().replace('`', "'");
+    // `params = { … }` then `params.platforms = […]`: TOML closes an inline
+    // table where it is written.
+    if raw.contains("inline table") && (raw.contains("dotted key") || raw.contains("extend")) {
+        return format!(
+            "{raw}: a table written inline (`params = {{ … }}`) is complete where it stands, so a later `params.KEY = …` line cannot add to it. Put the key inside the braces, or write the table as lines (`params.a = 1` for each key, or a `[target.NAME.params]` section)"
+        );
+    }
+    raw
 }
 
 /// 1-based line and column of byte `offset` in `text`.

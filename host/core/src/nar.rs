@@ -171,7 +171,7 @@ fn write_node(
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (name, child_ft) in entries {
             let child_rel = join_rel(rel, &name.to_string_lossy());
-            if filter.excludes(&child_rel) {
+            if filter.skips(&child_rel, &path.join(&name), child_ft.is_symlink()) {
                 continue;
             }
             write_str(out, b"entry")?;

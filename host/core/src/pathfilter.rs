@@ -1,13 +1,20 @@
-//! Which entries of a `path` input count: gitignore-like `exclude` patterns.
+//! Which entries of a `path` input count: gitignore-like `exclude` patterns,
+//! and symlinks into kiln's store (its result links, whatever `-o` named
+//! them).
 //!
 //! A pattern without a `/` matches an entry's name at any depth (`.git`);
 //! a pattern starting with `/` is anchored at the input's root (`/result-*`);
-//! `*` matches any run of characters except `/`, `?` one character. Pure.
+//! `*` matches any run of characters except `/`, `?` one character. Pure
+//! but for reading a symlink's target.
+
+use std::path::{Path, PathBuf};
 
 /// A set of exclude patterns; the default excludes nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PathFilter {
     patterns: Vec<String>,
+    /// Symlinks whose target lies under one of these are left out.
+    links_into: Vec<PathBuf>,
 }
 
 impl PathFilter {
@@ -15,7 +22,32 @@ impl PathFilter {
     pub fn new(patterns: &[String]) -> Self {
         PathFilter {
             patterns: patterns.to_vec(),
+            links_into: Vec::new(),
         }
+    }
+
+    /// Also leave out every symlink pointing under `dir` (the store's
+    /// entries, as written and as resolved): kiln's result links are
+    /// outputs, never source, whatever they are called.
+    pub fn skipping_links_into(mut self, dir: &Path) -> Self {
+        self.links_into.push(dir.to_path_buf());
+        if let Ok(real) = dir.canonicalize()
+            && real != dir
+        {
+            self.links_into.push(real);
+        }
+        self
+    }
+
+    /// Whether the entry `rel` at `path` is left out: it matches a pattern,
+    /// or it is a symlink (`is_symlink`, from the walker's own `lstat`)
+    /// into a directory [`Self::skipping_links_into`] named.
+    pub fn skips(&self, rel: &str, path: &Path, is_symlink: bool) -> bool {
+        self.excludes(rel)
+            || (is_symlink
+                && !self.links_into.is_empty()
+                && std::fs::read_link(path)
+                    .is_ok_and(|t| self.links_into.iter().any(|d| t.starts_with(d))))
     }
 
     /// Whether `rel` (a `/`-separated path relative to the root) is left out.
@@ -54,6 +86,23 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_into_the_store_are_skipped_whatever_their_name() {
+        let d = tempfile::tempdir().unwrap();
+        let store = d.path().join("store");
+        std::fs::create_dir_all(store.join("abc-out")).unwrap();
+        let link = d.path().join("release-1.0");
+        std::os::unix::fs::symlink(store.join("abc-out"), &link).unwrap();
+        let other = d.path().join("docs-link");
+        std::os::unix::fs::symlink("README.md", &other).unwrap();
+        let filter = PathFilter::default().skipping_links_into(&store);
+        assert!(filter.skips("release-1.0", &link, true));
+        assert!(!filter.skips("docs-link", &other, true));
+        assert!(!PathFilter::default().skips("release-1.0", &link, true));
+        // A directory is never read as a link.
+        assert!(!filter.skips("store", &store, false));
+    }
 
     fn f(p: &[&str]) -> PathFilter {
         PathFilter::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -326,14 +326,38 @@ impl Store {
     /// Take the lock named `name` (e.g. a build key), waiting for other kiln
     /// processes that hold it.
     pub fn lock(&self, name: &str) -> Result<StoreLock, StoreError> {
+        self.lock_or_wait(name, |_| {})
+    }
+
+    /// [`Self::lock`], calling `waiting` with the holder's pid (as it wrote
+    /// it in the lock file) before blocking, when another process holds it.
+    pub fn lock_or_wait(
+        &self,
+        name: &str,
+        waiting: impl FnOnce(Option<u32>),
+    ) -> Result<StoreLock, StoreError> {
         let p = self.root.join("locks").join(format!("{name}.lock"));
-        let file = fs::OpenOptions::new()
+        let mut file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&p)
             .map_err(io_at(&p))?;
-        file.lock().map_err(io_at(&p))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = read_small(&p).ok().and_then(|t| t.trim().parse().ok());
+                waiting(holder);
+                file.lock().map_err(io_at(&p))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_at(&p)(e)),
+        }
+        // Who holds it, for the next one to wait (a hint, never trusted).
+        use std::io::{Seek, Write};
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
         Ok(StoreLock { _file: file })
     }
 
@@ -475,7 +499,8 @@ pub fn copy_tree(src: &Path, dst: &Path, rel: &str, filter: &PathFilter) -> Resu
             let entry = entry.map_err(io_at(src))?;
             let name = entry.file_name();
             let child_rel = join_rel(rel, &name.to_string_lossy());
-            if filter.excludes(&child_rel) {
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if filter.skips(&child_rel, &entry.path(), is_link) {
                 continue;
             }
             copy_tree(&entry.path(), &dst.join(&name), &child_rel, filter)?;

@@ -122,7 +122,8 @@ impl Resolving<'_, '_> {
             return Err(self.fail(InputError::Missing(path.to_path_buf())));
         }
         b.reach().check(path).map_err(|e| self.fail(e))?;
-        let filter = PathFilter::new(exclude);
+        // kiln's own result links are never source, whatever -o named them.
+        let filter = PathFilter::new(exclude).skipping_links_into(&b.store.entries_dir());
         let origin = origin_of(path, &b.manifest.dir);
         let got = if self.lookup {
             // A lookup writes nothing, not even the stat cache.

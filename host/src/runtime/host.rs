@@ -81,6 +81,11 @@ impl HostState {
     }
 
     fn check_deadline(&self) -> wasmtime::Result<()> {
+        if crate::interrupt::interrupted() {
+            return Err(self.trap(RecipeError::Interrupted {
+                target: self.run.target.clone(),
+            }));
+        }
         if Instant::now() >= self.deadline {
             return Err(self.trap(RecipeError::TimeLimit {
                 target: self.run.target.clone(),

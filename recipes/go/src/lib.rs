@@ -39,6 +39,7 @@ const GO_TEST_CACHE: &str = "/cache/go-test";
 
 fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
+    check_goproxy(&p)?;
     let go = find_go(&p.go)?;
     let (module_dir, go_mod) = copy_source(&p)?;
     let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
@@ -113,6 +114,29 @@ fn module_env(
         env.push(("GOFLAGS".into(), go_flags(p, "-mod=readonly")));
     }
     Ok(env)
+}
+
+/// A `file:///inputs/NAME` proxy must name a declared input: otherwise it
+/// works only while an earlier download is reused, and fails on a fresh
+/// machine. Checked before anything runs.
+fn check_goproxy(p: &Params) -> Result<()> {
+    let Some(proxy) = &p.goproxy else {
+        return Ok(());
+    };
+    let declared: Vec<String> = kiln_sdk::inputs().into_iter().map(|i| i.name).collect();
+    for entry in proxy.split([',', '|']) {
+        let Some(rest) = entry.trim().strip_prefix("file:///inputs/") else {
+            continue;
+        };
+        let name = rest.split('/').next().unwrap_or_default();
+        if !declared.iter().any(|d| d == name) {
+            return Err(Error::bad_params(format!(
+                "params.goproxy names the input '{name}' ({entry}), which this target does not declare (inputs: {}); add inputs.{name} = {{ path = \"…\" }} or fix the name",
+                declared.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `params.packages`, or every main package (`go build -o DIR/ ./...`

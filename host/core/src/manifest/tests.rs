@@ -128,3 +128,52 @@ fn a_cache_table_is_read_as_a_suggestion_and_checked() {
     let e = err("[cache]\naccept-project-caches = true\n");
     assert!(e.contains("accept-project-caches"), "{e}");
 }
+
+#[test]
+fn exclude_adds_to_the_defaults_and_default_excludes_false_drops_them() {
+    let excludes = |input: &str| {
+        let m = parse(&format!(
+            "[target.t]\nrecipe = \"go\"\ninputs.src = {input}\n"
+        ))
+        .unwrap();
+        match &m.targets["t"].inputs["src"].source {
+            Source::Path { exclude, .. } => exclude.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let added = excludes(r#"{ path = ".", exclude = ["/proxy", ".git"] }"#);
+    for p in [".git", "/result", "/result-*", "/kiln.lock", "/proxy"] {
+        assert!(added.contains(&p.to_string()), "{p} in {added:?}");
+    }
+    assert_eq!(added.iter().filter(|p| *p == ".git").count(), 1);
+    assert_eq!(
+        excludes(r#"{ path = ".", exclude = ["/proxy"], default_excludes = false }"#),
+        vec!["/proxy".to_string()]
+    );
+    let e = err(
+        "[target.t]\nrecipe = \"go\"\ninputs.u = { url = \"https://x/y\", default_excludes = false }\n",
+    );
+    assert!(e.contains("only apply to path inputs"), "{e}");
+}
+
+#[test]
+fn a_malformed_pin_in_params_is_found_at_load_with_its_place() {
+    let e = err("[target.t]\nrecipe = \"go\"\nparams.vendor_hash = \"sha256-notahash\"\n");
+    assert!(e.starts_with("/p/kiln.toml:3:22:"), "{e}");
+    assert!(e.contains("params.vendor_hash"), "{e}");
+    let e = err("[target.t]\nrecipe = \"go\"\n[target.t.params]\ndeps_hash = 3\n");
+    assert!(e.starts_with("/p/kiln.toml:4:13:"), "{e}");
+    assert!(e.contains("not a hash"), "{e}");
+    // Other params are the recipe's business.
+    parse("[target.t]\nrecipe = \"go\"\nparams.name = \"sha256-whatever\"\n").unwrap();
+    parse("[target.t]\nrecipe = \"go\"\nparams.vendor_hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n").unwrap();
+}
+
+#[test]
+fn extending_an_inline_table_is_explained_with_the_fix() {
+    let e = err(
+        "[target.t]\nrecipe = \"go\"\nparams = { check = false }\nparams.platforms = [\"linux/arm64\"]\n",
+    );
+    assert!(e.contains("is complete where it stands"), "{e}");
+    assert!(e.contains("[target.NAME.params]"), "{e}");
+}

@@ -9,10 +9,11 @@ use anyhow::{Context, bail};
 use kiln_core::manifest::Manifest;
 
 use super::cache;
-use crate::builder::Builder;
+use crate::builder::{BuildError, Builder};
 use crate::cli::args::{BuildArgs, BuildFlags, FetchArgs};
 use crate::cli::open;
 use crate::cli::options::{self, Setting};
+use crate::runtime::RecipeError;
 use crate::sandbox::SandboxMode;
 
 pub(super) fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
@@ -51,7 +52,8 @@ fn watched_now(a: &BuildArgs) -> anyhow::Result<crate::watch::Watched> {
         } else {
             a.targets.clone()
         };
-        crate::watch::watched(&m, &targets).ok()
+        let store_dir = open::store().ok()?.entries_dir();
+        crate::watch::watched(&m, &targets, &store_dir).ok()
     });
     Ok(match watched {
         Some(w) => w,
@@ -127,8 +129,25 @@ pub(super) fn build_targets(
     }
     let store = open::store()?;
     let mut builder = Builder::new(store.clone(), manifest, opts)?;
-    let result = builder.build(targets);
-    let built = result?;
+    let built = match builder.build(targets) {
+        // --fetch-unpinned asked for the pin: that it is not set yet is
+        // the answer, not a failure.
+        Err(BuildError::Recipe(RecipeError::FixedOutputUnpinned {
+            target,
+            setting,
+            got,
+        })) if a.fetch_unpinned => {
+            outln!("{setting} = \"{got}\"");
+            if !quiet {
+                errln!(
+                    "note: the fixed-output step of target '{target}' produced {got}; pin it by writing the line above under [target.{target}] in {} (nothing it downloaded was kept), then build",
+                    manifest.file.display()
+                );
+            }
+            return Ok(());
+        }
+        result => result?,
+    };
     if let Some(to) = &push_to {
         let outputs: Vec<PathBuf> = built.iter().map(|b| b.entry.clone()).collect();
         cache::push_outputs(&store, to, &outputs, quiet)?;

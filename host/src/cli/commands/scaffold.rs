@@ -219,7 +219,7 @@ fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -
 recipe = "go"
 inputs.src = {{ path = "." }}
 inputs.go = {{ url = {go_url}, unpack = true, hash = {go_hash} }}
-params = {{ packages = [{packages}] }}
+params.packages = [{packages}]
 
 # A single-layer image holding the binaries (result-image/image.tar for
 # `docker load` / `podman load`, result-image/oci/ for registries).

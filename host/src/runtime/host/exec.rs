@@ -136,6 +136,9 @@ impl HostState {
                         .unwrap_or_default(),
                 }))
             }
+            Err(SandboxError::Interrupted(_)) => Err(self.trap(RecipeError::Interrupted {
+                target: self.run.target.clone(),
+            })),
             Err(SandboxError::DiskLimit { used, .. }) => Err(self.trap(RecipeError::DiskLimit {
                 target: self.run.target.clone(),
                 bytes: used,
