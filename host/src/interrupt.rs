@@ -18,6 +18,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The exit status of a run stopped by a signal it was asked to stop on.
 pub const EXIT_STATUS: i32 = 130;
 
+/// How long kiln may take to stop cleanly after the first signal.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What an interrupted step reports: the run stops.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("interrupted (Ctrl-C): stopped before it finished")]
@@ -50,6 +53,18 @@ pub fn install() -> std::io::Result<()> {
                     eprintln!(
                         "\nkiln: interrupted; stopping running tools and removing this run's staging (press Ctrl-C again to quit at once)"
                     );
+                    // Where nothing checks the flag (waiting for a lock,
+                    // hashing a large tree, a recipe computing in wasm),
+                    // kiln still stops, a little later.
+                    std::thread::spawn(|| {
+                        std::thread::sleep(GRACE);
+                        crate::sandbox::kill_running();
+                        eprintln!(
+                            "kiln: still busy {}s after Ctrl-C; quit (staging left behind is removed by `kiln gc`)",
+                            GRACE.as_secs()
+                        );
+                        std::process::exit(EXIT_STATUS);
+                    });
                 } else {
                     eprintln!("kiln: quit; staging left behind is removed by `kiln gc`");
                     std::process::exit(EXIT_STATUS);

@@ -129,6 +129,13 @@ fn a_recipe_cannot_name_a_setting_outside_kiln_toml() {
     p.kiln(&["build"])
         .fails_with("must name where kiln.toml pins its hash");
     p.assert_left_only_input("tools");
+    // A setting is a plain key path: nothing a recipe names can become
+    // extra lines in what --fetch-unpinned prints for the user to paste.
+    let p = hostile(
+        "attack = \"exec\"\nscript = 'true'\nfixed_dir = \"fetched\"\nfixed_setting = '''params.pin = \"x\"\ninputs.evil'''\n",
+    );
+    p.kiln(&["build", "--fetch-unpinned"])
+        .fails_with("letters, digits, '_' and '-'");
 }
 
 /// The machine's first non-loopback IPv4 address, if any.

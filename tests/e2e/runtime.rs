@@ -269,6 +269,11 @@ fn ctrl_c_stops_the_tools_says_so_and_leaves_no_staging() {
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "staging left behind: {left:?}");
+    // Nothing the interrupted run left is an output.
+    let outputs = std::fs::read_dir(p.home.path().join("outputs"))
+        .unwrap()
+        .count();
+    assert_eq!(outputs, 0, "an interrupted run was stored as an output");
 }
 
 /// Two builds of the same target: the second says whom it waits for, then

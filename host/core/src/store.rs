@@ -337,11 +337,14 @@ impl Store {
         waiting: impl FnOnce(Option<u32>),
     ) -> Result<StoreLock, StoreError> {
         let p = self.root.join("locks").join(format!("{name}.lock"));
+        use std::os::unix::fs::OpenOptionsExt;
         let mut file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
+            // It is written to: never through a link planted in its place.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&p)
             .map_err(io_at(&p))?;
         match file.try_lock() {

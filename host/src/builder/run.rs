@@ -77,6 +77,13 @@ impl Ctx<'_> {
             })
         })?;
         let report = runtime.run(&component, &run)?;
+        // A tool killed by Ctrl-C looks to the recipe like any failed tool,
+        // and a recipe may carry on: what it left is never an output.
+        if crate::interrupt::interrupted() {
+            return Err(BuildError::Recipe(RecipeError::Interrupted {
+                target: t.name.clone(),
+            }));
+        }
 
         let output_hash = kiln_core::store::hash_and_seal(&dirs.out)?;
         if let Some(specified) = t.output_hash

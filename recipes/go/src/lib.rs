@@ -125,10 +125,29 @@ fn check_goproxy(p: &Params) -> Result<()> {
     };
     let declared: Vec<String> = kiln_sdk::inputs().into_iter().map(|i| i.name).collect();
     for entry in proxy.split([',', '|']) {
-        let Some(rest) = entry.trim().strip_prefix("file:///inputs/") else {
+        let entry = entry.trim();
+        // As Go reads it: the scheme in any case, then a cleaned path.
+        let Some(path) = entry
+            .get(..7)
+            .filter(|s| s.eq_ignore_ascii_case("file://"))
+            .map(|_| &entry[7..])
+        else {
             continue;
         };
-        let name = rest.split('/').next().unwrap_or_default();
+        let mut parts: Vec<&str> = Vec::new();
+        for c in path.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+        let name = match parts.as_slice() {
+            ["inputs", name, ..] => *name,
+            _ => continue,
+        };
         if !declared.iter().any(|d| d == name) {
             return Err(Error::bad_params(format!(
                 "params.goproxy names the input '{name}' ({entry}), which this target does not declare (inputs: {}); add inputs.{name} = {{ path = \"…\" }} or fix the name",

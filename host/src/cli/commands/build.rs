@@ -27,6 +27,9 @@ pub(super) fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
         let armed = watched_now(&a)?.arm()?;
         let started = std::time::Instant::now();
         let result = build_once(&a, quiet);
+        if crate::interrupt::interrupted() {
+            return result;
+        }
         let secs = started.elapsed().as_secs_f64();
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         match &result {

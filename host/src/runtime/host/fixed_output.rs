@@ -112,9 +112,18 @@ impl HostState {
         if setting == "output_hash" {
             return Ok(self.run.output_hash);
         }
-        let Some(path) = setting.strip_prefix("params.") else {
+        let plain = |k: &str| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        let Some(path) = setting
+            .strip_prefix("params.")
+            .filter(|p| p.split('.').all(plain))
+        else {
             return Err(format!(
-                "a fixed-output step must name where kiln.toml pins its hash: `output_hash` or `params.<key>`, not '{setting}'"
+                "a fixed-output step must name where kiln.toml pins its hash: `output_hash` or `params.<key>` (letters, digits, '_' and '-'), not {:?}",
+                setting
             ));
         };
         let params: serde_json::Value =
