@@ -40,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             seed: [0; 32],
             limits: Limits::default(),
             sandbox: SandboxMode::Hermetic,
+            executor: kiln::executor::Executor::Local(SandboxMode::Hermetic),
             output_hash: None,
             fetch_unpinned: false,
             reporter: kiln::report::Reporter::silent(),

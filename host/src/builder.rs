@@ -56,6 +56,8 @@ pub struct BuildOptions {
     /// How many recipes may run at once (independent targets in parallel).
     pub jobs: usize,
     pub sandbox: SandboxMode,
+    /// Where tool steps run: here, or on a remote engine.
+    pub executor: crate::executor::Executor,
     pub limits: Limits,
     pub source_date_epoch: u64,
     /// Fail instead of writing kiln.lock (for CI).

@@ -131,6 +131,19 @@ pub struct Timing {
     /// Fixed-output steps filled from the store (by setting), which ran no tool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fetches_reused: Vec<String>,
+    /// Steps that ran on a remote engine: which (by their index in
+    /// `execs`) and where.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote: Vec<RemoteStep>,
+}
+
+/// One step a remote engine ran (or answered from its action cache).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteStep {
+    /// Its index in the record's `execs`.
+    pub exec: usize,
+    #[serde(flatten)]
+    pub placement: crate::executor::Placement,
 }
 
 /// Where a line of a build's log came from.
@@ -170,6 +183,9 @@ pub struct ExecRecord {
     /// Kept out of the record's reproducible part (the builder moves it to `timing`).
     #[serde(skip)]
     pub duration_ms: u64,
+    /// Where the step ran when not here; moved to `timing` like the duration.
+    #[serde(skip)]
+    pub placement: Option<crate::executor::Placement>,
 }
 
 /// How a cache was used by one build: part of the record's `timing`
@@ -194,6 +210,10 @@ pub struct ToolCacheUse {
 pub enum ToolCacheKind {
     Persistent,
     Fresh,
+    /// The steps ran on a remote engine, each with an empty cache: kept
+    /// caches are this machine's.
+    #[serde(rename = "none (remote)")]
+    NoneRemote,
 }
 
 /// One store entry a record's output was built from.

@@ -107,7 +107,10 @@ pub struct RecipeRun {
     /// Seeds the recipe's randomness: the build key.
     pub seed: [u8; 32],
     pub limits: Limits,
+    /// The sandbox of steps run here (fixed-output steps always are).
     pub sandbox: SandboxMode,
+    /// Where the recipe's other tool steps run.
+    pub executor: crate::executor::Executor,
     /// The target's `output_hash` from kiln.toml: a fixed-output target's
     /// tools may ask for the network, and the pin a fixed-output step may
     /// name as its setting.

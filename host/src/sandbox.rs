@@ -180,6 +180,9 @@ pub enum SandboxError {
     Unavailable { reason: String },
     #[error("cannot give the fixed-output step a network: {reason}")]
     NetworkUnavailable { reason: String },
+    /// The remote executor could not run the step (its error names why).
+    #[error("{0}")]
+    Remote(String),
     #[error("could not start {program}: {source}")]
     Spawn {
         program: String,

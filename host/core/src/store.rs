@@ -7,6 +7,7 @@
 //! $KILN_HOME/records/<entry>.json     the build record of an output entry
 //! $KILN_HOME/listings/<entry>.json    an entry's per-file listing (audit --diff)
 //! $KILN_HOME/checks/<entry>           a `--check` rebuild that differed
+//! $KILN_HOME/trees/<entry>.pb         an entry's REAPI Merkle tree (remote execution)
 //! $KILN_HOME/hashcache/<id>           stat fingerprints of path inputs
 //! $KILN_HOME/caches/<scope>/          tool caches of one project target
 //! $KILN_HOME/compiled/                compiled recipes (unless KILN_COMPILE_CACHE)
@@ -167,12 +168,18 @@ impl Store {
         self.root.join("hashcache")
     }
 
+    /// Where `entry`'s REAPI Merkle tree is cached (remote execution).
+    pub fn tree_path(&self, entry: &Path) -> PathBuf {
+        self.sidecar("trees", entry, ".pb")
+    }
+
     /// Files that describe an entry and die with it (records, listings).
-    pub fn sidecars(&self, entry: &Path) -> [PathBuf; 3] {
+    pub fn sidecars(&self, entry: &Path) -> [PathBuf; 4] {
         [
             self.record_path(entry),
             self.listing_path(entry),
             self.digest_path(entry),
+            self.tree_path(entry),
         ]
     }
 

@@ -123,6 +123,7 @@ fn a_record_that_leads_back_to_itself_is_an_error_not_a_recursion() {
             exec_ms: Vec::new(),
             caches: Vec::new(),
             fetches_reused: Vec::new(),
+            remote: Vec::new(),
         },
     };
     crate::record::write(&store, &entry, &rec).unwrap();

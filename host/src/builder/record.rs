@@ -13,7 +13,8 @@ use kiln_core::store::{Existing, Store, write_atomic};
 
 use super::{BuildError, Ctx, Job, ResolvedInput};
 use crate::record::{
-    BuildRecord, ExecRecord, HashOf, InputKind, InputRecord, RecipeRecord, Timing, ToolRecord,
+    BuildRecord, ExecRecord, HashOf, InputKind, InputRecord, RecipeRecord, RemoteStep, Timing,
+    ToolRecord,
 };
 use crate::runtime::RunReport;
 use crate::sandbox::SandboxMode;
@@ -55,6 +56,16 @@ impl Ctx<'_> {
                 exec_ms: report.execs.iter().map(|e| e.duration_ms).collect(),
                 caches: report.caches.clone(),
                 fetches_reused: report.fetches_reused.clone(),
+                remote: report
+                    .execs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(exec, e)| {
+                        e.placement
+                            .clone()
+                            .map(|placement| RemoteStep { exec, placement })
+                    })
+                    .collect(),
             },
         })
     }

@@ -2,6 +2,7 @@
 //! sandbox's `/etc` files, links to file inputs), the recipe, the output's
 //! hash checked against `output_hash`, and the build record.
 
+use crate::executor::Executor;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,11 +16,12 @@ use crate::runtime::{RecipeError, RecipeRun, RunInput, ToolCachePlan};
 impl Ctx<'_> {
     /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
     /// the output, checked against the target's `output_hash`, read-only
-    /// and synced, ready to commit.
+    /// and synced, ready to commit. `check`: the `--check` rebuild, here
+    /// and with fresh tool caches whatever the executor.
     pub(super) fn run(
         &self,
         job: &Job<'_>,
-        fresh_caches: bool,
+        check: bool,
     ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
         let t = job.target;
         self.opts
@@ -56,10 +58,15 @@ impl Ctx<'_> {
             seed: job.key.hash().0,
             limits: self.opts.limits,
             sandbox: self.opts.sandbox,
+            executor: if check {
+                Executor::Local(self.opts.sandbox)
+            } else {
+                self.opts.executor.clone()
+            },
             output_hash: t.output_hash,
             fetch_unpinned: self.opts.fetch_unpinned,
             reporter: self.opts.reporter.clone(),
-            caches: if fresh_caches || !self.opts.tool_caches {
+            caches: if check || !self.opts.tool_caches {
                 ToolCachePlan::Fresh {
                     dir: staging.path().join("caches"),
                 }

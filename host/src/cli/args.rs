@@ -167,6 +167,25 @@ pub struct SubstituteArgs {
     pub accept_project_caches: bool,
 }
 
+/// Where tool steps run: a Remote Execution API v2 engine. From flags, the
+/// environment or the user's config (`[remote]`), never kiln.toml.
+#[derive(Debug, Args, Default)]
+pub struct RemoteArgs {
+    /// Run tool steps on this REAPI engine (`grpc://HOST:PORT`,
+    /// `grpcs://HOST:PORT`); the recipe and fixed-output steps stay here.
+    #[arg(long, value_name = "URL", env = "KILN_REMOTE_EXECUTOR")]
+    pub remote_executor: Option<String>,
+    /// The engine's instance name.
+    #[arg(long, value_name = "NAME", env = "KILN_REMOTE_INSTANCE")]
+    pub remote_instance: Option<String>,
+    /// When the engine cannot be reached at start, warn and run steps here.
+    #[arg(long)]
+    pub remote_fallback: bool,
+    /// Run every step here, whatever the config says.
+    #[arg(long, conflicts_with = "remote_executor")]
+    pub no_remote: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Targets of the kiln.toml, result links or store paths [default: every
@@ -346,6 +365,8 @@ pub struct BuildFlags {
     pub check: bool,
     #[command(flatten)]
     pub substitute: SubstituteArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// How many recipes may run at once [default: the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

@@ -11,6 +11,7 @@ use kiln_core::manifest::ProjectCaches;
 use super::args::{BuildFlags, FetchArgs, FileArg, KeyArgs};
 use super::user_config::{self, UserConfig};
 use crate::builder::{BuildOptions, Mode};
+use crate::executor::Executor;
 use crate::fetch::DownloadLimits;
 use crate::report::Reporter;
 use crate::runtime::Limits;
@@ -89,6 +90,7 @@ pub fn build(
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         },
         sandbox: flags.key.sandbox.into(),
+        executor: Executor::Local(flags.key.sandbox.into()),
         limits: Limits {
             timeout: flags.timeout,
             memory_bytes: flags.memory,
@@ -107,6 +109,37 @@ pub fn build(
         download: s.download(flags.max_download, fetch),
     };
     Ok((opts, note))
+}
+
+/// Where `flags` and the user's config say tool steps run: a remote
+/// engine, connected now (an engine that cannot be reached is an error, or
+/// with `--remote-fallback` a warning and this machine), or here.
+pub fn executor(
+    s: &Setting,
+    flags: &BuildFlags,
+    store: &kiln_core::store::Store,
+) -> anyhow::Result<(Executor, Option<String>)> {
+    let here = Executor::Local(flags.key.sandbox.into());
+    let Some(mut remote) = s.config.remote(&flags.remote) else {
+        return Ok((here, None));
+    };
+    remote.step_timeout = flags.timeout;
+    if SandboxMode::from(flags.key.sandbox) == SandboxMode::Off {
+        anyhow::bail!(
+            "--sandbox=off runs tools on this machine without isolation; a remote executor runs them in the engine's sandbox. Drop one of --sandbox=off and --remote-executor (or pass --no-remote)"
+        );
+    }
+    match crate::remote::connect(&remote, store) {
+        Ok(runner) => Ok((Executor::Remote(runner), None)),
+        Err(e @ crate::remote::RemoteError::Unreachable { .. }) if remote.fallback => Ok((
+            here,
+            Some(format!(
+                "{}\n  running every step on this machine instead (remote fallback)",
+                e.to_string().lines().next().unwrap_or_default()
+            )),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Options for finding targets as last built (`audit`, `push`, `cache
@@ -132,6 +165,7 @@ fn resolving(s: &Setting, file: &FileArg) -> BuildOptions {
         mode: Mode::Build,
         jobs: 1,
         sandbox: SandboxMode::Hermetic,
+        executor: Executor::default(),
         limits: Limits::default(),
         source_date_epoch: 1,
         locked: false,

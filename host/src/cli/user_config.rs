@@ -47,6 +47,24 @@ struct FetchTable {
     allow: Vec<String>,
 }
 
+/// `[remote]`: a Remote Execution API engine for tool steps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RemoteTable {
+    executor: Option<String>,
+    #[serde(default)]
+    instance: String,
+    /// A file holding a bearer token (`KILN_REMOTE_TOKEN` overrides).
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    platform: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    fallback: bool,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileTables {
@@ -54,6 +72,8 @@ struct FileTables {
     cache: CacheTable,
     #[serde(default)]
     fetch: FetchTable,
+    #[serde(default)]
+    remote: RemoteTable,
 }
 
 /// Binary-cache settings from the config file and the environment.
@@ -85,6 +105,15 @@ pub struct UserConfig {
     pub cache: CacheSettings,
     /// `[fetch] allow`: addresses the user's downloads may reach.
     fetch_allow: Vec<crate::addresses::Cidr>,
+    /// `[remote]`, with `KILN_REMOTE_TOKEN`.
+    remote: RemoteConfig,
+}
+
+/// `[remote]` as read: the engine (if the file names one) and how to reach it.
+#[derive(Debug, Default)]
+struct RemoteConfig {
+    executor: Option<String>,
+    settings: crate::remote::RemoteSettings,
 }
 
 impl UserConfig {
@@ -118,7 +147,32 @@ impl UserConfig {
         Ok(UserConfig {
             cache: cache_settings(file.cache, &shown)?,
             fetch_allow,
+            remote: remote_config(file.remote, &shown)?,
         })
+    }
+
+    /// The engine tool steps run on, if any: `--remote-executor` (or
+    /// `KILN_REMOTE_EXECUTOR`) over `[remote] executor`; none with
+    /// `--no-remote`.
+    pub fn remote(
+        &self,
+        flags: &crate::cli::args::RemoteArgs,
+    ) -> Option<crate::remote::RemoteSettings> {
+        if flags.no_remote {
+            return None;
+        }
+        let address = flags
+            .remote_executor
+            .clone()
+            .filter(|a| !a.is_empty())
+            .or_else(|| self.remote.executor.clone())?;
+        let mut s = self.remote.settings.clone();
+        s.address = address;
+        if let Some(instance) = &flags.remote_instance {
+            s.instance = instance.clone();
+        }
+        s.fallback |= flags.remote_fallback;
+        Some(s)
     }
 
     /// The addresses kiln's downloads may reach beyond the address rule:
@@ -128,6 +182,43 @@ impl UserConfig {
         all.extend(self.fetch_allow.iter().cloned());
         crate::addresses::AllowList(all)
     }
+}
+
+/// `[remote]` with `KILN_REMOTE_TOKEN`: the token is read here, once.
+fn remote_config(table: RemoteTable, shown: &str) -> anyhow::Result<RemoteConfig> {
+    let token = match std::env::var("KILN_REMOTE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => Some(t),
+        None => match &table.token_file {
+            Some(f) => Some(
+                kiln_core::sidefile::read_to_string(
+                    f,
+                    kiln_core::sidefile::Links::Follow,
+                    kiln_core::sidefile::limits::TEXT,
+                )
+                .with_context(|| format!("{shown}: remote.token-file {}", f.display()))?
+                .trim()
+                .to_string(),
+            ),
+            None => None,
+        },
+    };
+    Ok(RemoteConfig {
+        executor: table.executor.filter(|e| !e.is_empty()),
+        settings: crate::remote::RemoteSettings {
+            address: String::new(),
+            instance: table.instance,
+            token,
+            headers: table.headers.into_iter().collect(),
+            ca_file: table.ca_file,
+            platform: table.platform.into_iter().collect(),
+            fallback: table.fallback,
+            upload: false,
+            step_timeout: std::time::Duration::ZERO,
+        },
+    })
 }
 
 /// `[cache]` with the environment's overrides.

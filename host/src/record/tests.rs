@@ -25,6 +25,7 @@ fn record_with(inputs: Vec<InputRecord>, recipe_entry: Option<&str>) -> BuildRec
             exec_ms: Vec::new(),
             caches: Vec::new(),
             fetches_reused: Vec::new(),
+            remote: Vec::new(),
         },
     }
 }

@@ -111,6 +111,8 @@ impl HostState {
             self.report()
                 .caches
                 .iter()
+                // A remote step's cache is the engine's, never here.
+                .filter(|c| c.kind != crate::record::ToolCacheKind::NoneRemote)
                 .map(|c| c.host_dir.clone())
                 .collect()
         } else {

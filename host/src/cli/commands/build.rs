@@ -116,7 +116,12 @@ pub(super) fn build_targets(
         None
     };
     let setting = Setting::load(quiet)?.with_json(a.json);
-    let (opts, cache_note) = options::build(
+    let store = open::store()?;
+    let (executor, fallback_note) = options::executor(&setting, a, &store)?;
+    if let Some(note) = fallback_note {
+        errln!("warning: {note}");
+    }
+    let (mut opts, cache_note) = options::build(
         &setting,
         a,
         how.allow_paths,
@@ -130,7 +135,7 @@ pub(super) fn build_targets(
     if opts.sandbox == SandboxMode::Off && !quiet {
         errln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
     }
-    let store = open::store()?;
+    opts.executor = executor;
     let mut builder = Builder::new(store.clone(), manifest, opts)?;
     let built = match builder.build(targets) {
         // --fetch-unpinned asked for the pin: that it is not set yet is

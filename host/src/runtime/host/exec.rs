@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::HostState;
 use super::paths::{resolve_cwd, resolve_tool};
+use crate::executor::{Executor, Placement};
 use crate::record::ExecRecord;
 use crate::report::{Event, Reporter};
 use crate::runtime::RecipeError;
@@ -69,7 +70,7 @@ impl HostState {
             .collect();
         let results = run_at_most(
             &planned,
-            self.run.sandbox,
+            &self.run.executor,
             exec_all_concurrency(),
             (&self.run.reporter, &self.run.target),
         );
@@ -85,12 +86,21 @@ impl HostState {
         Ok(outputs)
     }
 
-    /// Run `spec` in the sandbox, reporting its start and end.
-    pub(super) fn run_step(
-        &self,
-        spec: &SandboxSpec,
-    ) -> Result<sandbox::SandboxOutput, SandboxError> {
-        run_step(&self.run.reporter, &self.run.target, spec, self.run.sandbox)
+    /// Run `spec` where this build's steps run, reporting its start and end.
+    pub(super) fn run_step(&self, spec: &SandboxSpec) -> StepResult {
+        run_step(
+            &self.run.reporter,
+            &self.run.target,
+            spec,
+            &self.run.executor,
+        )
+    }
+
+    /// Run `spec` in this machine's sandbox whatever the executor
+    /// (fixed-output steps: they need the network and a pin).
+    pub(super) fn run_local_step(&self, spec: &SandboxSpec) -> StepResult {
+        let here = Executor::Local(self.run.sandbox);
+        run_step(&self.run.reporter, &self.run.target, spec, &here)
     }
 }
 
@@ -100,12 +110,12 @@ impl HostState {
     pub(super) fn finish(
         &mut self,
         spec: &SandboxSpec,
-        result: Result<sandbox::SandboxOutput, SandboxError>,
+        result: StepResult,
         note: Option<String>,
     ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
         match result {
-            Ok(out) => {
-                self.record_exec(spec, &out);
+            Ok((out, placement)) => {
+                self.record_exec(spec, &out, placement);
                 let mut stderr = out.stderr;
                 if let Some(note) = note {
                     stderr.extend_from_slice(note.as_bytes());
@@ -145,7 +155,9 @@ impl HostState {
                 limit: self.run.limits.disk_bytes,
             })),
             Err(
-                e @ (SandboxError::Unavailable { .. } | SandboxError::NetworkUnavailable { .. }),
+                e @ (SandboxError::Unavailable { .. }
+                | SandboxError::NetworkUnavailable { .. }
+                | SandboxError::Remote(_)),
             ) => Err(self.trap(RecipeError::Failed {
                 target: self.run.target.clone(),
                 message: e.to_string(),
@@ -154,7 +166,12 @@ impl HostState {
         }
     }
 
-    pub(super) fn record_exec(&self, spec: &SandboxSpec, out: &sandbox::SandboxOutput) {
+    pub(super) fn record_exec(
+        &self,
+        spec: &SandboxSpec,
+        out: &sandbox::SandboxOutput,
+        placement: Option<Placement>,
+    ) {
         let mut argv = vec![spec.program.clone()];
         argv.extend(spec.args.iter().cloned());
         self.report().execs.push(ExecRecord {
@@ -167,6 +184,7 @@ impl HostState {
             stdout_bytes: out.stdout.len(),
             stderr_bytes: out.stderr.len(),
             duration_ms: out.duration.as_millis() as u64,
+            placement,
         });
     }
 }
@@ -185,14 +203,13 @@ fn exec_all_concurrency() -> usize {
 /// (None where the plan was refused).
 fn run_at_most(
     planned: &[Result<SandboxSpec, tool_exec::Error>],
-    mode: sandbox::SandboxMode,
+    executor: &Executor,
     at_once: usize,
     (reporter, target): (&Reporter, &str),
-) -> Vec<Option<Result<sandbox::SandboxOutput, SandboxError>>> {
+) -> Vec<Option<StepResult>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let slots: Vec<Mutex<Option<Result<sandbox::SandboxOutput, SandboxError>>>> =
-        planned.iter().map(|_| Mutex::new(None)).collect();
+    let slots: Vec<Mutex<Option<StepResult>>> = planned.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..at_once.min(planned.len()) {
@@ -201,7 +218,7 @@ fn run_at_most(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(plan) = planned.get(i) else { break };
                     if let Ok(spec) = plan {
-                        let out = run_step(reporter, target, spec, mode);
+                        let out = run_step(reporter, target, spec, executor);
                         *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
                     }
                 }
@@ -217,22 +234,25 @@ fn run_at_most(
 /// How many of a tool's arguments its start event carries.
 const STEP_ARGS_SHOWN: usize = 3;
 
-/// Run one tool in the sandbox, reporting its start and end.
+/// What one step left, and where it ran when not here.
+pub(super) type StepResult = Result<(sandbox::SandboxOutput, Option<Placement>), SandboxError>;
+
+/// Run one tool where `executor` runs steps, reporting its start and end.
 fn run_step(
     reporter: &Reporter,
     target: &str,
     spec: &SandboxSpec,
-    mode: sandbox::SandboxMode,
-) -> Result<sandbox::SandboxOutput, SandboxError> {
+    executor: &Executor,
+) -> StepResult {
     reporter.send(Event::StepStarted {
         target: target.to_string(),
         program: spec.program.clone(),
         args: spec.args.iter().take(STEP_ARGS_SHOWN).cloned().collect(),
     });
     let started = std::time::Instant::now();
-    let result = sandbox::run(spec, mode);
+    let result = executor.run(spec);
     let (exit_code, signal) = match &result {
-        Ok(out) => (out.exit_code, out.signal),
+        Ok((out, _)) => (out.exit_code, out.signal),
         Err(_) => (None, None),
     };
     reporter.send(Event::StepFinished {

@@ -67,6 +67,7 @@ impl HostState {
                 stdout_bytes: 0,
                 stderr_bytes: 0,
                 duration_ms: 0,
+                placement: None,
             });
             self.check_disk(false)?;
             return Ok(Ok(tool_exec::Output {
@@ -77,9 +78,9 @@ impl HostState {
                 stderr_truncated: false,
             }));
         }
-        let result = self.run_step(&spec);
+        let result = self.run_local_step(&spec);
         let verdict = match &result {
-            Ok(out) => self.check_fixed_output(&fetch, out.exit_code)?,
+            Ok((out, _)) => self.check_fixed_output(&fetch, out.exit_code)?,
             Err(_) => {
                 discard_dir(&fetch.host_dir);
                 Ok(FixedOutputVerdict::Discarded(String::new()))
@@ -88,8 +89,8 @@ impl HostState {
         let note = match verdict {
             // Recorded like every run, then the build stops.
             Err(e) => {
-                if let Ok(out) = &result {
-                    self.record_exec(&spec, out);
+                if let Ok((out, _)) = &result {
+                    self.record_exec(&spec, out, None);
                 }
                 return Err(self.trap(e));
             }

@@ -72,6 +72,16 @@ impl HostState {
             // cache. Hashed, so any string is a safe name.
             let id = Sha256Hash::of_bytes(format!("{}\0{}", c.path, c.key).as_bytes()).to_hex();
             let dir = self.run.caches.dir().join(&id[..32]);
+            if self.run.executor.is_remote() {
+                // Not created: a remote step gets an empty directory there.
+                self.note_cache_use(&c.path, &dir);
+                mounts.push(Mount {
+                    host: dir,
+                    guest: c.path.clone(),
+                    writable: true,
+                });
+                continue;
+            }
             std::fs::create_dir_all(&dir).map_err(|e| {
                 tool_exec::Error::Failed(format!("cannot create cache {}: {e}", c.path))
             })?;
@@ -107,6 +117,7 @@ impl HostState {
         report.caches.push(ToolCacheUse {
             path: path.to_string(),
             kind: match self.run.caches {
+                _ if self.run.executor.is_remote() => ToolCacheKind::NoneRemote,
                 ToolCachePlan::Persistent { .. } => ToolCacheKind::Persistent,
                 ToolCachePlan::Fresh { .. } => ToolCacheKind::Fresh,
             },

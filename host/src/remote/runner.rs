@@ -1,0 +1,196 @@
+//! The remote executor: a step planned as an Action, answered from the
+//! engine's action cache or executed there, its outputs written back.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2::{ActionResult, Digest};
+use kiln_core::store::Store;
+
+use super::action::{self, Planned};
+use super::client::Client;
+use super::execute::{self, Ended};
+use super::merkle::{self, FileMemo};
+use super::{RemoteError, RemoteSettings};
+use crate::executor::{Placement, RemoteRunner};
+use crate::sandbox::{OUTPUT_LIMIT, SandboxError, SandboxOutput, SandboxSpec};
+
+/// Steps on one engine.
+#[derive(Debug)]
+pub struct RemoteExecutor {
+    client: Client,
+    shown: String,
+    /// Every platform property, sorted by name.
+    platform: Vec<(String, String)>,
+    store: Store,
+    memo: FileMemo,
+    step_timeout: std::time::Duration,
+}
+
+impl RemoteExecutor {
+    pub fn connect(s: &RemoteSettings, store: &Store) -> Result<Self, RemoteError> {
+        let client = Client::connect(s)?;
+        let mut platform: Vec<(String, String)> = vec![
+            ("OSFamily".into(), "linux".into()),
+            ("ISA".into(), isa().into()),
+        ];
+        for (k, v) in &s.platform {
+            platform.retain(|(name, _)| name != k);
+            platform.push((k.clone(), v.clone()));
+        }
+        platform.sort();
+        Ok(RemoteExecutor {
+            client,
+            shown: s.shown(),
+            platform,
+            store: store.clone(),
+            memo: FileMemo::default(),
+            step_timeout: s.step_timeout,
+        })
+    }
+
+    /// The action cache's answer or the engine's run; whether it was cached.
+    fn result_for(
+        &self,
+        planned: &Planned,
+        spec: &SandboxSpec,
+    ) -> Result<(ActionResult, bool), SandboxError> {
+        match self.client.get_action_result(&planned.action) {
+            Ok(Some(r)) if r.exit_code == 0 => return Ok((r, true)),
+            Ok(_) => {}
+            Err(s) => {
+                return Err(remote_err(RemoteError::status(
+                    "asking the action cache",
+                    &s,
+                )));
+            }
+        }
+        let mut reuploaded = false;
+        loop {
+            self.upload_missing(planned).map_err(remote_err)?;
+            match execute::execute(&self.client, &planned.action, spec.timeout) {
+                Ok(done) => return Ok(done),
+                Err(Ended::MissingInputs(_)) if !reuploaded => reuploaded = true,
+                Err(Ended::MissingInputs(why)) => {
+                    return Err(remote_err(RemoteError::Engine(format!(
+                        "inputs were uploaded twice and the engine still lacks them: {why}"
+                    ))));
+                }
+                Err(Ended::Interrupted) => {
+                    return Err(SandboxError::Interrupted(crate::interrupt::Interrupted));
+                }
+                Err(Ended::TimedOut) => {
+                    return Err(SandboxError::TimedOut {
+                        program: spec.program.clone(),
+                        limit: spec.timeout,
+                        capped_at: None,
+                    });
+                }
+                Err(Ended::Failed(e)) => return Err(remote_err(e)),
+            }
+        }
+    }
+
+    fn upload_missing(&self, planned: &Planned) -> Result<(), RemoteError> {
+        let missing = self
+            .client
+            .find_missing(planned.blobs.digests())
+            .map_err(|s| RemoteError::status("asking which inputs the engine lacks", &s))?;
+        self.client.upload(&planned.blobs, &missing)
+    }
+
+    /// stdout or stderr of `result`, capped as a local run's is.
+    fn stream(&self, raw: &[u8], digest: Option<&Digest>) -> Result<(Vec<u8>, bool), RemoteError> {
+        match digest {
+            Some(d) if raw.is_empty() && d.size_bytes > 0 => {
+                if d.size_bytes as usize > OUTPUT_LIMIT {
+                    // Not fetched whole: a local run keeps only the cap.
+                    return Ok((
+                        format!(
+                            "kiln: this output ({} bytes) is on the engine as blob {}\n",
+                            d.size_bytes,
+                            merkle::show(d)
+                        )
+                        .into_bytes(),
+                        true,
+                    ));
+                }
+                Ok((self.client.read_blob(d, OUTPUT_LIMIT as u64)?, false))
+            }
+            _ => {
+                let truncated = raw.len() > OUTPUT_LIMIT;
+                Ok((raw[..raw.len().min(OUTPUT_LIMIT)].to_vec(), truncated))
+            }
+        }
+    }
+
+    /// Where `entry`'s tree is cached: beside it, when it is a store entry.
+    fn tree_cache(&self, entry: &Path) -> Option<PathBuf> {
+        (entry.parent() == Some(self.store.entries_dir().as_path()))
+            .then(|| self.store.tree_path(entry))
+    }
+}
+
+impl RemoteRunner for RemoteExecutor {
+    fn run(&self, spec: &SandboxSpec) -> Result<(SandboxOutput, Placement), SandboxError> {
+        let started = Instant::now();
+        let cache = |p: &Path| self.tree_cache(p);
+        let planned = action::plan(spec, self.step_timeout, &self.platform, &cache, &self.memo)
+            .map_err(remote_err)?;
+        let (result, cached) = self.result_for(&planned, spec)?;
+        let wd = spec.cwd.trim_start_matches('/');
+        let budget = spec.limits.disk_bytes.unwrap_or(u64::MAX);
+        super::outputs::write_back(
+            &self.client,
+            &result,
+            &planned.outputs,
+            wd,
+            &planned.blobs,
+            &self.memo,
+            budget,
+        )
+        .map_err(remote_err)?;
+        let (stdout, stdout_truncated) = self
+            .stream(&result.stdout_raw, result.stdout_digest.as_ref())
+            .map_err(remote_err)?;
+        let (stderr, stderr_truncated) = self
+            .stream(&result.stderr_raw, result.stderr_digest.as_ref())
+            .map_err(remote_err)?;
+        let worker = result
+            .execution_metadata
+            .as_ref()
+            .map(|m| super::clean(&m.worker))
+            .filter(|w| !w.is_empty());
+        Ok((
+            SandboxOutput {
+                exit_code: Some(result.exit_code),
+                signal: None,
+                stdout,
+                stderr,
+                stdout_truncated,
+                stderr_truncated,
+                duration: started.elapsed(),
+            },
+            Placement {
+                executor: self.shown.clone(),
+                instance: super::clean(&self.client.instance),
+                action: merkle::show(&planned.action),
+                worker,
+                cached,
+            },
+        ))
+    }
+}
+
+fn remote_err(e: RemoteError) -> SandboxError {
+    SandboxError::Remote(e.to_string())
+}
+
+/// The REAPI `ISA` of this machine, as Bazel's platforms name it.
+fn isa() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "x86-64",
+        "aarch64" => "aarch64",
+        other => other,
+    }
+}
