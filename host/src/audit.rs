@@ -96,6 +96,10 @@ pub struct Node {
     /// Executables the recipe ran from this input.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
+    /// Remote engines that ran the target's tool steps (targets only):
+    /// `grpc://host:port (N steps, M from its action cache)`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub executors: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<Node>,
 }
@@ -237,6 +241,7 @@ impl Walk<'_> {
             entry: Some(entry.to_path_buf()),
             sandbox: Some(rec.sandbox),
             tools: Vec::new(),
+            executors: executors(&rec.timing.remote),
             children,
         })
     }
@@ -329,12 +334,36 @@ fn go_binary_nodes(entry: &Path) -> Result<Vec<Node>, AuditError> {
                 entry: None,
                 sandbox: None,
                 tools: Vec::new(),
+                executors: Vec::new(),
                 children: Vec::new(),
             })
             .collect();
         nodes.push(n);
     }
     Ok(nodes)
+}
+
+/// Where a target's steps ran remotely, one line per engine and instance.
+pub fn executors(steps: &[crate::record::RemoteStep]) -> Vec<String> {
+    let mut by: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for s in steps {
+        let at = if s.placement.instance.is_empty() {
+            s.placement.executor.clone()
+        } else {
+            format!("{} instance {}", s.placement.executor, s.placement.instance)
+        };
+        let e = by.entry(at).or_default();
+        e.0 += 1;
+        e.1 += usize::from(s.placement.cached);
+    }
+    by.into_iter()
+        .map(|(at, (n, cached))| {
+            format!(
+                "{at} ({n} step{}, {cached} from its action cache)",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+        .collect()
 }
 
 impl Node {
@@ -348,6 +377,7 @@ impl Node {
             entry: None,
             sandbox: None,
             tools: Vec::new(),
+            executors: Vec::new(),
             children: Vec::new(),
         }
     }

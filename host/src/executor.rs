@@ -32,9 +32,15 @@ pub struct Placement {
 
 /// A remote engine that runs planned steps.
 pub trait RemoteRunner: Send + Sync + std::fmt::Debug {
-    /// Run `spec` remotely: its writable mounts are replaced by what the
-    /// step left, after every check a local run's output gets.
-    fn run(&self, spec: &SandboxSpec) -> Result<(SandboxOutput, Placement), SandboxError>;
+    /// Run `spec` remotely (or, for a cache, answer it from the action
+    /// cache or run it here): its writable mounts then hold what the step
+    /// left, after every check a local run's output gets. The placement
+    /// says where the answer came from when it was not this machine.
+    fn run(&self, spec: &SandboxSpec) -> Result<(SandboxOutput, Option<Placement>), SandboxError>;
+
+    /// Whether steps run on the engine (false: it is only a cache in front
+    /// of this machine's sandbox).
+    fn executes(&self) -> bool;
 }
 
 /// Where this build's tool steps run.
@@ -42,7 +48,8 @@ pub trait RemoteRunner: Send + Sync + std::fmt::Debug {
 pub enum Executor {
     /// This machine's sandbox, in this mode.
     Local(SandboxMode),
-    /// A remote engine.
+    /// A remote engine (or its action cache, in front of this machine's
+    /// sandbox).
     Remote(Arc<dyn RemoteRunner>),
 }
 
@@ -62,13 +69,13 @@ impl Executor {
             Executor::Local(mode) => sandbox::run(spec, *mode).map(|out| (out, None)),
             Executor::Remote(remote) => {
                 crate::interrupt::check()?;
-                remote.run(spec).map(|(out, at)| (out, Some(at)))
+                remote.run(spec)
             }
         }
     }
 
     /// Whether steps run on a remote engine.
     pub fn is_remote(&self) -> bool {
-        matches!(self, Executor::Remote(_))
+        matches!(self, Executor::Remote(r) if r.executes())
     }
 }

@@ -56,8 +56,12 @@ pub struct RemoteSettings {
     pub platform: Vec<(String, String)>,
     /// On an engine that cannot be reached at start, warn and run here.
     pub fallback: bool,
+    /// Use the engine as a cache only (`--remote-cache`): steps run here,
+    /// answers are taken from its action cache.
+    pub cache_only: bool,
     /// Also write results of steps run here to the action cache
-    /// (`--remote-cache` with `--remote-upload`).
+    /// (`--remote-cache` with `--remote-upload`): the user's consent, as
+    /// pushing to a binary cache is.
     pub upload: bool,
     /// Every action's timeout: the build's `--timeout`, the same for every
     /// step so the action's digest does not depend on when it ran (kiln
@@ -98,9 +102,7 @@ pub fn clean(text: &str) -> String {
     if text.chars().count() > MAX {
         s.push('…');
     }
-    crate::terminal::safe(&s)
-        .replace('\n', " ")
-        .replace('\t', " ")
+    crate::terminal::safe(&s).replace(['\n', '\t'], " ")
 }
 
 /// Why a step could not be run remotely. Each names what to do.

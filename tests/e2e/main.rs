@@ -26,6 +26,7 @@ mod oci_image;
 mod python_recipe;
 mod registry;
 mod regressions;
+mod remote;
 mod runtime;
 mod scaffold;
 mod sdk_doctests;

@@ -62,6 +62,9 @@ pub fn statement(roots: &[Root<'_>]) -> Result<Value, AuditError> {
             "hermetic": r.record.hermetic,
             "sourceDateEpoch": r.record.source_date_epoch,
             "sandboxAbi": kiln_core::key::SANDBOX_ABI,
+            // The engines that ran its steps: part of the builder's
+            // environment, whose operators decided what the outputs are.
+            "remoteExecutors": super::executors(&r.record.timing.remote),
         }));
         dependencies(r.closure, &r.record.target, &mut deps, &mut seen);
     }

@@ -13,6 +13,9 @@ pub fn render(root: &Node) -> String {
     if let Some(s) = &root.sandbox {
         line.push_str(&format!("  ({s})"));
     }
+    for e in &root.executors {
+        line.push_str(&format!("  [ran on {e}]"));
+    }
     out.push_str(&line);
     out.push('\n');
     fn walk(n: &Node, indent: &str, out: &mut String) {
@@ -37,6 +40,9 @@ pub fn render(root: &Node) -> String {
             }
             for t in &c.tools {
                 line.push_str(&format!("  [tool {t}]"));
+            }
+            for e in &c.executors {
+                line.push_str(&format!("  [ran on {e}]"));
             }
             out.push_str(&line);
             out.push('\n');

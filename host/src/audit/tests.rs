@@ -10,6 +10,7 @@ fn node(kind: NodeKind, name: &str, hash: &str, children: Vec<Node>) -> Node {
         entry: None,
         sandbox: None,
         tools: Vec::new(),
+        executors: Vec::new(),
         children,
     }
 }

@@ -181,8 +181,15 @@ pub struct RemoteArgs {
     /// When the engine cannot be reached at start, warn and run steps here.
     #[arg(long)]
     pub remote_fallback: bool,
+    /// Run steps here, but take their results from this REAPI engine's
+    /// action cache when it has them (`grpc://HOST:PORT`).
+    #[arg(long, value_name = "URL", env = "KILN_REMOTE_CACHE")]
+    pub remote_cache: Option<String>,
+    /// With --remote-cache: also write the results of steps run here to it.
+    #[arg(long)]
+    pub remote_upload: bool,
     /// Run every step here, whatever the config says.
-    #[arg(long, conflicts_with = "remote_executor")]
+    #[arg(long, conflicts_with_all = ["remote_executor", "remote_cache"])]
     pub no_remote: bool,
 }
 

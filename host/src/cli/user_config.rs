@@ -52,6 +52,11 @@ struct FetchTable {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RemoteTable {
     executor: Option<String>,
+    /// An engine used as a cache only (`--remote-cache`).
+    cache: Option<String>,
+    /// Write results of steps run here to that cache (`--remote-upload`).
+    #[serde(default)]
+    upload: bool,
     #[serde(default)]
     instance: String,
     /// A file holding a bearer token (`KILN_REMOTE_TOKEN` overrides).
@@ -113,6 +118,7 @@ pub struct UserConfig {
 #[derive(Debug, Default)]
 struct RemoteConfig {
     executor: Option<String>,
+    cache: Option<String>,
     settings: crate::remote::RemoteSettings,
 }
 
@@ -152,7 +158,8 @@ impl UserConfig {
     }
 
     /// The engine tool steps run on, if any: `--remote-executor` (or
-    /// `KILN_REMOTE_EXECUTOR`) over `[remote] executor`; none with
+    /// `KILN_REMOTE_EXECUTOR`) over `[remote] executor`; else an engine
+    /// used as a cache only (`--remote-cache`, `[remote] cache`); none with
     /// `--no-remote`.
     pub fn remote(
         &self,
@@ -161,13 +168,16 @@ impl UserConfig {
         if flags.no_remote {
             return None;
         }
-        let address = flags
-            .remote_executor
-            .clone()
-            .filter(|a| !a.is_empty())
-            .or_else(|| self.remote.executor.clone())?;
+        let nonempty = |a: &Option<String>| a.clone().filter(|a| !a.is_empty());
         let mut s = self.remote.settings.clone();
-        s.address = address;
+        if let Some(address) = nonempty(&flags.remote_executor).or(self.remote.executor.clone()) {
+            s.address = address;
+            s.upload = false;
+        } else {
+            s.address = nonempty(&flags.remote_cache).or(self.remote.cache.clone())?;
+            s.cache_only = true;
+            s.upload |= flags.remote_upload;
+        }
         if let Some(instance) = &flags.remote_instance {
             s.instance = instance.clone();
         }
@@ -207,6 +217,7 @@ fn remote_config(table: RemoteTable, shown: &str) -> anyhow::Result<RemoteConfig
     };
     Ok(RemoteConfig {
         executor: table.executor.filter(|e| !e.is_empty()),
+        cache: table.cache.filter(|e| !e.is_empty()),
         settings: crate::remote::RemoteSettings {
             address: String::new(),
             instance: table.instance,
@@ -215,7 +226,8 @@ fn remote_config(table: RemoteTable, shown: &str) -> anyhow::Result<RemoteConfig
             ca_file: table.ca_file,
             platform: table.platform.into_iter().collect(),
             fallback: table.fallback,
-            upload: false,
+            cache_only: false,
+            upload: table.upload,
             step_timeout: std::time::Duration::ZERO,
         },
     })

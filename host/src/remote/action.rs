@@ -30,6 +30,8 @@ pub struct Planned {
 pub struct Output {
     pub guest: String,
     pub host: PathBuf,
+    /// The path the Command names it by (relative to the working directory).
+    pub path: String,
 }
 
 /// How an entry's cached tree is found: the store's sidecar path for it,
@@ -57,6 +59,7 @@ pub fn plan(
             outputs.push(Output {
                 guest: m.guest.clone(),
                 host: m.host.clone(),
+                path: String::new(),
             });
             Node::Dir(merkle::hash_dir(&m.host, memo, &mut blobs)?)
         } else {
@@ -82,10 +85,10 @@ pub fn plan(
     } else {
         wd.split('/').count()
     };
-    let mut output_paths: Vec<String> = outputs
-        .iter()
-        .map(|o| format!("{}{}", "../".repeat(depth), o.guest.trim_start_matches('/')))
-        .collect();
+    for o in &mut outputs {
+        o.path = format!("{}{}", "../".repeat(depth), o.guest.trim_start_matches('/'));
+    }
+    let mut output_paths: Vec<String> = outputs.iter().map(|o| o.path.clone()).collect();
     output_paths.sort();
     output_paths.dedup();
     let properties: Vec<Property> = platform

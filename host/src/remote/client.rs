@@ -377,7 +377,6 @@ impl Client {
             batch_size += size;
         }
         flush(&mut batch)?;
-        drop(flush);
         for d in large {
             let data = self.read_stream(d)?;
             check_blob(d, &data)?;

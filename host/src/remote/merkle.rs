@@ -287,7 +287,7 @@ pub enum Node {
 }
 
 /// `root` and its descendants as one `Tree` message.
-fn as_tree(root: &Digest, blobs: &Blobs) -> Option<Tree> {
+pub fn as_tree(root: &Digest, blobs: &Blobs) -> Option<Tree> {
     let dir = |d: &Digest| match blobs.by_hash.get(&d.hash) {
         Some((_, Source::Bytes(b))) => Directory::decode(b.as_slice()).ok(),
         _ => None,

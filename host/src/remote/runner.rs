@@ -25,6 +25,8 @@ pub struct RemoteExecutor {
     store: Store,
     memo: FileMemo,
     step_timeout: std::time::Duration,
+    /// `--remote-cache`: steps run here; `Some(upload)`.
+    cache_only: Option<bool>,
 }
 
 impl RemoteExecutor {
@@ -46,6 +48,7 @@ impl RemoteExecutor {
             store: store.clone(),
             memo: FileMemo::default(),
             step_timeout: s.step_timeout,
+            cache_only: s.cache_only.then_some(s.upload),
         })
     }
 
@@ -132,12 +135,23 @@ impl RemoteExecutor {
 }
 
 impl RemoteRunner for RemoteExecutor {
-    fn run(&self, spec: &SandboxSpec) -> Result<(SandboxOutput, Placement), SandboxError> {
+    fn executes(&self) -> bool {
+        self.cache_only.is_none()
+    }
+
+    fn run(&self, spec: &SandboxSpec) -> Result<(SandboxOutput, Option<Placement>), SandboxError> {
         let started = Instant::now();
         let cache = |p: &Path| self.tree_cache(p);
         let planned = action::plan(spec, self.step_timeout, &self.platform, &cache, &self.memo)
             .map_err(remote_err)?;
-        let (result, cached) = self.result_for(&planned, spec)?;
+        let (result, cached) = match self.cache_only {
+            None => self.result_for(&planned, spec)?,
+            Some(upload) => match self.client.get_action_result(&planned.action) {
+                Ok(Some(r)) if r.exit_code == 0 => (r, true),
+                // A miss, or a cache that cannot answer: the step runs here.
+                _ => return self.run_here(spec, &planned, upload).map(|out| (out, None)),
+            },
+        };
         let wd = spec.cwd.trim_start_matches('/');
         let budget = spec.limits.disk_bytes.unwrap_or(u64::MAX);
         super::outputs::write_back(
@@ -171,13 +185,13 @@ impl RemoteRunner for RemoteExecutor {
                 stderr_truncated,
                 duration: started.elapsed(),
             },
-            Placement {
+            Some(Placement {
                 executor: self.shown.clone(),
                 instance: super::clean(&self.client.instance),
                 action: merkle::show(&planned.action),
                 worker,
                 cached,
-            },
+            }),
         ))
     }
 }
@@ -192,5 +206,77 @@ fn isa() -> &'static str {
         "x86_64" => "x86-64",
         "aarch64" => "aarch64",
         other => other,
+    }
+}
+
+impl RemoteExecutor {
+    /// `--remote-cache`: run the step in this machine's sandbox; with the
+    /// user's consent, a success is written to the action cache. A cache
+    /// that refuses the write costs a note on the step's stderr, never the
+    /// build.
+    fn run_here(
+        &self,
+        spec: &SandboxSpec,
+        planned: &Planned,
+        upload: bool,
+    ) -> Result<SandboxOutput, SandboxError> {
+        let mut out = crate::sandbox::run(spec, crate::sandbox::SandboxMode::Hermetic)?;
+        if upload
+            && out.exit_code == Some(0)
+            && !out.stdout_truncated
+            && !out.stderr_truncated
+            && let Err(e) = self.upload_result(planned, &out)
+        {
+            out.stderr.extend_from_slice(
+                format!("\nkiln: this step's result was not written to the remote cache: {e}\n")
+                    .as_bytes(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Write what the step left (its writable directories, stdout and
+    /// stderr) to the CAS, then the result to the action cache.
+    fn upload_result(&self, planned: &Planned, out: &SandboxOutput) -> Result<(), RemoteError> {
+        use bazel_remote_apis::build::bazel::remote::execution::v2::{
+            ExecutedActionMetadata, OutputDirectory,
+        };
+        use prost::Message;
+        let mut blobs = merkle::Blobs::default();
+        let mut dirs = Vec::new();
+        for o in &planned.outputs {
+            let root = merkle::hash_dir(&o.host, &self.memo, &mut blobs)?;
+            let tree = merkle::as_tree(&root, &blobs).ok_or_else(|| {
+                RemoteError::Setup(format!("cannot assemble the tree of {}", o.guest))
+            })?;
+            let tree_digest = blobs.add_message(tree.encode_to_vec());
+            dirs.push(OutputDirectory {
+                path: o.path.clone(),
+                tree_digest: Some(tree_digest),
+                is_topologically_sorted: false,
+                root_directory_digest: Some(root),
+            });
+        }
+        let stdout = blobs.add_message(out.stdout.clone());
+        let stderr = blobs.add_message(out.stderr.clone());
+        let missing = self
+            .client
+            .find_missing(blobs.digests())
+            .map_err(|s| RemoteError::status("asking which outputs the cache lacks", &s))?;
+        self.client.upload(&blobs, &missing)?;
+        let result = ActionResult {
+            output_directories: dirs,
+            exit_code: 0,
+            stdout_digest: Some(stdout),
+            stderr_digest: Some(stderr),
+            execution_metadata: Some(ExecutedActionMetadata {
+                worker: "kiln (this machine)".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.client
+            .update_action_result(&planned.action, &result)
+            .map_err(|s| RemoteError::status("writing the action cache", &s))
     }
 }
