@@ -39,7 +39,7 @@ use std::path::PathBuf;
 
 /// Where and how to reach the engine: from flags, the user config's
 /// `[remote]` and the environment; never from kiln.toml.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RemoteSettings {
     /// `grpc://host:port` or `grpcs://host:port`.
     pub address: String,
@@ -67,6 +67,31 @@ pub struct RemoteSettings {
     /// step so the action's digest does not depend on when it ran (kiln
     /// still stops waiting at the target's own deadline).
     pub step_timeout: std::time::Duration,
+}
+
+/// Shown without the token or header values: a debug print or a panic
+/// must not carry them.
+impl std::fmt::Debug for RemoteSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSettings")
+            .field("address", &self.shown())
+            .field("instance", &self.instance)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("ca_file", &self.ca_file)
+            .field("platform", &self.platform)
+            .field("fallback", &self.fallback)
+            .field("cache_only", &self.cache_only)
+            .field("upload", &self.upload)
+            .finish()
+    }
 }
 
 impl RemoteSettings {
@@ -184,6 +209,21 @@ pub fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_never_shows_in_a_debug_print() {
+        let s = RemoteSettings {
+            address: "grpcs://u:p@engine:443".into(),
+            token: Some("s3cret".into()),
+            headers: vec![("x-api-key".into(), "k3y".into())],
+            ..Default::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("k3y") && !shown.contains("u:p"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn credentials_never_show() {

@@ -170,14 +170,17 @@ impl UserConfig {
         }
         let nonempty = |a: &Option<String>| a.clone().filter(|a| !a.is_empty());
         let mut s = self.remote.settings.clone();
-        if let Some(address) = nonempty(&flags.remote_executor).or(self.remote.executor.clone()) {
-            s.address = address;
-            s.upload = false;
-        } else {
-            s.address = nonempty(&flags.remote_cache).or(self.remote.cache.clone())?;
-            s.cache_only = true;
-            s.upload |= flags.remote_upload;
-        }
+        // A flag beats the config; an executor beats a cache at each level.
+        let executor = |address: String| (address, false);
+        let cache = |address: String| (address, true);
+        let (address, cache_only) = nonempty(&flags.remote_executor)
+            .map(executor)
+            .or_else(|| nonempty(&flags.remote_cache).map(cache))
+            .or_else(|| self.remote.executor.clone().map(executor))
+            .or_else(|| self.remote.cache.clone().map(cache))?;
+        s.address = address;
+        s.cache_only = cache_only;
+        s.upload = cache_only && (s.upload || flags.remote_upload);
         if let Some(instance) = &flags.remote_instance {
             s.instance = instance.clone();
         }
@@ -342,6 +345,50 @@ pub fn substituters(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_flag_beats_the_config_and_uploads_need_a_cache() {
+        let config = UserConfig {
+            remote: RemoteConfig {
+                executor: Some("grpcs://config-engine:443".into()),
+                cache: None,
+                settings: crate::remote::RemoteSettings {
+                    upload: true,
+                    ..Default::default()
+                },
+            },
+            ..UserConfig::default()
+        };
+        let flags = |executor: Option<&str>, cache: Option<&str>| crate::cli::args::RemoteArgs {
+            remote_executor: executor.map(String::from),
+            remote_cache: cache.map(String::from),
+            ..Default::default()
+        };
+        let s = config
+            .remote(&flags(None, Some("grpc://127.0.0.1:1")))
+            .unwrap();
+        assert_eq!(
+            (s.address.as_str(), s.cache_only, s.upload),
+            ("grpc://127.0.0.1:1", true, true)
+        );
+        let s = config.remote(&flags(None, None)).unwrap();
+        assert_eq!(
+            (s.address.as_str(), s.cache_only, s.upload),
+            ("grpcs://config-engine:443", false, false)
+        );
+        let s = config
+            .remote(&flags(Some("grpc://127.0.0.1:2"), Some("grpc://x:1")))
+            .unwrap();
+        assert_eq!(
+            (s.address.as_str(), s.cache_only),
+            ("grpc://127.0.0.1:2", false)
+        );
+        let none = crate::cli::args::RemoteArgs {
+            no_remote: true,
+            ..Default::default()
+        };
+        assert!(config.remote(&none).is_none());
+    }
 
     fn project() -> ProjectCaches {
         ProjectCaches {

@@ -36,6 +36,11 @@ const CHUNK: usize = 1 << 20;
 /// Tries of a retryable call, and the first pause between them (doubled each time).
 const TRIES: u32 = 5;
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
+/// The longest kiln waits for one call's answer (a whole blob's transfer
+/// included).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The largest blob kiln holds in memory at once.
+const MAX_BLOB: u64 = 1 << 30;
 
 /// A connection to one engine and instance.
 #[derive(Debug)]
@@ -343,7 +348,7 @@ impl Client {
                     )));
                 }
                 if let Some(d) = r.digest {
-                    got.insert(d.hash.to_ascii_lowercase(), r.data);
+                    got.insert(d.hash, r.data);
                 }
             }
             for d in batch.drain(..) {
@@ -361,9 +366,11 @@ impl Client {
         let mut seen = std::collections::HashSet::new();
         let mut large = Vec::new();
         for d in digests {
+            check_digest(d)?;
             if !seen.insert(d.hash.clone()) {
                 continue;
             }
+            check_size(d, MAX_BLOB)?;
             let size = d.size_bytes as usize;
             if size > self.batch_bytes / 2 {
                 large.push(d);
@@ -405,7 +412,7 @@ impl Client {
                     read_offset: 0,
                     read_limit: 0,
                 });
-                let result: Result<Vec<u8>, Status> = async {
+                let result: Result<Vec<u8>, Status> = bounded(async {
                     let mut stream = c.read(r).await?.into_inner();
                     let mut data = Vec::with_capacity(want.min(MAX_MESSAGE));
                     while let Some(chunk) = stream.message().await? {
@@ -415,7 +422,7 @@ impl Client {
                         data.extend_from_slice(&chunk.data);
                     }
                     Ok(data)
-                }
+                })
                 .await;
                 match result {
                     Ok(data) => return Ok(data),
@@ -491,7 +498,7 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match f().await {
+        match bounded(f()).await {
             Ok(r) => return Ok(r.into_inner()),
             Err(s) if retryable(&s) && attempt < TRIES => {
                 tokio::time::sleep(pause).await;
@@ -499,6 +506,19 @@ where
             }
             Err(s) => return Err(s),
         }
+    }
+}
+
+/// `call`, or DEADLINE_EXCEEDED when the engine has not answered within
+/// [`CALL_TIMEOUT`]: an engine that keeps a call open forever cannot hold
+/// a build past it.
+pub async fn bounded<T>(call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -549,13 +569,30 @@ fn upload_id() -> String {
     )
 }
 
-fn check_size(d: &Digest, budget: u64) -> Result<(), RemoteError> {
-    if d.size_bytes < 0 || d.hash.len() != 64 || !d.hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// `d` is a sha256 digest as REAPI writes one: 64 lowercase hex digits
+/// and a size that is not negative.
+pub fn check_digest(d: &Digest) -> Result<(), RemoteError> {
+    let hex = d.hash.len() == 64
+        && d.hash
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if d.size_bytes < 0 || !hex {
         return Err(RemoteError::Protocol(format!(
-            "the engine named a malformed digest {:?}/{}",
+            "the engine named a malformed digest {}/{}",
             super::clean(&d.hash),
             d.size_bytes
         )));
+    }
+    Ok(())
+}
+
+fn check_size(d: &Digest, budget: u64) -> Result<(), RemoteError> {
+    check_digest(d)?;
+    if d.size_bytes as u64 > MAX_BLOB {
+        return Err(RemoteError::TooLarge {
+            digest: merkle::show(d),
+            budget: MAX_BLOB,
+        });
     }
     if d.size_bytes as u64 > budget {
         return Err(RemoteError::TooLarge {
@@ -615,6 +652,13 @@ fn endpoint(s: &RemoteSettings) -> Result<Endpoint, RemoteError> {
             )));
         }
     };
+    let credentials = s.token.is_some() || !s.headers.is_empty();
+    if credentials && matches!(scheme, "grpc" | "http") && !is_loopback(rest) {
+        return Err(RemoteError::Setup(format!(
+            "{}: kiln would send your remote token or headers in clear text; use grpcs:// (plain grpc:// carries credentials to loopback only)",
+            s.shown()
+        )));
+    }
     let mut e = Endpoint::from_shared(http)
         .map_err(|e| RemoteError::Setup(format!("{}: {e}", s.shown())))?
         .connect_timeout(Duration::from_secs(10))
@@ -644,6 +688,20 @@ fn endpoint(s: &RemoteSettings) -> Result<Endpoint, RemoteError> {
     Ok(e)
 }
 
+/// Whether the authority `rest` (`host:port/…`) names this machine.
+fn is_loopback(rest: &str) -> bool {
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The headers every request carries: the bearer token and the user's own.
 fn headers(s: &RemoteSettings) -> Result<MetadataMap, RemoteError> {
     let mut map = MetadataMap::new();
@@ -652,11 +710,12 @@ fn headers(s: &RemoteSettings) -> Result<MetadataMap, RemoteError> {
             RemoteError::Setup(format!("remote header {name:?} is not a valid header name"))
         })?;
         // The value is a secret: never shown, not even in this error.
-        let value: AsciiMetadataValue = value.parse().map_err(|_| {
+        let mut value: AsciiMetadataValue = value.parse().map_err(|_| {
             RemoteError::Setup(format!(
                 "the value of remote header {name:?} is not printable ASCII"
             ))
         })?;
+        value.set_sensitive(true);
         map.insert(key, value);
         Ok(())
     };
@@ -679,4 +738,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     super::clean(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_go_in_clear_to_loopback_only() {
+        assert!(is_loopback("127.0.0.1:8980"));
+        assert!(is_loopback("[::1]:8980/x"));
+        assert!(is_loopback("localhost:1"));
+        assert!(!is_loopback("engine.example:8980"));
+        assert!(!is_loopback("127.0.0.1.example:80"));
+        let s = RemoteSettings {
+            address: "grpc://engine.example:8980".into(),
+            token: Some("t".into()),
+            ..Default::default()
+        };
+        let err = endpoint(&s).unwrap_err().to_string();
+        assert!(err.contains("use grpcs://"), "{err}");
+        let plain = RemoteSettings {
+            token: None,
+            ..s.clone()
+        };
+        assert!(endpoint(&plain).is_ok());
+    }
 }

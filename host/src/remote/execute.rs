@@ -42,6 +42,7 @@ pub fn execute(
     client: &Client,
     action: &Digest,
     timeout: Duration,
+    skip_cache_lookup: bool,
 ) -> Result<(ActionResult, bool), Ended> {
     let deadline = Instant::now() + timeout + GRACE;
     client.block_on(async {
@@ -54,7 +55,7 @@ pub fn execute(
                         ExecutionClient::new(client.channel()).max_decoding_message_size(64 << 20);
                     let r = client.request(ExecuteRequest {
                         instance_name: client.instance.clone(),
-                        skip_cache_lookup: false,
+                        skip_cache_lookup,
                         action_digest: Some(action.clone()),
                         execution_policy: None,
                         results_cache_policy: None,
@@ -63,13 +64,13 @@ pub fn execute(
                         inline_stderr: true,
                         inline_output_files: Vec::new(),
                     });
-                    c.execute(r).await
+                    super::client::bounded(c.execute(r)).await
                 }
                 Some(n) => {
                     let mut c =
                         ExecutionClient::new(client.channel()).max_decoding_message_size(64 << 20);
                     let r = client.request(WaitExecutionRequest { name: n.clone() });
-                    c.wait_execution(r).await
+                    super::client::bounded(c.wait_execution(r)).await
                 }
             };
             let outcome = match stream {

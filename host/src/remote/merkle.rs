@@ -144,8 +144,12 @@ impl FileMemo {
         let mut hasher = Sha256::new();
         let size = io::copy(&mut file, &mut hasher).map_err(io_err(path))?;
         let hash = hex(&hasher.finalize());
-        // Changed while read: not remembered.
-        if size == m.size() {
+        // Changed while read, or changed so lately that a write within the
+        // same clock tick would not move its change time: not remembered.
+        let settled = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .is_ok_and(|now| now.as_secs() as i64 > m.ctime() + 2);
+        if size == m.size() && settled {
             self.lock().insert(fp, hash.clone());
         }
         Ok(Digest {

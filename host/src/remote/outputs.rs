@@ -26,6 +26,11 @@ use super::merkle::{self, Blobs, FileMemo, Source};
 /// Deepest directory nesting and most entries an output may have.
 const MAX_DEPTH: usize = 256;
 const MAX_ENTRIES: usize = 1_000_000;
+/// The largest Tree message kiln reads (it is held in memory).
+const MAX_TREE: u64 = 64 << 20;
+/// What each directory and link is charged against the disk budget (a
+/// filesystem block), besides the bytes files hold.
+const ENTRY_COST: u64 = 4096;
 
 /// Replace each of `outputs` with what `result` holds for it. `wd` is the
 /// step's working directory (result paths are relative to it); `known`
@@ -82,35 +87,43 @@ pub fn write_back(
         trees.insert(guest, tree);
     }
     let mut left = budget;
-    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let result = (|| {
-        for o in outputs {
-            let tree = trees
-                .get(&o.guest)
-                .ok_or_else(|| RemoteError::MissingOutput {
-                    path: o.guest.clone(),
-                    allowed: allowed.clone(),
-                })?;
-            let staging = sibling(&o.host, "remote-new");
-            let _ = remove_tree(&staging);
-            staged.push((staging.clone(), o.host.clone()));
-            let tree = fetch_tree(client, tree, left)?;
-            let used = materialize(client, &tree, &staging, known, left)?;
-            left = left.saturating_sub(used);
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        for (staging, _) in &staged {
-            let _ = remove_tree(staging);
-        }
-        return Err(e);
+    // Each output is built in a fresh private directory beside it (same
+    // filesystem: moved in by rename), removed whatever happens.
+    let mut staged: Vec<(Staging, PathBuf)> = Vec::new();
+    for o in outputs {
+        let tree = trees
+            .get(&o.guest)
+            .ok_or_else(|| RemoteError::MissingOutput {
+                path: o.guest.clone(),
+                allowed: allowed.clone(),
+            })?;
+        let parent = o.host.parent().unwrap_or(Path::new("/"));
+        let dir = Staging(
+            tempfile::Builder::new()
+                .prefix(".kiln-remote-")
+                .tempdir_in(parent)
+                .map_err(|e| write_err(parent, e))?
+                .keep(),
+        );
+        let tree = fetch_tree(client, tree, left)?;
+        let used = materialize(client, &tree, &dir.0.join("d"), known, left)?;
+        left = left.saturating_sub(used);
+        staged.push((dir, o.host.clone()));
     }
-    for (staging, host) in staged {
-        sync_dir(&staging, &host, memo).map_err(|e| write_err(&host, e))?;
-        let _ = remove_tree(&staging);
+    // Every output passed: only now is anything the step sees changed.
+    for (dir, host) in &staged {
+        sync_dir(&dir.0.join("d"), host, memo).map_err(|e| write_err(host, e))?;
     }
     Ok(())
+}
+
+/// A staging directory, removed when dropped.
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.0);
+    }
 }
 
 /// `path` (relative to `wd`) as a sandbox path, if it stays inside the
@@ -134,7 +147,7 @@ fn resolve(wd: &str, path: &str) -> Option<String> {
 
 /// The Tree message `digest` names, checked.
 fn fetch_tree(client: &Client, digest: &Digest, budget: u64) -> Result<Tree, RemoteError> {
-    let bytes = client.read_blob(digest, budget.max(64 << 20))?;
+    let bytes = client.read_blob(digest, budget.min(MAX_TREE))?;
     Tree::decode(bytes.as_slice())
         .map_err(|e| RemoteError::Protocol(format!("an output tree that does not decode: {e}")))
 }
@@ -165,10 +178,12 @@ fn materialize(
     let mut files: Vec<Pending> = Vec::new();
     let mut entries = 0usize;
     layout(root, dest, &children, &mut files, &mut entries, 0)?;
-    let total: u64 = files
+    let total = files
         .iter()
-        .map(|f| f.digest.size_bytes.max(0) as u64)
-        .sum();
+        .try_fold(entries as u64 * ENTRY_COST, |sum, f| {
+            sum.checked_add(f.digest.size_bytes as u64)
+        })
+        .unwrap_or(u64::MAX);
     if total > budget {
         return Err(RemoteError::TooLarge {
             digest: format!("tree of {total} bytes"),
@@ -216,7 +231,7 @@ fn layout(
                 "an output tree of more than {MAX_ENTRIES} entries"
             )));
         }
-        if !merkle::is_plain_name(name) || !names.insert(name.to_string()) {
+        if name.len() > 255 || !merkle::is_plain_name(name) || !names.insert(name.to_string()) {
             return Err(RemoteError::Escapes {
                 path: super::clean(name),
                 allowed: "plain names, each once per directory".into(),
@@ -229,9 +244,7 @@ fn layout(
         let digest = f.digest.clone().ok_or_else(|| {
             RemoteError::Protocol(format!("file {} has no digest", super::clean(&f.name)))
         })?;
-        if digest.size_bytes < 0 {
-            return Err(RemoteError::Protocol("a negative file size".into()));
-        }
+        super::client::check_digest(&digest)?;
         files.push(Pending {
             path,
             digest,
@@ -253,7 +266,7 @@ fn layout(
         let child = sub
             .digest
             .as_ref()
-            .and_then(|d| children.get(&d.hash.to_ascii_lowercase()))
+            .and_then(|d| children.get(&d.hash))
             .ok_or_else(|| {
                 RemoteError::Protocol(format!(
                     "directory {} is missing from its output tree",
@@ -291,14 +304,10 @@ fn write_file(f: &Pending, data: &[u8]) -> Result<(), RemoteError> {
 }
 
 fn write_err(path: &Path, e: std::io::Error) -> RemoteError {
-    RemoteError::Setup(format!("cannot write {}: {e}", path.display()))
-}
-
-/// `path` with `.suffix` added to its last component.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{suffix}"));
-    path.with_file_name(name)
+    RemoteError::Setup(format!(
+        "cannot write {}: {e}",
+        super::clean(&path.display().to_string())
+    ))
 }
 
 /// Make `dst` hold what `src` holds, moving entries from `src`: what

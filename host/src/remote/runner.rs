@@ -52,26 +52,30 @@ impl RemoteExecutor {
         })
     }
 
-    /// The action cache's answer or the engine's run; whether it was cached.
+    /// The action cache's answer or the engine's run; whether it was
+    /// cached. `skip_cache`: run it even if the engine has an answer.
     fn result_for(
         &self,
         planned: &Planned,
         spec: &SandboxSpec,
+        skip_cache: bool,
     ) -> Result<(ActionResult, bool), SandboxError> {
-        match self.client.get_action_result(&planned.action) {
-            Ok(Some(r)) if r.exit_code == 0 => return Ok((r, true)),
-            Ok(_) => {}
-            Err(s) => {
-                return Err(remote_err(RemoteError::status(
-                    "asking the action cache",
-                    &s,
-                )));
+        if !skip_cache {
+            match self.client.get_action_result(&planned.action) {
+                Ok(Some(r)) if r.exit_code == 0 => return Ok((r, true)),
+                Ok(_) => {}
+                Err(s) => {
+                    return Err(remote_err(RemoteError::status(
+                        "asking the action cache",
+                        &s,
+                    )));
+                }
             }
         }
         let mut reuploaded = false;
         loop {
             self.upload_missing(planned).map_err(remote_err)?;
-            match execute::execute(&self.client, &planned.action, spec.timeout) {
+            match execute::execute(&self.client, &planned.action, spec.timeout, skip_cache) {
                 Ok(done) => return Ok(done),
                 Err(Ended::MissingInputs(_)) if !reuploaded => reuploaded = true,
                 Err(Ended::MissingInputs(why)) => {
@@ -100,6 +104,30 @@ impl RemoteExecutor {
             .find_missing(planned.blobs.digests())
             .map_err(|s| RemoteError::status("asking which inputs the engine lacks", &s))?;
         self.client.upload(&planned.blobs, &missing)
+    }
+
+    /// What `result` says the step printed, then its outputs written back
+    /// (so a failure to fetch the streams leaves /work and /out as they
+    /// were).
+    #[allow(clippy::type_complexity)]
+    fn apply(
+        &self,
+        result: &ActionResult,
+        planned: &Planned,
+        spec: &SandboxSpec,
+    ) -> Result<((Vec<u8>, bool), (Vec<u8>, bool)), RemoteError> {
+        let stdout = self.stream(&result.stdout_raw, result.stdout_digest.as_ref())?;
+        let stderr = self.stream(&result.stderr_raw, result.stderr_digest.as_ref())?;
+        super::outputs::write_back(
+            &self.client,
+            result,
+            &planned.outputs,
+            spec.cwd.trim_start_matches('/'),
+            &planned.blobs,
+            &self.memo,
+            spec.limits.disk_bytes.unwrap_or(u64::MAX),
+        )?;
+        Ok((stdout, stderr))
     }
 
     /// stdout or stderr of `result`, capped as a local run's is.
@@ -144,32 +172,30 @@ impl RemoteRunner for RemoteExecutor {
         let cache = |p: &Path| self.tree_cache(p);
         let planned = action::plan(spec, self.step_timeout, &self.platform, &cache, &self.memo)
             .map_err(remote_err)?;
-        let (result, cached) = match self.cache_only {
-            None => self.result_for(&planned, spec)?,
+        let (mut result, mut cached) = match self.cache_only {
+            None => self.result_for(&planned, spec, false)?,
             Some(upload) => match self.client.get_action_result(&planned.action) {
                 Ok(Some(r)) if r.exit_code == 0 => (r, true),
                 // A miss, or a cache that cannot answer: the step runs here.
                 _ => return self.run_here(spec, &planned, upload).map(|out| (out, None)),
             },
         };
-        let wd = spec.cwd.trim_start_matches('/');
-        let budget = spec.limits.disk_bytes.unwrap_or(u64::MAX);
-        super::outputs::write_back(
-            &self.client,
-            &result,
-            &planned.outputs,
-            wd,
-            &planned.blobs,
-            &self.memo,
-            budget,
-        )
-        .map_err(remote_err)?;
-        let (stdout, stdout_truncated) = self
-            .stream(&result.stdout_raw, result.stdout_digest.as_ref())
-            .map_err(remote_err)?;
-        let (stderr, stderr_truncated) = self
-            .stream(&result.stderr_raw, result.stderr_digest.as_ref())
-            .map_err(remote_err)?;
+        let mut applied = self.apply(&result, &planned, spec);
+        if applied.is_err() && cached {
+            // A cached answer whose blobs are gone (evicted, or never
+            // there): the step is run again, never taken from it.
+            match self.cache_only {
+                Some(upload) => {
+                    return self.run_here(spec, &planned, upload).map(|out| (out, None));
+                }
+                None => {
+                    (result, cached) = self.result_for(&planned, spec, true)?;
+                    applied = self.apply(&result, &planned, spec);
+                }
+            }
+        }
+        let ((stdout, stdout_truncated), (stderr, stderr_truncated)) =
+            applied.map_err(remote_err)?;
         let worker = result
             .execution_metadata
             .as_ref()
@@ -220,7 +246,42 @@ impl RemoteExecutor {
         planned: &Planned,
         upload: bool,
     ) -> Result<SandboxOutput, SandboxError> {
-        let mut out = crate::sandbox::run(spec, crate::sandbox::SandboxMode::Hermetic)?;
+        if !upload {
+            return crate::sandbox::run(spec, crate::sandbox::SandboxMode::Hermetic);
+        }
+        // A result others will take for this action must be what its
+        // inputs give: the step runs with empty tool caches, as the
+        // action says (a warm cache, which a project's own earlier steps
+        // may have planted, never reaches the shared cache).
+        let mut fresh = spec.clone();
+        let mut scratch = Vec::new();
+        for m in fresh
+            .mounts
+            .iter_mut()
+            .filter(|m| m.guest.starts_with("/cache/"))
+        {
+            let parent = spec
+                .mounts
+                .iter()
+                .find(|w| w.guest == "/work")
+                .and_then(|w| w.host.parent())
+                .unwrap_or(std::path::Path::new("/tmp"));
+            let dir = tempfile::Builder::new()
+                .prefix(".kiln-fresh-cache-")
+                .tempdir_in(parent)
+                .map_err(|e| {
+                    remote_err(RemoteError::Setup(format!(
+                        "cannot make an empty cache: {e}"
+                    )))
+                })?;
+            m.host = dir.path().to_path_buf();
+            scratch.push(dir);
+        }
+        let mut out = crate::sandbox::run(&fresh, crate::sandbox::SandboxMode::Hermetic)?;
+        for dir in scratch {
+            let _ = kiln_core::store::make_writable(dir.path());
+            drop(dir);
+        }
         if upload
             && out.exit_code == Some(0)
             && !out.stdout_truncated

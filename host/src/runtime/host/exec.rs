@@ -71,7 +71,14 @@ impl HostState {
         let results = run_at_most(
             &planned,
             &self.run.executor,
-            exec_all_concurrency(),
+            // A remote step's answer is written back into the /work and
+            // /out every command of the batch shares, and a cache's upload
+            // must hold only its own step's writes: one at a time.
+            if matches!(self.run.executor, Executor::Remote(_)) {
+                1
+            } else {
+                exec_all_concurrency()
+            },
             (&self.run.reporter, &self.run.target),
         );
         let mut outputs = Vec::with_capacity(planned.len());
