@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Project, busybox, fixture, free_port, hello_project, record_of};
+use crate::support::{
+    Project, busybox, busybox_project, fixture, free_port, hello_project, record_of,
+};
 
 /// An engine a test started, stopped when dropped (closing its stdin
 /// stops it; a kill follows).
@@ -92,11 +94,20 @@ impl Engine {
 
     /// How many actions the real engine's workers have run.
     fn executions(&self) -> usize {
-        std::fs::read_to_string(self.path("engine/bot-0.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("buildbox-run exited"))
-            .count()
+        let logs = std::fs::read_dir(self.path("engine")).unwrap();
+        logs.flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("bot-") && name.ends_with(".log")
+            })
+            .map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("buildbox-run exited"))
+                    .count()
+            })
+            .sum()
     }
 
     /// The hostile engine's log of calls: one JSON object per line.
@@ -283,6 +294,12 @@ fn a_chain_of_targets_builds_remotely_as_it_does_here() {
         std::fs::read_to_string(remote.path("result-c/c")).unwrap(),
         "one\ntwo\none\ntwo\n"
     );
+    // Another machine gets all three from the action cache.
+    let ran = engine.executions();
+    let other = chain_project();
+    remote_build(&other, &engine.url, &[]).ok();
+    assert_eq!(engine.executions(), ran, "a fresh store ran actions again");
+    assert_eq!(entry(&other, "result-c"), entry(&local, "result-c"));
     // --check rebuilds here and compares with what the engine made.
     remote_build(&remote, &engine.url, &["--check", "c"]).ok();
 }
@@ -308,15 +325,9 @@ fn an_engine_that_cannot_be_reached_is_named_and_fallback_runs_here() {
 #[test]
 fn an_engine_killed_mid_build_is_a_named_error_and_nothing_is_kept() {
     let engine = Engine::real(1);
-    let p = Project::new();
-    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
-    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
-    p.write(
-        "kiln.toml",
-        &format!(
-            "[target.slow]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.slow.params]\nattack = \"exec\"\nscript = 'sleep 8; echo late > /out/x'\n",
-            fixture("hostile")
-        ),
+    let p = busybox_project(
+        "",
+        "attack = \"exec\"\nscript = 'sleep 8; echo late > /out/x'",
     );
     let child = p
         .command(&["build", "--remote-executor", &engine.url])
@@ -344,17 +355,7 @@ fn an_engine_killed_mid_build_is_a_named_error_and_nothing_is_kept() {
 
 /// A one-step busybox project whose step writes `/out/x`.
 fn one_step() -> Project {
-    let p = Project::new();
-    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
-    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
-    p.write(
-        "kiln.toml",
-        &format!(
-            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\nattack = \"exec\"\nscript = 'echo hi > /out/x'\n",
-            fixture("hostile")
-        ),
-    );
-    p
+    busybox_project("", "attack = \"exec\"\nscript = 'echo hi > /out/x'")
 }
 
 #[test]

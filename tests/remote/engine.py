@@ -51,6 +51,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from _venv import reexec_in_engine_venv
+
 HERE = Path(__file__).resolve().parent
 ENGINE_HOME = Path(os.environ.get("KILN_REMOTE_ENGINE_HOME") or Path.home() / ".cache" / "kiln-test-engine")
 
@@ -559,23 +561,6 @@ def watch_stdin(stop: threading.Event) -> None:
     threading.Thread(target=reader, name="stdin-watch", daemon=True).start()
 
 
-def reexec_in_engine_venv() -> None:
-    """Run again with the engine venv's Python when this one lacks BuildGrid."""
-    try:
-        import buildgrid  # noqa: F401
-        return
-    except ImportError:
-        pass
-    import os
-    from pathlib import Path
-
-    home = Path(os.environ.get("KILN_REMOTE_ENGINE_HOME") or Path.home() / ".cache" / "kiln-test-engine")
-    py = home / "venv" / "bin" / "python"
-    if py.exists() and not os.environ.get("KILN_ENGINE_REEXEC"):
-        os.environ["KILN_ENGINE_REEXEC"] = "1"
-        os.execv(str(py), [str(py), os.path.abspath(__file__), *sys.argv[1:]])
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", required=True, help="directory for the database, CAS, logs and sockets")
@@ -650,5 +635,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    reexec_in_engine_venv()
+    reexec_in_engine_venv(__file__)
     sys.exit(main())

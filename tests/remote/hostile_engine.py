@@ -58,26 +58,10 @@ from concurrent import futures
 
 MODES = ["ok", "escape", "dotdot-name", "absolute", "bad-digest", "truncated", "missing-output", "hang", "unavailable"]
 
-
-def reexec_in_engine_venv() -> None:
-    """Run again with the engine venv's Python when this one lacks BuildGrid."""
-    try:
-        import buildgrid  # noqa: F401
-        return
-    except ImportError:
-        pass
-    from pathlib import Path
-
-    home = Path(os.environ.get("KILN_REMOTE_ENGINE_HOME") or Path.home() / ".cache" / "kiln-test-engine")
-    py = home / "venv" / "bin" / "python"
-    if py.exists() and not os.environ.get("KILN_ENGINE_REEXEC"):
-        os.environ["KILN_ENGINE_REEXEC"] = "1"
-        os.execv(str(py), [str(py), os.path.abspath(__file__), *sys.argv[1:]])
-    sys.exit(f"ERROR: BuildGrid is not importable and {py} is missing: run bash tests/remote/install.sh")
-
+from _venv import reexec_in_engine_venv  # noqa: E402
 
 if __name__ == "__main__":
-    reexec_in_engine_venv()
+    reexec_in_engine_venv(__file__)
 
 import grpc  # noqa: E402
 from google.protobuf import empty_pb2, text_format  # noqa: E402
@@ -88,6 +72,7 @@ from buildgrid._protos.build.bazel.semver import semver_pb2  # noqa: E402
 from buildgrid._protos.google.bytestream import bytestream_pb2, bytestream_pb2_grpc  # noqa: E402
 from buildgrid._protos.google.longrunning import operations_pb2, operations_pb2_grpc  # noqa: E402
 from buildgrid._protos.google.rpc import code_pb2, status_pb2  # noqa: E402
+
 
 MAX_BATCH = 4 << 20
 CHUNK = 64 << 10

@@ -25,26 +25,10 @@ import sys
 import time
 import uuid
 
-
-def reexec_in_engine_venv() -> None:
-    """Run again with the engine venv's Python when this one lacks BuildGrid."""
-    try:
-        import buildgrid  # noqa: F401
-        return
-    except ImportError:
-        pass
-    import os
-    from pathlib import Path
-
-    home = Path(os.environ.get("KILN_REMOTE_ENGINE_HOME") or Path.home() / ".cache" / "kiln-test-engine")
-    py = home / "venv" / "bin" / "python"
-    if py.exists() and not os.environ.get("KILN_ENGINE_REEXEC"):
-        os.environ["KILN_ENGINE_REEXEC"] = "1"
-        os.execv(str(py), [str(py), os.path.abspath(__file__), *sys.argv[1:]])
-
+from _venv import reexec_in_engine_venv  # noqa: E402
 
 if __name__ == "__main__":
-    reexec_in_engine_venv()
+    reexec_in_engine_venv(__file__)
 
 import grpc  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
@@ -52,6 +36,7 @@ from google.protobuf import text_format  # noqa: E402
 from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2  # noqa: E402
 from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc  # noqa: E402
 from buildgrid._protos.google.rpc import code_pb2  # noqa: E402
+
 
 
 def digest_of(data: bytes) -> re_pb2.Digest:
