@@ -2,7 +2,7 @@
 //! buildbox workers, `tests/remote/engine.py`) and a hostile one
 //! (`tests/remote/hostile_engine.py`), each started on 127.0.0.1 by the
 //! test and stopped after (`bash tests/remote/install.sh` installs them;
-//! `.ci/deps` runs it).
+//! `.ci/run` runs it).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
