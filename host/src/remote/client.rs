@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
     ActionResult, BatchReadBlobsRequest, BatchUpdateBlobsRequest, Digest, FindMissingBlobsRequest,
-    GetActionResultRequest, GetCapabilitiesRequest, ServerCapabilities, UpdateActionResultRequest,
+    GetActionResultRequest, GetCapabilitiesRequest, UpdateActionResultRequest,
     action_cache_client::ActionCacheClient, batch_update_blobs_request,
     capabilities_client::CapabilitiesClient,
     content_addressable_storage_client::ContentAddressableStorageClient,
@@ -52,7 +52,6 @@ pub struct Client {
     /// The most bytes one batch request may carry (the engine's
     /// `max_batch_total_size_bytes`, else 4 MiB, less room for framing).
     batch_bytes: usize,
-    pub caps: ServerCapabilities,
 }
 
 impl Client {
@@ -78,7 +77,6 @@ impl Client {
             instance: s.instance.clone(),
             headers: headers(s)?,
             batch_bytes: 4 << 20,
-            caps: ServerCapabilities::default(),
         };
         let caps = client
             .retry(|| {
@@ -107,7 +105,6 @@ impl Client {
             }
         }
         client.batch_bytes = client.batch_bytes.min(4 << 20);
-        client.caps = caps;
         Ok(client)
     }
 
