@@ -21,9 +21,10 @@ mod substitute;
 
 use pins::Pins;
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::key::{BuildKey, KeyMaterial};
@@ -113,7 +114,15 @@ struct Ctx<'a> {
     manifest: &'a Manifest,
     opts: BuildOptions,
     runtime: OnceLock<Runtime>,
+    /// `path` inputs hashed in this session, by path, excludes and the
+    /// package whose reach allowed them.
+    path_hashes: Mutex<HashMap<PathMemo, Sha256Hash>>,
+    /// Leaves out symlinks into the store (computed once).
+    links_filter: OnceLock<kiln_core::pathfilter::PathFilter>,
 }
+
+/// A `path` input as hashed: its path, excludes, and its package's directory.
+type PathMemo = (PathBuf, Vec<String>, PathBuf);
 
 /// A target whose recipe and inputs are resolved and hashed: ready to run.
 struct Job<'a> {
@@ -127,7 +136,7 @@ struct Job<'a> {
 struct Recipe {
     /// A standard recipe's name, or the custom recipe's path relative to kiln.toml.
     name: String,
-    wasm: Vec<u8>,
+    wasm: Cow<'static, [u8]>,
     hash: Sha256Hash,
     /// The store entry holding it, when it is another target's output.
     entry: Option<PathBuf>,
@@ -166,6 +175,8 @@ impl<'a> Builder<'a> {
                 manifest,
                 opts,
                 runtime: OnceLock::new(),
+                path_hashes: Mutex::new(HashMap::new()),
+                links_filter: OnceLock::new(),
             },
             built: BTreeMap::new(),
         })
@@ -243,9 +254,21 @@ impl<'a> Builder<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// What host paths this kiln.toml may read.
-    fn reach(&self) -> reach::Reach {
-        reach::Reach::new(&self.manifest.dir, &self.opts.allow_paths)
+    /// What host paths target `t` may read: its package's tree (the
+    /// project's, without a workspace) and what the user allows.
+    fn reach(&self, t: &Target) -> reach::Reach {
+        reach::Reach::new(&t.dir, &self.opts.allow_paths)
+    }
+
+    /// The filter for a `path` input with `exclude` patterns: kiln's own
+    /// result links are never source, whatever `-o` named them.
+    fn source_filter(&self, exclude: &[String]) -> kiln_core::pathfilter::PathFilter {
+        self.links_filter
+            .get_or_init(|| {
+                kiln_core::pathfilter::PathFilter::default()
+                    .skipping_links_into(&self.store.entries_dir())
+            })
+            .with_patterns(exclude)
     }
 
     fn runtime(&self) -> Result<&Runtime, BuildError> {
@@ -269,8 +292,9 @@ impl<'a> Ctx<'a> {
                     })?;
                 Ok(Recipe {
                     name: name.clone(),
-                    wasm: wasm.to_vec(),
-                    hash: Sha256Hash::of_bytes(wasm),
+                    wasm: Cow::Borrowed(wasm),
+                    hash: crate::recipes::standard_hash(name)
+                        .unwrap_or_else(|| Sha256Hash::of_bytes(wasm)),
                     entry: None,
                 })
             }
@@ -286,7 +310,7 @@ impl<'a> Ctx<'a> {
                     reason: Box::new(reason),
                 };
                 let real = self
-                    .reach()
+                    .reach(t)
                     .check(path)
                     .map_err(|e| recipe_error(e.into()))?;
                 if !real.is_file() {
@@ -312,16 +336,16 @@ impl<'a> Ctx<'a> {
                 let got = Sha256Hash::of_bytes(&wasm);
                 if let Some(specified) = hash {
                     let at = hash_at.clone().unwrap_or_else(|| t.at.clone());
-                    pins.check(self.manifest, t, "recipe", Some(*specified), at, got)?;
+                    pins.check(t, "recipe", Some(*specified), at, got)?;
                 }
                 let name = path
-                    .strip_prefix(&self.manifest.dir)
+                    .strip_prefix(&t.dir)
                     .unwrap_or(path)
                     .display()
                     .to_string();
                 Ok(Recipe {
                     name,
-                    wasm,
+                    wasm: Cow::Owned(wasm),
                     hash: got,
                     entry: self.store.entry_containing(&real).ok().flatten(),
                 })
@@ -373,25 +397,23 @@ impl<'a> Ctx<'a> {
     /// [`Self::execute`] but for the report.
     fn find_or_build(&self, mut job: Job<'_>, check: bool) -> Result<Built, BuildError> {
         let t = job.target;
-        let _lock = self.store.lock_or_wait(&job.key.to_hex(), |pid| {
-            let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-            self.opts.reporter.note(format!(
-                "waiting for another kiln build of {}{by} to finish",
-                t.name
-            ));
-        })?;
-        let stored = self.store.lookup_output(&job.key.hash()).and_then(|entry| {
-            let rec = crate::record::read(&self.store, &entry).ok()?;
-            Some(Built {
-                target: t.name.clone(),
-                entry,
-                key: job.key,
-                output_hash: rec.output_hash,
-                found: true,
-                checked: false,
-                substituted_from: None,
-            })
-        });
+        // A stored output needs no lock: entries are committed whole.
+        let mut stored = self.stored(&job);
+        let _lock = match stored {
+            Some(_) => None,
+            None => {
+                let lock = self.store.lock_or_wait(&job.key.to_hex(), |pid| {
+                    let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                    self.opts.reporter.note(format!(
+                        "waiting for another kiln build of {}{by} to finish",
+                        t.name
+                    ));
+                })?;
+                // Another kiln may have built it while this one waited.
+                stored = self.stored(&job);
+                Some(lock)
+            }
+        };
         let first = match stored {
             Some(b) => b,
             None if self.opts.mode == Mode::Lookup => {
@@ -424,6 +446,24 @@ impl<'a> Ctx<'a> {
         self.keep_for_inspection(t, &first, staging.path().join("out"))
     }
 
+    /// `job`'s output, if the store holds it.
+    fn stored(&self, job: &Job<'_>) -> Option<Built> {
+        let (entry, hash) = self.store.lookup_output(&job.key.hash())?;
+        let output_hash = match hash {
+            Some(h) => h,
+            None => crate::record::read(&self.store, &entry).ok()?.output_hash,
+        };
+        Some(Built {
+            target: job.target.name.clone(),
+            entry,
+            key: job.key,
+            output_hash,
+            found: true,
+            checked: false,
+            substituted_from: None,
+        })
+    }
+
     /// Run `job`'s recipe and commit its output with its record.
     fn build_here(&self, job: &Job<'_>) -> Result<Built, BuildError> {
         let t = job.target;
@@ -432,13 +472,14 @@ impl<'a> Ctx<'a> {
         let entry_hash = t.output_hash.unwrap_or(job.key.hash());
         let entry = self
             .store
-            .commit_sealed(&staging.path().join("out"), &entry_hash, &t.name)?;
+            .commit_sealed(&staging.path().join("out"), &entry_hash, &t.local)?;
         crate::record::write(&self.store, &entry, &record).map_err(|source| BuildError::Io {
             action: "cannot write the build record of",
             path: entry.clone(),
             source,
         })?;
-        self.store.record_output(&job.key.hash(), &entry)?;
+        self.store
+            .record_output(&job.key.hash(), &entry, Some(&record.output_hash))?;
         Ok(Built {
             target: t.name.clone(),
             entry,

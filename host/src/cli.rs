@@ -46,6 +46,7 @@ mod commands;
 mod console;
 mod open;
 mod options;
+mod project;
 mod user_config;
 
 use std::io::IsTerminal;

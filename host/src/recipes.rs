@@ -8,6 +8,16 @@ pub fn standard(name: &str) -> Option<&'static [u8]> {
     STANDARD.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
 }
 
+/// The sha256 of the standard recipe `name`'s wasm, computed once per
+/// process (a build of 10,000 targets must not hash it 10,000 times).
+pub fn standard_hash(name: &str) -> Option<kiln_core::hash::Sha256Hash> {
+    use std::sync::OnceLock;
+    static HASHES: OnceLock<Vec<OnceLock<kiln_core::hash::Sha256Hash>>> = OnceLock::new();
+    let hashes = HASHES.get_or_init(|| STANDARD.iter().map(|_| OnceLock::new()).collect());
+    let i = STANDARD.iter().position(|(n, _)| *n == name)?;
+    Some(*hashes[i].get_or_init(|| kiln_core::hash::Sha256Hash::of_bytes(STANDARD[i].1)))
+}
+
 /// The names of all standard recipes.
 pub fn standard_names() -> Vec<&'static str> {
     STANDARD.iter().map(|(n, _)| *n).collect()

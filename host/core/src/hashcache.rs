@@ -74,30 +74,39 @@ pub fn fingerprint(path: &Path, filter: &PathFilter) -> Result<Sha256Hash, NarEr
     }
     stat_line(&m, "", &mut h);
     let children = sorted_children(path, "", filter)?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
-    let per_thread = children.len().div_ceil(threads).max(1);
-    let digests: Vec<Result<Vec<[u8; 32]>, NarError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = children
-            .chunks(per_thread)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(name, rel, meta)| {
-                            let mut ch = Sha256::new();
-                            walk(&path.join(name), meta, rel, filter, &mut ch)?;
-                            Ok(ch.finalize().into())
-                        })
-                        .collect()
-                })
+    // A thread costs more than a few dozen stat calls: small trees (the
+    // common package source) are walked here.
+    let threads = if children.len() < 32 {
+        1
+    } else {
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+    .clamp(1, 4);
+    let digest = |part: &[Child]| {
+        part.iter()
+            .map(|(name, rel, meta)| {
+                let mut ch = Sha256::new();
+                walk(&path.join(name), meta, rel, filter, &mut ch)?;
+                Ok(ch.finalize().into())
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
+            .collect::<Result<Vec<[u8; 32]>, NarError>>()
+    };
+    let digests: Vec<Result<Vec<[u8; 32]>, NarError>> = if threads == 1 {
+        vec![digest(&children)]
+    } else {
+        let per_thread = children.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = children
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || digest(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
     for part in digests {
         for d in part? {
             h.update(d);

@@ -14,6 +14,7 @@
 //!
 //! Nothing here runs recipes or tools: that is the `kiln` crate's job.
 
+pub mod address;
 pub mod beneath;
 pub mod hash;
 pub mod hashcache;
@@ -30,3 +31,4 @@ pub mod store;
 pub mod tarbound;
 pub mod unpack;
 pub mod usage;
+pub mod workspace;

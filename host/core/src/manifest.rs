@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::address::{self, Naming};
 use crate::hash::Sha256Hash;
 
 /// A place in kiln.toml, printed `file:line:column`.
@@ -41,11 +42,28 @@ pub struct ManifestError {
 pub struct Manifest {
     /// The kiln.toml file itself.
     pub file: PathBuf,
-    /// Its directory: `path` inputs are relative to it.
+    /// Its directory: kiln.lock lives here.
     pub dir: PathBuf,
+    /// Targets by address (plain names without a workspace).
     pub targets: BTreeMap<String, Target>,
     /// `[cache]`: binary caches the project suggests.
     pub cache: ProjectCaches,
+    /// How targets are addressed.
+    pub naming: Naming,
+    /// `[workspace]`, when this file declares one.
+    pub workspace: Option<WorkspaceDecl>,
+    /// Every kiln.toml read to make this manifest (the root first).
+    pub files: Vec<PathBuf>,
+}
+
+/// `[workspace]`: which directories below the root are packages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceDecl {
+    /// Globs of package directories, relative to the root (`services/*`).
+    pub members: Vec<String>,
+    /// Globs of directories the members' globs leave out.
+    pub exclude: Vec<String>,
+    pub at: Location,
 }
 
 /// The binary caches a kiln.toml suggests (`[cache]`). A suggestion only:
@@ -64,7 +82,17 @@ pub struct ProjectCaches {
 /// One `[target.NAME]` table.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// Its address: the key in [`Manifest::targets`] (a plain name
+    /// without a workspace, `services/api:image` in one).
     pub name: String,
+    /// Its name within its package (`image`): store entries are named so.
+    pub local: String,
+    /// Its package: the directory path below the workspace root ("" for
+    /// the root, and for a project without a workspace).
+    pub package: String,
+    /// Its package's directory: `path` inputs are relative to it and stay
+    /// inside it.
+    pub dir: PathBuf,
     pub recipe: RecipeRef,
     pub inputs: BTreeMap<String, Input>,
     /// The `params` table, as JSON: handed to the recipe as is.
@@ -108,7 +136,7 @@ pub enum Source {
     Path { path: PathBuf, exclude: Vec<String> },
     /// A download; `unpack` extracts an archive like `nix-prefetch-url --unpack`.
     Url { url: String, unpack: bool },
-    /// Another target's output.
+    /// Another target's output, by address.
     Target(String),
 }
 
@@ -172,6 +200,15 @@ struct RawManifest {
     #[serde(default)]
     target: BTreeMap<String, Spanned<RawTarget>>,
     cache: Option<Spanned<RawCache>>,
+    workspace: Option<Spanned<RawWorkspace>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    members: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -214,9 +251,35 @@ struct RawWasmRecipe {
     hash: Option<String>,
 }
 
-/// Parse `text`, the contents of the kiln.toml at `file`.
+/// Whether kiln.toml's `text` has a `[workspace]` table (false for text
+/// that is not TOML: parsing it properly then says what is wrong).
+pub fn declares_workspace(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Peek {
+        workspace: Option<serde::de::IgnoredAny>,
+    }
+    toml::from_str::<Peek>(text).is_ok_and(|p| p.workspace.is_some())
+}
+
+/// Parse `text`, the contents of the kiln.toml at `file`: a project of
+/// its own, whose `target = "…"` inputs name targets of this file.
 pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError> {
-    let at = |span: std::ops::Range<usize>| location(file, text, span.start);
+    let manifest = parse_package(file, text, Naming::Single, "")?;
+    manifest.check_target_refs()?;
+    Ok(manifest)
+}
+
+/// Parse the kiln.toml at `file` as package `package` of a project named
+/// by `naming`; its targets are keyed by address. References to other
+/// packages are not checked here (see [`Manifest::check_target_refs`]).
+pub fn parse_package(
+    file: &Path,
+    text: &str,
+    naming: Naming,
+    package: &str,
+) -> Result<Manifest, ManifestError> {
+    let lines = LineIndex::new(text);
+    let at = |span: std::ops::Range<usize>| lines.location(file, span.start);
     let err = |span: std::ops::Range<usize>, message: String| ManifestError {
         location: at(span),
         message,
@@ -236,6 +299,7 @@ pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError
             location: target_at.clone(),
             message: format!("target '{name}': {m}"),
         })?;
+        let addr = address::address(naming, package, &name);
 
         let recipe = parse_recipe(&raw_target.recipe, &dir, &at)?;
         let mut inputs = BTreeMap::new();
@@ -245,7 +309,13 @@ pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError
             check_name(&input_name)
                 .map_err(|m| err(name_span.clone(), format!("input '{input_name}': {m}")))?;
             let input_at = at(raw_input.span());
-            let input = parse_input(&input_name, raw_input.into_inner(), &dir, input_at, &at)?;
+            let input = parse_input(
+                &input_name,
+                raw_input.into_inner(),
+                (&dir, naming, package),
+                input_at,
+                &at,
+            )?;
             inputs.insert(input_name, input);
         }
         let output_hash = match raw_target.output_hash {
@@ -265,9 +335,12 @@ pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError
             message: format!("target '{name}': params cannot be handed to the recipe: {e}"),
         })?;
         targets.insert(
-            name.clone(),
+            addr.clone(),
             Target {
-                name,
+                name: addr,
+                local: name,
+                package: package.to_string(),
+                dir: dir.clone(),
                 recipe,
                 inputs,
                 params,
@@ -289,14 +362,24 @@ pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError
             }
         }
     };
-    let manifest = Manifest {
+    let workspace = raw.workspace.map(|w| {
+        let at = at(w.span());
+        let w = w.into_inner();
+        WorkspaceDecl {
+            members: w.members,
+            exclude: w.exclude,
+            at,
+        }
+    });
+    Ok(Manifest {
         file: file.to_path_buf(),
         dir,
         targets,
         cache,
-    };
-    check_target_refs(&manifest)?;
-    Ok(manifest)
+        naming,
+        workspace,
+        files: vec![file.to_path_buf()],
+    })
 }
 
 fn parse_recipe(
@@ -343,7 +426,7 @@ fn parse_recipe(
 fn parse_input(
     name: &str,
     raw: RawInput,
-    dir: &Path,
+    (dir, naming, package): (&Path, Naming, &str),
     input_at: Location,
     at: &impl Fn(std::ops::Range<usize>) -> Location,
 ) -> Result<Input, ManifestError> {
@@ -393,7 +476,7 @@ fn parse_input(
                 "a target input takes its hash from target '{t}' itself; remove hash (use output_hash on '{t}' to pin it)"
             )));
         }
-        Source::Target(t)
+        Source::Target(address::resolve_ref(naming, package, &t).map_err(err)?)
     };
     let (hash, hash_at) = match raw.hash {
         None => (None, None),
@@ -416,77 +499,11 @@ fn parse_input(
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !name.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err("names use letters, digits, '-', '_' and '.', do not start with '.', and are at most 64 characters".to_string())
-    }
-}
-
-/// Every `target = "…"` input names a target of this file, and the targets
-/// form no cycle.
-fn check_target_refs(m: &Manifest) -> Result<(), ManifestError> {
-    for t in m.targets.values() {
-        for i in t.inputs.values() {
-            if let Source::Target(dep) = &i.source
-                && !m.targets.contains_key(dep)
-            {
-                let known: Vec<_> = m.targets.keys().map(String::as_str).collect();
-                return Err(ManifestError {
-                    location: i.at.clone(),
-                    message: format!(
-                        "input '{}': no target '{dep}' in this file (targets: {})",
-                        i.name,
-                        known.join(", ")
-                    ),
-                });
-            }
-        }
-    }
-    // Depth-first search; `stack` is the current path, for the message.
-    fn visit<'a>(
-        m: &'a Manifest,
-        name: &'a str,
-        stack: &mut Vec<&'a str>,
-        done: &mut Vec<&'a str>,
-    ) -> Result<(), ManifestError> {
-        if done.contains(&name) {
-            return Ok(());
-        }
-        if let Some(pos) = stack.iter().position(|s| *s == name) {
-            let mut cycle: Vec<&str> = stack[pos..].to_vec();
-            cycle.push(name);
-            return Err(ManifestError {
-                location: m.targets[name].at.clone(),
-                message: format!(
-                    "targets form a cycle: {}; a target cannot depend on its own output",
-                    cycle.join(" -> ")
-                ),
-            });
-        }
-        stack.push(name);
-        for dep in m.targets[name].target_deps() {
-            visit(m, dep, stack, done)?;
-        }
-        stack.pop();
-        done.push(name);
-        Ok(())
-    }
-    let mut done = Vec::new();
-    for name in m.targets.keys() {
-        visit(m, name, &mut Vec::new(), &mut done)?;
-    }
-    Ok(())
+    address::check_name(name)
 }
 
 impl Target {
-    /// The targets whose outputs this target consumes.
+    /// The targets whose outputs this target consumes, by address.
     pub fn target_deps(&self) -> impl Iterator<Item = &str> {
         self.inputs.values().filter_map(|i| match &i.source {
             Source::Target(t) => Some(t.as_str()),
@@ -496,28 +513,125 @@ impl Target {
 }
 
 impl Manifest {
+    /// Every `target = "…"` input names a target here, and the targets
+    /// form no cycle.
+    pub fn check_target_refs(&self) -> Result<(), ManifestError> {
+        for t in self.targets.values() {
+            for i in t.inputs.values() {
+                if let Source::Target(dep) = &i.source
+                    && !self.targets.contains_key(dep)
+                {
+                    return Err(ManifestError {
+                        location: i.at.clone(),
+                        message: format!("input '{}': {}", i.name, self.unknown(dep)),
+                    });
+                }
+            }
+        }
+        // Depth-first, iteratively (a chain of 10,000 targets is fine);
+        // `stack` is the current path, for the message.
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            Open,
+            Done,
+        }
+        let mut state: std::collections::HashMap<&str, State> =
+            std::collections::HashMap::with_capacity(self.targets.len());
+        for root in self.targets.keys() {
+            if state.contains_key(root.as_str()) {
+                continue;
+            }
+            let mut stack: Vec<(&str, Vec<&str>)> =
+                vec![(root, self.targets[root].target_deps().collect())];
+            state.insert(root, State::Open);
+            while let Some((name, deps)) = stack.last_mut() {
+                let name = *name;
+                let Some(dep) = deps.pop() else {
+                    state.insert(name, State::Done);
+                    stack.pop();
+                    continue;
+                };
+                match state.get(dep) {
+                    Some(State::Done) => {}
+                    Some(State::Open) => {
+                        let pos = stack.iter().position(|(n, _)| *n == dep).unwrap_or(0);
+                        let mut cycle: Vec<&str> = stack[pos..].iter().map(|(n, _)| *n).collect();
+                        cycle.push(dep);
+                        return Err(ManifestError {
+                            location: self.targets[dep].at.clone(),
+                            message: format!(
+                                "targets form a cycle: {}; a target cannot depend on its own output",
+                                cycle.join(" -> ")
+                            ),
+                        });
+                    }
+                    None => {
+                        state.insert(dep, State::Open);
+                        stack.push((dep, self.targets[dep].target_deps().collect()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why `address` names no target here, with what would.
+    fn unknown(&self, address: &str) -> String {
+        if self.naming == Naming::Single {
+            let known: Vec<_> = self.targets.keys().map(String::as_str).collect();
+            return format!(
+                "no target '{address}' in this file (targets: {})",
+                known.join(", ")
+            );
+        }
+        let (pkg, _) = address::split(address);
+        let known: Vec<&str> = self
+            .targets
+            .values()
+            .filter(|t| t.package == pkg)
+            .map(|t| t.local.as_str())
+            .collect();
+        if known.is_empty() {
+            format!("no target '{address}': the workspace has no package '{pkg}' with targets")
+        } else {
+            format!(
+                "no target '{address}' (package '{pkg}' declares: {})",
+                known.join(", ")
+            )
+        }
+    }
+
     /// `names` and everything they depend on, dependencies first.
     pub fn build_order(&self, names: &[String]) -> Result<Vec<&Target>, UnknownTarget> {
         let mut order: Vec<&Target> = Vec::new();
-        fn add<'a>(m: &'a Manifest, name: &str, order: &mut Vec<&'a Target>) {
-            if order.iter().any(|t| t.name == name) {
-                return;
-            }
-            let t = &m.targets[name];
-            for dep in t.target_deps() {
-                add(m, dep, order);
-            }
-            order.push(t);
-        }
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for n in names {
-            if !self.targets.contains_key(n) {
+            let Some(root) = self.targets.get(n) else {
                 return Err(UnknownTarget {
                     file: self.file.clone(),
                     name: n.clone(),
                     known: self.targets.keys().cloned().collect(),
                 });
+            };
+            if !seen.insert(&root.name) {
+                continue;
             }
-            add(self, n, &mut order);
+            // Post-order, iteratively: a target after its dependencies.
+            let mut stack: Vec<(&Target, Vec<&str>)> = vec![(root, root.target_deps().collect())];
+            while let Some((t, deps)) = stack.last_mut() {
+                match deps.pop() {
+                    Some(d) => {
+                        if seen.insert(d) {
+                            let dt = &self.targets[d];
+                            stack.push((dt, dt.target_deps().collect()));
+                        }
+                    }
+                    None => {
+                        order.push(t);
+                        stack.pop();
+                    }
+                }
+            }
         }
         Ok(order)
     }
@@ -545,20 +659,35 @@ fn explain_toml_error(message: &str) -> String {
     raw
 }
 
-/// 1-based line and column of byte `offset` in `text`.
-fn location(file: &Path, text: &str, offset: usize) -> Location {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    Location {
-        file: file.to_path_buf(),
-        line,
-        column,
+/// Where each line of a text starts, to turn byte offsets into places
+/// without rescanning the text for each one.
+struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    /// 1-based line and column of byte `offset`.
+    fn location(&self, file: &Path, offset: usize) -> Location {
+        let offset = offset.min(self.text.len());
+        let line = self.starts.partition_point(|s| *s <= offset);
+        let start = self.starts[line - 1];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(0, |l| l.chars().count())
+            + 1;
+        Location {
+            file: file.to_path_buf(),
+            line,
+            column,
+        }
     }
 }
 

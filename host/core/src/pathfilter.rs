@@ -26,6 +26,14 @@ impl PathFilter {
         }
     }
 
+    /// This filter's symlink rules with `patterns` instead of its own.
+    pub fn with_patterns(&self, patterns: &[String]) -> Self {
+        PathFilter {
+            patterns: patterns.to_vec(),
+            links_into: self.links_into.clone(),
+        }
+    }
+
     /// Also leave out every symlink pointing under `dir` (the store's
     /// entries, as written and as resolved): kiln's result links are
     /// outputs, never source, whatever they are called.
@@ -70,7 +78,8 @@ pub fn join_rel(parent: &str, name: &str) -> String {
     }
 }
 
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+/// Whether `text` matches `pattern`: `*` any run of characters but `/`, `?` one.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     match pattern.split_first() {
         None => text.is_empty(),
         Some((b'*', rest)) => (0..=text.len())

@@ -452,25 +452,38 @@ impl Store {
         self.commit(&staged, expected, name)
     }
 
-    /// The entry a build with `key` produced, if it is still in the store.
-    pub fn lookup_output(&self, key: &Sha256Hash) -> Option<PathBuf> {
-        let name = read_small(&self.root.join("outputs").join(key.to_hex())).ok()?;
-        let name = name.trim();
+    /// The entry a build with `key` produced, if it is still in the store,
+    /// and its output hash when the index remembers it (a no-op then reads
+    /// no build record).
+    pub fn lookup_output(&self, key: &Sha256Hash) -> Option<(PathBuf, Option<Sha256Hash>)> {
+        let text = read_small(&self.root.join("outputs").join(key.to_hex())).ok()?;
+        let mut lines = text.lines();
+        let name = lines.next()?.trim();
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             return None;
         }
+        let hash = lines.next().and_then(|h| Sha256Hash::parse(h.trim()).ok());
         let path = self.root.join("store").join(name);
-        path.exists().then_some(path)
+        path.exists().then_some((path, hash))
     }
 
-    /// Remember that the build with `key` produced `entry`.
-    pub fn record_output(&self, key: &Sha256Hash, entry: &Path) -> Result<(), StoreError> {
-        let name = entry
+    /// Remember that the build with `key` produced `entry`, whose NAR hash
+    /// is `output_hash` when the caller knows it.
+    pub fn record_output(
+        &self,
+        key: &Sha256Hash,
+        entry: &Path,
+        output_hash: Option<&Sha256Hash>,
+    ) -> Result<(), StoreError> {
+        let mut text = entry
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if let Some(h) = output_hash {
+            text = format!("{text}\n{}\n", h.to_sri());
+        }
         let dest = self.root.join("outputs").join(key.to_hex());
-        write_atomic(&dest, name.as_bytes(), Existing::Replace).map_err(io_at(&dest))?;
+        write_atomic(&dest, text.as_bytes(), Existing::Replace).map_err(io_at(&dest))?;
         Ok(())
     }
 }
@@ -754,7 +767,10 @@ mod tests {
         let staged = tmp.path().join("out");
         fs::create_dir(&staged).unwrap();
         let entry = store.commit(&staged, &key, "hello").unwrap();
-        store.record_output(&key, &entry).unwrap();
-        assert_eq!(store.lookup_output(&key), Some(entry));
+        store.record_output(&key, &entry, None).unwrap();
+        assert_eq!(store.lookup_output(&key), Some((entry.clone(), None)));
+        let h = Sha256Hash::of_bytes(b"output");
+        store.record_output(&key, &entry, Some(&h)).unwrap();
+        assert_eq!(store.lookup_output(&key), Some((entry, Some(h))));
     }
 }

@@ -118,20 +118,36 @@ impl Resolving<'_, '_> {
         exclude: &[String],
     ) -> Result<ResolvedInput, BuildError> {
         let (b, input) = (self.b, self.input);
-        if !path.exists() {
-            return Err(self.fail(InputError::Missing(path.to_path_buf())));
-        }
-        b.reach().check(path).map_err(|e| self.fail(e))?;
         // kiln's own result links are never source, whatever -o named them.
-        let filter = PathFilter::new(exclude).skipping_links_into(&b.store.entries_dir());
+        let filter = b.source_filter(exclude);
         let origin = origin_of(path, &b.manifest.dir);
-        let got = if self.lookup {
-            // A lookup writes nothing, not even the stat cache.
-            kiln_core::store::content_hash(path, &filter)
-        } else {
-            kiln_core::hashcache::hash_cached(&b.store.hashcache_dir(), path, &filter)
-        }
-        .map_err(|e| self.fail(e))?;
+        // Targets sharing a source (from one package) hash it once.
+        let memo = (path.to_path_buf(), exclude.to_vec(), self.t.dir.clone());
+        let known = b
+            .path_hashes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&memo).copied());
+        let got = match known {
+            Some(h) => h,
+            None => {
+                if !path.exists() {
+                    return Err(self.fail(InputError::Missing(path.to_path_buf())));
+                }
+                b.reach(self.t).check(path).map_err(|e| self.fail(e))?;
+                let got = if self.lookup {
+                    // A lookup writes nothing, not even the stat cache.
+                    kiln_core::store::content_hash(path, &filter)
+                } else {
+                    kiln_core::hashcache::hash_cached(&b.store.hashcache_dir(), path, &filter)
+                }
+                .map_err(|e| self.fail(e))?;
+                if let Ok(mut m) = b.path_hashes.lock() {
+                    m.insert(memo, got);
+                }
+                got
+            }
+        };
         if self.lookup {
             return match b.store.find_by_hash(&got) {
                 Some(entry) => Ok(resolved(input, got, entry, InputKind::Path, origin)),
@@ -140,14 +156,7 @@ impl Resolving<'_, '_> {
         }
         // Local sources are hashed on every build; only an explicit hash pins them.
         if let Some(specified) = input.hash {
-            pins.check(
-                b.manifest,
-                self.t,
-                &input.name,
-                Some(specified),
-                self.pin_at(),
-                got,
-            )?;
+            pins.check(self.t, &input.name, Some(specified), self.pin_at(), got)?;
         }
         match b.store.entry(&got, &input.name) {
             Some(entry) => Ok(resolved(input, got, entry, InputKind::Path, origin)),
@@ -185,7 +194,7 @@ impl Resolving<'_, '_> {
     fn url(&self, pins: &mut Pins, url: &str, unpack: bool) -> Result<ResolvedInput, BuildError> {
         let (b, t, input) = (self.b, self.t, self.input);
         if let Some(local) = url.strip_prefix("file://") {
-            b.reach()
+            b.reach(t)
                 .check(std::path::Path::new(local))
                 .map_err(|e| self.fail(e))?;
         }
@@ -234,21 +243,14 @@ impl Resolving<'_, '_> {
             Ok(f) => f,
             // Report it as every other mismatch: where the pin is and the fix.
             Err(crate::fetch::FetchError::Mismatch { got, .. }) => {
-                pins.check(b.manifest, t, &input.name, input.hash, self.pin_at(), got)?;
+                pins.check(t, &input.name, input.hash, self.pin_at(), got)?;
                 return Err(self.fail(InputError::Changed {
                     url: url.to_string(),
                 }));
             }
             Err(e) => return Err(self.fail(e)),
         };
-        pins.check(
-            b.manifest,
-            t,
-            &input.name,
-            input.hash,
-            self.pin_at(),
-            fetched.hash,
-        )?;
+        pins.check(t, &input.name, input.hash, self.pin_at(), fetched.hash)?;
         Ok(resolved(
             input,
             fetched.hash,
@@ -331,7 +333,7 @@ impl Ctx<'_> {
                     let fix = if in_manifest {
                         format!(
                             "if the new content is what you want, write hash = \"{got}\" in {}",
-                            self.manifest.file.display()
+                            t.at.file.display()
                         )
                     } else {
                         format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use kiln_core::hash::Sha256Hash;
 use kiln_core::lockfile::Lockfile;
-use kiln_core::manifest::{Location, Manifest, Target};
+use kiln_core::manifest::{Location, Target};
 
 use super::{BuildError, HashMismatch};
 
@@ -23,7 +23,6 @@ impl Pins {
     /// (pinning it when neither does: the caller asks only for remote content).
     pub(super) fn check(
         &mut self,
-        manifest: &Manifest,
         t: &Target,
         input: &str,
         specified: Option<Sha256Hash>,
@@ -40,7 +39,7 @@ impl Pins {
                     got,
                     fix: format!(
                         "if the new content is what you want, write hash = \"{got}\" in {}",
-                        manifest.file.display()
+                        t.at.file.display()
                     ),
                 })));
             }
@@ -77,7 +76,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn manifest() -> Manifest {
+    fn manifest() -> kiln_core::manifest::Manifest {
         kiln_core::manifest::parse_manifest(
             Path::new("/p/kiln.toml"),
             "[target.t]\nrecipe = \"go\"\ninputs.src = { path = \"src\" }\n",
@@ -100,12 +99,12 @@ mod tests {
 
     fn check(
         pins: &mut Pins,
-        m: &Manifest,
+        m: &kiln_core::manifest::Manifest,
         specified: Option<Sha256Hash>,
         got: Sha256Hash,
     ) -> Result<(), BuildError> {
         let t = &m.targets["t"];
-        pins.check(m, t, "src", specified, t.at.clone(), got)
+        pins.check(t, "src", specified, t.at.clone(), got)
     }
 
     #[test]

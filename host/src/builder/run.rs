@@ -30,7 +30,9 @@ impl Ctx<'_> {
                 target: t.name.clone(),
             });
         let started = Instant::now();
-        let staging = self.store.temp_dir(&format!("build-{}-", t.name))?;
+        let staging = self
+            .store
+            .temp_dir(&format!("build-{}-", kiln_core::address::flat(&t.name)))?;
         let dirs =
             prepare_staging(staging.path(), &job.inputs).map_err(|source| BuildError::Io {
                 action: "cannot prepare the build directory",

@@ -6,8 +6,8 @@
 //! recipe run) happens on a worker thread. After a failure no node starts;
 //! those running finish, and the first error is returned.
 
-use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, mpsc};
 
 /// What the scheduler needs of a graph node.
 pub(super) trait Node {
@@ -35,50 +35,91 @@ where
 {
     pending.retain(|n| !done.contains_key(n.name()));
     let jobs = jobs.max(1);
+    // Kahn's algorithm: each node counts its dependencies not yet done; a
+    // finished node readies the dependents it was the last one of.
+    let index: HashMap<&str, usize> = pending
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name(), i))
+        .collect();
+    let mut waiting: Vec<usize> = vec![0; pending.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); pending.len()];
+    for (i, n) in pending.iter().enumerate() {
+        for d in n.deps() {
+            if let Some(&j) = index.get(d) {
+                waiting[i] += 1;
+                dependents[j].push(i);
+            } else if !done.contains_key(d) {
+                // Never satisfiable: the node never runs.
+                waiting[i] += 1;
+            }
+        }
+    }
+    let mut ready: VecDeque<usize> = (0..pending.len()).filter(|i| waiting[*i] == 0).collect();
     let execute = &execute;
     let mut failure: Option<E> = None;
+    // Workers are started as jobs need them, at most `jobs`, and kept: a
+    // build of 10,000 stored targets starts two threads, not 10,000.
+    let (work_tx, work_rx) = mpsc::channel::<(usize, J)>();
+    let work_rx = Mutex::new(work_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<R, E>)>();
     std::thread::scope(|scope| {
-        let (done_tx, done_rx) = mpsc::channel::<(String, Result<R, E>)>();
+        let work_tx = work_tx;
+        let mut workers = 0usize;
         let mut running = 0usize;
         loop {
             while failure.is_none() && running < jobs {
-                let Some(i) = pending
-                    .iter()
-                    .position(|n| n.deps().iter().all(|d| done.contains_key(*d)))
-                else {
+                let Some(i) = ready.pop_front() else {
                     break;
                 };
-                let node = pending.remove(i);
-                let job = match prepare(node, done) {
+                let job = match prepare(pending[i], done) {
                     Ok(job) => job,
                     Err(e) => {
                         failure = Some(e);
                         break;
                     }
                 };
-                let tx = done_tx.clone();
-                let name = node.name().to_string();
                 running += 1;
-                scope.spawn(move || {
-                    let _ = tx.send((name, execute(job)));
-                });
+                if workers < running {
+                    workers += 1;
+                    let (rx, tx) = (&work_rx, done_tx.clone());
+                    scope.spawn(move || {
+                        loop {
+                            let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            let Ok((i, job)) = next else { break };
+                            if tx.send((i, execute(job))).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                if work_tx.send((i, job)).is_err() {
+                    break;
+                }
             }
             if running == 0 {
                 break;
             }
-            let Ok((name, result)) = done_rx.recv() else {
+            let Ok((i, result)) = done_rx.recv() else {
                 break;
             };
             running -= 1;
             match result {
                 Ok(r) => {
-                    done.insert(name, r);
+                    done.insert(pending[i].name().to_string(), r);
+                    for &d in &dependents[i] {
+                        waiting[d] -= 1;
+                        if waiting[d] == 0 {
+                            ready.push_back(d);
+                        }
+                    }
                 }
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
             }
         }
+        drop(work_tx);
     });
     match failure {
         Some(e) => Err(e),

@@ -37,7 +37,7 @@ impl Ctx<'_> {
         let pulled = subs.pull(
             &self.store,
             &entry_hash,
-            &t.name,
+            &t.local,
             Want::Output { fixed },
             &check,
             &mut warnings,
@@ -53,7 +53,10 @@ impl Ctx<'_> {
         if let Err(e) = record::write(&self.store, &pulled.entry, &rec) {
             self.note(format!("{}: cannot write the pulled record: {e}", t.name));
         }
-        if let Err(e) = self.store.record_output(&job.key.hash(), &pulled.entry) {
+        if let Err(e) =
+            self.store
+                .record_output(&job.key.hash(), &pulled.entry, Some(&rec.output_hash))
+        {
             self.note(format!("{}: {e}", t.name));
         }
         Some(Built {

@@ -5,7 +5,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use kiln_core::manifest::{Manifest, parse_manifest};
 use kiln_core::store::Store;
 
 use super::kiln_home;
@@ -22,26 +21,6 @@ pub fn compiled_dir() -> anyhow::Result<PathBuf> {
         Some(dir) => Ok(PathBuf::from(dir)),
         None => Ok(store()?.compiled_dir()),
     }
-}
-
-/// kiln.toml: `file` (`-f`), else the one in the current directory.
-pub fn manifest(file: Option<&Path>) -> anyhow::Result<Manifest> {
-    let file = match file {
-        Some(f) => f.to_path_buf(),
-        None => PathBuf::from("kiln.toml"),
-    };
-    use kiln_core::sidefile::{self, Links, limits};
-    let text = sidefile::read_to_string(&file, Links::Follow, limits::TEXT).with_context(|| {
-        if file == Path::new("kiln.toml") {
-            "no kiln.toml in this directory; run kiln where one is, or pass -f path/to/kiln.toml"
-                .to_string()
-        } else {
-            format!("cannot read {}", file.display())
-        }
-    })?;
-    let abs =
-        std::path::absolute(&file).with_context(|| format!("resolving {}", file.display()))?;
-    Ok(parse_manifest(&abs, &text)?)
 }
 
 /// Write a secret key to a new file only its owner can read; an existing

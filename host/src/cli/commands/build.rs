@@ -13,6 +13,7 @@ use crate::builder::{BuildError, Builder};
 use crate::cli::args::{BuildArgs, BuildFlags, FetchArgs};
 use crate::cli::open;
 use crate::cli::options::{self, Setting};
+use crate::cli::project::Project;
 use crate::runtime::RecipeError;
 use crate::sandbox::SandboxMode;
 
@@ -49,12 +50,8 @@ pub(super) fn build(a: BuildArgs, quiet: bool) -> anyhow::Result<()> {
 /// What a build reads, from kiln.toml as it is now; if it cannot be read,
 /// kiln.toml alone, until it can.
 fn watched_now(a: &BuildArgs) -> anyhow::Result<crate::watch::Watched> {
-    let watched = open::manifest(a.file.file.as_deref()).ok().and_then(|m| {
-        let targets = if a.targets.is_empty() {
-            m.targets.keys().cloned().collect()
-        } else {
-            a.targets.clone()
-        };
+    let watched = Project::open(a.file.file.as_deref()).ok().and_then(|p| {
+        let (m, targets) = p.select(&a.targets).ok()?;
         let store_dir = open::store().ok()?.entries_dir();
         crate::watch::watched(&m, &targets, &store_dir).ok()
     });
@@ -72,12 +69,7 @@ fn watched_now(a: &BuildArgs) -> anyhow::Result<crate::watch::Watched> {
 }
 
 fn build_once(a: &BuildArgs, quiet: bool) -> anyhow::Result<()> {
-    let manifest = open::manifest(a.file.file.as_deref())?;
-    let targets: Vec<String> = if a.targets.is_empty() {
-        manifest.targets.keys().cloned().collect()
-    } else {
-        a.targets.clone()
-    };
+    let (manifest, targets) = Project::open(a.file.file.as_deref())?.select(&a.targets)?;
     if targets.is_empty() {
         bail!(
             "{} declares no targets; add a [target.NAME] table",
@@ -176,7 +168,7 @@ fn show_results(built: &[crate::builder::Built], a: &BuildFlags) -> anyhow::Resu
             let name = if built.len() == 1 {
                 base
             } else {
-                format!("{base}-{}", b.target)
+                format!("{base}-{}", kiln_core::address::flat(&b.target))
             };
             replace_link(Path::new(&name), &b.entry)
                 .with_context(|| format!("linking {name} to {}", b.entry.display()))?;
@@ -219,6 +211,9 @@ fn show_results(built: &[crate::builder::Built], a: &BuildFlags) -> anyhow::Resu
 /// Point the symlink `link` at `target`, atomically replacing an old link.
 /// An existing file or directory that is not a link is never touched.
 fn replace_link(link: &Path, target: &Path) -> anyhow::Result<()> {
+    if fs::read_link(link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
     if let Ok(m) = fs::symlink_metadata(link)
         && !m.file_type().is_symlink()
     {

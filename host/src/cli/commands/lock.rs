@@ -7,9 +7,10 @@ use crate::builder::Builder;
 use crate::cli::args::LockArgs;
 use crate::cli::open;
 use crate::cli::options::{self, Setting};
+use crate::cli::project::Project;
 
 pub(super) fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
-    let manifest = open::manifest(a.file.file.as_deref())?;
+    let manifest = Project::open(a.file.file.as_deref())?.load_all()?;
     let opts = options::lock(&Setting::load(quiet)?, &a.file);
     if let Some(input) = a.update.as_deref().filter(|i| !i.is_empty()) {
         let mut known: Vec<&str> = manifest

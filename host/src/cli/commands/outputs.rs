@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use kiln_core::manifest::Manifest;
+use std::collections::BTreeMap;
+
 use kiln_core::store::Store;
 
 use crate::builder::Builder;
 use crate::cli::args::{FileArg, KeyArgs};
-use crate::cli::open;
 use crate::cli::options::{self, Setting};
+use crate::cli::project::Project;
 
 /// An output as the command line names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +27,11 @@ pub(super) enum OutputRef {
 }
 
 impl OutputRef {
-    /// A name holding `/` or starting with `.` is a path; any other is a name.
+    /// A name holding `/` or starting with `.` is a path, unless it is a
+    /// workspace address (`services/api:image`); any other is a name.
     pub(super) fn parse(s: &str) -> OutputRef {
-        if s.contains('/') || s.starts_with('.') {
+        let address = s.contains(':') && !s.starts_with(['.', '/']);
+        if !address && (s.contains('/') || s.starts_with('.')) {
             OutputRef::Path(PathBuf::from(s))
         } else {
             OutputRef::Name(s.to_string())
@@ -37,7 +40,8 @@ impl OutputRef {
 }
 
 /// The store entries `refs` name, in their order; every target of
-/// kiln.toml when `refs` is empty.
+/// kiln.toml (at or below the current directory, in a workspace) when
+/// `refs` is empty.
 pub(super) fn resolve(
     store: &Store,
     refs: &[String],
@@ -46,23 +50,32 @@ pub(super) fn resolve(
     setting: &Setting,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let refs: Vec<OutputRef> = refs.iter().map(|r| OutputRef::parse(r)).collect();
-    let manifest = manifest_for(&refs, file)?;
-    let targets: Vec<String> = match &manifest {
-        Some(m) if refs.is_empty() => m.targets.keys().cloned().collect(),
-        Some(m) => refs
-            .iter()
-            .filter_map(|r| match r {
-                OutputRef::Name(n) if m.targets.contains_key(n) => Some(n.clone()),
-                _ => None,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut found = std::collections::BTreeMap::new();
-    if let Some(m) = &manifest
-        && !targets.is_empty()
+    let project = project_for(&refs, file)?;
+    // Each name that is a target, by its address; the others are paths.
+    let mut addresses: BTreeMap<&str, String> = BTreeMap::new();
+    let mut not_targets: BTreeMap<&str, anyhow::Error> = BTreeMap::new();
+    if let Some(p) = &project {
+        for r in &refs {
+            if let OutputRef::Name(n) = r {
+                match p.select(std::slice::from_ref(n)) {
+                    Ok((_, mut t)) if t.len() == 1 => {
+                        addresses.insert(n, t.remove(0));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        not_targets.insert(n, e);
+                    }
+                }
+            }
+        }
+    }
+    let wanted: Vec<String> = addresses.values().cloned().collect();
+    let mut found = BTreeMap::new();
+    if let Some(p) = &project
+        && (refs.is_empty() || !wanted.is_empty())
     {
-        let mut builder = Builder::new(store.clone(), m, options::lookup(setting, key, file))?;
+        let (m, targets) = p.select(&wanted)?;
+        let mut builder = Builder::new(store.clone(), &m, options::lookup(setting, key, file))?;
         let built = builder
             .build(&targets)
             .context("these targets are not built: run `kiln build` first")?;
@@ -76,19 +89,15 @@ pub(super) fn resolve(
     let mut out = Vec::new();
     for r in &refs {
         match r {
-            OutputRef::Name(n) if found.contains_key(n) => out.push(found[n].clone()),
+            OutputRef::Name(n) if addresses.contains_key(n.as_str()) => {
+                out.push(found[&addresses[n.as_str()]].clone())
+            }
             OutputRef::Name(n) if !Path::new(n).exists() => {
-                let names = manifest
-                    .as_ref()
-                    .map(|m| m.targets.keys().cloned().collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default();
-                let file = manifest
-                    .as_ref()
-                    .map(|m| m.file.display().to_string())
-                    .unwrap_or_else(|| "kiln.toml".into());
-                bail!(
-                    "'{n}' is neither a target of {file} (targets: {names}) nor an existing path"
-                );
+                let why = not_targets
+                    .get(n.as_str())
+                    .map(|e| format!("{e:#}"))
+                    .unwrap_or_else(|| "there is no kiln.toml here".into());
+                bail!("'{n}' is neither a target ({why}) nor an existing path");
             }
             OutputRef::Name(n) => out.push(entry_at(store, Path::new(n))?),
             OutputRef::Path(p) => out.push(entry_at(store, p)?),
@@ -97,11 +106,11 @@ pub(super) fn resolve(
     Ok(out)
 }
 
-/// kiln.toml: the one `-f` names or the one here, read whenever it is
+/// The project: the one `-f` names or the one here, read whenever it is
 /// there (a broken one is an error, never skipped) or a reference needs
 /// it (none are given: every target; a bare name is not an existing
 /// path). Only paths, with no kiln.toml at all, need none.
-fn manifest_for(refs: &[OutputRef], file: &FileArg) -> anyhow::Result<Option<Manifest>> {
+fn project_for(refs: &[OutputRef], file: &FileArg) -> anyhow::Result<Option<Project>> {
     let names_a_path = |r: &OutputRef| match r {
         OutputRef::Path(_) => true,
         OutputRef::Name(n) => Path::new(n).exists(),
@@ -109,7 +118,7 @@ fn manifest_for(refs: &[OutputRef], file: &FileArg) -> anyhow::Result<Option<Man
     let needed = refs.is_empty() || !refs.iter().all(names_a_path);
     let present = file.file.is_some() || std::fs::symlink_metadata("kiln.toml").is_ok();
     if needed || present {
-        open::manifest(file.file.as_deref()).map(Some)
+        Project::open(file.file.as_deref()).map(Some)
     } else {
         Ok(None)
     }
@@ -146,5 +155,9 @@ mod tests {
         );
         assert_eq!(OutputRef::parse("result"), OutputRef::Name("result".into()));
         assert_eq!(OutputRef::parse("image"), OutputRef::Name("image".into()));
+        assert_eq!(
+            OutputRef::parse("services/api:image"),
+            OutputRef::Name("services/api:image".into())
+        );
     }
 }

@@ -243,7 +243,7 @@ impl HostState {
         else {
             return None;
         };
-        let entry = store.lookup_output(&key)?;
+        let (entry, _) = store.lookup_output(&key)?;
         // Entries are named by their content: this one holds the pinned
         // bytes only if the store holds it under the whole pin.
         if store.entry(&pin, FETCH_ENTRY).as_deref() != Some(entry.as_path()) {
@@ -286,7 +286,7 @@ impl HostState {
         };
         // Only a cache: failing to keep it costs a download next time.
         if let Ok(entry) = store.add_path(&fetch.host_dir, &Default::default(), FETCH_ENTRY, &pin) {
-            let _ = store.record_output(&key, &entry);
+            let _ = store.record_output(&key, &entry, None);
         }
     }
 

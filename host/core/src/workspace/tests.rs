@@ -1,0 +1,221 @@
+use super::*;
+use std::fs;
+use std::sync::Mutex;
+
+/// A workspace in a temporary directory: `files` are (path, text).
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = d.path().join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    d
+}
+
+fn open(d: &tempfile::TempDir) -> Result<Workspace, ManifestError> {
+    let file = d.path().join("kiln.toml");
+    Workspace::open(&file, &fs::read_to_string(&file).unwrap())
+}
+
+const ROOT: &str =
+    "[workspace]\nmembers = [\"services/*\", \"libs/*\"]\nexclude = [\"services/old\"]\n";
+
+fn target(recipe_input: &str) -> String {
+    format!("recipe = \"oci-image\"\n{recipe_input}\n")
+}
+
+fn sample() -> tempfile::TempDir {
+    tree(&[
+        ("kiln.toml", ROOT),
+        (
+            "services/api/kiln.toml",
+            &format!(
+                "[target.image]\n{}",
+                target("inputs.lib = { target = \"libs/proto:gen\" }")
+            ),
+        ),
+        (
+            "services/web/kiln.toml",
+            &format!(
+                "[target.image]\n{}",
+                target("inputs.src = { path = \".\" }")
+            ),
+        ),
+        ("services/old/kiln.toml", "this is not toml ["),
+        ("services/docs/README", "no kiln.toml: not a package"),
+        (
+            "libs/proto/kiln.toml",
+            &format!(
+                "[target.gen]\n{}",
+                target("inputs.src = { path = \"src\" }")
+            ),
+        ),
+    ])
+}
+
+#[test]
+fn members_are_globbed_and_excluded() {
+    let d = sample();
+    let w = open(&d).unwrap();
+    let pkgs: Vec<&str> = w.packages().collect();
+    assert_eq!(pkgs, ["libs/proto", "services/api", "services/web"]);
+    let (pkg, path) = w.package_of(&d.path().join("services/api/src"));
+    assert_eq!(
+        (pkg.as_str(), path.as_str()),
+        ("services/api", "services/api/src")
+    );
+    assert_eq!(w.package_of(&d.path().join("services")).0, "");
+    assert_eq!(
+        w.packages_below("services").into_iter().collect::<Vec<_>>(),
+        ["services/api", "services/web"]
+    );
+}
+
+#[test]
+fn loading_one_package_reads_only_it_and_its_dependencies() {
+    let d = sample();
+    let w = open(&d).unwrap();
+    let read = Mutex::new(Vec::new());
+    let m = w
+        .load(
+            &Packages::Some(BTreeSet::from(["services/api".to_string()])),
+            |p| {
+                read.lock().unwrap().push(p.to_path_buf());
+                fs::read_to_string(p)
+            },
+        )
+        .unwrap();
+    let names: Vec<&str> = m.targets.keys().map(String::as_str).collect();
+    assert_eq!(names, ["libs/proto:gen", "services/api:image"]);
+    assert_eq!(read.into_inner().unwrap().len(), 2, "services/web was read");
+    let gen_ = &m.targets["libs/proto:gen"];
+    assert_eq!(
+        (gen_.local.as_str(), gen_.package.as_str()),
+        ("gen", "libs/proto")
+    );
+    assert_eq!(gen_.dir, d.path().join("libs/proto"));
+    let all = w.load(&Packages::All, |p| fs::read_to_string(p)).unwrap();
+    assert_eq!(all.targets.len(), 3);
+    assert_eq!(all.files.len(), 4);
+}
+
+fn open_err(files: &[(&str, &str)]) -> String {
+    let d = tree(files);
+    match open(&d) {
+        Err(e) => e.to_string(),
+        Ok(w) => w
+            .load(&Packages::All, |p| fs::read_to_string(p))
+            .map(|_| "loaded".to_string())
+            .unwrap_or_else(|e| e.to_string()),
+    }
+}
+
+#[test]
+fn bad_workspaces_are_named_errors_at_their_place() {
+    let e = open_err(&[("kiln.toml", "[workspace]\nmembers = [\"nothing/*\"]\n")]);
+    assert!(
+        e.contains("kiln.toml:1:1") && e.contains("'nothing/*' matches no directory"),
+        "{e}"
+    );
+    let e = open_err(&[("kiln.toml", "[workspace]\nmembers = [\"../elsewhere\"]\n")]);
+    assert!(
+        e.contains("not a directory glob below the workspace root"),
+        "{e}"
+    );
+    let e = open_err(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"a\"]\n"),
+        ("a/x", ""),
+    ]);
+    assert!(e.contains("member 'a' has no kiln.toml"), "{e}");
+    // A cycle across packages, with its path.
+    let e = open_err(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"a\", \"b\"]\n"),
+        (
+            "a/kiln.toml",
+            &format!("[target.x]\n{}", target("inputs.y = { target = \"b:y\" }")),
+        ),
+        (
+            "b/kiln.toml",
+            &format!("[target.y]\n{}", target("inputs.x = { target = \"a:x\" }")),
+        ),
+    ]);
+    assert!(
+        e.contains("targets form a cycle: ") && e.contains("a:x -> b:y -> a:x"),
+        "{e}"
+    );
+    // A reference to a package that is not a member.
+    let e = open_err(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"a\"]\n"),
+        (
+            "a/kiln.toml",
+            &format!("[target.x]\n{}", target("inputs.y = { target = \"zz:y\" }")),
+        ),
+    ]);
+    assert!(
+        e.contains("a/kiln.toml:3:") && e.contains("no package 'zz'"),
+        "{e}"
+    );
+    // A target the package does not declare: the ones it does are listed.
+    let e = open_err(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"a\", \"b\"]\n"),
+        (
+            "a/kiln.toml",
+            &format!(
+                "[target.x]\n{}",
+                target("inputs.y = { target = \"b:nope\" }")
+            ),
+        ),
+        ("b/kiln.toml", &format!("[target.y]\n{}", target(""))),
+    ]);
+    assert!(e.contains("package 'b' declares: y"), "{e}");
+    // Workspaces do not nest; [cache] is the root's.
+    let e = open_err(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"a\"]\n"),
+        ("a/kiln.toml", "[workspace]\nmembers = [\"b\"]\n"),
+    ]);
+    assert!(
+        e.contains("a/kiln.toml:1:1") && e.contains("do not nest"),
+        "{e}"
+    );
+    let e = open_err(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"a\"]\n"),
+        ("a/kiln.toml", "[cache]\nsubstituters = []\n"),
+    ]);
+    assert!(e.contains("[cache] belongs in the workspace root"), "{e}");
+    // An address that is not one.
+    let e = open_err(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"a\"]\n"),
+        (
+            "a/kiln.toml",
+            &format!(
+                "[target.x]\n{}",
+                target("inputs.y = { target = \"../up:y\" }")
+            ),
+        ),
+    ]);
+    assert!(
+        e.contains("a/kiln.toml:3:") && e.contains("package path '../up'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_member_may_not_leave_the_root_nor_be_claimed_twice() {
+    let outside = tree(&[("kiln.toml", "[target.x]\nrecipe = \"go\"\n")]);
+    let d = tree(&[("kiln.toml", "[workspace]\nmembers = [\"*\"]\n")]);
+    std::os::unix::fs::symlink(outside.path(), d.path().join("away")).unwrap();
+    let e = open(&d).unwrap_err().to_string();
+    assert!(e.contains("outside the workspace root"), "{e}");
+
+    let d = tree(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"*\"]\n"),
+        ("real/kiln.toml", "[target.x]\nrecipe = \"go\"\n"),
+    ]);
+    std::os::unix::fs::symlink(d.path().join("real"), d.path().join("alias")).unwrap();
+    let e = open(&d).unwrap_err().to_string();
+    assert!(
+        e.contains("packages 'alias' and 'real' are one directory"),
+        "{e}"
+    );
+}
