@@ -117,6 +117,8 @@ struct Ctx<'a> {
     /// `path` inputs hashed in this session, by path, excludes and the
     /// package whose reach allowed them.
     path_hashes: Mutex<HashMap<PathMemo, Sha256Hash>>,
+    /// Store entries found by content hash and name in this session.
+    entries: Mutex<HashMap<(Sha256Hash, String), PathBuf>>,
     /// Leaves out symlinks into the store (computed once).
     links_filter: OnceLock<kiln_core::pathfilter::PathFilter>,
 }
@@ -176,6 +178,7 @@ impl<'a> Builder<'a> {
                 opts,
                 runtime: OnceLock::new(),
                 path_hashes: Mutex::new(HashMap::new()),
+                entries: Mutex::new(HashMap::new()),
                 links_filter: OnceLock::new(),
             },
             built: BTreeMap::new(),
@@ -195,13 +198,20 @@ impl<'a> Builder<'a> {
         let pending = self.ctx.manifest.build_order(names)?;
         let ctx = &self.ctx;
         let pins = &mut self.pins;
+        let requested: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         let result = schedule::run(
             pending,
             ctx.opts.jobs,
             &mut self.built,
             |t, built| {
-                let check = ctx.opts.mode == Mode::Check && names.contains(&t.name);
-                Ok((ctx.prepare(t, pins, built)?, check))
+                let check = ctx.opts.mode == Mode::Check && requested.contains(t.name.as_str());
+                let job = ctx.prepare(t, pins, built)?;
+                // A stored output is found here, without a worker.
+                if !check && let Some(b) = ctx.stored(&job) {
+                    ctx.finished(&b);
+                    return Ok(schedule::Prepared::Done(b));
+                }
+                Ok(schedule::Prepared::Run((job, check)))
             },
             |(job, check)| ctx.execute(job, check),
         );
@@ -269,6 +279,20 @@ impl<'a> Ctx<'a> {
                     .skipping_links_into(&self.store.entries_dir())
             })
             .with_patterns(exclude)
+    }
+
+    /// The entry `<hash>-<name>` if the store holds it, remembered once
+    /// found (entries are never removed while a build holds the store).
+    fn entry(&self, hash: &Sha256Hash, name: &str) -> Option<PathBuf> {
+        let key = (*hash, name.to_string());
+        if let Some(e) = self.entries.lock().ok()?.get(&key) {
+            return Some(e.clone());
+        }
+        let found = self.store.entry(hash, name)?;
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(key, found.clone());
+        }
+        Some(found)
     }
 
     fn runtime(&self) -> Result<&Runtime, BuildError> {
@@ -387,11 +411,16 @@ impl<'a> Ctx<'a> {
     /// output; with `check`, then run it once more and compare.
     fn execute(&self, job: Job<'_>, check: bool) -> Result<Built, BuildError> {
         let built = self.find_or_build(job, check)?;
+        self.finished(&built);
+        Ok(built)
+    }
+
+    /// Tell the reporter `built` is done.
+    fn finished(&self, built: &Built) {
         self.opts.reporter.send(Event::TargetFinished {
             target: built.target.clone(),
             found: built.found,
         });
-        Ok(built)
     }
 
     /// [`Self::execute`] but for the report.

@@ -14,6 +14,8 @@
 //! * [`image`]: reading built images back (`kiln image inspect`);
 //! * [`audit`]: build records turned into closures, provenance, SBOMs, diffs;
 //! * [`recipes`]: the standard recipes compiled into this binary;
+//! * [`query`]: the target graph from kiln.toml alone (deps, rdeps, what a
+//!   change affects, drawings);
 //! * `kiln_core`: hashes, NAR, the manifest and the store, free of wasmtime.
 
 pub mod addresses;
@@ -27,6 +29,7 @@ pub mod fetch;
 pub mod gc;
 pub mod image;
 pub mod interrupt;
+pub mod query;
 pub mod recipes;
 pub mod record;
 pub mod registry;

@@ -32,4 +32,5 @@ mod scaffold;
 mod sdk_doctests;
 mod store_hygiene;
 mod watch;
+mod workspace;
 mod writing_recipes;

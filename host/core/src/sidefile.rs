@@ -63,6 +63,11 @@ const KERNEL_FILESYSTEMS: &[u64] = &[
 /// driver never sees it), and judged on that descriptor; the file is then
 /// opened for reading and must be the same file.
 pub fn open(path: &Path, links: Links) -> io::Result<File> {
+    open_sized(path, links).map(|(f, _)| f)
+}
+
+/// [`open`], with the file's size as it was opened.
+fn open_sized(path: &Path, links: Links) -> io::Result<(File, u64)> {
     use rustix::fs::{FileType, Mode, OFlags};
     let mut flags = OFlags::PATH | OFlags::CLOEXEC;
     if links == Links::Refuse {
@@ -109,13 +114,14 @@ pub fn open(path: &Path, links: Links) -> io::Result<File> {
             "a file that changed while kiln opened it".to_string(),
         ));
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 /// The bytes of the side file `path`, at most `limit` of them.
 pub fn read(path: &Path, links: Links, limit: u64) -> io::Result<Vec<u8>> {
-    let file = open(path, links)?;
-    let mut bytes = Vec::new();
+    let (file, size) = open_sized(path, links)?;
+    // Sized up front: one read for a small file, not six growing ones.
+    let mut bytes = Vec::with_capacity(size.min(limit).saturating_add(1) as usize);
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(io::Error::new(

@@ -158,7 +158,7 @@ impl Resolving<'_, '_> {
         if let Some(specified) = input.hash {
             pins.check(self.t, &input.name, Some(specified), self.pin_at(), got)?;
         }
-        match b.store.entry(&got, &input.name) {
+        match b.entry(&got, &input.name) {
             Some(entry) => Ok(resolved(input, got, entry, InputKind::Path, origin)),
             None => Ok(self.pending_copy(got, path, filter, origin)),
         }

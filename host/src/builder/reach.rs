@@ -67,7 +67,7 @@ pub enum ReachError {
     #[error("{} is a kernel interface, not a file kiln reads", path.display())]
     KernelInterface { path: PathBuf },
     #[error(
-        "{} is outside the project directory {}; a kiln.toml may only read inside its own directory. If you trust this project to read it, pass --allow-path {} (or add it to KILN_ALLOW_PATH)",
+        "{} is outside the project directory {}; a kiln.toml may only read inside its own directory (in a workspace, its package's). If you trust this project to read it, pass --allow-path {} (or add it to KILN_ALLOW_PATH)",
         shown(path, real),
         project.display(),
         real.display()

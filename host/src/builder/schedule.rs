@@ -16,6 +16,13 @@ pub(super) trait Node {
     fn deps(&self) -> Vec<&str>;
 }
 
+/// What preparing a node gave: a job to run on a worker, or its result
+/// already (an output found in the store needs no worker).
+pub(super) enum Prepared<J, R> {
+    Run(J),
+    Done(R),
+}
+
 /// Run `pending` (dependencies before dependents, as
 /// `Manifest::build_order` lists them). Each finished node's result goes
 /// into `done` under its name; a node is ready once all its dependencies
@@ -24,7 +31,7 @@ pub(super) fn run<'n, N, J, R, E>(
     mut pending: Vec<&'n N>,
     jobs: usize,
     done: &mut BTreeMap<String, R>,
-    mut prepare: impl FnMut(&'n N, &BTreeMap<String, R>) -> Result<J, E>,
+    mut prepare: impl FnMut(&'n N, &BTreeMap<String, R>) -> Result<Prepared<J, R>, E>,
     execute: impl Fn(J) -> Result<R, E> + Sync,
 ) -> Result<(), E>
 where
@@ -56,6 +63,17 @@ where
         }
     }
     let mut ready: VecDeque<usize> = (0..pending.len()).filter(|i| waiting[*i] == 0).collect();
+    // Node `i` is done: keep its result, ready what waited only for it.
+    let mut finish =
+        |i: usize, r: R, done: &mut BTreeMap<String, R>, ready: &mut VecDeque<usize>| {
+            done.insert(pending[i].name().to_string(), r);
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push_back(d);
+                }
+            }
+        };
     let execute = &execute;
     let mut failure: Option<E> = None;
     // Workers are started as jobs need them, at most `jobs`, and kept: a
@@ -73,7 +91,11 @@ where
                     break;
                 };
                 let job = match prepare(pending[i], done) {
-                    Ok(job) => job,
+                    Ok(Prepared::Run(job)) => job,
+                    Ok(Prepared::Done(r)) => {
+                        finish(i, r, done, &mut ready);
+                        continue;
+                    }
                     Err(e) => {
                         failure = Some(e);
                         break;
@@ -105,15 +127,7 @@ where
             };
             running -= 1;
             match result {
-                Ok(r) => {
-                    done.insert(pending[i].name().to_string(), r);
-                    for &d in &dependents[i] {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 {
-                            ready.push_back(d);
-                        }
-                    }
-                }
+                Ok(r) => finish(i, r, done, &mut ready),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -166,7 +180,7 @@ mod tests {
                 for d in n.deps() {
                     assert!(done.contains_key(d), "{} prepared before {d}", n.0);
                 }
-                Ok(n.0)
+                Ok(Prepared::Run(n.0))
             },
             |name: &str| {
                 started.lock().unwrap().push(name.to_string());
@@ -248,7 +262,7 @@ mod tests {
                 if n.0 == "y" {
                     Err("y cannot resolve".to_string())
                 } else {
-                    Ok(n.0)
+                    Ok(Prepared::Run(n.0))
                 }
             },
             |_: &str| Ok(()),
@@ -267,7 +281,7 @@ mod tests {
             nodes.iter().collect(),
             1,
             &mut done,
-            |n: &N, _: &BTreeMap<String, ()>| Ok::<_, String>(n.0),
+            |n: &N, _: &BTreeMap<String, ()>| Ok::<_, String>(Prepared::Run(n.0)),
             |name: &str| {
                 ran.lock().unwrap().push(name);
                 Ok(())

@@ -56,6 +56,12 @@ pub enum Command {
     /// Write a kiln.toml for the Go module in this directory: its main
     /// packages built with a pinned Go, and an image holding them.
     Init(InitArgs),
+    /// Ask the target graph: what a target depends on, what depends on
+    /// it, what a change affects (from kiln.toml alone; nothing is built).
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Draw the target graph (Graphviz DOT, Mermaid or JSON).
+    Graph(GraphArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print kiln's manual page (roff): `kiln man > kiln.1`.
@@ -245,10 +251,61 @@ pub enum ImageCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Every target the given ones depend on, transitively, dependencies first.
+    Deps(QueryArgs),
+    /// Every target of the workspace that depends on the given ones, transitively.
+    Rdeps(QueryArgs),
+    /// The targets whose inputs changed between a git revision and the
+    /// working tree, and everything that depends on them: what CI must
+    /// rebuild and push.
+    Affected {
+        /// The revision to compare with (a commit, branch or tag).
+        #[arg(long, value_name = "REV")]
+        since: String,
+        #[command(flatten)]
+        file: ProjectArg,
+        /// One JSON array of {target, because}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Targets or patterns (`services/api:image`, `:image`, `./...`).
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub file: ProjectArg,
+    /// One JSON array of addresses.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Targets or patterns to draw with their dependencies [default: ./...].
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub file: ProjectArg,
+    #[arg(long, value_enum, default_value = "dot")]
+    pub format: crate::query::GraphFormat,
+}
+
+/// Which kiln.toml, for commands that only read it.
+#[derive(Debug, Args)]
+pub struct ProjectArg {
+    /// The kiln.toml to use [default: the one here or above].
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
 /// Where the kiln.toml is.
 #[derive(Debug, Args)]
 pub struct FileArg {
-    /// The kiln.toml to use [default: ./kiln.toml].
+    /// The kiln.toml to use [default: the one here or above].
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Let kiln.toml read `path` inputs, custom recipes and `file://` URLs
@@ -283,7 +340,9 @@ pub struct FetchArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Targets to build [default: all targets of the file].
+    /// Targets or patterns to build: `image`, `services/api:image`,
+    /// `./...` (everything at or below this directory), `services/...`
+    /// [default: ./...].
     pub targets: Vec<String>,
     #[command(flatten)]
     pub file: FileArg,

@@ -8,6 +8,7 @@
 //!   naming an output (a target or a path) means;
 //! * `cache`: binary caches (`kiln cache`, `build --push`); `push`: `kiln
 //!   push` and `kiln image keygen`; `gc`: `kiln gc`;
+//! * `query`: `kiln query` and `kiln graph`;
 //! * `scaffold`: `kiln init`, `kiln new-recipe`; `completions`: shell
 //!   completions and the man page.
 
@@ -20,6 +21,7 @@ mod hash;
 mod lock;
 mod outputs;
 mod push;
+mod query;
 mod run;
 mod scaffold;
 
@@ -45,6 +47,8 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => audit::verify(a, quiet),
         Command::Cache(c) => cache::run(c, quiet),
         Command::Push(a) => push::run(a, quiet),
+        Command::Query(q) => query::query(q),
+        Command::Graph(a) => query::graph(a),
         Command::Image(ImageCommand::Keygen { secret_file }) => push::keygen(&secret_file),
         Command::Image(ImageCommand::Inspect { path, json }) => {
             let summary = crate::image::inspect(&path)?;

@@ -1,0 +1,181 @@
+//! `kiln query deps|rdeps|affected` and `kiln graph`: the project's target
+//! graph, from kiln.toml alone. `affected` asks git what changed since a
+//! revision; everything else is [`crate::query`].
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use kiln_core::lockfile::Lockfile;
+
+use crate::cli::args::{GraphArgs, QueryCommand};
+use crate::cli::project::Project;
+use crate::query::{self, Change};
+
+pub(super) fn query(q: QueryCommand) -> anyhow::Result<()> {
+    match q {
+        QueryCommand::Deps(a) => {
+            let (m, names) = Project::open(a.file.file.as_deref())?.select(&a.targets)?;
+            print_names(&query::deps(&m, &names), a.json)
+        }
+        QueryCommand::Rdeps(a) => {
+            let project = Project::open(a.file.file.as_deref())?;
+            let (_, names) = project.select(&a.targets)?;
+            let all = project.load_all()?;
+            print_names(&query::rdeps(&all, &names), a.json)
+        }
+        QueryCommand::Affected { since, file, json } => {
+            let all = Project::open(file.file.as_deref())?.load_all()?;
+            let change = git_change(&all.dir, &since, &all.files)?;
+            let lock = read_lock(&all.dir.join("kiln.lock"))?;
+            let affected = query::affected(&all, &lock, &change);
+            if json {
+                jsonln!(&affected);
+            } else {
+                for a in &affected {
+                    outln!("{}\t{}", a.target, a.because);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(super) fn graph(a: GraphArgs) -> anyhow::Result<()> {
+    let (m, names) = Project::open(a.file.file.as_deref())?.select(&a.targets)?;
+    out!("{}", query::graph(&m, &names, a.format));
+    Ok(())
+}
+
+fn print_names(names: &[String], json: bool) -> anyhow::Result<()> {
+    if json {
+        jsonln!(&names);
+    } else {
+        for n in names {
+            outln!("{n}");
+        }
+    }
+    Ok(())
+}
+
+fn read_lock(path: &Path) -> anyhow::Result<Lockfile> {
+    use kiln_core::sidefile::{self, Links, limits};
+    match sidefile::read_to_string(path, Links::Follow, limits::TEXT) {
+        Ok(text) => Ok(Lockfile::parse(&path.display().to_string(), &text)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lockfile::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// git, run in `dir` with nothing of the repository's configuration that
+/// runs programs (fsmonitor hooks, external diff drivers, text filters).
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.untrackedCache=false",
+        ])
+        .args(args)
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .env_remove("GIT_EXTERNAL_DIFF")
+        .output()
+        .context("cannot run git (kiln query affected asks git what changed; install git)")?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed in {}: {}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// What differs between `rev` and the working tree under `root`: changed,
+/// deleted and untracked files, and each kiln.toml (`manifests`) and
+/// kiln.lock as they were at `rev`.
+fn git_change(root: &Path, rev: &str, manifests: &[PathBuf]) -> anyhow::Result<Change> {
+    if rev.starts_with('-') {
+        bail!("--since '{rev}' is not a revision");
+    }
+    let commit = String::from_utf8(
+        git(
+            root,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{rev}^{{commit}}"),
+            ],
+        )
+        .with_context(|| {
+            format!(
+                "'{rev}' is not a commit of the repository at {}",
+                root.display()
+            )
+        })?,
+    )?
+    .trim()
+    .to_string();
+    let top =
+        PathBuf::from(String::from_utf8(git(root, &["rev-parse", "--show-toplevel"])?)?.trim());
+    let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    // Paths git prints are relative to the top of the repository; the
+    // project may be a directory below it.
+    let under_root = |p: &[u8]| -> Option<PathBuf> {
+        let abs = top.join(std::str::from_utf8(p).ok()?);
+        abs.strip_prefix(&real_root).ok().map(Path::to_path_buf)
+    };
+    let mut files = BTreeSet::new();
+    let diff = git(
+        &top,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "-z",
+            &commit,
+            "--",
+        ],
+    )?;
+    let untracked = git(&top, &["ls-files", "-z", "--others", "--exclude-standard"])?;
+    for p in diff.split(|b| *b == 0).chain(untracked.split(|b| *b == 0)) {
+        if let Some(rel) = under_root(p).filter(|_| !p.is_empty()) {
+            files.insert(rel);
+        }
+    }
+    let old = |rel: &Path| -> anyhow::Result<Option<String>> {
+        let in_repo = real_root.join(rel);
+        let path = in_repo.strip_prefix(&top).unwrap_or(&in_repo);
+        let spec = format!("{commit}:{}", path.display());
+        match git(&top, &["cat-file", "-e", &spec]) {
+            Err(_) => Ok(None),
+            Ok(_) => Ok(Some(String::from_utf8(git(
+                &top,
+                &["cat-file", "blob", &spec],
+            )?)?)),
+        }
+    };
+    let mut change = Change {
+        files,
+        ..Change::default()
+    };
+    for m in manifests {
+        let rel = m.strip_prefix(root).unwrap_or(m).to_path_buf();
+        if change.files.contains(&rel) {
+            let text = old(&rel)?;
+            change.old_manifests.insert(rel, text);
+        }
+    }
+    if change.files.contains(Path::new("kiln.lock")) {
+        change.old_lock = Some(old(Path::new("kiln.lock"))?);
+    }
+    Ok(change)
+}

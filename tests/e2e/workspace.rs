@@ -1,0 +1,247 @@
+//! Workspaces: packages below a root kiln.toml, addressed as
+//! `services/api:image`, built by name or pattern from anywhere inside,
+//! queried (deps, rdeps, affected since a git revision) and drawn.
+
+use std::process::Command;
+
+use crate::support::{Project, busybox};
+
+/// A workspace: `libs/base` (an image of busybox), `services/api` (an
+/// image that takes libs/base's as an input), `services/web` (on its own).
+fn workspace() -> Project {
+    let p = Project::new();
+    p.write(
+        "kiln.toml",
+        "[workspace]\nmembers = [\"services/*\", \"libs/*\"]\n",
+    );
+    for pkg in ["libs/base", "services/api", "services/web"] {
+        std::fs::create_dir_all(p.path(&format!("{pkg}/bin"))).unwrap();
+        std::fs::copy(busybox(), p.path(&format!("{pkg}/bin/app"))).unwrap();
+        let dep = if pkg == "services/api" {
+            "inputs.base = { target = \"libs/base:image\" }\n"
+        } else {
+            ""
+        };
+        p.write(
+            &format!("{pkg}/kiln.toml"),
+            &format!(
+                "[target.image]\nrecipe = \"oci-image\"\ninputs.bin = {{ path = \"bin\" }}\n{dep}params.name = \"{}\"\nparams.tag = \"t\"\nparams.contents = [{{ from = \"bin\", path = \"app\", dest = \"/bin/app\" }}]\nparams.entrypoint = [\"/bin/app\"]\n",
+                pkg.replace('/', "-")
+            ),
+        );
+    }
+    p
+}
+
+/// `kiln args…` run in `rel`, a directory of the project.
+fn kiln_in(p: &Project, rel: &str, args: &[&str]) -> crate::support::Run {
+    let mut c = p.command(args);
+    c.current_dir(p.path(rel));
+    crate::support::run(c.output().expect("running kiln"))
+}
+
+#[test]
+fn a_workspace_builds_by_address_and_pattern_from_anywhere_inside() {
+    let p = workspace();
+    // One target by address: its dependency in another package comes along.
+    let out = p.kiln(&["build", "services/api:image"]).ok();
+    assert!(
+        out.stdout.starts_with("services/api:image: result -> "),
+        "{}",
+        out.stdout
+    );
+    assert!(p.path("result/image.tar").is_file());
+    let stored = p.store_entries();
+    assert!(stored.iter().any(|e| e.ends_with("-image")), "{stored:?}");
+    // Inside the package, a bare name and `./...` mean its own targets.
+    let here = kiln_in(&p, "services/api/bin", &["build", "--no-link", "image"]).ok();
+    assert!(
+        here.stdout.starts_with("services/api:image: ") && here.stdout.contains("(cached)"),
+        "{}",
+        here.stdout
+    );
+    let below = kiln_in(&p, "services", &["build", "--no-link", "./..."]).ok();
+    let built: Vec<&str> = below
+        .stdout
+        .lines()
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(built, ["services/api:image", "services/web:image"]);
+    // Several targets: one link each, named by address.
+    p.kiln(&["build", "//..."]).ok();
+    for link in [
+        "result-libs-base-image",
+        "result-services-api-image",
+        "result-services-web-image",
+    ] {
+        assert!(p.path(link).join("image.tar").is_file(), "{link}");
+    }
+    // What names nothing says what would.
+    kiln_in(&p, "services/api", &["build", "nope"])
+        .fails_with("no target 'services/api:nope' (package 'services/api' declares: image)");
+    p.kiln(&["build", "services/gone:image"])
+        .fails_with("no package 'services/gone' in the workspace");
+    p.kiln(&["build", "../x:image"]).fails_with("no '..'");
+    // Outputs are named by address in audit too.
+    let audit = p.kiln(&["audit", "services/api:image"]).ok().stdout;
+    assert!(audit.contains("libs/base:image"), "{audit}");
+}
+
+#[test]
+fn a_package_reads_only_its_own_directory() {
+    let p = workspace();
+    let api = std::fs::read_to_string(p.path("services/api/kiln.toml")).unwrap();
+    p.write(
+        "services/api/kiln.toml",
+        &api.replace(
+            "inputs.bin = { path = \"bin\" }",
+            "inputs.bin = { path = \"../web/bin\" }",
+        ),
+    );
+    let mut c = p.command(&["build", "services/api:image"]);
+    c.env_remove("KILN_ALLOW_PATH");
+    let out = crate::support::run(c.output().unwrap());
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("services/api/kiln.toml:")
+            && out.stderr.contains("outside")
+            && out.stderr.contains("--allow-path"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn queries_answer_from_kiln_toml_alone() {
+    let p = workspace();
+    let deps = p
+        .kiln(&["query", "deps", "services/api:image", "--json"])
+        .ok()
+        .stdout;
+    assert_eq!(
+        serde_json::from_str::<Vec<String>>(&deps).unwrap(),
+        ["libs/base:image"]
+    );
+    let rdeps = kiln_in(&p, "libs/base", &["query", "rdeps", ":image"])
+        .ok()
+        .stdout;
+    assert_eq!(rdeps, "services/api:image\n");
+    assert_eq!(
+        p.store_entries(),
+        Vec::<String>::new(),
+        "a query built something"
+    );
+    let dot = p.kiln(&["graph", "--format", "dot"]).ok().stdout;
+    assert!(
+        dot.contains("\"libs/base:image\" -> \"services/api:image\""),
+        "{dot}"
+    );
+    // Graphviz accepts it.
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running dot (apt-get install graphviz; .ci/deps does)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
+    let svg = child.wait_with_output().unwrap();
+    assert!(svg.status.success() && String::from_utf8_lossy(&svg.stdout).contains("<svg"));
+    let mermaid = p
+        .kiln(&["graph", "services/api:image", "--format", "mermaid"])
+        .ok()
+        .stdout;
+    assert!(
+        mermaid.starts_with("graph LR\n") && mermaid.contains("-->|base|"),
+        "{mermaid}"
+    );
+}
+
+fn git(p: &Project, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(p.dir.path())
+        .output()
+        .expect("running git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kiln query affected --since HEAD`, as addresses.
+fn affected(p: &Project) -> Vec<String> {
+    let out = p
+        .kiln(&["query", "affected", "--since", "HEAD", "--json"])
+        .ok()
+        .stdout;
+    let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    v.iter()
+        .map(|a| a["target"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn affected_since_names_exactly_the_targets_a_change_touches() {
+    let p = workspace();
+    git(&p, &["init", "-q"]);
+    git(&p, &["add", "-A"]);
+    git(&p, &["commit", "-qm", "one"]);
+    assert!(affected(&p).is_empty());
+    // A source file of a library: it and what uses it.
+    std::fs::write(p.path("libs/base/bin/app"), b"changed").unwrap();
+    assert_eq!(affected(&p), ["libs/base:image", "services/api:image"]);
+    git(&p, &["commit", "-qam", "two"]);
+    // A new, untracked file in a service's input: that service only.
+    p.write("services/web/bin/extra", "new");
+    assert_eq!(affected(&p), ["services/web:image"]);
+    git(&p, &["add", "-A"]);
+    git(&p, &["commit", "-qm", "three"]);
+    // An edit to one target's params in kiln.toml: that target; a comment
+    // changes nothing; a file outside every input changes nothing.
+    let web = std::fs::read_to_string(p.path("services/web/kiln.toml")).unwrap();
+    p.write("services/web/kiln.toml", &format!("# a comment\n{web}"));
+    p.write("README.md", "docs");
+    assert!(affected(&p).is_empty(), "{:?}", affected(&p));
+    p.write(
+        "services/web/kiln.toml",
+        &web.replace("params.tag = \"t\"", "params.tag = \"u\""),
+    );
+    let out = p
+        .kiln(&["query", "affected", "--since", "HEAD"])
+        .ok()
+        .stdout;
+    assert_eq!(out, "services/web:image\tservices/web/kiln.toml changed\n");
+    p.kiln(&["query", "affected", "--since", "no-such-rev"])
+        .fails_with("'no-such-rev' is not a commit");
+}
+
+#[test]
+fn bad_workspaces_are_named_errors() {
+    let p = workspace();
+    p.write(
+        "libs/base/kiln.toml",
+        &std::fs::read_to_string(p.path("libs/base/kiln.toml"))
+            .unwrap()
+            .replace(
+                "inputs.bin",
+                "inputs.api = { target = \"services/api:image\" }\ninputs.bin",
+            ),
+    );
+    p.kiln(&["build", "services/api:image"]).fails_with(
+        "targets form a cycle: libs/base:image -> services/api:image -> libs/base:image",
+    );
+    p.write(
+        "kiln.toml",
+        "[workspace]\nmembers = [\"services/*\", \"tools/*\"]\n",
+    );
+    p.kiln(&["build"])
+        .fails_with("kiln.toml:1:1: member glob 'tools/*' matches no directory with a kiln.toml");
+}
