@@ -119,6 +119,9 @@ struct Ctx<'a> {
     path_hashes: Mutex<HashMap<PathMemo, Sha256Hash>>,
     /// Store entries found by content hash and name in this session.
     entries: Mutex<HashMap<(Sha256Hash, String), PathBuf>>,
+    /// The store's entry names by their 32-character hash part, listed
+    /// once per session for lookups by content hash.
+    by_hash: OnceLock<HashMap<String, Vec<PathBuf>>>,
     /// Leaves out symlinks into the store (computed once).
     links_filter: OnceLock<kiln_core::pathfilter::PathFilter>,
 }
@@ -179,6 +182,7 @@ impl<'a> Builder<'a> {
                 runtime: OnceLock::new(),
                 path_hashes: Mutex::new(HashMap::new()),
                 entries: Mutex::new(HashMap::new()),
+                by_hash: OnceLock::new(),
                 links_filter: OnceLock::new(),
             },
             built: BTreeMap::new(),
@@ -293,6 +297,32 @@ impl<'a> Ctx<'a> {
             m.insert(key, found.clone());
         }
         Some(found)
+    }
+
+    /// The entry holding content `hash`, whatever its name: from one
+    /// listing of the store per session (10,000 targets do not list it
+    /// 10,000 times), then the store itself for entries added since.
+    fn find_by_hash(&self, hash: &Sha256Hash) -> Option<PathBuf> {
+        let index = self.by_hash.get_or_init(|| {
+            let mut index: HashMap<String, Vec<PathBuf>> = HashMap::new();
+            if let Ok(rd) = std::fs::read_dir(self.store.entries_dir()) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if let Some((prefix, _)) = name.split_once('-') {
+                        index.entry(prefix.to_string()).or_default().push(e.path());
+                    }
+                }
+            }
+            index
+        });
+        let prefix = &hash.to_nix32()[..32];
+        index
+            .get(prefix)
+            .into_iter()
+            .flatten()
+            .find(|p| self.store.holds(p, hash))
+            .cloned()
+            .or_else(|| self.store.find_by_hash(hash))
     }
 
     fn runtime(&self) -> Result<&Runtime, BuildError> {

@@ -31,7 +31,8 @@ pub fn watched(
     store_dir: &Path,
 ) -> Result<Watched, UnknownTarget> {
     let mut w = Watched::default();
-    w.files.push(manifest.file.clone());
+    // Every kiln.toml the build read (a workspace's root and packages).
+    w.files.extend(manifest.files.iter().cloned());
     for t in manifest.build_order(targets)? {
         if let RecipeRef::Wasm { path, .. } = &t.recipe {
             w.files.push(path.clone());

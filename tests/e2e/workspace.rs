@@ -245,3 +245,39 @@ fn bad_workspaces_are_named_errors() {
     p.kiln(&["build"])
         .fails_with("kiln.toml:1:1: member glob 'tools/*' matches no directory with a kiln.toml");
 }
+
+#[test]
+fn kiln_init_inside_a_workspace_adds_the_new_package_to_its_members() {
+    let p = workspace();
+    p.write(
+        "tools/hello/go.mod",
+        "module example.com/hello\n\ngo 1.22\n",
+    );
+    p.write("tools/hello/main.go", "package main\n\nfunc main() {}\n");
+    let out = kiln_in(&p, "tools/hello", &["init"]).ok();
+    assert!(
+        out.stderr
+            .contains("added \"tools/hello\" to [workspace] members"),
+        "{}",
+        out.stderr
+    );
+    let root = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    assert_eq!(
+        root,
+        "[workspace]\nmembers = [\"services/*\", \"libs/*\", \"tools/hello\"]\n"
+    );
+    // It is a package now, addressed from the root; a second package
+    // under a glob is not added twice.
+    let deps = p.kiln(&["query", "deps", "tools/hello:image"]).ok().stdout;
+    assert_eq!(deps, "tools/hello:hello\n");
+    p.write("services/cli/go.mod", "module example.com/cli\n\ngo 1.22\n");
+    p.write("services/cli/main.go", "package main\n\nfunc main() {}\n");
+    let out = kiln_in(&p, "services/cli", &["init"]).ok();
+    assert!(
+        out.stderr
+            .contains("a package of the workspace: its targets are services/cli:cli"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read_to_string(p.path("kiln.toml")).unwrap(), root);
+}

@@ -260,6 +260,35 @@ impl Workspace {
     }
 }
 
+/// The root kiln.toml's `text` with `package` added to `[workspace]
+/// members (rewriting only the members array), or why it cannot be.
+pub fn add_member(text: &str, package: &str) -> Result<String, String> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct Peek {
+        workspace: PeekWorkspace,
+    }
+    #[derive(Deserialize)]
+    struct PeekWorkspace {
+        members: toml::Spanned<Vec<String>>,
+    }
+    address::check_package(package)?;
+    let peek: Peek = toml::from_str(text).map_err(|e| e.message().to_string())?;
+    let span = peek.workspace.members.span();
+    let mut members = peek.workspace.members.into_inner();
+    members.push(package.to_string());
+    let array = members
+        .iter()
+        .map(|m| serde_json::to_string(m).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "{}[{array}]{}",
+        &text[..span.start],
+        &text[span.end..]
+    ))
+}
+
 /// The packages `targets` of `m` depend on that `m` does not hold yet.
 fn wanted_by(m: &Manifest, targets: &[String]) -> Vec<String> {
     let mut out = Vec::new();

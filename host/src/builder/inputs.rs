@@ -149,7 +149,7 @@ impl Resolving<'_, '_> {
             }
         };
         if self.lookup {
-            return match b.store.find_by_hash(&got) {
+            return match b.find_by_hash(&got) {
                 Some(entry) => Ok(resolved(input, got, entry, InputKind::Path, origin)),
                 None => Ok(self.pending_copy(got, path, filter, origin)),
             };
@@ -199,7 +199,7 @@ impl Resolving<'_, '_> {
                 .map_err(|e| self.fail(e))?;
         }
         let pinned = input.hash.or_else(|| pins.lock.get(&t.name, &input.name));
-        let stored = pinned.and_then(|h| b.store.find_by_hash(&h).map(|e| (h, e)));
+        let stored = pinned.and_then(|h| b.find_by_hash(&h).map(|e| (h, e)));
         match (pinned, stored) {
             (_, Some((h, entry))) if self.lookup => {
                 return Ok(resolved(input, h, entry, InputKind::Url, url.to_string()));
@@ -310,7 +310,7 @@ impl Ctx<'_> {
                     in_manifest,
                 }) => (url, unpack, at, in_manifest),
             };
-            if let Some(entry) = self.store.find_by_hash(&r.hash) {
+            if let Some(entry) = self.find_by_hash(&r.hash) {
                 r.entry = entry;
                 continue;
             }

@@ -213,6 +213,38 @@ fn dedup(names: &mut Vec<String>) {
     names.retain(|n| seen.insert(n.clone()));
 }
 
+/// Make `dir` (which now has a kiln.toml) a member of the workspace above
+/// it, if there is one: its path is added to the root's `members` unless a
+/// glob already names it. The root kiln.toml and the package path, and
+/// whether the root was changed.
+pub fn join_workspace(dir: &Path) -> anyhow::Result<Option<(PathBuf, String, bool)>> {
+    for above in dir.ancestors().skip(1) {
+        let root = above.join("kiln.toml");
+        if !root.is_file() || !trusted(&root) {
+            continue;
+        }
+        let text = read(&root).with_context(|| format!("cannot read {}", root.display()))?;
+        if !declares_workspace(&text) {
+            continue;
+        }
+        let (pkg, path) = Workspace::open(&root, &text)?.package_of(dir);
+        if !pkg.is_empty() && pkg == path {
+            return Ok(Some((root, path, false)));
+        }
+        let new = kiln_core::workspace::add_member(&text, &path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot add '{path}' to the members of {}: {e}",
+                root.display()
+            )
+        })?;
+        Workspace::open(&root, &new)?;
+        kiln_core::store::write_atomic(&root, new.as_bytes(), kiln_core::store::Existing::Replace)
+            .with_context(|| format!("writing {}", root.display()))?;
+        return Ok(Some((root, path, true)));
+    }
+    Ok(None)
+}
+
 /// The workspace root above `file` whose members include `file`'s
 /// directory, with its text.
 fn workspace_above(file: &Path) -> anyhow::Result<Option<(PathBuf, String)>> {

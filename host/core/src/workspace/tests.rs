@@ -219,3 +219,15 @@ fn a_member_may_not_leave_the_root_nor_be_claimed_twice() {
         "{e}"
     );
 }
+
+#[test]
+fn a_member_is_added_to_the_members_array_only() {
+    let text = "# the root\n[workspace]\nmembers = [\n  \"a/*\", # comment kept? no: the array is rewritten\n]\nexclude = []\n";
+    let new = add_member(text, "tools/x").unwrap();
+    assert_eq!(
+        new,
+        "# the root\n[workspace]\nmembers = [\"a/*\", \"tools/x\"]\nexclude = []\n"
+    );
+    assert!(add_member(text, "../up").is_err());
+    assert!(add_member("[target.x]\nrecipe = \"go\"\n", "a").is_err());
+}

@@ -173,13 +173,24 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", manifest.display()))?;
     std::io::Write::write_all(&mut file, text.as_bytes())
         .with_context(|| format!("writing {}", manifest.display()))?;
+    let joined = crate::cli::project::join_workspace(&root)?;
     if !quiet {
         let list: Vec<String> = mains.iter().map(|m| format!("./{}", m.dir)).collect();
         errln!(
-            "wrote kiln.toml: target {name} builds {} with Go (pinned), target image puts /bin/{} in an image\n  kiln build image && podman load -i result-image/image.tar",
+            "wrote kiln.toml: target {name} builds {} with Go (pinned), target image puts /bin/{} in an image\n  kiln build image && podman load -i result/image.tar",
             list.join(" "),
             mains[0].binary
         );
+        match joined {
+            Some((file, pkg, true)) => errln!(
+                "added \"{pkg}\" to [workspace] members in {}: its targets are {pkg}:{name} and {pkg}:image",
+                file.display()
+            ),
+            Some((_, pkg, false)) => {
+                errln!("a package of the workspace: its targets are {pkg}:{name} and {pkg}:image")
+            }
+            None => {}
+        }
     }
     Ok(())
 }
