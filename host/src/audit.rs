@@ -43,6 +43,8 @@ pub enum NodeKind {
     Path,
     /// A `url` input.
     Url,
+    /// An `image` input (a base image pulled by digest).
+    Image,
     /// A file inside a path or url input.
     File,
     /// A Go binary in the output.
@@ -59,6 +61,7 @@ impl NodeKind {
             NodeKind::Recipe => "recipe",
             NodeKind::Path => "path",
             NodeKind::Url => "url",
+            NodeKind::Image => "image",
             NodeKind::File => "file",
             NodeKind::GoBinary => "go-binary",
             NodeKind::GoModule => "go-module",
@@ -268,10 +271,10 @@ impl Walk<'_> {
                 n
             }
             _ => {
-                let kind = if input.kind == InputKind::Url {
-                    NodeKind::Url
-                } else {
-                    NodeKind::Path
+                let kind = match input.kind {
+                    InputKind::Url => NodeKind::Url,
+                    InputKind::Image => NodeKind::Image,
+                    _ => NodeKind::Path,
                 };
                 let mut n = Node::leaf(kind, &input.name, &input.origin, input.hash);
                 n.hash_of = Some(input.hash_of);

@@ -156,7 +156,7 @@ impl<'a> Builder<'a> {
     ) -> Result<Self, BuildError> {
         let lock_path = manifest.dir.join("kiln.lock");
         use kiln_core::sidefile::{self, Links, limits};
-        let lock = match sidefile::read_to_string(&lock_path, Links::Follow, limits::TEXT) {
+        let mut lock = match sidefile::read_to_string(&lock_path, Links::Follow, limits::TEXT) {
             Ok(text) => Lockfile::parse(&lock_path.display().to_string(), &text)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lockfile::default(),
             Err(source) => {
@@ -167,6 +167,14 @@ impl<'a> Builder<'a> {
                 });
             }
         };
+        // A project that became a workspace root keeps its pins: its
+        // targets are now //:NAME.
+        if manifest.naming == kiln_core::address::Naming::Workspace {
+            lock.readdress(|name| {
+                (!name.contains(':'))
+                    .then(|| kiln_core::address::address(manifest.naming, "", name))
+            });
+        }
         Ok(Builder {
             pins: Pins {
                 lock,

@@ -3,8 +3,9 @@
 //! it, what a change affects, and the graph drawn for Graphviz or Mermaid.
 //!
 //! `affected` takes the change as data — the files that differ and the
-//! kiln.toml and kiln.lock texts as they were — so it is pure; asking git
-//! is the command's job.
+//! kiln.toml and kiln.lock texts as they were — so asking git is the
+//! command's job; it reads the filesystem only to resolve an input's
+//! symlinks, as the build does when it hashes it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -68,6 +69,10 @@ pub struct Change {
     pub old_manifests: BTreeMap<PathBuf, Option<String>>,
     /// kiln.lock as it was, when it existed and differs.
     pub old_lock: Option<Option<String>>,
+    /// The project's root with symlinks resolved, to find an input that
+    /// is a link (`path = "current"`, `current -> v2`) where git sees it;
+    /// empty: paths are taken as written.
+    pub real_root: PathBuf,
 }
 
 /// One affected target and the first reason found.
@@ -88,6 +93,34 @@ pub fn affected(m: &Manifest, lock: &Lockfile, change: &Change) -> Vec<Affected>
     });
     let mut old_targets: BTreeMap<PathBuf, Option<BTreeMap<String, serde_json::Value>>> =
         BTreeMap::new();
+    // New members (or excluded ones) change which packages exist: every
+    // target may be new, so every target counts.
+    let root_file = rel_to(root, &m.file);
+    if m.workspace.is_some() && change.files.contains(&root_file) {
+        let old_decl = change
+            .old_manifests
+            .get(&root_file)
+            .cloned()
+            .flatten()
+            .and_then(|text| kiln_core::manifest::parse_package(&m.file, &text, m.naming, "").ok())
+            .and_then(|old| old.workspace);
+        let same = old_decl
+            .as_ref()
+            .zip(m.workspace.as_ref())
+            .is_some_and(|(a, b)| a.members == b.members && a.exclude == b.exclude);
+        if !same {
+            let mut all: Vec<Affected> = m
+                .targets
+                .keys()
+                .map(|t| Affected {
+                    target: t.clone(),
+                    because: "[workspace] members changed".into(),
+                })
+                .collect();
+            all.sort_by(|a, b| a.target.cmp(&b.target));
+            return all;
+        }
+    }
     for t in m.targets.values() {
         let file = rel_to(root, &t.at.file);
         if change.files.contains(&file) {
@@ -119,7 +152,7 @@ pub fn affected(m: &Manifest, lock: &Lockfile, change: &Change) -> Vec<Affected>
             direct.insert(t.name.clone(), "its pins in kiln.lock changed".into());
             continue;
         }
-        if let Some(why) = touched_input(root, t, &change.files) {
+        if let Some(why) = touched_input(root, &change.real_root, t, &change.files) {
             direct.insert(t.name.clone(), why);
         }
     }
@@ -149,28 +182,57 @@ pub fn affected(m: &Manifest, lock: &Lockfile, change: &Change) -> Vec<Affected>
 }
 
 /// The reason one of `t`'s own files is among `files`, if one is.
-fn touched_input(root: &Path, t: &Target, files: &BTreeSet<PathBuf>) -> Option<String> {
+fn touched_input(
+    root: &Path,
+    real_root: &Path,
+    t: &Target,
+    files: &BTreeSet<PathBuf>,
+) -> Option<String> {
+    // A path as written, and as the build reads it (symlinks resolved).
+    let places = |path: &Path| -> Vec<PathBuf> {
+        let mut v = vec![rel_to(root, path)];
+        if !real_root.as_os_str().is_empty()
+            && let Ok(real) = path.canonicalize()
+            && let Ok(rel) = real.strip_prefix(real_root)
+            && !v.iter().any(|p| p == rel)
+        {
+            v.push(rel.to_path_buf());
+        }
+        v
+    };
     if let RecipeRef::Wasm { path, .. } = &t.recipe {
-        let rel = rel_to(root, path);
-        if files.contains(&rel) {
-            return Some(format!("its recipe {} changed", rel.display()));
+        for rel in places(path) {
+            if files.contains(&rel) {
+                return Some(format!("its recipe {} changed", rel.display()));
+            }
         }
     }
     for i in t.inputs.values() {
-        let (base, filter) = match &i.source {
-            Source::Path { path, exclude } => (rel_to(root, path), PathFilter::new(exclude)),
+        let (path, filter) = match &i.source {
+            Source::Path { path, exclude } => (path.clone(), PathFilter::new(exclude)),
             Source::Url { url, .. } => match url.strip_prefix("file://") {
-                Some(local) => (rel_to(root, Path::new(local)), PathFilter::default()),
+                Some(local) => (PathBuf::from(local), PathFilter::default()),
                 None => continue,
             },
-            Source::Target(_) => continue,
+            Source::Target(_) | Source::Image { .. } => continue,
         };
-        for f in files.range(base.clone()..) {
-            let Ok(inner) = f.strip_prefix(&base) else {
-                break;
-            };
-            if !excluded(&filter, inner) {
+        for base in places(&path) {
+            // A change at a directory above the input (git names a
+            // submodule by its directory) touches it too.
+            if let Some(f) = base
+                .ancestors()
+                .skip(1)
+                .find(|a| !a.as_os_str().is_empty() && files.contains(*a))
+            {
                 return Some(format!("input '{}': {} changed", i.name, f.display()));
+            }
+            for f in files.range(base.clone()..) {
+                let Ok(inner) = f.strip_prefix(&base) else {
+                    break;
+                };
+                if !excluded(&filter, inner) {
+                    return Some(format!("input '{}': {} changed", i.name, f.display()));
+                }
             }
         }
     }
@@ -227,6 +289,7 @@ fn definition(t: &Target, dir: &Path) -> serde_json::Value {
                 }
                 Source::Url { url, unpack } => serde_json::json!({ "url": url, "unpack": unpack }),
                 Source::Target(a) => serde_json::json!({ "target": a }),
+                Source::Image { reference } => serde_json::json!({ "image": reference }),
             };
             let hash = i.hash.map(|h| h.to_sri());
             (
@@ -275,6 +338,7 @@ pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
             .filter_map(|i| match &i.source {
                 Source::Path { .. } => Some(format!("{} (path)", i.name)),
                 Source::Url { .. } => Some(format!("{} (url)", i.name)),
+                Source::Image { .. } => Some(format!("{} (image)", i.name)),
                 Source::Target(_) => None,
             })
             .collect();
@@ -318,8 +382,9 @@ pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
             for (i, t) in order.iter().enumerate() {
                 let (recipe, _) = label(t);
                 out.push_str(&format!(
-                    "  t{i}[\"{}<br/>{recipe}\"]\n",
-                    mermaid_text(&t.name)
+                    "  t{i}[\"{}<br/>{}\"]\n",
+                    mermaid_text(&t.name),
+                    mermaid_text(&recipe)
                 ));
             }
             for (from, to, input) in &edges {
@@ -345,6 +410,7 @@ pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
                                 }
                                 Source::Url { url, .. } => ("url", url.clone()),
                                 Source::Target(a) => ("target", a.clone()),
+                                Source::Image { reference } => ("image", reference.clone()),
                             };
                             serde_json::json!({ "name": i.name, "kind": kind, "from": from })
                         })

@@ -101,6 +101,8 @@ pub enum InputKind {
     Url,
     /// `target = "…"`: another target's output.
     Target,
+    /// `image = "…@sha256:…"`: an image pulled from a registry, as an OCI layout.
+    Image,
 }
 
 /// What an input's hash is taken over.
@@ -277,7 +279,7 @@ impl InputRecord {
         let named = self.entry.as_deref().and_then(|n| store.entry_named(n));
         match self.kind {
             InputKind::Target => named,
-            InputKind::Path | InputKind::Url => named
+            InputKind::Path | InputKind::Url | InputKind::Image => named
                 .filter(|e| store.holds(e, &self.hash))
                 .or_else(|| store.find_by_hash(&self.hash)),
         }

@@ -17,6 +17,7 @@
 mod auth;
 mod client;
 mod layout;
+pub mod pull;
 pub mod sign;
 
 use std::path::Path;
@@ -117,6 +118,11 @@ pub struct PushOptions {
     /// Allow plain HTTP to a registry that is not on loopback.
     pub insecure: bool,
     pub credentials: Option<Credentials>,
+    /// Repositories of the same registry that may hold some of the blobs
+    /// (the base images the output was stacked on): a blob this
+    /// repository lacks is mounted from them before it is uploaded, so a
+    /// push sends only kiln's own layers.
+    pub mount_from: Vec<String>,
 }
 
 /// What to sign a pushed image with, and what to attest about it.

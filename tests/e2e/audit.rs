@@ -250,7 +250,8 @@ fn audit_explains_what_it_cannot_answer() {
     p.kiln(&["audit", "t"])
         .fails_with("target 't' is not built for its current inputs; run `kiln build t` first");
     p.kiln(&["audit", "nope"])
-        .fails_with("'nope' is neither a target of");
+        .fails_with("'nope' is neither a target (")
+        .fails_with("has no target 'nope' (targets: t)");
     p.kiln(&["audit", "--diff", "t"])
         .fails_with("--diff compares two builds");
     p.kiln(&["build", "t"]).ok();

@@ -11,6 +11,7 @@ mod fixtures;
 mod support;
 
 mod audit;
+mod base_image;
 mod binary_cache;
 mod binary_cache_servers;
 mod caches;

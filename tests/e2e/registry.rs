@@ -8,11 +8,11 @@ use std::process::{Command, Stdio};
 
 use crate::support::{Project, Server, free_port, hello_project, podman, run, wait_for};
 
-const USER: &str = "ci";
-const PASSWORD: &str = "s3cret-pw";
+pub(crate) const USER: &str = "ci";
+pub(crate) const PASSWORD: &str = "s3cret-pw";
 
 /// docker-registry on a free port, with one htpasswd user.
-fn registry() -> Server {
+pub(crate) fn registry() -> Server {
     let bin = std::path::Path::new("/usr/bin/docker-registry");
     assert!(
         bin.exists(),

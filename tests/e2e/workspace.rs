@@ -67,12 +67,19 @@ fn a_workspace_builds_by_address_and_pattern_from_anywhere_inside() {
         .map(|l| l.split(": ").next().unwrap())
         .collect();
     assert_eq!(built, ["services/api:image", "services/web:image"]);
+    // From a package's subdirectory, `kiln build` builds that package.
+    let sub = kiln_in(&p, "services/web/bin", &["build", "--no-link"]).ok();
+    assert!(
+        sub.stdout.starts_with("services/web:image: ") && sub.stdout.lines().count() == 1,
+        "{}",
+        sub.stdout
+    );
     // Several targets: one link each, named by address.
     p.kiln(&["build", "//..."]).ok();
     for link in [
-        "result-libs-base-image",
-        "result-services-api-image",
-        "result-services-web-image",
+        "result-libs+base+image",
+        "result-services+api+image",
+        "result-services+web+image",
     ] {
         assert!(p.path(link).join("image.tar").is_file(), "{link}");
     }

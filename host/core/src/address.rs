@@ -37,13 +37,14 @@ pub fn split(address: &str) -> (&str, &str) {
 }
 
 /// A name usable in files and links: `services/api:image` →
-/// `services-api-image`, `//:image` → `image`.
+/// `services+api+image`, `//:image` → `image`. `+` is in no name, so two
+/// addresses never share one.
 pub fn flat(address: &str) -> String {
     let (pkg, name) = split(address);
     if pkg.is_empty() {
         name.to_string()
     } else {
-        format!("{}-{name}", pkg.replace('/', "-"))
+        format!("{}+{name}", pkg.replace('/', "+"))
     }
 }
 
@@ -121,19 +122,20 @@ pub enum Pattern {
     Below(String),
 }
 
-/// Parse a command-line argument given in package `cwd` (the package whose
-/// directory holds the current directory, or the path from the root to it).
-pub fn parse_pattern(naming: Naming, cwd: &str, arg: &str) -> Result<Pattern, String> {
+/// Parse a command-line argument given where `cwd` is the package holding
+/// the current directory (bare names and `:name` are its targets) and
+/// `here` the current directory's path below the root (what `./` means).
+pub fn parse_pattern(naming: Naming, cwd: &str, here: &str, arg: &str) -> Result<Pattern, String> {
     let below = |path: &str| -> Result<Pattern, String> {
         check_package(path).map_err(|m| format!("'{arg}': {m}"))?;
         Ok(Pattern::Below(path.to_string()))
     };
     if arg == "..." || arg == "./..." {
-        return below(cwd);
+        return below(here);
     }
     if let Some(rest) = arg.strip_suffix("/...") {
         return match rest.strip_prefix("./") {
-            Some(rel) => below(&join(cwd, rel)),
+            Some(rel) => below(&join(here, rel)),
             None if rest == "/" || rest.is_empty() => below(""),
             None => below(rest.trim_start_matches("//")),
         };
@@ -142,7 +144,7 @@ pub fn parse_pattern(naming: Naming, cwd: &str, arg: &str) -> Result<Pattern, St
         && let Some((pkg, name)) = rest.rsplit_once(':')
     {
         check_name(name).map_err(|m| format!("'{arg}': {m}"))?;
-        let pkg = join(cwd, pkg.trim_end_matches('/'));
+        let pkg = join(here, pkg.trim_end_matches('/'));
         check_package(&pkg).map_err(|m| format!("'{arg}': {m}"))?;
         return Ok(Pattern::Target(address(naming, &pkg, name)));
     }
@@ -175,7 +177,7 @@ mod tests {
         assert_eq!(split("services/api:image"), ("services/api", "image"));
         assert_eq!(split("//:image"), ("", "image"));
         assert_eq!(split("image"), ("", "image"));
-        assert_eq!(flat("services/api:image"), "services-api-image");
+        assert_eq!(flat("services/api:image"), "services+api+image");
         assert_eq!(flat("//:image"), "image");
     }
 
@@ -206,25 +208,27 @@ mod tests {
 
     #[test]
     fn patterns() {
-        let p = |cwd, a| parse_pattern(Workspace, cwd, a).unwrap();
-        assert_eq!(p("services", "./..."), Pattern::Below("services".into()));
-        assert_eq!(p("services", "..."), Pattern::Below("services".into()));
+        // In services/ (no package there: the root's is the current one).
+        let p = |a| parse_pattern(Workspace, "", "services", a).unwrap();
+        assert_eq!(p("./..."), Pattern::Below("services".into()));
+        assert_eq!(p("..."), Pattern::Below("services".into()));
+        assert_eq!(p("./api/..."), Pattern::Below("services/api".into()));
+        assert_eq!(p("libs/..."), Pattern::Below("libs".into()));
+        assert_eq!(p("//..."), Pattern::Below("".into()));
         assert_eq!(
-            p("services", "./api/..."),
-            Pattern::Below("services/api".into())
-        );
-        assert_eq!(p("services", "libs/..."), Pattern::Below("libs".into()));
-        assert_eq!(p("services", "//..."), Pattern::Below("".into()));
-        assert_eq!(
-            p("services/api", "image"),
+            p("./api:image"),
             Pattern::Target("services/api:image".into())
         );
+        assert_eq!(p("x"), Pattern::Target("//:x".into()));
+        // In services/api/cmd, inside package services/api.
+        let q = |a| parse_pattern(Workspace, "services/api", "services/api/cmd", a).unwrap();
+        assert_eq!(q("image"), Pattern::Target("services/api:image".into()));
         assert_eq!(
-            p("services", "./api:image"),
-            Pattern::Target("services/api:image".into())
+            q("./tool:bin"),
+            Pattern::Target("services/api/cmd/tool:bin".into())
         );
-        assert_eq!(p("x", "libs/p:gen"), Pattern::Target("libs/p:gen".into()));
-        assert!(parse_pattern(Workspace, "", "../x/...").is_err());
+        assert_eq!(q("libs/p:gen"), Pattern::Target("libs/p:gen".into()));
+        assert!(parse_pattern(Workspace, "", "", "../x/...").is_err());
         assert!(is_below("services/api:image", "services"));
         assert!(is_below("services:image", "services"));
         assert!(!is_below("services2/x:image", "services"));

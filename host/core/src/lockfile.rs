@@ -106,6 +106,19 @@ impl Lockfile {
         old != Some(hash)
     }
 
+    /// Rename targets `rename` gives a new name for (a project that became
+    /// a workspace: `image` is `//:image`); a pin under the new name wins.
+    pub fn readdress(&mut self, rename: impl Fn(&str) -> Option<String>) {
+        let old: Vec<String> = self.target.keys().cloned().collect();
+        for name in old {
+            if let Some(new) = rename(&name)
+                && let Some(pins) = self.target.remove(&name)
+            {
+                self.target.entry(new).or_insert(pins);
+            }
+        }
+    }
+
     /// Drop every pin (`None`), or the inputs named `name` in every target.
     pub fn forget(&mut self, name: Option<&str>) {
         match name {
@@ -149,6 +162,24 @@ fn quote_key(k: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_project_that_became_a_workspace_keeps_its_pins() {
+        let mut l = Lockfile::default();
+        let h = Sha256Hash([7; 32]);
+        l.set("image", "go", h);
+        l.set("svc:x", "go", h);
+        l.readdress(|n| (!n.contains(':')).then(|| format!("//:{n}")));
+        assert_eq!(l.get("//:image", "go"), Some(h));
+        assert_eq!(l.get("image", "go"), None);
+        assert_eq!(l.get("svc:x", "go"), Some(h));
+        // Rendered keys are quoted where they must be.
+        assert!(
+            l.render().contains("[target.\"//:image\"]"),
+            "{}",
+            l.render()
+        );
+    }
 
     #[test]
     fn round_trips_and_reports_changes() {

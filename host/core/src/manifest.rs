@@ -138,6 +138,9 @@ pub enum Source {
     Url { url: String, unpack: bool },
     /// Another target's output, by address.
     Target(String),
+    /// A container image from a registry, pinned by digest
+    /// (`REGISTRY/REPO[:TAG]@sha256:…`), stored as an OCI layout.
+    Image { reference: String },
 }
 
 impl Source {
@@ -154,6 +157,7 @@ impl Source {
             }
             Source::Url { url, .. } => format!("url {url}"),
             Source::Target(t) => format!("target {t}"),
+            Source::Image { reference } => format!("image {reference}"),
         }
     }
 }
@@ -237,6 +241,7 @@ struct RawInput {
     path: Option<String>,
     url: Option<String>,
     target: Option<String>,
+    image: Option<String>,
     hash: Option<Spanned<String>>,
     #[serde(default)]
     unpack: bool,
@@ -434,14 +439,41 @@ fn parse_input(
         location: input_at.clone(),
         message: format!("input '{name}': {message}"),
     };
-    let sources = [raw.path.is_some(), raw.url.is_some(), raw.target.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let sources = [
+        raw.path.is_some(),
+        raw.url.is_some(),
+        raw.target.is_some(),
+        raw.image.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if sources != 1 {
         return Err(err(
-            "give exactly one of path = \"…\", url = \"…\" or target = \"…\"".to_string(),
+            "give exactly one of path = \"…\", url = \"…\", target = \"…\" or image = \"…\""
+                .to_string(),
         ));
+    }
+    if let Some(reference) = raw.image {
+        if raw.hash.is_some() {
+            return Err(err(
+                "an image is pinned by the digest in its reference (…@sha256:…); remove hash"
+                    .to_string(),
+            ));
+        }
+        if raw.unpack || raw.exclude.is_some() || raw.default_excludes.is_some() {
+            return Err(err(
+                "unpack, exclude and default_excludes do not apply to an image".to_string(),
+            ));
+        }
+        check_image_pin(&reference).map_err(err)?;
+        return Ok(Input {
+            name: name.to_string(),
+            source: Source::Image { reference },
+            hash: None,
+            at: input_at,
+            hash_at: None,
+        });
     }
     if raw.unpack && raw.url.is_none() {
         return Err(err("unpack = true only applies to url inputs".to_string()));
@@ -500,6 +532,22 @@ fn parse_input(
 
 fn check_name(name: &str) -> Result<(), String> {
     address::check_name(name)
+}
+
+/// An image reference must end in `@sha256:` and 64 hex digits: the digest
+/// is the pin (the rest of the reference is checked when it is pulled).
+fn check_image_pin(reference: &str) -> Result<(), String> {
+    let digest = reference.rsplit_once('@').map(|(_, d)| d);
+    match digest.and_then(|d| d.strip_prefix("sha256:")) {
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "image '{reference}' is not pinned by digest: write REGISTRY/REPO[:TAG]@sha256:<64 hex digits> (`skopeo inspect --format '{{{{.Digest}}}}' docker://REF` prints it); a tag alone can change under you"
+        )),
+    }
 }
 
 impl Target {

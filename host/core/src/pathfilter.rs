@@ -78,23 +78,59 @@ pub fn join_rel(parent: &str, name: &str) -> String {
     }
 }
 
-/// Whether `text` matches `pattern`: `*` any run of characters but `/`, `?` one.
+/// Whether `text` matches `pattern`: `*` any run of characters but `/`,
+/// `?` one character but `/`. Linear: on a mismatch only the last `*` is
+/// extended (no star can cross a `/`, so an earlier one could not help),
+/// never an exponential search (`*a*a*a*a*b` against a long name).
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len())
-            .take_while(|&i| i == 0 || text[i - 1] != b'/')
-            .any(|i| glob_match(rest, &text[i..])),
-        Some((b'?', rest)) => {
-            text.first().is_some_and(|&c| c != b'/') && glob_match(rest, &text[1..])
+    let (mut p, mut t) = (0, 0);
+    // After the last `*` seen: where the pattern resumes, and where in the
+    // text that star's run ends.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p + 1, t));
+                p += 1;
+            }
+            Some(&c) if c == text[t] || (c == b'?' && text[t] != b'/') => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((resume, end)) if text[end] != b'/' => {
+                    star = Some((resume, end + 1));
+                    p = resume;
+                    t = end + 1;
+                }
+                _ => return false,
+            },
         }
-        Some((c, rest)) => text.first() == Some(c) && glob_match(rest, &text[1..]),
     }
+    pattern[p..].iter().all(|c| *c == b'*')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs_match_in_linear_time() {
+        assert!(glob_match(b"*.go", b"main.go"));
+        assert!(glob_match(b"a*/b", b"ax/b"));
+        assert!(!glob_match(b"*", b"a/b"));
+        assert!(!glob_match(b"a?b", b"a/b"));
+        assert!(glob_match(b"result-*", b"result-image"));
+        assert!(glob_match(b"*/*", b"a/b"));
+        assert!(!glob_match(b"*/*c", b"x/y/zc"));
+        assert!(glob_match(b"**", b""));
+        // Exponential backtracking would not return from this one.
+        let long = vec![b'a'; 255];
+        assert!(!glob_match(
+            b"*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b",
+            &long
+        ));
+    }
 
     #[test]
     fn links_into_the_store_are_skipped_whatever_their_name() {

@@ -228,6 +228,20 @@ impl Workspace {
                 message: format!("cannot read it: {e}"),
             })?;
             let m = parse_package(file, &text, Naming::Workspace, pkg)?;
+            let own_lock = file.with_file_name("kiln.lock");
+            if own_lock.exists() {
+                return Err(ManifestError {
+                    location: Location {
+                        file: file.clone(),
+                        line: 1,
+                        column: 1,
+                    },
+                    message: format!(
+                        "package '{pkg}' has its own {}, which a workspace does not read: one kiln.lock at the root pins every package. Run `kiln lock` at the root, then delete it",
+                        own_lock.display()
+                    ),
+                });
+            }
             let refuse = |what: &str, at: &Location| ManifestError {
                 location: at.clone(),
                 message: format!(
@@ -302,17 +316,33 @@ fn wanted_by(m: &Manifest, targets: &[String]) -> Vec<String> {
     out
 }
 
+/// The most directories member globs may name: a glob over a tree of
+/// links must not build millions of paths.
+const MAX_MEMBERS: usize = 100_000;
+
 /// The directories below `root` that `pattern` (`/`-separated; `*` and
 /// `?` within a segment, never matching a name starting with `.`) names,
-/// as paths relative to `root`, sorted.
+/// as paths relative to `root`, sorted. Only the last segment may be a
+/// symlink (then checked to stay below the root): a glob never descends
+/// through a link, so `x -> /` or a loop of links cannot make kiln walk
+/// outside the root or forever.
 fn expand(root: &Path, pattern: &str) -> Vec<String> {
+    let segments: Vec<&str> = pattern.split('/').collect();
     let mut found: Vec<String> = vec![String::new()];
-    for seg in pattern.split('/') {
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let is_dir = |p: &Path| -> bool {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.file_type().is_symlink() => last && p.is_dir(),
+                Ok(m) => m.is_dir(),
+                Err(_) => false,
+            }
+        };
         let mut next = Vec::new();
         for rel in &found {
             let dir = root.join(rel);
             if !seg.contains(['*', '?']) {
-                if dir.join(seg).is_dir() {
+                if is_dir(&dir.join(seg)) {
                     next.push(join(rel, seg));
                 }
                 continue;
@@ -325,7 +355,7 @@ fn expand(root: &Path, pattern: &str) -> Vec<String> {
                 if name.starts_with('.') || !glob_match(seg.as_bytes(), name.as_bytes()) {
                     continue;
                 }
-                if e.path().is_dir() {
+                if is_dir(&e.path()) && next.len() < MAX_MEMBERS {
                     next.push(join(rel, &name));
                 }
             }

@@ -131,6 +131,16 @@ fn dependencies(n: &Node, prefix: &str, out: &mut Vec<Value>, seen: &mut BTreeSe
                 "uri": c.source,
                 "digest": digest(&c.hash, is_tree(c)),
             })),
+            // The image by its registry digest (what `docker pull` names),
+            // and the stored layout by its NAR hash.
+            NodeKind::Image => Some(json!({
+                "name": name,
+                "uri": format!("docker://{}", c.source),
+                "digest": {
+                    "sha256": c.source.rsplit_once("@sha256:").map(|(_, h)| h).unwrap_or_default(),
+                    "narSha256": Sha256Hash::parse(&c.hash).map(|h| h.to_hex()).unwrap_or_default(),
+                },
+            })),
             NodeKind::Path => Some(json!({
                 "name": name,
                 "uri": file_uri(&c.source, ""),

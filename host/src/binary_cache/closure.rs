@@ -23,7 +23,7 @@ pub fn closure(store: &Store, outputs: &[PathBuf]) -> BTreeMap<PathBuf, Option<V
             for dep in rec.deps(store) {
                 match dep.role {
                     DepRole::Input(InputKind::Target) => queue.push(dep.entry),
-                    DepRole::Input(InputKind::Url) => {
+                    DepRole::Input(InputKind::Url | InputKind::Image) => {
                         out.entry(dep.entry).or_insert(None);
                     }
                     DepRole::Input(InputKind::Path) | DepRole::Recipe => {}

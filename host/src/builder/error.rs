@@ -35,6 +35,9 @@ pub enum InputError {
     /// A custom recipe that cannot be read.
     #[error("{0}")]
     Recipe(String),
+    /// An image that cannot be pulled or is not what its pin says.
+    #[error("{0}")]
+    Image(String),
 }
 
 /// Why a build stopped.

@@ -67,6 +67,7 @@ pub(super) fn resolve(
     match &input.source {
         Source::Path { path, exclude } => r.path(pins, path, exclude),
         Source::Url { url, unpack } => r.url(pins, url, *unpack),
+        Source::Image { reference } => r.image(reference),
         Source::Target(dep) => {
             let built = built
                 .get(dep)
@@ -164,6 +165,67 @@ impl Resolving<'_, '_> {
         }
     }
 
+    /// An `image` input: the store's copy of the pinned image for the
+    /// platforms the target builds, else pulled (every blob checked
+    /// against its digest) and stored as an OCI layout, shared by every
+    /// project that pins the same digest.
+    fn image(&self, reference: &str) -> Result<ResolvedInput, BuildError> {
+        use crate::registry::pull::{PinnedImage, pull};
+        let (b, input) = (self.b, self.input);
+        let pinned = PinnedImage::parse(reference).map_err(|e| self.fail(InputError::Image(e)))?;
+        let platforms = image_platforms(&self.t.params);
+        let key = Sha256Hash::of_bytes(
+            format!(
+                "kiln image input 1\0{}\0{}",
+                pinned.digest,
+                platforms.join(",")
+            )
+            .as_bytes(),
+        );
+        let origin = pinned.display();
+        if let Some((entry, Some(hash))) = b.store.lookup_output(&key)
+            && b.store.holds(&entry, &hash)
+        {
+            return Ok(resolved(input, hash, entry, InputKind::Image, origin));
+        }
+        if self.lookup {
+            return Err(self.fail(InputError::Image(format!(
+                "{origin} has not been pulled into this store; run `kiln build` first"
+            ))));
+        }
+        let staging = b.store.temp_dir("image-").map_err(|e| self.fail(e))?;
+        let dest = staging.path().join("oci");
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_connect(Some(b.opts.download.stall))
+            .timeout_recv_response(Some(b.opts.download.stall))
+            .http_status_as_error(false)
+            .build();
+        let agent = crate::fetch::guarded_agent(config, b.opts.download.allow.clone());
+        b.opts
+            .reporter
+            .note(format!("pulling {origin} ({})", platforms.join(", ")));
+        let pulled = pull(&pinned, &platforms, &dest, agent, b.opts.download.max_bytes)
+            .map_err(|e| self.fail(InputError::Image(e.to_string())))?;
+        let filter = PathFilter::default();
+        let hash = kiln_core::store::content_hash(&dest, &filter).map_err(|e| self.fail(e))?;
+        let entry = b
+            .store
+            .add_path(&dest, &filter, &input.name, &hash)
+            .map_err(|e| self.fail(e))?;
+        b.store
+            .record_output(&key, &entry, Some(&hash))
+            .map_err(|e| self.fail(e))?;
+        b.opts.reporter.note(format!(
+            "pulled {origin}: {} blobs, {} bytes",
+            pulled.blobs, pulled.bytes
+        ));
+        Ok(resolved(input, hash, entry, InputKind::Image, origin))
+    }
+
     /// A path input the store lacks: copied in if the target is built here
     /// (not found or pulled).
     fn pending_copy(
@@ -259,6 +321,23 @@ impl Resolving<'_, '_> {
             url.to_string(),
         ))
     }
+}
+
+/// The platforms an image input is pulled for: the target's
+/// `params.platforms` when it builds several, else linux and its
+/// `params.architecture` (amd64 by default), as the oci-image recipe
+/// builds them.
+fn image_platforms(params: &serde_json::Value) -> Vec<String> {
+    if let Some(list) = params["platforms"].as_array()
+        && !list.is_empty()
+    {
+        return list
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect();
+    }
+    let arch = params["architecture"].as_str().unwrap_or("amd64");
+    vec![format!("linux/{arch}")]
 }
 
 /// An input found in the store as `entry`.

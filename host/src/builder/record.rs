@@ -84,7 +84,9 @@ fn input_record(store: &Store, i: &ResolvedInput) -> Result<InputRecord, BuildEr
         // store happens to hold it: records stay the same on every machine.
         entry: Some(match i.kind {
             InputKind::Target => entry_name(&i.entry),
-            InputKind::Path | InputKind::Url => entry_name(&store.entry_path(&i.hash, &i.name)),
+            InputKind::Path | InputKind::Url | InputKind::Image => {
+                entry_name(&store.entry_path(&i.hash, &i.name))
+            }
         }),
         files: if i.kind == InputKind::Path && i.is_dir {
             input_listing(store, &i.entry).map_err(|source| BuildError::Listing {

@@ -80,7 +80,8 @@ where
     // build of 10,000 stored targets starts two threads, not 10,000.
     let (work_tx, work_rx) = mpsc::channel::<(usize, J)>();
     let work_rx = Mutex::new(work_rx);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<R, E>)>();
+    // `None`: the job panicked (the panic goes on when the scope ends).
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Option<Result<R, E>>)>();
     std::thread::scope(|scope| {
         let work_tx = work_tx;
         let mut workers = 0usize;
@@ -109,8 +110,19 @@ where
                         loop {
                             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                             let Ok((i, job)) = next else { break };
-                            if tx.send((i, execute(job))).is_err() {
-                                break;
+                            let run = std::panic::AssertUnwindSafe(|| execute(job));
+                            match std::panic::catch_unwind(run) {
+                                Ok(result) => {
+                                    if tx.send((i, Some(result))).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(panic) => {
+                                    // Wake the scheduler, which would
+                                    // otherwise wait for this job forever.
+                                    let _ = tx.send((i, None));
+                                    std::panic::resume_unwind(panic);
+                                }
                             }
                         }
                     });
@@ -122,7 +134,7 @@ where
             if running == 0 {
                 break;
             }
-            let Ok((i, result)) = done_rx.recv() else {
+            let Ok((i, Some(result))) = done_rx.recv() else {
                 break;
             };
             running -= 1;

@@ -34,10 +34,20 @@ fn read(path: &Path) -> std::io::Result<String> {
     sidefile::read_to_string(path, Links::Follow, limits::TEXT)
 }
 
+/// A member's kiln.toml: never a link (it could lead out of its package).
+fn read_member(path: &Path) -> std::io::Result<String> {
+    use kiln_core::sidefile::{self, Links, limits};
+    sidefile::read_to_string(path, Links::Refuse, limits::TEXT)
+}
+
 /// Whether a kiln.toml found above the current directory may be used.
+/// Both the name (a symlink someone else planted counts as theirs) and
+/// what it leads to must be the user's or root's, and a regular file.
 fn trusted(path: &Path) -> bool {
     let me = rustix::process::geteuid().as_raw();
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && (m.uid() == me || m.uid() == 0))
+    let ours = |m: &std::fs::Metadata| m.uid() == me || m.uid() == 0;
+    std::fs::symlink_metadata(path).is_ok_and(|m| ours(&m))
+        && std::fs::metadata(path).is_ok_and(|m| m.is_file() && ours(&m))
 }
 
 impl Project {
@@ -89,7 +99,7 @@ impl Project {
             Project::Single(m) => {
                 let mut names = Vec::new();
                 for a in args {
-                    match address::parse_pattern(Naming::Single, "", a)
+                    match address::parse_pattern(Naming::Single, "", "", a)
                         .map_err(|e| anyhow::anyhow!("target {e}"))?
                     {
                         Pattern::Target(t) => names.push(t),
@@ -116,19 +126,22 @@ impl Project {
                 cwd_path,
             } => (ws, cwd_package, cwd_path),
         };
-        let default = [String::from("./...")];
+        // No arguments: everything at or below the current directory, or
+        // from inside a package's subdirectory (`services/api/src`), that
+        // package's targets.
+        let below_here = ws.packages_below(cwd_path);
+        let default = if !cwd_package.is_empty() && below_here.is_empty() {
+            format!("//{cwd_package}/...")
+        } else {
+            "./...".to_string()
+        };
+        let default = [default];
         let args = if args.is_empty() { &default[..] } else { args };
         let mut patterns = Vec::new();
         let mut packages = BTreeSet::new();
         for a in args {
-            // `./...` means below the current directory, which may be
-            // above any package (`services/`).
-            let p = if a == "./..." || a == "..." {
-                Pattern::Below(cwd_path.clone())
-            } else {
-                address::parse_pattern(Naming::Workspace, cwd_package, a)
-                    .map_err(|e| anyhow::anyhow!("target {e}"))?
-            };
+            let p = address::parse_pattern(Naming::Workspace, cwd_package, cwd_path, a)
+                .map_err(|e| anyhow::anyhow!("target {e}"))?;
             match &p {
                 Pattern::Target(t) => {
                     packages.insert(address::split(t).0.to_string());
@@ -137,7 +150,7 @@ impl Project {
             }
             patterns.push((a, p));
         }
-        let manifest = ws.load(&Packages::Some(packages), read)?;
+        let manifest = ws.load(&Packages::Some(packages), read_member)?;
         let mut names = Vec::new();
         for (arg, p) in patterns {
             match p {
@@ -178,7 +191,7 @@ impl Project {
     pub fn load_all(&self) -> anyhow::Result<Manifest> {
         Ok(match self {
             Project::Single(m) => m.clone(),
-            Project::Workspace { ws, .. } => ws.load(&Packages::All, read)?,
+            Project::Workspace { ws, .. } => ws.load(&Packages::All, read_member)?,
         })
     }
 }
@@ -213,11 +226,46 @@ fn dedup(names: &mut Vec<String>) {
     names.retain(|n| seen.insert(n.clone()));
 }
 
-/// Make `dir` (which now has a kiln.toml) a member of the workspace above
-/// it, if there is one: its path is added to the root's `members` unless a
-/// glob already names it. The root kiln.toml and the package path, and
-/// whether the root was changed.
-pub fn join_workspace(dir: &Path) -> anyhow::Result<Option<(PathBuf, String, bool)>> {
+/// What `kiln init` in `dir` does to the workspace above it: nothing (it
+/// is a member already), or add `dir` to the root's `members`.
+#[derive(Debug)]
+pub struct Join {
+    pub root: PathBuf,
+    pub package: String,
+    /// The root's new text, when it must change.
+    new_text: Option<String>,
+}
+
+impl Join {
+    /// Whether the root kiln.toml changes.
+    pub fn adds(&self) -> bool {
+        self.new_text.is_some()
+    }
+
+    /// Write the root's new members, keeping the file's mode.
+    pub fn apply(&self) -> anyhow::Result<()> {
+        let Some(text) = &self.new_text else {
+            return Ok(());
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&self.root)?.permissions().mode();
+        kiln_core::store::write_atomic(
+            &self.root,
+            text.as_bytes(),
+            kiln_core::store::Existing::Replace,
+        )
+        .with_context(|| format!("writing {}", self.root.display()))?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(mode & 0o7777))
+            .with_context(|| format!("restoring the mode of {}", self.root.display()))?;
+        Ok(())
+    }
+}
+
+/// Checked before `kiln init` writes anything: the workspace above `dir`
+/// (the nearest trusted kiln.toml with `[workspace]`), and what joining
+/// it takes. A member path that cannot be a package, or a root that is a
+/// symlink (rewriting it would replace the link), is an error now.
+pub fn plan_join(dir: &Path) -> anyhow::Result<Option<Join>> {
     for above in dir.ancestors().skip(1) {
         let root = above.join("kiln.toml");
         if !root.is_file() || !trusted(&root) {
@@ -227,9 +275,32 @@ pub fn join_workspace(dir: &Path) -> anyhow::Result<Option<(PathBuf, String, boo
         if !declares_workspace(&text) {
             continue;
         }
-        let (pkg, path) = Workspace::open(&root, &text)?.package_of(dir);
-        if !pkg.is_empty() && pkg == path {
-            return Ok(Some((root, path, false)));
+        let ws = Workspace::open(&root, &text)?;
+        let (pkg, path) = ws.package_of(dir);
+        // A member already, or one as soon as its kiln.toml exists (a
+        // glob names it).
+        let globbed = ws.root().workspace.as_ref().is_some_and(|w| {
+            let hit = |g: &String| kiln_core::pathfilter::glob_match(g.as_bytes(), path.as_bytes());
+            w.members.iter().any(hit) && !w.exclude.iter().any(hit)
+        });
+        if (!pkg.is_empty() && pkg == path) || globbed {
+            return Ok(Some(Join {
+                root,
+                package: path,
+                new_text: None,
+            }));
+        }
+        kiln_core::address::check_package(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is a workspace; this directory cannot be its member: {e}",
+                root.display()
+            )
+        })?;
+        if std::fs::symlink_metadata(&root).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "{} is a symlink; add \"{path}\" to its [workspace] members yourself",
+                root.display()
+            );
         }
         let new = kiln_core::workspace::add_member(&text, &path).map_err(|e| {
             anyhow::anyhow!(
@@ -237,10 +308,11 @@ pub fn join_workspace(dir: &Path) -> anyhow::Result<Option<(PathBuf, String, boo
                 root.display()
             )
         })?;
-        Workspace::open(&root, &new)?;
-        kiln_core::store::write_atomic(&root, new.as_bytes(), kiln_core::store::Existing::Replace)
-            .with_context(|| format!("writing {}", root.display()))?;
-        return Ok(Some((root, path, true)));
+        return Ok(Some(Join {
+            root,
+            package: path,
+            new_text: Some(new),
+        }));
     }
     Ok(None)
 }

@@ -27,9 +27,11 @@ enum Body<'a> {
 const EMPTY: Body<'static> = Body::Bytes(&[]);
 
 #[derive(Clone, Copy)]
-enum Method {
+enum Method<'a> {
     Head,
     Get,
+    /// A GET that accepts these media types (a manifest).
+    GetAccepting(&'a str),
     Post,
     Put,
 }
@@ -43,6 +45,10 @@ pub struct Client {
     credentials: Option<Credentials>,
     /// The `Authorization` value that worked, once one did.
     auth: Mutex<Option<String>>,
+    /// What a token is asked for: `pull,push`, or `pull`.
+    actions: &'static str,
+    /// Repositories to mount missing blobs from (see `PushOptions`).
+    mount_from: Vec<String>,
 }
 
 impl Client {
@@ -69,7 +75,65 @@ impl Client {
                 .clone()
                 .or_else(|| Credentials::find(&reference.registry)),
             auth: Mutex::new(None),
+            actions: "pull,push",
+            mount_from: opts.mount_from.clone(),
         })
+    }
+
+    /// A client that only reads, through `agent` (for a kiln.toml's base
+    /// image: the guarded agent downloads use, so the address rule holds),
+    /// with the user's credentials for the registry if they have some.
+    pub fn for_pull(reference: &Reference, agent: ureq::Agent) -> Self {
+        let scheme = if reference.is_loopback() {
+            "http"
+        } else {
+            "https"
+        };
+        Client {
+            base: format!("{scheme}://{}", reference.registry),
+            registry: reference.registry.clone(),
+            repository: reference.repository.clone(),
+            agent,
+            credentials: Credentials::find(&reference.registry),
+            auth: Mutex::new(None),
+            actions: "pull",
+            mount_from: Vec::new(),
+        }
+    }
+
+    /// The manifest or index `digest`: at most `limit` bytes, and the
+    /// media type the registry says it is.
+    pub fn get_manifest(
+        &self,
+        digest: &str,
+        accept: &str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let url = format!("{}/v2/{}/manifests/{digest}", self.base, self.repository);
+        let resp = self.call(Method::GetAccepting(accept), &url, EMPTY, None)?;
+        let mut resp = self.check(&url, "fetching the manifest", resp)?;
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .as_reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.failed(&url, e.to_string()))?;
+        if bytes.len() as u64 > limit {
+            return Err(self.failed(&url, format!("a manifest larger than {limit} bytes")));
+        }
+        Ok((bytes, content_type))
+    }
+
+    /// The blob `digest`'s body, to stream (the caller checks it).
+    pub fn get_blob(&self, digest: &str) -> Result<ureq::Body, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
+        let resp = self.call(Method::Get, &url, EMPTY, None)?;
+        Ok(self.check(&url, "fetching a blob", resp)?.into_body())
     }
 
     fn failed(&self, url: &str, message: impl Into<String>) -> RegistryError {
@@ -96,6 +160,9 @@ impl Client {
         let r = match m {
             Method::Head => with_auth(self.agent.head(url), &auth).call(),
             Method::Get => with_auth(self.agent.get(url), &auth).call(),
+            Method::GetAccepting(accept) => with_auth(self.agent.get(url), &auth)
+                .header("Accept", accept)
+                .call(),
             Method::Post => with_auth(self.agent.post(url), &auth).send_empty(),
             Method::Put => {
                 let mut r = with_auth(self.agent.put(url), &auth);
@@ -167,7 +234,8 @@ impl Client {
         service: Option<String>,
         scope: Option<String>,
     ) -> Result<String, RegistryError> {
-        let scope = scope.unwrap_or_else(|| format!("repository:{}:pull,push", self.repository));
+        let scope =
+            scope.unwrap_or_else(|| format!("repository:{}:{}", self.repository, self.actions));
         let mut req = self.agent.get(realm).query("scope", &scope);
         if let Some(s) = &service {
             req = req.query("service", s);
@@ -275,7 +343,7 @@ impl Client {
     /// Upload one blob of the layout unless the registry has it; true if
     /// it was sent.
     fn upload_blob(&self, layout: &Layout, blob: &Blob) -> Result<bool, RegistryError> {
-        if self.has_blob(&blob.digest)? {
+        if self.has_blob(&blob.digest)? || self.mounted(&blob.digest)? {
             return Ok(false);
         }
         // Streamed from the layout, never held whole: a layer may be large.
@@ -294,6 +362,27 @@ impl Client {
         }
         self.put_blob(&blob.digest, Body::File(&path))?;
         Ok(true)
+    }
+
+    /// Ask the registry to mount `digest` from one of `mount_from` (the
+    /// distribution API's cross-repository mount): true if it did. A
+    /// registry that cannot answers 202 and an upload session, which is
+    /// left to expire.
+    fn mounted(&self, digest: &str) -> Result<bool, RegistryError> {
+        for from in &self.mount_from {
+            if from == &self.repository {
+                continue;
+            }
+            let url = format!(
+                "{}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+                self.base, self.repository
+            );
+            let resp = self.call(Method::Post, &url, EMPTY, None)?;
+            if resp.status().as_u16() == 201 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn has_blob(&self, digest: &str) -> Result<bool, RegistryError> {

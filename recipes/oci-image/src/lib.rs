@@ -13,6 +13,7 @@
 //!
 //! Params are documented in docs/recipes/oci-image.md.
 
+mod base;
 mod layer;
 mod params;
 mod runcheck;
@@ -245,28 +246,105 @@ fn build_image(
     sde: u64,
     blobs: &mut BTreeMap<String, Pieces>,
 ) -> Result<Image> {
+    let base = p
+        .base
+        .as_deref()
+        .map(|b| base::load(b, platform))
+        .transpose()
+        .context("params.base")?;
     let layers = collect_layers(p, platform)?;
-    // The layers' union, for the run check.
-    let mut image = Tree::new();
+    // The image's tree for the run check: the base's (None when its
+    // layers cannot be read here), then kiln's layers over it.
+    let base_tree = match &base {
+        Some(b) => base::listing(b)?,
+        None => Some(Tree::new()),
+    };
+    let mut image = base_tree.clone().unwrap_or_default();
     for l in &layers {
         image.extend(l.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    let program = p.entrypoint.first().or(p.cmd.first()).ok_or_else(|| {
-        Error::bad_params("set entrypoint (or cmd): an image with nothing to run cannot start")
-    })?;
-    runcheck::check(
-        &image,
-        program,
-        p.env.get("PATH").map(String::as_str),
-        platform,
-    )?;
+    let inherited = |key: &str| -> Option<String> {
+        base.as_ref()?.config[key]
+            .as_array()?
+            .first()?
+            .as_str()
+            .map(str::to_string)
+    };
+    let program = p
+        .entrypoint
+        .first()
+        .or(p.cmd.first())
+        .cloned()
+        .or_else(|| inherited("Entrypoint"))
+        .or_else(|| inherited("Cmd"))
+        .ok_or_else(|| {
+            Error::bad_params("set entrypoint (or cmd): an image with nothing to run cannot start")
+        })?;
+    let base_path = base.as_ref().and_then(|b| {
+        b.config["Env"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e.as_str()?.strip_prefix("PATH="))
+            .next_back()
+            .map(str::to_string)
+    });
+    let path_env = p.env.get("PATH").cloned().or(base_path);
+    match (&base, &base_tree) {
+        (Some(b), None) => info!(
+            "the base {}'s layers are zstd: the entrypoint {program} is not checked against them",
+            b.reference
+        ),
+        _ => runcheck::check(&image, &program, path_env.as_deref(), platform)?,
+    }
 
-    let (layer_descs, layer_hexes) = layer_blobs(&layers, sde, blobs)?;
-    let diff_ids = layer_hexes.iter().map(|h| format!("sha256:{h}")).collect();
+    // The base's layers first, as they are (same blobs, same digests).
+    let mut layer_descs = Vec::new();
+    let mut layer_hexes = Vec::new();
+    let mut diff_ids: Vec<String> = Vec::new();
+    if let Some(b) = &base {
+        for (media_type, hex, size) in &b.layers {
+            layer_descs.push(descriptor(
+                MediaType::from(media_type.as_str()),
+                *size,
+                hex,
+            )?);
+            layer_hexes.push(hex.clone());
+            let mut pieces = Pieces::new();
+            pieces.range(b.blob_dir.join(hex), 0, *size);
+            blobs.insert(hex.clone(), pieces);
+        }
+        diff_ids.extend(b.diff_ids.iter().cloned());
+    }
+    let (own_descs, own_hexes) = layer_blobs(&layers, sde, blobs)?;
+    diff_ids.extend(own_hexes.iter().map(|h| format!("sha256:{h}")));
+    layer_descs.extend(own_descs);
+    layer_hexes.extend(own_hexes);
 
     // serde_json writes struct fields in declaration order and the labels
     // map is re-sorted, so the bytes are stable.
-    let config_json = canonical_json(&image_config(p, platform, diff_ids, sde)?)?;
+    let own_config = image_config(p, platform, diff_ids, sde)?;
+    let config_json = match &base {
+        None => canonical_json(&own_config)?,
+        Some(b) => {
+            let mut v = serde_json::to_value(&own_config)?;
+            v["config"] = base::merge_config(
+                &b.config,
+                &v["config"],
+                !p.entrypoint.is_empty(),
+                !p.cmd.is_empty(),
+            );
+            let mut history = b.history.clone();
+            for _ in &layers {
+                history.push(serde_json::json!({
+                    "created": rfc3339(sde),
+                    "created_by": "kiln oci-image",
+                    "comment": format!("on {}", b.reference),
+                }));
+            }
+            v["history"] = serde_json::Value::Array(history);
+            canonical_json(&v)?
+        }
+    };
     let config_hex = write_blob(&config_json, blobs)?;
     let config_desc = descriptor(
         MediaType::ImageConfig,
@@ -296,6 +374,7 @@ fn build_image(
         }
         manifest_desc.set_platform(Some(pb.build().map_err(oci_err)?));
     }
+    let layer_count = layer_hexes.len();
     let mut blob_hexes = layer_hexes.clone();
     blob_hexes.push(config_hex.clone());
     blob_hexes.push(manifest_hex);
@@ -305,7 +384,7 @@ fn build_image(
         config_hex,
         blob_hexes,
         layer_hexes,
-        layer_count: layers.len(),
+        layer_count,
         file_count: image.len(),
     })
 }

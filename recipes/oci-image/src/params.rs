@@ -55,6 +55,10 @@ pub struct Params {
     /// if it is listed, else the first.
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// An image input to stack on (`inputs.base = { image = "…@sha256:…" }`):
+    /// its layers first, its config the starting point.
+    #[serde(default)]
+    pub base: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq, Clone, Copy)]

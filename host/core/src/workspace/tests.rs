@@ -231,3 +231,48 @@ fn a_member_is_added_to_the_members_array_only() {
     assert!(add_member(text, "../up").is_err());
     assert!(add_member("[target.x]\nrecipe = \"go\"\n", "a").is_err());
 }
+
+#[test]
+fn globs_never_descend_through_links() {
+    // A loop of links and a link to / under a glob: neither is walked.
+    let d = tree(&[
+        (
+            "kiln.toml",
+            "[workspace]\nmembers = [\"*/*/*/*\", \"pkgs/*\"]\n",
+        ),
+        ("pkgs/a/kiln.toml", "[target.x]\nrecipe = \"go\"\n"),
+    ]);
+    for i in 0..8 {
+        std::os::unix::fs::symlink(".", d.path().join(format!("l{i}"))).unwrap();
+    }
+    std::os::unix::fs::symlink("/", d.path().join("pkgs/root")).unwrap();
+    let e = open(&d).unwrap_err().to_string();
+    // `*/*/*/*` matches nothing (no real directories that deep); the link
+    // to / is the last segment of `pkgs/*`: checked, and outside the root.
+    assert!(
+        e.contains("'*/*/*/*' matches no directory") || e.contains("outside the workspace root"),
+        "{e}"
+    );
+    let d2 = tree(&[
+        ("kiln.toml", "[workspace]\nmembers = [\"pkgs/*\"]\n"),
+        ("pkgs/a/kiln.toml", "[target.x]\nrecipe = \"go\"\n"),
+    ]);
+    std::os::unix::fs::symlink("/", d2.path().join("x")).unwrap();
+    let w = open(&d2).unwrap();
+    assert_eq!(w.packages().collect::<Vec<_>>(), ["pkgs/a"]);
+}
+
+#[test]
+fn a_members_own_kiln_lock_is_refused() {
+    let d = sample();
+    fs::write(d.path().join("services/web/kiln.lock"), "version = 2\n").unwrap();
+    let w = open(&d).unwrap();
+    let e = w
+        .load(&Packages::All, |p| fs::read_to_string(p))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("has its own") && e.contains("one kiln.lock at the root"),
+        "{e}"
+    );
+}

@@ -30,7 +30,7 @@ impl OutputRef {
     /// A name holding `/` or starting with `.` is a path, unless it is a
     /// workspace address (`services/api:image`); any other is a name.
     pub(super) fn parse(s: &str) -> OutputRef {
-        let address = s.contains(':') && !s.starts_with(['.', '/']);
+        let address = s.contains(':') && (s.starts_with("//") || !s.starts_with(['.', '/']));
         if !address && (s.contains('/') || s.starts_with('.')) {
             OutputRef::Path(PathBuf::from(s))
         } else {

@@ -53,6 +53,7 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
         &PushOptions {
             insecure: a.insecure,
             credentials: None,
+            mount_from: base_repositories(&store, &entry, &reference),
         },
         signing.as_ref(),
     )
@@ -76,6 +77,26 @@ pub(super) fn run(a: PushImageArgs, quiet: bool) -> anyhow::Result<()> {
         pushed.digest
     );
     Ok(())
+}
+
+/// The repositories on `reference`'s registry of the base images `entry`
+/// was built on (its record's image inputs), to mount their layers from.
+fn base_repositories(
+    store: &kiln_core::store::Store,
+    entry: &std::path::Path,
+    reference: &Reference,
+) -> Vec<String> {
+    let Ok(record) = crate::record::read(store, entry) else {
+        return Vec::new();
+    };
+    record
+        .inputs
+        .iter()
+        .filter(|i| i.kind == crate::record::InputKind::Image)
+        .filter_map(|i| crate::registry::pull::PinnedImage::parse(&i.origin).ok())
+        .filter(|p| p.reference.registry == reference.registry)
+        .map(|p| p.reference.repository)
+        .collect()
 }
 
 /// `kiln image keygen`: a new signing key, never over an existing file.

@@ -69,7 +69,11 @@ fn read_lock(path: &Path) -> anyhow::Result<Lockfile> {
 }
 
 /// git, run in `dir` with nothing of the repository's configuration that
-/// runs programs (fsmonitor hooks, external diff drivers, text filters).
+/// runs programs: only plumbing that reads no file through a filter
+/// (`diff-index` reports a stat-dirty file as changed rather than reading
+/// it through a clean filter), no fsmonitor hook, no external diff, no
+/// lazy fetch of a partial clone (which would run ssh or a credential
+/// helper), no prompt.
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
     let out = Command::new("git")
         .arg("-C")
@@ -79,10 +83,15 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
             "core.fsmonitor=false",
             "-c",
             "core.untrackedCache=false",
+            "-c",
+            "diff.autoRefreshIndex=false",
         ])
         .args(args)
         .env("GIT_OPTIONAL_LOCKS", "0")
+        .env("GIT_NO_LAZY_FETCH", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
         .env_remove("GIT_EXTERNAL_DIFF")
+        .stdin(std::process::Stdio::null())
         .output()
         .context("cannot run git (kiln query affected asks git what changed; install git)")?;
     if !out.status.success() {
@@ -126,20 +135,20 @@ fn git_change(root: &Path, rev: &str, manifests: &[PathBuf]) -> anyhow::Result<C
         PathBuf::from(String::from_utf8(git(root, &["rev-parse", "--show-toplevel"])?)?.trim());
     let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     // Paths git prints are relative to the top of the repository; the
-    // project may be a directory below it.
+    // project may be a directory below it. Names are bytes, not UTF-8.
     let under_root = |p: &[u8]| -> Option<PathBuf> {
-        let abs = top.join(std::str::from_utf8(p).ok()?);
+        use std::os::unix::ffi::OsStrExt;
+        let abs = top.join(std::ffi::OsStr::from_bytes(p));
         abs.strip_prefix(&real_root).ok().map(Path::to_path_buf)
     };
     let mut files = BTreeSet::new();
     let diff = git(
         &top,
         &[
-            "diff",
+            "diff-index",
             "--name-only",
             "--no-renames",
-            "--no-ext-diff",
-            "--no-textconv",
+            "--ignore-submodules=dirty",
             "-z",
             &commit,
             "--",
@@ -155,16 +164,22 @@ fn git_change(root: &Path, rev: &str, manifests: &[PathBuf]) -> anyhow::Result<C
         let in_repo = real_root.join(rel);
         let path = in_repo.strip_prefix(&top).unwrap_or(&in_repo);
         let spec = format!("{commit}:{}", path.display());
-        match git(&top, &["cat-file", "-e", &spec]) {
-            Err(_) => Ok(None),
-            Ok(_) => Ok(Some(String::from_utf8(git(
-                &top,
-                &["cat-file", "blob", &spec],
-            )?)?)),
+        // Absent then, too large or not text: it counts as changed.
+        let Ok(size) = git(&top, &["cat-file", "-s", &spec]) else {
+            return Ok(None);
+        };
+        let size: u64 = String::from_utf8_lossy(&size)
+            .trim()
+            .parse()
+            .unwrap_or(u64::MAX);
+        if size > kiln_core::sidefile::limits::TEXT {
+            return Ok(None);
         }
+        Ok(String::from_utf8(git(&top, &["cat-file", "blob", &spec])?).ok())
     };
     let mut change = Change {
         files,
+        real_root: real_root.clone(),
         ..Change::default()
     };
     for m in manifests {

@@ -164,6 +164,9 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let name = target_name(mains.first().map_or(&module, |m| &m.binary));
     let text = render_init(&name, &mains, &a.go_url, &a.go_hash);
+    // A workspace above is joined; whether it can be is known before
+    // anything is written.
+    let join = crate::cli::project::plan_join(&root)?;
     // A new file, never through a link a checkout planted (create_new
     // refuses an existing name, a dangling symlink included).
     let mut file = fs::OpenOptions::new()
@@ -173,7 +176,9 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", manifest.display()))?;
     std::io::Write::write_all(&mut file, text.as_bytes())
         .with_context(|| format!("writing {}", manifest.display()))?;
-    let joined = crate::cli::project::join_workspace(&root)?;
+    if let Some(j) = &join {
+        j.apply()?;
+    }
     if !quiet {
         let list: Vec<String> = mains.iter().map(|m| format!("./{}", m.dir)).collect();
         errln!(
@@ -181,14 +186,19 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
             list.join(" "),
             mains[0].binary
         );
-        match joined {
-            Some((file, pkg, true)) => errln!(
-                "added \"{pkg}\" to [workspace] members in {}: its targets are {pkg}:{name} and {pkg}:image",
-                file.display()
+        match &join {
+            Some(j) if j.adds() => errln!(
+                "added \"{}\" to [workspace] members in {}: its targets are {}:{name} and {}:image",
+                j.package,
+                j.root.display(),
+                j.package,
+                j.package
             ),
-            Some((_, pkg, false)) => {
-                errln!("a package of the workspace: its targets are {pkg}:{name} and {pkg}:image")
-            }
+            Some(j) => errln!(
+                "a package of the workspace: its targets are {}:{name} and {}:image",
+                j.package,
+                j.package
+            ),
             None => {}
         }
     }
