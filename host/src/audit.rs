@@ -147,7 +147,7 @@ pub enum AuditError {
     #[error("the audited outputs hold no files, so the provenance would have no subject")]
     NoSubject,
     #[error(
-        "no Go binary in the closure of {}: an SBOM lists the Go modules of Go binaries (built by the go recipe) and the images holding them",
+        "no Go binary or base image in the closure of {}: an SBOM lists the Go modules of Go binaries (built by the go recipe), the base images images stand on, and the images holding them",
         targets.join(", ")
     )]
     NoGoBinary { targets: Vec<String> },

@@ -258,7 +258,7 @@ fn audit_explains_what_it_cannot_answer() {
     p.kiln(&["audit", "tools/bin/sh"])
         .fails_with("is not in the kiln store");
     p.kiln(&["audit", "t", "--sbom", "s.json"])
-        .fails_with("no Go binary in the closure of t");
+        .fails_with("no Go binary or base image in the closure of t");
     let tree = p.kiln(&["audit"]).ok().stdout;
     assert!(tree.contains("file bin/sh  sha256-"), "{tree}");
 }

@@ -126,11 +126,37 @@ fn a_service_on_a_pulled_base_runs_pushes_only_its_layer_and_audits_the_base() {
         pushed.stderr
     );
 
-    // The audit names the base by its reference and digest.
+    // The audit names the base by its reference and digest; provenance
+    // has it as a resolved dependency, the SBOM as a package the image
+    // descends from.
     let audit = p.kiln(&["audit", "image"]).ok().stdout;
     assert!(
         audit.contains("image base") && audit.contains(&pinned),
         "{audit}"
+    );
+    p.kiln(&[
+        "audit",
+        "image",
+        "--provenance",
+        "p.json",
+        "--sbom",
+        "s.json",
+    ])
+    .ok();
+    let prov = std::fs::read_to_string(p.path("p.json")).unwrap();
+    assert!(prov.contains(&format!("docker://{pinned}")), "{prov}");
+    let sbom: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("s.json")).unwrap()).unwrap();
+    let digest_hex = pinned.rsplit_once("@sha256:").unwrap().1;
+    assert!(
+        sbom["packages"]
+            .to_string()
+            .contains(&format!("pkg:oci/base@sha256%3A{digest_hex}")),
+        "{sbom}"
+    );
+    assert!(
+        sbom["relationships"].to_string().contains("DESCENDANT_OF"),
+        "{sbom}"
     );
 
     // A second project pinning the same base pulls nothing.

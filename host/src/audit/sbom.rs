@@ -3,7 +3,8 @@
 //!
 //! Packages: one per audited output, one per Go binary in its closure, one
 //! per Go module (`go version -m`) with its version, purl and go.sum
-//! checksum. As syft does, a module's SHA256 checksum is its go.sum `h1:`
+//! checksum, one per base image (an `image` input) with its OCI purl and
+//! digest, the output a DESCENDANT_OF it. As syft does, a module's SHA256 checksum is its go.sum `h1:`
 //! digest in hex (the sha256 of Go's dirhash summary of the module).
 
 use std::collections::BTreeMap;
@@ -35,6 +36,18 @@ pub fn document(roots: &[Root<'_>]) -> Result<Value, AuditError> {
             "relationshipType": "DESCRIBES",
             "relatedSpdxElement": root_id,
         }));
+        let mut bases = Vec::new();
+        base_images(r.closure, &mut bases);
+        for (j, base) in bases.iter().enumerate() {
+            binaries += 1;
+            let id = format!("SPDXRef-BaseImage-{i}-{j}");
+            packages.push(base_package(&id, base));
+            relationships.push(json!({
+                "spdxElementId": root_id,
+                "relationshipType": "DESCENDANT_OF",
+                "relatedSpdxElement": id,
+            }));
+        }
         let mut bins = Vec::new();
         go_binaries(r.closure, "", &mut bins);
         for (j, (path, bin)) in bins.iter().enumerate() {
@@ -132,6 +145,43 @@ fn module_package(id: &str, m: &Node) -> Value {
         pkg["comment"] = json!("the main module, built from local source");
     }
     pkg
+}
+
+/// A base image as an SPDX package: its reference, its registry digest, an
+/// OCI purl (`pkg:oci/NAME@sha256%3AHEX?repository_url=REGISTRY/REPO`).
+fn base_package(id: &str, n: &Node) -> Value {
+    let (name, hex) = n.source.rsplit_once("@sha256:").unwrap_or((&n.source, ""));
+    let repo = name
+        .rsplit_once(':')
+        .filter(|(_, t)| !t.contains('/'))
+        .map_or(name, |(r, _)| r);
+    let last = repo.rsplit('/').next().unwrap_or(repo);
+    json!({
+        "SPDXID": id,
+        "name": n.source,
+        "versionInfo": format!("sha256:{hex}"),
+        "downloadLocation": format!("docker://{}", n.source),
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "CONTAINER",
+        "checksums": [{ "algorithm": "SHA256", "checksumValue": hex }],
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": format!("pkg:oci/{last}@sha256%3A{hex}?repository_url={repo}"),
+        }],
+        "comment": format!("base image (input '{}'), stored as an OCI layout with NAR hash {}", n.name, n.hash),
+    })
+}
+
+/// Every `image` input under `n` (through target inputs too).
+fn base_images<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
+    for c in &n.children {
+        match c.kind {
+            NodeKind::Image => out.push(c),
+            NodeKind::Target => base_images(c, out),
+            _ => {}
+        }
+    }
 }
 
 /// Every `go-binary` node under `n`, with its path from `n`'s output.

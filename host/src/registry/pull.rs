@@ -370,6 +370,116 @@ mod tests {
         assert!(PinnedImage::parse(&format!("base@{d}")).is_err());
     }
 
+    /// A registry on loopback that answers every request from `answer`
+    /// (path → body), for as many requests as come.
+    fn fake_registry(answer: impl Fn(&str) -> Vec<u8> + Send + 'static) -> String {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let body = answer(&path);
+                let mut conn = conn;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        format!("127.0.0.1:{}", addr.port())
+    }
+
+    fn digest_of(b: &[u8]) -> String {
+        format!("sha256:{}", hex(&Sha256::digest(b)))
+    }
+
+    #[test]
+    fn a_registry_that_answers_with_other_bytes_is_refused() {
+        // The manifest asked for by digest, answered with another.
+        let wanted = digest_of(b"the real manifest");
+        let registry = fake_registry(|_| br#"{"schemaVersion":2,"config":{}}"#.to_vec());
+        let image = PinnedImage::parse(&format!("{registry}/base@{wanted}")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let e = pull(
+            &image,
+            &["linux/amd64".into()],
+            dest.path(),
+            ureq::Agent::new_with_defaults(),
+            1 << 30,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("with other bytes"), "{e}");
+
+        // The right manifest, but its config blob answered with other bytes.
+        let config = br#"{"os":"linux","architecture":"amd64"}"#;
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPES[0],
+            "config": { "mediaType": CONFIG_TYPES[0], "digest": digest_of(config), "size": config.len() },
+            "layers": [],
+        }))
+        .unwrap();
+        let m_digest = digest_of(&manifest);
+        let served = manifest.clone();
+        let registry = fake_registry(move |path| {
+            if path.contains("/manifests/") {
+                served.clone()
+            } else {
+                br#"{"os":"linux","architecture":"arm64"}"#.to_vec()
+            }
+        });
+        let image = PinnedImage::parse(&format!("{registry}/base@{m_digest}")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let e = pull(
+            &image,
+            &["linux/amd64".into()],
+            dest.path(),
+            ureq::Agent::new_with_defaults(),
+            1 << 30,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("with other bytes"), "{e}");
+    }
+
+    #[test]
+    fn an_artifact_is_not_an_image() {
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPES[0],
+            "config": { "mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": digest_of(b"x"), "size": 1 },
+            "layers": [],
+        }))
+        .unwrap();
+        let digest = digest_of(&manifest);
+        let registry = fake_registry(move |_| manifest.clone());
+        let image = PinnedImage::parse(&format!("{registry}/chart@{digest}")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let e = pull(
+            &image,
+            &["linux/amd64".into()],
+            dest.path(),
+            ureq::Agent::new_with_defaults(),
+            1 << 30,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not an image"), "{e}");
+    }
+
     #[test]
     fn platforms_match_by_os_arch_and_variant() {
         let p = serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"});
