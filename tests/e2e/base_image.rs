@@ -117,6 +117,14 @@ fn a_service_on_a_pulled_base_runs_pushes_only_its_layer_and_audits_the_base() {
     let ran = podman(&["run", "--rm", "--network", "none", "svc:v1"]).ok();
     assert_eq!(ran.stdout, "hello from the base\n");
 
+    // And in Docker itself, from the archive with the base's gzip layer.
+    let docker = crate::support::Dockerd::start();
+    docker.load(&p.path("result/image.tar")).ok();
+    let ran = docker
+        .docker(&["run", "--rm", "--network", "none", "svc:v1"])
+        .ok();
+    assert_eq!(ran.stdout, "hello from the base\n");
+
     // A push sends kiln's layer, the config and the manifest; the base's
     // layer is there already.
     let pushed = kiln(&p, &["push", "image", &format!("{registry}/team/svc:v1")]).ok();

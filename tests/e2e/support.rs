@@ -346,3 +346,100 @@ pub fn shell_targets(p: &Project, targets: &[(&str, &str)]) {
     }
     p.write("kiln.toml", &toml);
 }
+
+/// A Docker Engine of the test's own (Debian's docker.io): its data root,
+/// exec root and socket in a temporary directory, no bridge or iptables;
+/// stopped on drop.
+pub struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dockerd {
+    pub fn start() -> Dockerd {
+        let bin = Path::new("/usr/sbin/dockerd");
+        assert!(
+            bin.exists(),
+            "these tests need Docker Engine: apt-get install docker.io (.ci/deps does)"
+        );
+        // A short path: the socket's name must fit in sun_path.
+        let dir = tempfile::Builder::new()
+            .prefix("kd")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let d = dir.path();
+        let log = std::fs::File::create(d.join("log")).expect("log");
+        let child = Command::new(bin)
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", d.join("sock").display()))
+            .args([
+                "--bridge=none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--storage-driver=vfs",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd");
+        let daemon = Dockerd { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while daemon.docker(&["info"]).code != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                std::fs::read_to_string(daemon.dir.path().join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        daemon
+    }
+
+    /// `docker args…` against this engine.
+    pub fn docker(&self, args: &[&str]) -> Run {
+        run(self.command(args).output().expect("running docker"))
+    }
+
+    /// `docker load < file`, as the seed ran it.
+    pub fn load(&self, file: &Path) -> Run {
+        let input = std::fs::File::open(file).expect("opening the image");
+        run(self
+            .command(&["load"])
+            .stdin(input)
+            .output()
+            .expect("running docker load"))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.arg("-H")
+            .arg(format!("unix://{}", self.dir.path().join("sock").display()))
+            .args(args);
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
