@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{Project, go_input, hello_project, podman, record_of, run};
+use crate::support::{Dockerd, Project, go_input, hello_project, podman, record_of, run};
 
 #[test]
 fn hello_builds_a_static_binary_and_an_image_that_runs() {
@@ -72,6 +72,58 @@ fn hello_builds_a_static_binary_and_an_image_that_runs() {
     podman(&["load", "-i", image.to_str().unwrap()]).ok();
     let r = podman(&["run", "--rm", "hello:kiln"]).ok();
     assert_eq!(r.stdout, "Hello from a static Go binary, built by kiln!\n");
+
+    // The seed's own commands, with Docker itself (Debian's docker.io, on
+    // the test's own socket): `docker load < result/image.tar`, `docker
+    // run`, and `docker image inspect` agreeing with `kiln image inspect`.
+    let docker = Dockerd::start();
+    let loaded = docker.load(&image).ok();
+    assert!(
+        loaded.stdout.contains("Loaded image: hello:kiln"),
+        "{}",
+        loaded.stdout
+    );
+    let ran = docker
+        .docker(&["run", "--rm", "--network", "none", "hello:kiln"])
+        .ok();
+    assert_eq!(
+        ran.stdout,
+        "Hello from a static Go binary, built by kiln!\n"
+    );
+
+    let kiln: serde_json::Value = serde_json::from_str(
+        &p.kiln(&["image", "inspect", "--json", oci.to_str().unwrap()])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let docker_view: serde_json::Value = serde_json::from_str(
+        &docker
+            .docker(&["image", "inspect", "hello:kiln"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let d = &docker_view[0];
+    assert_eq!(
+        d["Config"]["Entrypoint"], kiln["config"]["Entrypoint"],
+        "{d}\n{kiln}"
+    );
+    assert_eq!(d["Architecture"], "amd64");
+    assert_eq!(d["Created"], "1970-01-01T00:00:01Z");
+    let docker_layers: Vec<&str> = d["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let kiln_layers: Vec<&str> = kiln["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(docker_layers, kiln_layers);
 }
 
 #[test]

@@ -15,7 +15,6 @@ mod base_image;
 mod binary_cache;
 mod binary_cache_servers;
 mod caches;
-mod docker;
 mod go_image;
 mod hash_cli;
 mod hostile_images;
