@@ -91,14 +91,25 @@ impl Reference {
         })
     }
 
-    /// Whether the registry is this machine (plain HTTP is fine there).
+    /// Whether the registry is this machine (plain HTTP is fine there):
+    /// a loopback IP address, or exactly `localhost` — never a name that
+    /// merely starts like one (`127.attacker.example`).
     pub fn is_loopback(&self) -> bool {
-        let host = match self.registry.rsplit_once(':') {
-            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => self.registry.as_str(),
-        };
-        host == "localhost" || host == "[::1]" || host.starts_with("127.")
+        is_loopback_host(&self.registry)
     }
+}
+
+/// Whether `host[:port]` is a loopback address or `localhost`.
+pub fn is_loopback_host(host_port: &str) -> bool {
+    let host = match host_port.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host_port,
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What a push did.

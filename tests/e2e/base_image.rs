@@ -9,11 +9,20 @@ use crate::support::{Project, busybox, podman, run};
 
 /// `kiln args…` with the registry's login and loopback allowed for pulls
 /// (kiln.toml cannot allow its own downloads from loopback).
-fn kiln(p: &Project, args: &[&str]) -> crate::support::Run {
+/// The login is in an auth file for exactly `registry` (as `podman login`
+/// writes it): pulls a kiln.toml asks for use only such entries, pushes
+/// also the `KILN_REGISTRY_*` variables.
+fn kiln(p: &Project, registry: &str, args: &[&str]) -> crate::support::Run {
+    let auth = p.home.path().join("auth.json");
+    let token = data_encoding::BASE64.encode(format!("{USER}:{PASSWORD}").as_bytes());
+    std::fs::write(
+        &auth,
+        format!("{{\"auths\": {{\"{registry}\": {{\"auth\": \"{token}\"}}}}}}"),
+    )
+    .unwrap();
     run(p
         .command(args)
-        .env("KILN_REGISTRY_USERNAME", USER)
-        .env("KILN_REGISTRY_PASSWORD", PASSWORD)
+        .env("REGISTRY_AUTH_FILE", &auth)
         .env("KILN_ALLOW_FETCH_FROM", "127.0.0.1")
         .output()
         .unwrap())
@@ -33,8 +42,13 @@ fn push_base(registry: &str) -> (Project, String) {
         "kiln.toml",
         "[target.base]\nrecipe = \"oci-image\"\ninputs.root = { path = \"root\" }\nparams.name = \"base\"\nparams.tag = \"v1\"\nparams.contents = [{ from = \"root\", path = \"\", dest = \"/\" }]\nparams.cmd = [\"/bin/sh\"]\nparams.env = { GREETING = \"from the base\" }\nparams.user = \"65532\"\n",
     );
-    kiln(&p, &["build", "base"]).ok();
-    let out = kiln(&p, &["push", "base", &format!("{registry}/team/base:v1")]).ok();
+    kiln(&p, registry, &["build", "base"]).ok();
+    let out = kiln(
+        &p,
+        registry,
+        &["push", "base", &format!("{registry}/team/base:v1")],
+    )
+    .ok();
     let pinned = out.stdout.trim().to_string();
     assert!(pinned.contains("/team/base@sha256:"), "{pinned}");
     (p, pinned)
@@ -78,7 +92,7 @@ fn a_service_on_a_pulled_base_runs_pushes_only_its_layer_and_audits_the_base() {
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(refused.stderr.contains("loopback"), "{}", refused.stderr);
 
-    let built = kiln(&p, &["build"]).ok();
+    let built = kiln(&p, &registry, &["build"]).ok();
     assert!(
         built.stderr.contains(&format!("pulled {pinned}")),
         "{}",
@@ -127,7 +141,12 @@ fn a_service_on_a_pulled_base_runs_pushes_only_its_layer_and_audits_the_base() {
 
     // A push sends kiln's layer, the config and the manifest; the base's
     // layer is there already.
-    let pushed = kiln(&p, &["push", "image", &format!("{registry}/team/svc:v1")]).ok();
+    let pushed = kiln(
+        &p,
+        &registry,
+        &["push", "image", &format!("{registry}/team/svc:v1")],
+    )
+    .ok();
     assert!(
         pushed.stderr.contains("pushed 2 blob(s), 1 already there"),
         "{}",
@@ -184,13 +203,13 @@ fn bad_bases_are_named_errors_and_nothing_is_stored() {
     let (_base, pinned) = push_base(&registry);
     // A tag alone is no pin.
     let unpinned = pinned.split('@').next().unwrap().to_string();
-    kiln(&service(&unpinned), &["build"])
+    kiln(&service(&unpinned), &registry, &["build"])
         .fails_with("kiln.toml:3:")
         .fails_with("is not pinned by digest");
     // A digest the registry does not have under that name (a changed base).
     let other = format!("{unpinned}@sha256:{}", "0".repeat(64));
     let p = service(&other);
-    kiln(&p, &["build"]).fails_with("HTTP 404");
+    kiln(&p, &registry, &["build"]).fails_with("HTTP 404");
     assert!(
         p.store_entries().iter().all(|e| !e.ends_with("-base")),
         "{:?}",
@@ -203,5 +222,15 @@ fn bad_bases_are_named_errors_and_nothing_is_stored() {
         "kiln.toml",
         &toml.replace("params.base = \"base\"", "params.base = \"app\""),
     );
-    kiln(&p, &["build"]).fails_with("input 'app' is not an image");
+    kiln(&p, &registry, &["build"]).fails_with("input 'app' is not an image");
+    // The push login in KILN_REGISTRY_* names no registry: a pull a
+    // kiln.toml asks for never uses it.
+    let p = service(&pinned);
+    let mut c = p.command(&["build"]);
+    c.env("KILN_REGISTRY_USERNAME", USER)
+        .env("KILN_REGISTRY_PASSWORD", PASSWORD)
+        .env("KILN_ALLOW_FETCH_FROM", "127.0.0.1");
+    let r = run(c.output().unwrap());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("401"), "{}", r.stderr);
 }

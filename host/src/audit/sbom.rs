@@ -173,15 +173,10 @@ fn base_package(id: &str, n: &Node) -> Value {
     })
 }
 
-/// Every `image` input under `n` (through target inputs too).
+/// The `image` inputs of the output `n` itself (an image a dependency
+/// used is that dependency's business, not this output's ancestry).
 fn base_images<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
-    for c in &n.children {
-        match c.kind {
-            NodeKind::Image => out.push(c),
-            NodeKind::Target => base_images(c, out),
-            _ => {}
-        }
-    }
+    out.extend(n.children.iter().filter(|c| c.kind == NodeKind::Image));
 }
 
 /// Every `go-binary` node under `n`, with its path from `n`'s output.

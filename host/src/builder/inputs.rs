@@ -174,11 +174,13 @@ impl Resolving<'_, '_> {
         let (b, input) = (self.b, self.input);
         let pinned = PinnedImage::parse(reference).map_err(|e| self.fail(InputError::Image(e)))?;
         let platforms = image_platforms(&self.t.params);
+        // The stored layout depends on the digest and platforms alone (not
+        // on the name a project pulled it by), so any project may share it.
         let key = Sha256Hash::of_bytes(
             format!(
-                "kiln image input 1\0{}\0{}",
+                "kiln image input 2\0{}\0{}",
                 pinned.digest,
-                platforms.join(",")
+                serde_json::to_string(&platforms).unwrap_or_default()
             )
             .as_bytes(),
         );
@@ -198,10 +200,15 @@ impl Resolving<'_, '_> {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
+        // No proxy: the address rule must judge the registry itself (a
+        // proxy would resolve and reach names kiln never sees). A body
+        // that trickles is bounded in time, not only in bytes.
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
+            .proxy(None)
             .timeout_connect(Some(b.opts.download.stall))
             .timeout_recv_response(Some(b.opts.download.stall))
+            .timeout_recv_body(Some(std::time::Duration::from_secs(30 * 60)))
             .http_status_as_error(false)
             .build();
         let agent = crate::fetch::guarded_agent(config, b.opts.download.allow.clone());

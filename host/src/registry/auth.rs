@@ -40,6 +40,15 @@ impl Credentials {
         {
             return Some(Credentials { username, password });
         }
+        Self::find_in_files(registry)
+    }
+
+    /// Credentials an auth file holds for exactly `registry`. A pull a
+    /// kiln.toml asks for uses only these: the `KILN_REGISTRY_*` variables
+    /// (a CI's push login) name no registry, so a kiln.toml naming its own
+    /// registry must never be answered with them.
+    pub fn find_in_files(registry: &str) -> Option<Credentials> {
+        let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
         let mut files: Vec<PathBuf> = Vec::new();
         if let Some(f) = env("REGISTRY_AUTH_FILE") {
             files.push(f.into());

@@ -34,6 +34,7 @@ enum Method<'a> {
     GetAccepting(&'a str),
     Post,
     Put,
+    Delete,
 }
 
 pub struct Client {
@@ -94,7 +95,7 @@ impl Client {
             registry: reference.registry.clone(),
             repository: reference.repository.clone(),
             agent,
-            credentials: Credentials::find(&reference.registry),
+            credentials: Credentials::find_in_files(&reference.registry),
             auth: Mutex::new(None),
             actions: "pull",
             mount_from: Vec::new(),
@@ -164,6 +165,7 @@ impl Client {
                 .header("Accept", accept)
                 .call(),
             Method::Post => with_auth(self.agent.post(url), &auth).send_empty(),
+            Method::Delete => with_auth(self.agent.delete(url), &auth).call(),
             Method::Put => {
                 let mut r = with_auth(self.agent.put(url), &auth);
                 if let Some(ct) = content_type {
@@ -343,10 +345,13 @@ impl Client {
     /// Upload one blob of the layout unless the registry has it; true if
     /// it was sent.
     fn upload_blob(&self, layout: &Layout, blob: &Blob) -> Result<bool, RegistryError> {
-        if self.has_blob(&blob.digest)? || self.mounted(&blob.digest)? {
+        if self.has_blob(&blob.digest)? {
             return Ok(false);
         }
         // Streamed from the layout, never held whole: a layer may be large.
+        // The blob must be here, whole, before it is mounted or sent: a
+        // layout cannot make kiln copy what it does not hold from another
+        // repository.
         let path = layout.blob_file(&blob.digest);
         let size = std::fs::metadata(&path)
             .map_err(|e| RegistryError::Layout {
@@ -360,15 +365,18 @@ impl Client {
                 message: format!("has {size} bytes, its descriptor says {}", blob.size),
             });
         }
+        if self.mounted(&blob.digest) {
+            return Ok(false);
+        }
         self.put_blob(&blob.digest, Body::File(&path))?;
         Ok(true)
     }
 
     /// Ask the registry to mount `digest` from one of `mount_from` (the
-    /// distribution API's cross-repository mount): true if it did. A
-    /// registry that cannot answers 202 and an upload session, which is
-    /// left to expire.
-    fn mounted(&self, digest: &str) -> Result<bool, RegistryError> {
+    /// distribution API's cross-repository mount): true if it did. Any
+    /// failure is "not mounted" (the blob is uploaded); a registry that
+    /// answers with an upload session instead has it cancelled.
+    fn mounted(&self, digest: &str) -> bool {
         for from in &self.mount_from {
             if from == &self.repository {
                 continue;
@@ -377,12 +385,27 @@ impl Client {
                 "{}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
                 self.base, self.repository
             );
-            let resp = self.call(Method::Post, &url, EMPTY, None)?;
-            if resp.status().as_u16() == 201 {
-                return Ok(true);
+            let Ok(resp) = self.call(Method::Post, &url, EMPTY, None) else {
+                continue;
+            };
+            match resp.status().as_u16() {
+                201 => return true,
+                202 => {
+                    if let Some(location) =
+                        resp.headers().get("location").and_then(|v| v.to_str().ok())
+                    {
+                        let location = if location.starts_with('/') {
+                            format!("{}{location}", self.base)
+                        } else {
+                            location.to_string()
+                        };
+                        let _ = self.call(Method::Delete, &location, EMPTY, None);
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(false)
+        false
     }
 
     fn has_blob(&self, digest: &str) -> Result<bool, RegistryError> {
@@ -453,7 +476,13 @@ fn realm_may_take_login(realm: &str, base: &str) -> bool {
         u.get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
     };
-    https(realm) || !https(base)
+    // Plain HTTP only to a token server on this machine: a plain-HTTP
+    // (loopback) registry may not send the login off the host in clear.
+    let realm_host = realm
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+        .unwrap_or("");
+    https(realm) || (!https(base) && super::is_loopback_host(realm_host))
 }
 
 /// Whether `url` is on `base`'s scheme, host and port.
@@ -536,5 +565,32 @@ mod tests {
             "http://127.0.0.1:5001/token",
             "http://127.0.0.1:5000"
         ));
+        // A loopback registry cannot send the login off the host in clear.
+        assert!(!realm_may_take_login(
+            "http://auth.example.org/token",
+            "http://127.0.0.1:5000"
+        ));
+    }
+
+    #[test]
+    fn only_loopback_addresses_and_localhost_are_loopback() {
+        use super::super::is_loopback_host;
+        for yes in [
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "localhost:5000",
+            "[::1]:5000",
+            "localhost",
+        ] {
+            assert!(is_loopback_host(yes), "{yes}");
+        }
+        for no in [
+            "127.attacker.example",
+            "127.attacker.example:80",
+            "localhost.example.org",
+            "10.0.0.1:5000",
+        ] {
+            assert!(!is_loopback_host(no), "{no}");
+        }
     }
 }

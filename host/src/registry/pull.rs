@@ -19,6 +19,8 @@ use super::{Reference, RegistryError};
 
 /// A manifest or index is small; anything larger is not one.
 const MANIFEST_LIMIT: u64 = 4 << 20;
+/// An image config is JSON kiln reads whole: bounded like kiln.toml.
+const CONFIG_LIMIT: u64 = 16 << 20;
 
 const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
@@ -157,6 +159,13 @@ pub fn pull(
     } else {
         // One manifest: it must be for the one platform asked for, which
         // its config says.
+        if platforms.len() > 1 {
+            return Err(bad(format!(
+                "{} is one image for one platform, not an index: it cannot serve {}",
+                image.digest,
+                platforms.join(" and ")
+            )));
+        }
         chosen.push((
             platforms.first().cloned().unwrap_or_default(),
             image.digest.clone(),
@@ -219,7 +228,6 @@ pub fn pull(
             "mediaType": top_type,
             "digest": image.digest,
             "size": size,
-            "annotations": { "org.opencontainers.image.ref.name": image.display() },
         }],
     });
     std::fs::write(
@@ -251,7 +259,9 @@ fn manifest(
     bad: &impl Fn(String) -> RegistryError,
 ) -> Result<(serde_json::Value, String), RegistryError> {
     let accept = [INDEX_TYPES, MANIFEST_TYPES].concat().join(", ");
-    let (bytes, content_type) = client.get_manifest(digest, &accept, MANIFEST_LIMIT)?;
+    // The media type is the body's (or inferred from it): the header is
+    // not covered by the digest, so it must not shape what is stored.
+    let (bytes, _header_type) = client.get_manifest(digest, &accept, MANIFEST_LIMIT)?;
     let got = format!("sha256:{}", hex(&Sha256::digest(&bytes)));
     if got != digest {
         return Err(bad(format!(
@@ -263,7 +273,6 @@ fn manifest(
     let media_type = v["mediaType"]
         .as_str()
         .map(str::to_string)
-        .or(content_type)
         .or_else(|| {
             // OCI allows leaving it out: an index has manifests, a
             // manifest a config.
@@ -300,10 +309,23 @@ fn blob(
     let size = desc["size"]
         .as_u64()
         .ok_or_else(|| bad(format!("descriptor {digest} has no size")))?;
+    let keep = CONFIG_TYPES.contains(&desc["mediaType"].as_str().unwrap_or_default());
+    if keep && size > CONFIG_LIMIT {
+        return Err(bad(format!(
+            "config {digest} claims {size} bytes; an image config is at most {CONFIG_LIMIT}"
+        )));
+    }
     let path = blobs.join(&digest["sha256:".len()..]);
-    if path.exists() {
-        // Two platforms may share a layer.
-        return if CONFIG_TYPES.contains(&desc["mediaType"].as_str().unwrap_or_default()) {
+    if let Ok(meta) = std::fs::metadata(&path) {
+        // Two platforms may share a layer: the same digest must have the
+        // same size (a descriptor cannot reuse a blob under another size).
+        if meta.len() != size {
+            return Err(bad(format!(
+                "{digest} is named with {size} bytes here and {} bytes elsewhere in the image",
+                meta.len()
+            )));
+        }
+        return if keep {
             std::fs::read(&path).map_err(|e| io(&path, e))
         } else {
             Ok(Vec::new())
@@ -318,7 +340,6 @@ fn blob(
     let mut file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
     let mut hasher = Sha256::new();
     let mut held = Vec::new();
-    let keep = CONFIG_TYPES.contains(&desc["mediaType"].as_str().unwrap_or_default());
     let mut n: u64 = 0;
     let mut buf = vec![0u8; 1 << 16];
     let mut reader = body.as_reader().take(size + 1);

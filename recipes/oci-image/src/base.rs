@@ -24,8 +24,26 @@ pub struct Base {
     pub config: Value,
     pub diff_ids: Vec<String>,
     pub history: Vec<Value>,
-    /// `registry/repo[:tag]@sha256:…`, as the layout's index names it.
+    /// How messages name it: the input's name.
     pub reference: String,
+}
+
+/// The JSON blob `digest` names, checked against it.
+fn read_verified(blob_dir: &Path, digest: &str) -> Result<Value> {
+    use sha2::Digest;
+    let hex = hex_of(digest)?;
+    let path = blob_dir.join(hex);
+    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let got: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if got != hex {
+        return Err(Error::msg(format!(
+            "{digest} holds other bytes (sha256:{got}); it is not the image it names"
+        )));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::msg(format!("{}: {e}", path.display())))
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -49,11 +67,8 @@ pub fn load(input: &str, platform: &Platform) -> Result<Base> {
     })?;
     let blob_dir = root.join("blobs/sha256");
     let top = &index["manifests"][0];
-    let reference = top["annotations"]["org.opencontainers.image.ref.name"]
-        .as_str()
-        .unwrap_or(input)
-        .to_string();
-    let mut manifest = read_json(&blob_dir.join(hex_of(top["digest"].as_str().unwrap_or(""))?))?;
+    let reference = format!("'{input}'");
+    let mut manifest = read_verified(&blob_dir, top["digest"].as_str().unwrap_or(""))?;
     if manifest.get("manifests").is_some() {
         // An index: this platform's manifest.
         let want_variant = platform.variant.as_deref();
@@ -73,12 +88,14 @@ pub fn load(input: &str, platform: &Platform) -> Result<Base> {
                 ))
             })?;
         let hex = hex_of(chosen["digest"].as_str().unwrap_or(""))?.to_string();
-        manifest = read_json(&blob_dir.join(&hex)).with_context(|| {
+        manifest = read_verified(&blob_dir, &format!("sha256:{hex}")).with_context(|| {
             format!("the base's {platform} manifest was not pulled (kiln pulls the platforms params.platforms names)")
         })?;
     }
-    let config_hex = hex_of(manifest["config"]["digest"].as_str().unwrap_or(""))?;
-    let config = read_json(&blob_dir.join(config_hex))?;
+    let config = read_verified(
+        &blob_dir,
+        manifest["config"]["digest"].as_str().unwrap_or(""),
+    )?;
     if config["os"].as_str() != Some(platform.os.as_str())
         || config["architecture"].as_str() != Some(platform.arch.as_str())
     {
@@ -99,6 +116,20 @@ pub fn load(input: &str, platform: &Platform) -> Result<Base> {
             }
             t => t.to_string(),
         };
+        // Each layer is what its digest says (kiln pulled it so; an input
+        // that merely looks like a layout is checked here), hashed by the
+        // host without passing through the recipe.
+        let mut pieces = kiln_sdk::assemble::Pieces::new();
+        pieces.range(blob_dir.join(&hex), 0, size);
+        let (digest, got_size) = pieces
+            .sha256()
+            .with_context(|| format!("reading the base's layer {hex}"))?;
+        let got: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        if got != hex || got_size != size {
+            return Err(Error::msg(format!(
+                "the base {reference}'s layer sha256:{hex} holds other bytes ({size} bytes expected); it is not the image it names"
+            )));
+        }
         layers.push((media_type, hex, size));
     }
     let diff_ids = config["rootfs"]["diff_ids"]
@@ -159,8 +190,7 @@ pub fn listing(b: &Base) -> Result<Option<Tree>> {
             };
             // Whiteouts hide what lower layers put there.
             if name == ".wh..wh..opq" {
-                let prefix = format!("{dir}/");
-                tree.retain(|k, _| !k.starts_with(&prefix));
+                remove_below(&mut tree, &dir, false);
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(".wh.") {
@@ -169,8 +199,7 @@ pub fn listing(b: &Base) -> Result<Option<Tree>> {
                 } else {
                     format!("{dir}/{hidden}")
                 };
-                let prefix = format!("{gone}/");
-                tree.retain(|k, _| *k != gone && !k.starts_with(&prefix));
+                remove_below(&mut tree, &gone, true);
                 continue;
             }
             let header = entry.header();
@@ -191,10 +220,46 @@ pub fn listing(b: &Base) -> Result<Option<Tree>> {
                 },
             };
             this.push((path, node));
+            if tree.len() + this.len() > MAX_ENTRIES {
+                return Err(Error::msg(format!(
+                    "the base has more than {MAX_ENTRIES} files; too many to check the entrypoint against"
+                )));
+            }
         }
-        tree.extend(this);
+        for (path, node) in this {
+            // A file or link where a lower layer had a directory replaces
+            // the directory and all it held.
+            if !matches!(node, Node::Dir { .. }) {
+                remove_below(&mut tree, &path, false);
+            }
+            tree.insert(path, node);
+        }
     }
     Ok(Some(tree))
+}
+
+/// The most entries a base's listing may hold (the recipe's memory).
+const MAX_ENTRIES: usize = 2_000_000;
+
+/// Remove everything below `dir` ("" is the root), and `dir` itself when
+/// `itself`.
+fn remove_below(tree: &mut Tree, dir: &str, itself: bool) {
+    if itself {
+        tree.remove(dir);
+    }
+    if dir.is_empty() {
+        tree.clear();
+        return;
+    }
+    let prefix = format!("{dir}/");
+    let doomed: Vec<String> = tree
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        tree.remove(&k);
+    }
 }
 
 /// The base's config with params on top: `overrides` is the config kiln

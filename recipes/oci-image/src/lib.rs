@@ -270,12 +270,14 @@ fn build_image(
             .as_str()
             .map(str::to_string)
     };
+    // What runs: the entrypoint (params', else the base's, which a cmd
+    // alone keeps, as docker does), else the cmd.
     let program = p
         .entrypoint
         .first()
-        .or(p.cmd.first())
         .cloned()
         .or_else(|| inherited("Entrypoint"))
+        .or_else(|| p.cmd.first().cloned())
         .or_else(|| inherited("Cmd"))
         .ok_or_else(|| {
             Error::bad_params("set entrypoint (or cmd): an image with nothing to run cannot start")

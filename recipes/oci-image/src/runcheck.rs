@@ -88,37 +88,48 @@ pub fn check(
     Ok(())
 }
 
-/// Follow symlinks inside the image (at most 40) to a node.
+/// Follow symlinks inside the image (at most 40, all components
+/// together) to a node: every component may be a link (`/lib64 ->
+/// usr/lib64` on a usrmerge base), not only the last.
 fn resolve<'a>(tree: &'a Tree, path: &str) -> Option<(String, &'a Node)> {
-    let mut cur = path.trim_matches('/').to_string();
-    for _ in 0..40 {
-        match tree.get(&cur)? {
-            Node::Symlink { target } => {
-                cur = if target.starts_with('/') {
-                    target.trim_start_matches('/').to_string()
-                } else {
-                    let parent = cur.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                    normalize_join(parent, target)?
-                };
+    let mut rest: std::collections::VecDeque<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut hops = 0;
+    while let Some(part) = rest.pop_front() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
             }
-            node => return Some((cur, node)),
+            _ => cur.push(part),
+        }
+        let key = cur.join("/");
+        match tree.get(&key)? {
+            Node::Symlink { target } => {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                cur.pop();
+                if target.starts_with('/') {
+                    cur.clear();
+                }
+                for p in target.split('/').rev().filter(|p| !p.is_empty()) {
+                    rest.push_front(p.to_string());
+                }
+            }
+            node if rest.is_empty() => return Some((key, node)),
+            Node::Dir { .. } => {}
+            // A file in the middle of a path: nothing below it.
+            Node::File { .. } => return None,
         }
     }
     None
-}
-
-fn normalize_join(parent: &str, rel: &str) -> Option<String> {
-    let mut parts: Vec<&str> = parent.split('/').filter(|p| !p.is_empty()).collect();
-    for p in rel.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// An ELF file's `e_machine`, from its first bytes.
