@@ -95,6 +95,20 @@ impl Reporter {
         }
     }
 
+    /// This reporter, and `also` as well: every event goes to both.
+    pub fn and(self, also: Arc<dyn Sink>) -> Reporter {
+        struct Tee(Option<Arc<dyn Sink>>, Arc<dyn Sink>);
+        impl Sink for Tee {
+            fn event(&self, event: Event) {
+                if let Some(first) = &self.0 {
+                    first.event(event.clone());
+                }
+                self.1.event(event);
+            }
+        }
+        Reporter(Some(Arc::new(Tee(self.0, also))))
+    }
+
     /// A [`Event::Note`].
     pub fn note(&self, message: impl Into<String>) {
         self.send(Event::Note {

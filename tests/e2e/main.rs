@@ -32,6 +32,7 @@ mod runtime;
 mod scaffold;
 mod sdk_doctests;
 mod store_hygiene;
+mod trace;
 mod watch;
 mod workspace;
 mod writing_recipes;

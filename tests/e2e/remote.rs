@@ -123,15 +123,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::support::wait_or_kill(&mut self.child, Duration::from_secs(10));
     }
 }
 

@@ -571,7 +571,7 @@ impl Manifest {
                 {
                     return Err(ManifestError {
                         location: i.at.clone(),
-                        message: format!("input '{}': {}", i.name, self.unknown(dep)),
+                        message: format!("input '{}': {}", i.name, self.why_unknown(dep)),
                     });
                 }
             }
@@ -624,7 +624,7 @@ impl Manifest {
     }
 
     /// Why `address` names no target here, with what would.
-    fn unknown(&self, address: &str) -> String {
+    pub fn why_unknown(&self, address: &str) -> String {
         if self.naming == Naming::Single {
             let known: Vec<_> = self.targets.keys().map(String::as_str).collect();
             return format!(

@@ -424,6 +424,11 @@ pub struct BuildFlags {
     /// Print the results as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Write what the build did to FILE as Chrome trace-event JSON (open
+    /// it in Perfetto or chrome://tracing): a process per target, a thread
+    /// per worker, a slice per tool step.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Build the targets again in a fresh sandbox and compare bit for bit
     /// with the stored outputs; on a difference, name the files and keep the
     /// second output for inspection.

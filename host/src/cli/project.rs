@@ -196,29 +196,17 @@ impl Project {
     }
 }
 
-/// Why `t` is not a target, with what is.
+/// Why `t` is not a target, with what is: a package the workspace does
+/// not have is named as such, the rest is the manifest's answer.
 fn unknown(m: &Manifest, ws: &Workspace, t: &str) -> String {
     let (pkg, _) = address::split(t);
-    let known: Vec<&str> = m
-        .targets
-        .values()
-        .filter(|x| x.package == pkg)
-        .map(|x| x.local.as_str())
-        .collect();
-    if known.is_empty() && !pkg.is_empty() && !ws.packages().any(|p| p == pkg) {
+    if !pkg.is_empty() && !ws.packages().any(|p| p == pkg) {
         return format!(
             "no package '{pkg}' in the workspace {} (is it listed in [workspace] members?)",
             ws.root().file.display()
         );
     }
-    format!(
-        "no target '{t}' (package '{pkg}' declares: {})",
-        if known.is_empty() {
-            "nothing".to_string()
-        } else {
-            known.join(", ")
-        }
-    )
+    m.why_unknown(t)
 }
 
 fn dedup(names: &mut Vec<String>) {

@@ -422,6 +422,16 @@ mod tests {
         format!("127.0.0.1:{}", addr.port())
     }
 
+    /// Why pulling `image` for linux/amd64 into a fresh directory fails.
+    fn pull_error(image: &PinnedImage) -> String {
+        let dest = tempfile::tempdir().unwrap();
+        let agent = ureq::Agent::new_with_defaults();
+        match pull(image, &["linux/amd64".into()], dest.path(), agent, 1 << 30) {
+            Ok(_) => panic!("{} was pulled", image.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
     fn digest_of(b: &[u8]) -> String {
         format!("sha256:{}", hex(&Sha256::digest(b)))
     }
@@ -432,16 +442,7 @@ mod tests {
         let wanted = digest_of(b"the real manifest");
         let registry = fake_registry(|_| br#"{"schemaVersion":2,"config":{}}"#.to_vec());
         let image = PinnedImage::parse(&format!("{registry}/base@{wanted}")).unwrap();
-        let dest = tempfile::tempdir().unwrap();
-        let e = pull(
-            &image,
-            &["linux/amd64".into()],
-            dest.path(),
-            ureq::Agent::new_with_defaults(),
-            1 << 30,
-        )
-        .unwrap_err()
-        .to_string();
+        let e = pull_error(&image);
         assert!(e.contains("with other bytes"), "{e}");
 
         // The right manifest, but its config blob answered with other bytes.
@@ -463,16 +464,7 @@ mod tests {
             }
         });
         let image = PinnedImage::parse(&format!("{registry}/base@{m_digest}")).unwrap();
-        let dest = tempfile::tempdir().unwrap();
-        let e = pull(
-            &image,
-            &["linux/amd64".into()],
-            dest.path(),
-            ureq::Agent::new_with_defaults(),
-            1 << 30,
-        )
-        .unwrap_err()
-        .to_string();
+        let e = pull_error(&image);
         assert!(e.contains("with other bytes"), "{e}");
     }
 
@@ -488,16 +480,7 @@ mod tests {
         let digest = digest_of(&manifest);
         let registry = fake_registry(move |_| manifest.clone());
         let image = PinnedImage::parse(&format!("{registry}/chart@{digest}")).unwrap();
-        let dest = tempfile::tempdir().unwrap();
-        let e = pull(
-            &image,
-            &["linux/amd64".into()],
-            dest.path(),
-            ureq::Agent::new_with_defaults(),
-            1 << 30,
-        )
-        .unwrap_err()
-        .to_string();
+        let e = pull_error(&image);
         assert!(e.contains("is not an image"), "{e}");
     }
 

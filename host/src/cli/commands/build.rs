@@ -128,8 +128,21 @@ pub(super) fn build_targets(
         errln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
     }
     opts.executor = executor;
+    let trace = a.trace.as_ref().map(|path| {
+        let recorder = std::sync::Arc::new(crate::trace::TraceRecorder::default());
+        opts.reporter = opts.reporter.clone().and(recorder.clone());
+        (path, recorder)
+    });
     let mut builder = Builder::new(store.clone(), manifest, opts)?;
-    let built = match builder.build(targets) {
+    let result = builder.build(targets);
+    // The trace is written whatever the build's end: a failure is what
+    // one most wants to look at.
+    if let Some((path, recorder)) = &trace {
+        recorder
+            .write(path)
+            .with_context(|| format!("writing the trace {}", path.display()))?;
+    }
+    let built = match result {
         // --fetch-unpinned asked for the pin: that it is not set yet is
         // the answer, not a failure.
         Err(BuildError::Recipe(RecipeError::FixedOutputUnpinned {
