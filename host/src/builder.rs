@@ -99,6 +99,29 @@ pub struct Built {
     pub substituted_from: Option<String>,
 }
 
+/// Where one target stands ([`Builder::status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub target: String,
+    pub state: State,
+    /// Its inputs' hashes, where they could be known.
+    pub inputs: Vec<(String, Sha256Hash)>,
+}
+
+/// See [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Its output for its current inputs is in the store: a build reuses it.
+    Stored { output: Sha256Hash },
+    /// The store has no output for its current inputs: a build runs it
+    /// (or takes it from a binary cache).
+    OutOfDate,
+    /// Its inputs cannot be known before dependency `on` is built.
+    Waits { on: String },
+    /// An input could not be resolved without downloading or building.
+    Unresolved { why: String },
+}
+
 /// One build session over one kiln.toml.
 pub struct Builder<'a> {
     ctx: Ctx<'a>,
@@ -217,7 +240,12 @@ impl<'a> Builder<'a> {
             &mut self.built,
             |t, built| {
                 let check = ctx.opts.mode == Mode::Check && requested.contains(t.name.as_str());
-                let job = ctx.prepare(t, pins, built)?;
+                let started = std::time::Instant::now();
+                let job = ctx.prepare(t, pins, built).inspect_err(|_| ctx.failed(t))?;
+                ctx.opts.reporter.send(Event::TargetPrepared {
+                    target: t.name.clone(),
+                    ms: started.elapsed().as_millis() as u64,
+                });
                 // A stored output is found here, without a worker.
                 if !check && let Some(b) = ctx.stored(&job) {
                     ctx.finished(&b);
@@ -225,7 +253,13 @@ impl<'a> Builder<'a> {
                 }
                 Ok(schedule::Prepared::Run((job, check)))
             },
-            |(job, check)| ctx.execute(job, check),
+            |(job, check)| {
+                let t = job.target;
+                ctx.opts.reporter.send(Event::TargetAssigned {
+                    target: t.name.clone(),
+                });
+                ctx.execute(job, check).inspect_err(|_| ctx.failed(t))
+            },
         );
         // Pins learned before a failure are kept: they were checked.
         self.save_lock()?;
@@ -234,6 +268,61 @@ impl<'a> Builder<'a> {
             .iter()
             .filter_map(|n| self.built.get(n).cloned())
             .collect())
+    }
+
+    /// Where `names` and their dependencies stand, in build order, without
+    /// running or downloading anything (build with [`Mode::Lookup`]): each
+    /// target's output for its current inputs is stored, or not, or cannot
+    /// be known before a dependency is built.
+    pub fn status(&mut self, names: &[String]) -> Result<Vec<Status>, BuildError> {
+        let order = self.ctx.manifest.build_order(names)?;
+        let mut out: Vec<Status> = Vec::new();
+        for t in order {
+            let waits = t
+                .target_deps()
+                .find(|d| !self.built.contains_key(*d))
+                .map(String::from);
+            if let Some(on) = waits {
+                out.push(Status {
+                    target: t.name.clone(),
+                    state: State::Waits { on },
+                    inputs: Vec::new(),
+                });
+                continue;
+            }
+            let job = match self.ctx.prepare(t, &mut self.pins, &self.built) {
+                Ok(job) => job,
+                Err(e) => {
+                    out.push(Status {
+                        target: t.name.clone(),
+                        state: State::Unresolved { why: e.to_string() },
+                        inputs: Vec::new(),
+                    });
+                    continue;
+                }
+            };
+            let inputs = job
+                .inputs
+                .iter()
+                .map(|i| (i.name.clone(), i.hash))
+                .collect();
+            let state = match self.ctx.stored(&job) {
+                Some(b) => {
+                    let state = State::Stored {
+                        output: b.output_hash,
+                    };
+                    self.built.insert(t.name.clone(), b);
+                    state
+                }
+                None => State::OutOfDate,
+            };
+            out.push(Status {
+                target: t.name.clone(),
+                state,
+                inputs,
+            });
+        }
+        Ok(out)
     }
 
     /// Resolve (fetch, hash, pin) every input of `names` without building.
@@ -458,6 +547,13 @@ impl<'a> Ctx<'a> {
         self.opts.reporter.send(Event::TargetFinished {
             target: built.target.clone(),
             found: built.found,
+        });
+    }
+
+    /// Tell the reporter `t` failed.
+    fn failed(&self, t: &Target) {
+        self.opts.reporter.send(Event::TargetFailed {
+            target: t.name.clone(),
         });
     }
 

@@ -9,7 +9,8 @@
 //! * [`runtime`]: wasmtime; the only module that touches it;
 //! * [`sandbox`]: running a tool in fresh namespaces;
 //! * [`terminal`]: the one rule for untrusted text on its way to a terminal;
-//! * [`trace`]: `kiln build --trace`, the report's events as trace-event JSON;
+//! * [`timeline`]: the report's events, stamped, for `kiln build --trace`
+//!   (trace-event JSON) and `--timings` (an HTML page);
 //! * [`descriptors`]: no descriptor reaches a process kiln starts unless meant to;
 //! * [`gc`]: which store entries are rooted, and deleting the rest;
 //! * [`image`]: reading built images back (`kiln image inspect`);
@@ -39,5 +40,5 @@ pub mod report;
 pub mod runtime;
 pub mod sandbox;
 pub mod terminal;
-pub mod trace;
+pub mod timeline;
 pub mod watch;

@@ -1,6 +1,8 @@
 //! Questions about the target graph, answered from kiln.toml alone
 //! (nothing is built or hashed): what a target depends on, what depends on
-//! it, what a change affects, and the graph drawn for Graphviz or Mermaid.
+//! it, what a change affects, and the graph drawn for Graphviz or Mermaid
+//! (marked, when the caller looked in the store, with where each target
+//! stands: [`Mark`]).
 //!
 //! `affected` takes the change as data — the files that differ and the
 //! kiln.toml and kiln.lock texts as they were — so asking git is the
@@ -10,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
+use kiln_core::hash::Sha256Hash;
 use kiln_core::lockfile::Lockfile;
 use kiln_core::manifest::{Manifest, RecipeRef, Source, Target};
 use kiln_core::pathfilter::PathFilter;
@@ -316,7 +319,58 @@ pub enum GraphFormat {
 
 /// `names` and their dependencies drawn in `format`; an edge runs from a
 /// dependency to the target that takes it as an input.
-pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
+/// What `kiln graph` shows of a target beyond kiln.toml, from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// "up to date", "out of date" or "unknown".
+    pub state: &'static str,
+    /// Why it is unknown.
+    pub detail: Option<String>,
+    /// The stored output's hash, when up to date.
+    pub output: Option<Sha256Hash>,
+    /// Input name → its hash, where known.
+    pub inputs: HashMap<String, Sha256Hash>,
+}
+
+impl Mark {
+    /// A short hash as people read them: the first 8 hex digits.
+    fn short(h: &Sha256Hash) -> String {
+        h.to_hex()[..8].to_string()
+    }
+    /// Its state and, if up to date, its output's short hash.
+    fn line(&self) -> String {
+        match (&self.output, &self.detail) {
+            (Some(o), _) => format!("{} {}", self.state, Self::short(o)),
+            (None, Some(d)) => format!("{} {d}", self.state),
+            (None, None) => self.state.to_string(),
+        }
+    }
+    /// The fill for its state.
+    fn colour(&self) -> &'static str {
+        match self.state {
+            "up to date" => "#c8e6c9",
+            "out of date" => "#ffe0b2",
+            _ => "#eeeeee",
+        }
+    }
+}
+
+/// The graph of `names` and their dependencies in `format`: each target
+/// with its recipe and own inputs (their kinds); with `marks`, also where
+/// it stands and the inputs' short hashes.
+pub fn graph(
+    m: &Manifest,
+    names: &[String],
+    format: GraphFormat,
+    marks: Option<&HashMap<String, Mark>>,
+) -> String {
+    let mark = |t: &Target| marks.and_then(|ms| ms.get(&t.name));
+    let hash_of = |t: &Target, input: &str| {
+        mark(t)
+            .and_then(|mk| mk.inputs.get(input))
+            .map(|h| format!(" {}", Mark::short(h)))
+            .unwrap_or_default()
+    };
     let order: Vec<&Target> = m.build_order(names).unwrap_or_default();
     let edges: Vec<(&str, &str, &str)> = order
         .iter()
@@ -335,11 +389,14 @@ pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
         let own: Vec<String> = t
             .inputs
             .values()
-            .filter_map(|i| match &i.source {
-                Source::Path { .. } => Some(format!("{} (path)", i.name)),
-                Source::Url { .. } => Some(format!("{} (url)", i.name)),
-                Source::Image { .. } => Some(format!("{} (image)", i.name)),
-                Source::Target(_) => None,
+            .filter_map(|i| {
+                let kind = match &i.source {
+                    Source::Path { .. } => "path",
+                    Source::Url { .. } => "url",
+                    Source::Image { .. } => "image",
+                    Source::Target(_) => return None,
+                };
+                Some(format!("{} ({kind}){}", i.name, hash_of(t, &i.name)))
             })
             .collect();
         (recipe, own)
@@ -356,8 +413,15 @@ pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
                 for o in own {
                     text.push_str(&format!("\\n{o}"));
                 }
+                let style = match mark(t) {
+                    Some(mk) => {
+                        text.push_str(&format!("\\n{}", mk.line()));
+                        format!(", style=filled, fillcolor=\"{}\"", mk.colour())
+                    }
+                    None => String::new(),
+                };
                 out.push_str(&format!(
-                    "  {} [label={}];\n",
+                    "  {} [label={}{style}];\n",
                     dot_id(&t.name),
                     dot_id(&text)
                 ));
@@ -381,11 +445,17 @@ pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
                 .collect();
             for (i, t) in order.iter().enumerate() {
                 let (recipe, _) = label(t);
+                let state = mark(t)
+                    .map(|mk| format!("<br/>{}", mermaid_text(&mk.line())))
+                    .unwrap_or_default();
                 out.push_str(&format!(
-                    "  t{i}[\"{}<br/>{}\"]\n",
+                    "  t{i}[\"{}<br/>{}{state}\"]\n",
                     mermaid_text(&t.name),
                     mermaid_text(&recipe)
                 ));
+                if let Some(mk) = mark(t) {
+                    out.push_str(&format!("  style t{i} fill:{}\n", mk.colour()));
+                }
             }
             for (from, to, input) in &edges {
                 out.push_str(&format!(
@@ -412,15 +482,24 @@ pub fn graph(m: &Manifest, names: &[String], format: GraphFormat) -> String {
                                 Source::Target(a) => ("target", a.clone()),
                                 Source::Image { reference } => ("image", reference.clone()),
                             };
-                            serde_json::json!({ "name": i.name, "kind": kind, "from": from })
+                            let hash = mark(t)
+                                .and_then(|mk| mk.inputs.get(&i.name))
+                                .map(|h| h.to_sri());
+                            serde_json::json!({ "name": i.name, "kind": kind, "from": from, "hash": hash })
                         })
                         .collect();
-                    serde_json::json!({
+                    let mut v = serde_json::json!({
                         "target": t.name,
                         "package": t.package,
                         "recipe": label(t).0,
                         "inputs": inputs,
-                    })
+                    });
+                    if let Some(mk) = mark(t) {
+                        v["state"] = mk.state.into();
+                        v["why"] = mk.detail.clone().into();
+                        v["output_hash"] = mk.output.map(|h| h.to_sri()).into();
+                    }
+                    v
                 })
                 .collect();
             out = serde_json::to_string_pretty(&serde_json::json!({ "targets": targets }))

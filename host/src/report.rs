@@ -27,12 +27,21 @@ pub enum Level {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
+    /// A target's recipe and inputs are resolved (hashed, fetched, pinned),
+    /// which took `ms`; next it waits for a worker, or its output was
+    /// found stored.
+    TargetPrepared { target: String, ms: u64 },
+    /// A worker took the target: it fetches what its inputs lack, looks in
+    /// binary caches, then runs its recipe.
+    TargetAssigned { target: String },
     /// A target's recipe starts (not sent for an output the store or a
     /// binary cache already has).
     TargetStarted { target: String },
     /// A target's output is in the store: built here (`found` false), or
     /// found (in the store or a binary cache).
     TargetFinished { target: String, found: bool },
+    /// A target could not be built (the build's error says why).
+    TargetFailed { target: String },
     /// A tool starts in the sandbox (`program` as the recipe named it;
     /// `args`, its first few arguments, to say which step it is).
     StepStarted {
@@ -40,13 +49,19 @@ pub enum Event {
         program: String,
         args: Vec<String>,
     },
-    /// That tool ended: its exit code, or the signal that ended it.
+    /// That tool ended: its exit code, or the signal that ended it; its
+    /// wall time; where measured, its CPU time and peak memory (all its
+    /// processes), and whether its tool caches held anything when it
+    /// started (None: it mounted none).
     StepFinished {
         target: String,
         program: String,
         exit_code: Option<i32>,
         signal: Option<i32>,
         ms: u64,
+        cpu_ms: Option<u64>,
+        peak_memory: Option<u64>,
+        warm_caches: Option<bool>,
     },
     /// A line the recipe logged.
     Log {
@@ -223,11 +238,14 @@ mod tests {
             exit_code: Some(0),
             signal: None,
             ms: 12,
+            cpu_ms: Some(9),
+            peak_memory: None,
+            warm_caches: Some(true),
         })
         .unwrap();
         assert_eq!(
             line,
-            r#"{"event":"step-finished","target":"t","program":"/inputs/go/bin/go","exit_code":0,"signal":null,"ms":12}"#
+            r#"{"event":"step-finished","target":"t","program":"/inputs/go/bin/go","exit_code":0,"signal":null,"ms":12,"cpu_ms":9,"peak_memory":null,"warm_caches":true}"#
         );
     }
 }

@@ -167,6 +167,12 @@ pub struct SandboxOutput {
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub duration: Duration,
+    /// CPU time of the tool and every process it started (user and
+    /// system), where kiln could measure it.
+    pub cpu: Option<Duration>,
+    /// The most memory its processes held at once, where a memory cgroup
+    /// counted it.
+    pub peak_memory: Option<u64>,
 }
 
 /// Why a process could not be run to completion.
@@ -240,6 +246,11 @@ pub fn run(spec: &SandboxSpec, mode: SandboxMode) -> Result<SandboxOutput, Sandb
         Ok(mut out) => {
             if mode == SandboxMode::Hermetic {
                 bwrap::decode_exit(&mut out);
+            }
+            if let Some(cg) = &cgroups {
+                // Hermetic: only a cgroup sees the tool's processes.
+                out.cpu = cg.cpu_time();
+                out.peak_memory = cg.peak_memory();
             }
             if let Some(n) = capped_at() {
                 out.stderr.extend_from_slice(
@@ -426,11 +437,14 @@ fn wait_capped(
         program: program.to_string(),
         source: std::io::Error::other("waiter thread panicked"),
     })?;
-    let reaped = exited.and_then(|()| child.wait());
-    let status: ExitStatus = reaped.map_err(|source| SandboxError::Spawn {
-        program: program.to_string(),
-        source,
-    })?;
+    // Reaped here, not by `child`, to read its CPU time as well.
+    drop(child);
+    let (status, cpu) = exited
+        .and_then(|()| reap(pid))
+        .map_err(|source| SandboxError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
     let [out, err] = readers.map(|h| h.and_then(|h| h.join().ok()).unwrap_or_default());
     match ended {
         Ended::Exited => {}
@@ -458,7 +472,41 @@ fn wait_capped(
         stderr: err.0,
         stderr_truncated: err.1,
         duration: start.elapsed(),
+        cpu: Some(cpu),
+        peak_memory: None,
     })
+}
+
+/// Reap the exited child `pid`: its status, and the CPU time it and the
+/// descendants it waited for used.
+fn reap(pid: u32) -> std::io::Result<(ExitStatus, Duration)> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other("bad child pid"))?;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data the kernel fills in; both pointers
+    // are to locals that outlive the call.
+    #[allow(
+        unsafe_code,
+        reason = "wait4 is the one call giving a child's exit status with its resource use"
+    )]
+    let usage = loop {
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break usage;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok((
+        ExitStatus::from_raw(status),
+        time(usage.ru_utime) + time(usage.ru_stime),
+    ))
 }
 
 fn read_capped(mut r: Box<dyn Read + Send>) -> (Vec<u8>, bool) {

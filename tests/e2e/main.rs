@@ -32,6 +32,7 @@ mod runtime;
 mod scaffold;
 mod sdk_doctests;
 mod store_hygiene;
+mod timings;
 mod trace;
 mod watch;
 mod workspace;

@@ -289,9 +289,16 @@ pub struct GraphArgs {
     /// Targets or patterns to draw with their dependencies [default: ./...].
     pub targets: Vec<String>,
     #[command(flatten)]
-    pub file: ProjectArg,
+    pub file: FileArg,
     #[arg(long, value_enum, default_value = "dot")]
     pub format: crate::query::GraphFormat,
+    /// Draw kiln.toml alone: no store lookup, so no state (up to date, out
+    /// of date) and no input hashes.
+    #[arg(long)]
+    pub no_status: bool,
+    /// The key settings to judge "up to date" by (those of the build).
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// Which kiln.toml, for commands that only read it.
@@ -429,6 +436,13 @@ pub struct BuildFlags {
     /// per worker, a slice per tool step.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write an HTML page of what the build did to FILE (with no FILE, a
+    /// new file under $KILN_HOME/timings, whose path is printed): a lane
+    /// per worker with each recipe and tool step, the critical path, and
+    /// each step's wall and CPU time, peak memory and tool caches. With
+    /// --watch, after every build.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
+    pub timings: Option<Option<PathBuf>>,
     /// Build the targets again in a fresh sandbox and compare bit for bit
     /// with the stored outputs; on a difference, name the files and keep the
     /// second output for inspection.

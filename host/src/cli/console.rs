@@ -131,7 +131,7 @@ impl Live {
                     line.set_message("recipe running");
                 }
             }
-            Event::TargetFinished { target, .. } => {
+            Event::TargetFinished { target, .. } | Event::TargetFailed { target } => {
                 if let Some(line) = self.targets_map().remove(&target) {
                     line.finish_and_clear();
                     self.multi.remove(&line);
@@ -163,7 +163,10 @@ impl Live {
                     self.multi.remove(&bar);
                 }
             }
-            Event::Log { .. } | Event::Note { .. } => {}
+            Event::Log { .. }
+            | Event::Note { .. }
+            | Event::TargetPrepared { .. }
+            | Event::TargetAssigned { .. } => {}
         }
     }
 

@@ -95,17 +95,17 @@ fn a_pin_change_in_kiln_lock_affects_its_target() {
 #[test]
 fn graphs_draw_every_edge() {
     let m = manifest(TOML);
-    let dot = graph(&m, &["image".into()], GraphFormat::Dot);
+    let dot = graph(&m, &["image".into()], GraphFormat::Dot, None);
     assert!(
         dot.contains("\"proto\" -> \"api\" [label=\"proto\"]"),
         "{dot}"
     );
     assert!(dot.contains("\"api\" -> \"image\""), "{dot}");
     assert!(!dot.contains("web"), "{dot}");
-    let mermaid = graph(&m, &["image".into()], GraphFormat::Mermaid);
+    let mermaid = graph(&m, &["image".into()], GraphFormat::Mermaid, None);
     assert!(mermaid.contains("t0 -->|proto| t1"), "{mermaid}");
     let json: serde_json::Value =
-        serde_json::from_str(&graph(&m, &["api".into()], GraphFormat::Json)).unwrap();
+        serde_json::from_str(&graph(&m, &["api".into()], GraphFormat::Json, None)).unwrap();
     assert_eq!(json["targets"][1]["inputs"][0]["kind"], "target");
     assert_eq!(json["targets"][1]["inputs"][1]["from"], "api");
 }

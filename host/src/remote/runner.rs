@@ -210,6 +210,8 @@ impl RemoteRunner for RemoteExecutor {
                 stdout_truncated,
                 stderr_truncated,
                 duration: started.elapsed(),
+                cpu: None,
+                peak_memory: None,
             },
             Some(Placement {
                 executor: self.shown.clone(),

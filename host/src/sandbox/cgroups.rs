@@ -1,6 +1,8 @@
 //! Limits on a whole sandbox, not one process: a fresh cgroup per sandbox in
 //! each cgroup-v1 hierarchy kiln may write — `pids` (processes at once) and
-//! `memory` (every process's memory together).
+//! `memory` (every process's memory together). Two figures for
+//! `--timings` are read from them too: the peak of `memory`, and the CPU
+//! time a `cpuacct` cgroup (counting only, limiting nothing) adds up.
 //!
 //! A cgroup counts every process in it, whoever owns them, and says when it
 //! refused a fork or killed for memory (so kiln can name the limit). The
@@ -32,6 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 enum Controller {
     Pids,
     Memory,
+    /// Counts CPU time; limits nothing.
+    Cpuacct,
 }
 
 impl Controller {
@@ -39,6 +43,7 @@ impl Controller {
         match self {
             Controller::Pids => "pids",
             Controller::Memory => "memory",
+            Controller::Cpuacct => "cpuacct",
         }
     }
 }
@@ -170,6 +175,12 @@ impl SandboxCgroups {
                 cg.groups.push(g);
             }
         }
+        // CPU time is counted where kiln may: bwrap's outer process exits
+        // without reaping the sandbox's pid 1, so its own resource use
+        // holds none of the tool's.
+        if let Some(g) = Group::create_counting(Controller::Cpuacct) {
+            cg.groups.push(g);
+        }
         // Memory past the limit is not swapped out instead: where the
         // kernel accounts swap, memory and swap together get the same limit.
         if let Some(g) = cg.group(Controller::Memory) {
@@ -215,6 +226,29 @@ impl SandboxCgroups {
         counter(&g.dir.join("pids.events"), "max ").then_some(self.max_processes)
     }
 
+    /// The most memory the sandbox's processes held at once (tmpfs pages
+    /// included), if a memory cgroup counted it.
+    pub fn peak_memory(&self) -> Option<u64> {
+        let g = self.group(Controller::Memory)?;
+        fs::read_to_string(g.dir.join("memory.max_usage_in_bytes"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The CPU time the sandbox's processes used, all of them together,
+    /// if a cpuacct cgroup counted it.
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        let g = self.group(Controller::Cpuacct)?;
+        let ns: u64 = fs::read_to_string(g.dir.join("cpuacct.usage"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(std::time::Duration::from_nanos(ns))
+    }
+
     /// The memory limit, if the kernel killed a process of the sandbox for
     /// it (`memory.oom_control` counts those as `oom_kill N`).
     pub fn memory_hit(&self) -> Option<u64> {
@@ -235,6 +269,22 @@ fn counter(file: &Path, key: &str) -> bool {
 }
 
 impl Group {
+    /// A sandbox's cgroup that only counts (no parent holding a limit).
+    fn create_counting(controller: Controller) -> Option<Self> {
+        let (mount, path) = v1_cgroup(controller.name())?;
+        let home = mount.join(path.trim_start_matches('/'));
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = home.join(format!("kiln-{}-count-{n}", std::process::id()));
+        fs::create_dir(&dir).ok()?;
+        Some(Group {
+            controller,
+            dir,
+            home,
+            parent: None,
+        })
+    }
+
     /// A sandbox's cgroup, under this process's parent (holding `limit`
     /// in `file` for all sandboxes together) where kiln can make one.
     fn create(controller: Controller, file: &str, limit: &str) -> Option<Self> {

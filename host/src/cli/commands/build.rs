@@ -128,19 +128,17 @@ pub(super) fn build_targets(
         errln!("warning: --sandbox=off: tools run on the host; outputs are marked not hermetic");
     }
     opts.executor = executor;
-    let trace = a.trace.as_ref().map(|path| {
-        let recorder = std::sync::Arc::new(crate::trace::TraceRecorder::default());
-        opts.reporter = opts.reporter.clone().and(recorder.clone());
-        (path, recorder)
+    let timeline = (a.trace.is_some() || a.timings.is_some()).then(|| {
+        let timeline = std::sync::Arc::new(crate::timeline::Timeline::default());
+        opts.reporter = opts.reporter.clone().and(timeline.clone());
+        timeline
     });
     let mut builder = Builder::new(store.clone(), manifest, opts)?;
     let result = builder.build(targets);
-    // The trace is written whatever the build's end: a failure is what
-    // one most wants to look at.
-    if let Some((path, recorder)) = &trace {
-        recorder
-            .write(path)
-            .with_context(|| format!("writing the trace {}", path.display()))?;
+    // Written whatever the build's end: a failure is what one most wants
+    // to look at.
+    if let Some(timeline) = &timeline {
+        write_timeline(timeline, manifest, a, &store, quiet)?;
     }
     let built = match result {
         // --fetch-unpinned asked for the pin: that it is not set yet is
@@ -167,6 +165,66 @@ pub(super) fn build_targets(
     }
 
     show_results(&built, a)
+}
+
+/// `--trace` and `--timings`: what `timeline` recorded, as asked.
+fn write_timeline(
+    timeline: &crate::timeline::Timeline,
+    manifest: &Manifest,
+    a: &BuildFlags,
+    store: &kiln_core::store::Store,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let (events, end) = timeline.events();
+    if let Some(path) = &a.trace {
+        crate::timeline::trace::write(&events, end, path)
+            .with_context(|| format!("writing the trace {}", path.display()))?;
+    }
+    if let Some(path) = &a.timings {
+        let path = match path {
+            Some(path) => path.clone(),
+            None => new_timings_file(store)?,
+        };
+        let deps = manifest
+            .targets
+            .values()
+            .map(|t| (t.name.clone(), t.target_deps().map(String::from).collect()))
+            .collect();
+        crate::timeline::timings::write(&events, end, &deps, &path)
+            .with_context(|| format!("writing the timings page {}", path.display()))?;
+        if !quiet {
+            errln!("timings: {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// How many pages `--timings` keeps under $KILN_HOME/timings.
+const TIMINGS_KEPT: usize = 20;
+
+/// A new file under $KILN_HOME/timings, named by the time (UTC) and this
+/// process; the oldest beyond [`TIMINGS_KEPT`] are removed.
+fn new_timings_file(store: &kiln_core::store::Store) -> anyhow::Result<PathBuf> {
+    let dir = store.root().join("timings");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now())
+        .to_string()
+        .replace(':', "");
+    let path = dir.join(format!("kiln-timings-{now}-{}.html", std::process::id()));
+    let mut pages: Vec<PathBuf> = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("kiln-timings-") && n.ends_with(".html"))
+        })
+        .collect();
+    pages.sort();
+    let excess = (pages.len() + 1).saturating_sub(TIMINGS_KEPT);
+    for old in pages.into_iter().take(excess) {
+        let _ = fs::remove_file(old);
+    }
+    Ok(path)
 }
 
 /// Link each output (`result`, or `result-TARGET` for several) and say

@@ -2,7 +2,7 @@
 //! graph, from kiln.toml alone. `affected` asks git what changed since a
 //! revision; everything else is [`crate::query`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,6 +11,7 @@ use kiln_core::lockfile::Lockfile;
 
 use crate::cli::args::{GraphArgs, QueryCommand};
 use crate::cli::project::Project;
+use crate::cli::{open, options};
 use crate::query::{self, Change};
 
 pub(super) fn query(q: QueryCommand) -> anyhow::Result<()> {
@@ -44,8 +45,45 @@ pub(super) fn query(q: QueryCommand) -> anyhow::Result<()> {
 
 pub(super) fn graph(a: GraphArgs) -> anyhow::Result<()> {
     let (m, names) = Project::open(a.file.file.as_deref())?.select(&a.targets)?;
-    out!("{}", query::graph(&m, &names, a.format));
+    let marks = if a.no_status {
+        None
+    } else {
+        Some(marks(&m, &names, &a)?)
+    };
+    out!("{}", query::graph(&m, &names, a.format, marks.as_ref()));
     Ok(())
+}
+
+/// Where each target stands and its inputs' hashes, from the store:
+/// nothing is built or downloaded.
+fn marks(
+    m: &kiln_core::manifest::Manifest,
+    names: &[String],
+    a: &GraphArgs,
+) -> anyhow::Result<HashMap<String, query::Mark>> {
+    use crate::builder::{Builder, State};
+    let setting = options::Setting::load(true)?;
+    let store = open::store()?;
+    let mut builder = Builder::new(store, m, options::lookup(&setting, &a.key, &a.file))?;
+    let status = builder.status(names)?;
+    Ok(status
+        .into_iter()
+        .map(|s| {
+            let (state, detail, output) = match s.state {
+                State::Stored { output } => ("up to date", None, Some(output)),
+                State::OutOfDate => ("out of date", None, None),
+                State::Waits { on } => ("unknown", Some(format!("until {on} is built")), None),
+                State::Unresolved { why } => ("unknown", Some(why), None),
+            };
+            let mark = query::Mark {
+                state,
+                detail,
+                output,
+                inputs: s.inputs.into_iter().collect(),
+            };
+            (s.target, mark)
+        })
+        .collect())
 }
 
 fn print_names(names: &[String], json: bool) -> anyhow::Result<()> {

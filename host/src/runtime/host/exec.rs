@@ -256,11 +256,12 @@ fn run_step(
         program: spec.program.clone(),
         args: spec.args.iter().take(STEP_ARGS_SHOWN).cloned().collect(),
     });
+    let warm_caches = caches_warm(spec);
     let started = std::time::Instant::now();
     let result = executor.run(spec);
-    let (exit_code, signal) = match &result {
-        Ok((out, _)) => (out.exit_code, out.signal),
-        Err(_) => (None, None),
+    let (exit_code, signal, cpu, peak_memory) = match &result {
+        Ok((out, _)) => (out.exit_code, out.signal, out.cpu, out.peak_memory),
+        Err(_) => (None, None, None, None),
     };
     reporter.send(Event::StepFinished {
         target: target.to_string(),
@@ -268,8 +269,26 @@ fn run_step(
         exit_code,
         signal,
         ms: started.elapsed().as_millis() as u64,
+        cpu_ms: cpu.map(|d| d.as_millis() as u64),
+        peak_memory,
+        warm_caches,
     });
     result
+}
+
+/// Whether every tool cache `spec` mounts held something before it ran
+/// (None: it mounts none). A remote step's are never made here: cold.
+fn caches_warm(spec: &SandboxSpec) -> Option<bool> {
+    let mut caches = spec
+        .mounts
+        .iter()
+        .filter(|m| m.writable && m.guest.starts_with("/cache/"))
+        .peekable();
+    caches.peek()?;
+    Some(
+        caches
+            .all(|m| std::fs::read_dir(&m.host).is_ok_and(|mut entries| entries.next().is_some())),
+    )
 }
 
 impl HostState {
