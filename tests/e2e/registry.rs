@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::{Project, Server, free_port, hello_project, podman, run, wait_for};
+use crate::support::{Dockerd, Project, Server, free_port, hello_project, podman, run, wait_for};
 
 pub(crate) const USER: &str = "ci";
 pub(crate) const PASSWORD: &str = "s3cret-pw";
@@ -188,6 +188,54 @@ fn a_two_platform_image_is_pushed_once_pulled_and_run() {
         "Hello from a static Go binary, built by kiln!\n"
     );
     let _ = podman(&["rmi", "-f", &image]);
+
+    // Docker itself pulls the host's platform from the index (a registry
+    // on loopback is plain HTTP to Docker), runs it, and sees what `kiln
+    // image inspect` sees in the image.tar built for this host.
+    let docker = Dockerd::start();
+    docker
+        .with_stdin(
+            &["login", "-u", USER, "--password-stdin", &registry],
+            PASSWORD,
+        )
+        .ok();
+    let pulled = docker.docker(&["pull", &image]).ok();
+    assert!(pulled.stdout.contains(&digest), "{}", pulled.stdout);
+    let ran = docker
+        .docker(&["run", "--rm", "--network", "none", &image])
+        .ok();
+    assert_eq!(
+        ran.stdout,
+        "Hello from a static Go binary, built by kiln!\n"
+    );
+    let seen: serde_json::Value =
+        serde_json::from_str(&docker.docker(&["image", "inspect", &image]).ok().stdout).unwrap();
+    let kiln: serde_json::Value = serde_json::from_str(
+        &p.kiln(&["image", "inspect", "--json", "result-image/image.tar"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let d = &seen[0];
+    assert_eq!(d["Architecture"], "amd64", "{d}");
+    assert_eq!(d["Config"]["Entrypoint"], kiln["config"]["Entrypoint"]);
+    let layers = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().or(l["digest"].as_str()).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(layers(&d["RootFS"]["Layers"]), layers(&kiln["layers"]));
+    assert!(
+        d["RepoDigests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str() == Some(&format!("{reference}@{digest}"))),
+        "{d}"
+    );
+    drop(docker);
     drop(server);
 
     // The build-time run check is per platform: an arm64 image given the

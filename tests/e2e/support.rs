@@ -407,6 +407,22 @@ impl Dockerd {
         run(self.command(args).output().expect("running docker"))
     }
 
+    /// `docker args…` with `input` on its stdin (a password, say).
+    pub fn with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running docker");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes()).expect("docker's stdin");
+        }
+        run(child.wait_with_output().expect("running docker"))
+    }
+
     /// `docker load < file`, as the seed ran it.
     pub fn load(&self, file: &Path) -> Run {
         let input = std::fs::File::open(file).expect("opening the image");
@@ -419,7 +435,9 @@ impl Dockerd {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("docker");
-        c.arg("-H")
+        // Its own client config: a login stays with this engine.
+        c.env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .arg("-H")
             .arg(format!("unix://{}", self.dir.path().join("sock").display()))
             .args(args);
         c
