@@ -118,6 +118,29 @@ fn hello_audits_attests_verifies_and_diffs() {
         .find(|p| p["name"] == "example.com/hello")
         .expect("the hello module is in the SBOM");
     assert_eq!(hello["versionInfo"], "(devel)");
+    // The standard library, as scanners look for it.
+    let stdlib = packages
+        .iter()
+        .find(|p| p["name"] == "stdlib")
+        .expect("the Go standard library is in the SBOM");
+    assert_eq!(stdlib["versionInfo"], "go1.27.3");
+    assert_eq!(
+        stdlib["externalRefs"][0]["referenceLocator"],
+        "pkg:golang/stdlib@go1.27.3"
+    );
+    // SPDX's own tools accept it (more than the schema: references,
+    // relationships, ids).
+    let checked = std::process::Command::new("pyspdxtools")
+        .arg("-i")
+        .arg(p.path("sbom.spdx.json"))
+        .output()
+        .expect("running pyspdxtools (pip install spdx-tools; .ci/deps does)");
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let binary = packages
         .iter()
         .find(|p| p["name"] == "hello:bin/hello")

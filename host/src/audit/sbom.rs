@@ -59,6 +59,22 @@ pub fn document(roots: &[Root<'_>]) -> Result<Value, AuditError> {
                 "relationshipType": "CONTAINS",
                 "relatedSpdxElement": bin_id,
             }));
+            // The standard library it was built with, as vulnerability
+            // scanners (govulncheck, grype, trivy) look for it.
+            let n = modules.len();
+            let std_id = modules
+                .entry(("stdlib".to_string(), bin.source.clone()))
+                .or_insert_with(|| {
+                    let id = format!("SPDXRef-GoModule-{n}");
+                    packages.push(stdlib_package(&id, &bin.source));
+                    id
+                })
+                .clone();
+            relationships.push(json!({
+                "spdxElementId": bin_id,
+                "relationshipType": "DEPENDS_ON",
+                "relatedSpdxElement": std_id,
+            }));
             for m in &bin.children {
                 let n = modules.len();
                 let id = modules
@@ -121,6 +137,26 @@ fn binary_package(id: &str, path: &str, bin: &Node) -> Value {
         pkg["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": h.to_hex() }]);
     }
     pkg
+}
+
+/// Go's standard library at `go_version` (`go1.27.3`), named as syft,
+/// grype and the Go vulnerability database name it: `stdlib`, with the
+/// version as Go writes it (`pkg:golang/stdlib@go1.27.3`).
+fn stdlib_package(id: &str, go_version: &str) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": "stdlib",
+        "versionInfo": go_version,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "LIBRARY",
+        "comment": "the Go standard library compiled into the binary",
+        "externalRefs": [{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": format!("pkg:golang/stdlib@{go_version}"),
+        }],
+    })
 }
 
 fn module_package(id: &str, m: &Node) -> Value {
