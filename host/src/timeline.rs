@@ -22,8 +22,8 @@ pub struct Stamped {
     pub event: Event,
 }
 
-/// Records every event with its time and thread (a download's progress
-/// is kept as its latest figure only).
+/// Records every event with its time and thread, but log lines and notes
+/// (a download's progress is kept as its latest figure only).
 pub struct Timeline {
     start: Instant,
     state: Mutex<State>,
@@ -48,6 +48,10 @@ impl Default for Timeline {
 
 impl Sink for Timeline {
     fn event(&self, event: Event) {
+        // Neither view shows them, and a recipe's log may be 16 MiB.
+        if matches!(event, Event::Log { .. } | Event::Note { .. }) {
+            return;
+        }
         let us = self.start.elapsed().as_micros() as u64;
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let next = s.threads.len() as u64 + 1;
@@ -88,6 +92,15 @@ mod tests {
         for bytes in [1, 2, 3] {
             t.event(Event::DownloadProgress { id: 7, bytes });
         }
+        // Neither view shows a recipe's log: it is not kept.
+        t.event(Event::Log {
+            target: "a".into(),
+            level: crate::report::Level::Info,
+            message: "x".repeat(1 << 20),
+        });
+        t.event(Event::Note {
+            message: "n".into(),
+        });
         std::thread::scope(|s| {
             s.spawn(|| t.event(Event::DownloadFinished { id: 7 }));
         });

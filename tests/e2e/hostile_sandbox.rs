@@ -285,6 +285,14 @@ fn a_thousand_1_mib_log_messages_are_stopped() {
 }
 
 #[test]
+fn a_million_empty_log_lines_are_stopped_too() {
+    let p = hostile("attack = \"empty-log-flood\"\ncount = 1000000\n");
+    p.kiln(&["build"])
+        .fails_with("logged more than 16777216 bytes in total and was stopped");
+    p.assert_left_only_input("tools");
+}
+
+#[test]
 fn new_namespaces_are_refused_inside_the_sandbox() {
     let p = hostile("attack = \"exec\"\nscript = 'unshare -U true; unshare -n true; exit 1'\n");
     let r = p.kiln(&["build"]).fails_with("tool exited with code 1");

@@ -200,4 +200,18 @@ fn a_graph_marks_what_is_up_to_date_out_of_date_or_unknown_and_builds_nothing() 
     );
     let plain = p.kiln(&["graph", "--no-status"]).ok().stdout;
     assert!(!plain.contains("date"), "{plain}");
+    // Without a store to ask, the graph is still drawn, unmarked, and says why.
+    let r = crate::support::run(
+        p.command(&["graph"])
+            .env("KILN_HOME", "/proc/no-kiln-home")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: drawn without state"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, plain);
 }

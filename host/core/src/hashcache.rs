@@ -28,6 +28,25 @@ pub fn hash_cached(
     path: &Path,
     filter: &PathFilter,
 ) -> Result<Sha256Hash, NarError> {
+    hash_with_cache(cache_dir, path, filter, true)
+}
+
+/// [`hash_cached`] that reads the cache but never writes it (a lookup
+/// that must leave everything as it was).
+pub fn hash_cached_read_only(
+    cache_dir: &Path,
+    path: &Path,
+    filter: &PathFilter,
+) -> Result<Sha256Hash, NarError> {
+    hash_with_cache(cache_dir, path, filter, false)
+}
+
+fn hash_with_cache(
+    cache_dir: &Path,
+    path: &Path,
+    filter: &PathFilter,
+    remember: bool,
+) -> Result<Sha256Hash, NarError> {
     let abs = fs::canonicalize(path).map_err(|source| NarError::Io {
         path: path.to_path_buf(),
         source,
@@ -48,7 +67,7 @@ pub fn hash_cached(
     }
     let hash = content_hash(&abs, filter)?;
     // Only remember the hash if nothing moved while it was computed.
-    if fingerprint_unchanged(&abs, filter, &fingerprint) {
+    if remember && fingerprint_unchanged(&abs, filter, &fingerprint) {
         let line = format!("{} {}", fingerprint.to_hex(), hash.to_sri());
         // A cache: failing to remember only costs a re-hash next time.
         let _ = crate::store::write_atomic(&cache_file, line.as_bytes(), Existing::Replace);

@@ -296,6 +296,17 @@ impl Store {
         Ok(StoreLock { _file: file })
     }
 
+    /// Whether the store could be held for use right now (false: `kiln
+    /// gc` holds it alone). The hold is let go at once.
+    pub fn try_hold_for_use(&self) -> Result<bool, StoreError> {
+        let file = self.gc_lock_file()?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_at(&self.root.join("locks/gc.lock"))(e)),
+        }
+    }
+
     /// Hold the store alone, for `kiln gc`: no build runs meanwhile, so
     /// nothing it resolved can be deleted and everything under `tmp/` is a
     /// leftover of a killed process.

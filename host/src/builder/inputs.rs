@@ -138,7 +138,11 @@ impl Resolving<'_, '_> {
                 b.reach(self.t).check(path).map_err(|e| self.fail(e))?;
                 let got = if self.lookup {
                     // A lookup writes nothing, not even the stat cache.
-                    kiln_core::store::content_hash(path, &filter)
+                    kiln_core::hashcache::hash_cached_read_only(
+                        &b.store.hashcache_dir(),
+                        path,
+                        &filter,
+                    )
                 } else {
                     kiln_core::hashcache::hash_cached(&b.store.hashcache_dir(), path, &filter)
                 }

@@ -2,7 +2,8 @@
 //! each cgroup-v1 hierarchy kiln may write — `pids` (processes at once) and
 //! `memory` (every process's memory together). Two figures for
 //! `--timings` are read from them too: the peak of `memory`, and the CPU
-//! time a `cpuacct` cgroup (counting only, limiting nothing) adds up.
+//! time a `cpuacct` cgroup adds up (no limit is set; where `cpu` shares its
+//! hierarchy, each sandbox is a scheduling group with the default share).
 //!
 //! A cgroup counts every process in it, whoever owns them, and says when it
 //! refused a fork or killed for memory (so kiln can name the limit). The
@@ -74,14 +75,18 @@ struct Parent {
 static PARENTS: Mutex<Vec<Parent>> = Mutex::new(Vec::new());
 
 /// This process's parent cgroup under `home` for `controller`, made (with
-/// `limit` in `file`) if no sandbox holds it now.
+/// `limit` in `file`; no `file`: a counting controller) if no sandbox
+/// holds it now.
 fn hold_parent(controller: Controller, home: &Path, file: &str, limit: &str) -> Option<PathBuf> {
     let value: u64 = limit.parse().ok()?;
     let mut parents = PARENTS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(p) = parents.iter_mut().find(|p| p.controller == controller) {
         // The largest limit of the sandboxes in it now: one build asks
         // for one; an idle parent takes the new one.
-        if (value > p.limit || p.users == 0) && set_limit(controller, &p.dir, file, limit) {
+        if (value > p.limit || p.users == 0)
+            && !file.is_empty()
+            && set_limit(controller, &p.dir, file, limit)
+        {
             p.limit = value;
         }
         p.users += 1;
@@ -94,7 +99,7 @@ fn hold_parent(controller: Controller, home: &Path, file: &str, limit: &str) -> 
     if controller == Controller::Memory {
         let _ = fs::write(dir.join("memory.swappiness"), "0");
     }
-    if !set_limit(controller, &dir, file, limit) {
+    if !file.is_empty() && !set_limit(controller, &dir, file, limit) {
         let _ = fs::remove_dir(&dir);
         return None;
     }
@@ -178,7 +183,7 @@ impl SandboxCgroups {
         // CPU time is counted where kiln may: bwrap's outer process exits
         // without reaping the sandbox's pid 1, so its own resource use
         // holds none of the tool's.
-        if let Some(g) = Group::create_counting(Controller::Cpuacct) {
+        if let Some(g) = Group::create(Controller::Cpuacct, "", "0") {
             cg.groups.push(g);
         }
         // Memory past the limit is not swapped out instead: where the
@@ -269,22 +274,6 @@ fn counter(file: &Path, key: &str) -> bool {
 }
 
 impl Group {
-    /// A sandbox's cgroup that only counts (no parent holding a limit).
-    fn create_counting(controller: Controller) -> Option<Self> {
-        let (mount, path) = v1_cgroup(controller.name())?;
-        let home = mount.join(path.trim_start_matches('/'));
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let dir = home.join(format!("kiln-{}-count-{n}", std::process::id()));
-        fs::create_dir(&dir).ok()?;
-        Some(Group {
-            controller,
-            dir,
-            home,
-            parent: None,
-        })
-    }
-
     /// A sandbox's cgroup, under this process's parent (holding `limit`
     /// in `file` for all sandboxes together) where kiln can make one.
     fn create(controller: Controller, file: &str, limit: &str) -> Option<Self> {

@@ -284,6 +284,7 @@ fn critical_path(targets: &[Target], index: &HashMap<String, usize>, deps: &Deps
         return Vec::new();
     };
     let mut path = vec![targets[at].name.clone()];
+    let mut seen = std::collections::HashSet::from([at]);
     while let Some(prev) = deps
         .get(&targets[at].name)
         .into_iter()
@@ -291,7 +292,7 @@ fn critical_path(targets: &[Target], index: &HashMap<String, usize>, deps: &Deps
         .filter_map(|d| index.get(d).copied())
         .max_by_key(|&j| targets[j].end)
     {
-        if path.contains(&targets[prev].name) {
+        if !seen.insert(prev) {
             break;
         }
         path.push(targets[prev].name.clone());
@@ -581,9 +582,16 @@ pub fn html(m: &Model) -> String {
     page.push_str("</div></div>");
     concurrency(&mut page, m);
     // The critical path, in order.
-    page.push_str("<h2>Critical path</h2><ol id=\"critical\">");
+    // A long path starts folded: the bars above already show it.
+    let _ = write!(
+        page,
+        "<h2>Critical path</h2><details{}><summary>{} target(s)</summary><ol id=\"critical\">",
+        if m.critical.len() <= 20 { " open" } else { "" },
+        m.critical.len()
+    );
+    let by_name: HashMap<&str, &Target> = m.targets.iter().map(|t| (t.name.as_str(), t)).collect();
     for name in &m.critical {
-        if let Some(t) = m.targets.iter().find(|t| &t.name == name) {
+        if let Some(t) = by_name.get(name.as_str()) {
             let _ = write!(
                 page,
                 "<li>{} <span class=\"dim\">({}, {} s)</span></li>",
@@ -593,7 +601,7 @@ pub fn html(m: &Model) -> String {
             );
         }
     }
-    page.push_str("</ol>");
+    page.push_str("</ol></details>");
     targets_table(&mut page, m);
     steps_table(&mut page, m);
     downloads_table(&mut page, m);
@@ -682,8 +690,12 @@ fn targets_table(page: &mut String, m: &Model) {
          <th class=\"n\">Steps</th><th class=\"n\">CPU (s)</th><th class=\"n\">Peak memory</th>\
          <th>Tool caches</th><th>Critical</th></tr></thead><tbody>",
     );
+    let mut steps: HashMap<&str, Vec<&Step>> = HashMap::new();
+    for s in &m.steps {
+        steps.entry(s.target.as_str()).or_default().push(s);
+    }
     for t in &m.targets {
-        let mine: Vec<&Step> = m.steps.iter().filter(|s| s.target == t.name).collect();
+        let mine = steps.remove(t.name.as_str()).unwrap_or_default();
         let cpu: Option<u64> = mine
             .iter()
             .map(|s| s.cpu_ms)

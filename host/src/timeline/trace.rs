@@ -57,8 +57,23 @@ pub fn json(events: &[Stamped], end: u64) -> Value {
                         "dur": ts - from, "pid": pid, "tid": tid, "args": {},
                     }));
                 }
-                started.insert(target, tid);
-                slice(&mut out, target, "B", pid, json!({}));
+                // `--check` runs it again: the first run ends here.
+                let again = match started.insert(target, tid) {
+                    Some(first_tid) => {
+                        out.push(json!({
+                            "name": target, "cat": "kiln", "ph": "E", "ts": ts, "pid": pid,
+                            "tid": first_tid, "args": {},
+                        }));
+                        true
+                    }
+                    None => false,
+                };
+                let name = if again {
+                    format!("{target} (check)")
+                } else {
+                    target.clone()
+                };
+                slice(&mut out, &name, "B", pid, json!({}));
             }
             Event::TargetFinished { target, .. } | Event::TargetFailed { target } => {
                 let found = matches!(e.event, Event::TargetFinished { found: true, .. });

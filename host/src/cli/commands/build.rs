@@ -137,8 +137,11 @@ pub(super) fn build_targets(
     let result = builder.build(targets);
     // Written whatever the build's end: a failure is what one most wants
     // to look at.
-    if let Some(timeline) = &timeline {
-        write_timeline(timeline, manifest, a, &store, quiet)?;
+    if let Some(timeline) = &timeline
+        && let Err(e) = write_timeline(timeline, manifest, a, &store, quiet)
+    {
+        // The build's own result matters more than its report.
+        errln!("warning: {e:#}");
     }
     let built = match result {
         // --fetch-unpinned asked for the pin: that it is not set yet is

@@ -48,9 +48,20 @@ pub(super) fn graph(a: GraphArgs) -> anyhow::Result<()> {
     let marks = if a.no_status {
         None
     } else {
-        Some(marks(&m, &names, &a)?)
+        // The drawing needs kiln.toml only: without the store's word it is
+        // drawn unmarked, never refused.
+        marks(&m, &names, &a)
+            .inspect_err(|e| {
+                errln!("warning: drawn without state (up to date, out of date): {e:#}")
+            })
+            .ok()
     };
-    out!("{}", query::graph(&m, &names, a.format, marks.as_ref()));
+    let text = query::graph(&m, &names, a.format, marks.as_ref());
+    match a.format {
+        // JSON's own escapes, not a terminal's, for what a terminal would obey.
+        query::GraphFormat::Json => crate::cli::write_stdout(&crate::terminal::safe_json(&text))?,
+        _ => out!("{text}"),
+    }
     Ok(())
 }
 
@@ -64,6 +75,10 @@ fn marks(
     use crate::builder::{Builder, State};
     let setting = options::Setting::load(true)?;
     let store = open::store()?;
+    // `kiln gc` holds the store alone: say so rather than wait for it.
+    if !store.try_hold_for_use()? {
+        anyhow::bail!("kiln gc is running on {}", store.root().display());
+    }
     let mut builder = Builder::new(store, m, options::lookup(&setting, &a.key, &a.file))?;
     let status = builder.status(names)?;
     Ok(status

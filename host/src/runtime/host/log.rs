@@ -6,6 +6,9 @@ use crate::report::{Event, Level};
 use crate::runtime::RecipeError;
 use crate::runtime::bindings::kiln::recipe::log;
 
+/// What one log line costs at the least, against the build's log budget.
+const LOG_LINE_OVERHEAD: usize = 64;
+
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         self.check_deadline()?;
@@ -16,7 +19,11 @@ impl log::Host for HostState {
                 limit: LOG_MESSAGE_LIMIT,
             }));
         }
-        self.log_bytes = self.log_bytes.saturating_add(message.len());
+        // Each line counts at least what keeping it costs, so empty lines
+        // cannot be logged without end.
+        self.log_bytes = self
+            .log_bytes
+            .saturating_add(message.len().max(LOG_LINE_OVERHEAD));
         if self.log_bytes > self.run.limits.log_bytes {
             return Err(self.trap(RecipeError::LogLimit {
                 target: self.run.target.clone(),

@@ -296,6 +296,13 @@ fn build() -> Result<()> {
             }
             escaped(format!("logged {} MiB", p.count))
         }
+        "empty-log-flood" => {
+            // Lines of no bytes: each must still count against the budget.
+            for _ in 0..p.count {
+                kiln_sdk::log(kiln_sdk::Level::Debug, "");
+            }
+            escaped(format!("logged {} empty lines", p.count))
+        }
         "sparse-output" => {
             // A 10 TiB file that takes no disk: hashing it would take hours.
             let f = fs::File::create("/out/sparse").context("creating /out/sparse")?;
