@@ -24,13 +24,18 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// A project whose tool runs `script` on the input `data` (holding
 /// `data/x` = `first`), and `kiln build --watch` running in it.
 fn watching(script: &str, first: &str) -> (Project, Child) {
+    watching_with(script, first, &[])
+}
+
+/// [`watching`], with more flags for `kiln build --watch`.
+fn watching_with(script: &str, first: &str, flags: &[&str]) -> (Project, Child) {
     let p = busybox_project(
         "inputs.data = { path = \"data\" }\n",
         &format!("attack = \"exec\"\nscript = '{script}'"),
     );
     p.write("data/x", first);
     let child = p
-        .command(&["build", "--watch"])
+        .command(&[&["build", "--watch"], flags].concat())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -71,6 +76,22 @@ fn watch_rebuilds_when_an_input_changes_and_not_for_its_own_links() {
     assert_eq!(builds, 2, "one build, one rebuild:\n{stderr}");
     assert!(stderr.contains("[watch] changed: "), "{stderr}");
     assert!(stderr.contains("data/x"), "{stderr}");
+}
+
+#[test]
+fn watch_writes_the_timings_page_after_every_build() {
+    let (p, child) = watching_with("cat /inputs/data/x", "one\n", &["--timings=t.html"]);
+    let page = || std::fs::read_to_string(p.path("t.html")).unwrap_or_default();
+    eventually("the first build's page", || {
+        escaped(&p) == "one\n" && page().contains("1 built")
+    });
+    let first = page();
+    p.write("data/x", "two\n");
+    eventually("the rebuild's page", || {
+        escaped(&p) == "two\n" && page() != first && page().contains("1 built")
+    });
+    let stderr = stop(child);
+    assert_eq!(stderr.matches("timings: t.html").count(), 2, "{stderr}");
 }
 
 #[test]

@@ -604,6 +604,12 @@ pub fn html(m: &Model) -> String {
     page.push_str("</ol></details>");
     targets_table(&mut page, m);
     steps_table(&mut page, m);
+    page.push_str(
+        "<p class=\"dim\">CPU time and peak memory count every process of a step, from the \
+         cgroup-v1 <code>cpuacct</code> and <code>memory</code> groups kiln makes for each sandbox \
+         where it may (as root); where it may not, and for steps run on a remote engine, they \
+         show —. Tool caches: warm when every cache a step mounted held something.</p>",
+    );
     downloads_table(&mut page, m);
     let _ = writeln!(page, "<script>{SCRIPT}</script></body></html>");
     page
