@@ -310,3 +310,66 @@ fn a_build_waiting_for_another_says_so_and_reuses_its_output() {
     assert!(second.stderr.contains(&waiting), "{}", second.stderr);
     assert!(second.stdout.contains("(cached)"), "{}", second.stdout);
 }
+
+/// `kiln args…` run by `script` on a pseudo-terminal, as a person at a
+/// terminal would run it; what the terminal showed, split at each redraw.
+fn on_a_terminal(p: &Project, args: &[&str]) -> Vec<String> {
+    let kiln = p.command(args);
+    let line = std::iter::once(kiln.get_program().to_string_lossy().into_owned())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let typescript = p.path("typescript");
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["-qec", &line])
+        .arg(&typescript)
+        .current_dir(p.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    for (k, v) in kiln.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    assert!(
+        script
+            .status()
+            .expect("running script (util-linux)")
+            .success()
+    );
+    let shown = std::fs::read_to_string(&typescript).unwrap();
+    shown
+        .split(['\r', '\n'])
+        .map(|l| l.replace("\u{1b}[2K", ""))
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn a_build_on_a_terminal_shows_what_runs_and_for_how_long_every_second() {
+    let p = Project::new();
+    shell_targets(&p, &[("slow", "sleep 3; echo > /out/x")]);
+    let frames = on_a_terminal(&p, &["build", "--no-link"]);
+    // A live line names the target and its step, with the time so far,
+    // redrawn several times a second: every second from 0 to 2 is seen.
+    let running: Vec<&String> = frames
+        .iter()
+        .filter(|l| l.contains("slow: running sh -c sleep 3"))
+        .collect();
+    assert!(running.len() >= 10, "{frames:#?}");
+    for second in ["0s", "1s", "2s"] {
+        assert!(
+            running.iter().any(|l| l.trim_end().ends_with(second)),
+            "no frame at {second}: {frames:#?}"
+        );
+    }
+    // -q on a terminal, and any build off one, show no live line.
+    shell_targets(&p, &[("slow", "sleep 1; echo quiet > /out/x")]);
+    let quiet = on_a_terminal(&p, &["-q", "build", "--no-link"]);
+    assert!(!quiet.iter().any(|l| l.contains("running")), "{quiet:#?}");
+    shell_targets(&p, &[("slow", "sleep 1; echo piped > /out/x")]);
+    let piped = p.kiln(&["build", "--no-link"]).ok();
+    assert!(!piped.stderr.contains("running"), "{}", piped.stderr);
+}

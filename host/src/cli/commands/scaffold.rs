@@ -231,31 +231,33 @@ fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -
         })
         .collect();
     format!(
-        r#"# Written by `kiln init`. `kiln build` builds every target; see
-# docs/kiln-toml.md and docs/recipes/ for what each setting does.
+        r#"# Written by `kiln init`; see docs/kiln-toml.md and docs/recipes/ for what
+# each setting does. `kiln build NAME` builds one target and links ./result
+# to it; `kiln build` builds every target and links result-NAME for each.
+# Every setting is a `params.KEY = …` line, so a line can be added to it (the
+# README's `params.platforms = […]`, say).
 
-# The module's main packages, built into static binaries (result-{name}/bin/)
-# after `go test ./...` passes. The toolchain is pinned by its hash.
+# The module's main packages, built into static binaries (bin/ in the
+# output) after `go test ./...` passes. The toolchain is pinned by its hash.
 [target.{name}]
 recipe = "go"
 inputs.src = {{ path = "." }}
 inputs.go = {{ url = {go_url}, unpack = true, hash = {go_hash} }}
 params.packages = [{packages}]
 
-# A single-layer image holding the binaries (result-image/image.tar for
-# `docker load` / `podman load`, result-image/oci/ for registries).
+# A single-layer image holding the binaries: `kiln build image` links
+# ./result to it, with result/image.tar for `docker load` / `podman load`
+# and result/oci/ for registries.
 [target.image]
 recipe = "oci-image"
 inputs.{name} = {{ target = "{name}" }}
-
-[target.image.params]
-name = {quoted_name}
-tag = "kiln"
-contents = [
+params.name = {quoted_name}
+params.tag = "kiln"
+params.contents = [
 {contents}
 ]
-entrypoint = [{first}]
-directories = [{{ path = "/tmp", mode = "1777" }}]
+params.entrypoint = [{first}]
+params.directories = [{{ path = "/tmp", mode = "1777" }}]
 "#,
         packages = packages.join(", "),
         contents = contents.join("\n"),
