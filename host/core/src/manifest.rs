@@ -168,12 +168,15 @@ impl Source {
 pub const DEFAULT_EXCLUDES: &[&str] = &[".git", "/result", "/result-*", "/kiln.lock"];
 
 /// A param named `*_hash` written as a sha256 hash is a pin a recipe's
-/// fixed-output step names (`params.vendor_hash`): checked here, where its
-/// place is known, not when the recipe reaches it. Other values (a
-/// `commit_hash = "3f2a…"`) are the recipe's business.
+/// fixed-output step names, and so is `vendor_hash` (the go recipe's
+/// download pin) whatever it holds: checked here, where its place is
+/// known, not when the recipe reaches it. Other values (a `commit_hash =
+/// "3f2a…"`) are the recipe's business.
 fn check_param_pin(key: &str, value: &Spanned<toml::Value>) -> Result<(), String> {
     match value.get_ref() {
-        toml::Value::String(s) if key.ends_with("_hash") && s.starts_with("sha256") => {
+        toml::Value::String(s)
+            if key == "vendor_hash" || (key.ends_with("_hash") && s.starts_with("sha256")) =>
+        {
             Sha256Hash::parse(s)
                 .map(|_| ())
                 .map_err(|e| format!("params.{key}: {e}"))
