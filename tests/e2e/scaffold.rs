@@ -90,6 +90,37 @@ fn kiln_init_in_a_go_module_builds_an_image_that_runs() {
     podman(&["load", "-i", p.path("result/image.tar").to_str().unwrap()]).ok();
     let ran = podman(&["run", "--rm", "greeter:kiln"]).ok();
     assert_eq!(ran.stdout, "Hello, kiln init!\n");
+    let _ = podman(&["rmi", "-f", "greeter:kiln"]);
+
+    // The commented CA bundle: uncommented, it is fetched, checked against
+    // its pin and installed where Go's crypto/x509 looks.
+    p.write(
+        "kiln.toml",
+        &toml
+            .replace("# inputs.certs =", "inputs.certs =")
+            .replace("# params.ca_certificates =", "params.ca_certificates ="),
+    );
+    p.kiln(&["build", "image"]).ok();
+    let seen: serde_json::Value = serde_json::from_str(
+        &p.kiln(&["image", "inspect", "--json", "result/image.tar"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    let files: Vec<&str> = seen["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["files"].as_array().unwrap())
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.trim_start_matches("./").trim_start_matches('/')
+                == "etc/ssl/certs/ca-certificates.crt"),
+        "{files:?}"
+    );
 
     let empty = Project::new();
     empty.kiln(&["init"]).fails_with("no go.mod in");

@@ -163,7 +163,10 @@ fn a_malformed_pin_in_params_is_found_at_load_with_its_place() {
     assert!(e.contains("params.vendor_hash"), "{e}");
     // The go recipe's pin, whatever it holds.
     let e = err("[target.t]\nrecipe = \"go\"\nparams.vendor_hash = \"notahash\"\n");
-    assert!(e.starts_with("/p/kiln.toml:3:22:") && e.contains("vendor_hash"), "{e}");
+    assert!(
+        e.starts_with("/p/kiln.toml:3:22:") && e.contains("vendor_hash"),
+        "{e}"
+    );
     let e = err("[target.t]\nrecipe = \"go\"\n[target.t.params]\ndeps_hash = \"sha256:zz\"\n");
     assert!(e.starts_with("/p/kiln.toml:4:13:"), "{e}");
     // Other params are the recipe's business.

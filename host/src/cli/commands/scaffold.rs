@@ -205,6 +205,11 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Mozilla's CA bundle as PyPI's certifi wheel ships it, and the NAR hash
+/// of the unpacked wheel (`kiln prefetch --unpack URL`).
+const CERTIFI_URL: &str = "https://files.pythonhosted.org/packages/7a/3e/9ddb6d78c2ffd17604c05745f553614bfbecd2cc6741bbaa5181bc8b2496/certifi-2026.10.19.post1-py3-none-any.whl";
+const CERTIFI_HASH: &str = "sha256-9QakUjTUm6aohW4muNplwknJE/cL1m8LHSY/iq42TUI=";
+
 fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -> String {
     // Every string from outside (directory and binary names, the URL and
     // hash flags) is written by the toml crate; `name` is [A-Za-z0-9_-].
@@ -258,6 +263,11 @@ params.contents = [
 ]
 params.entrypoint = [{first}]
 params.directories = [{{ path = "/tmp", mode = "1777" }}]
+# CA certificates, for HTTPS from inside the image (Mozilla's bundle, from
+# PyPI's certifi wheel, pinned by hash): uncomment both lines to install it
+# at /etc/ssl/certs/ca-certificates.crt.
+# inputs.certs = {{ url = "{CERTIFI_URL}", unpack = true, hash = "{CERTIFI_HASH}" }}
+# params.ca_certificates = {{ input = "certs", path = "certifi/cacert.pem" }}
 "#,
         packages = packages.join(", "),
         contents = contents.join("\n"),
