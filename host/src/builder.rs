@@ -9,6 +9,7 @@
 //! independent targets run on up to `jobs` threads. Nothing here touches wasmtime
 //! (see [`crate::runtime`]) or parses argv (see [`crate::cli`]).
 
+mod agree;
 mod check;
 mod error;
 mod inputs;
@@ -231,6 +232,7 @@ impl<'a> Builder<'a> {
     /// first error is returned.
     pub fn build(&mut self, names: &[String]) -> Result<Vec<Built>, BuildError> {
         let pending = self.ctx.manifest.build_order(names)?;
+        agree::check(self.ctx.manifest, &pending)?;
         let ctx = &self.ctx;
         let pins = &mut self.pins;
         let requested: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();

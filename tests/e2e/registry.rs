@@ -258,6 +258,22 @@ fn a_two_platform_image_is_pushed_once_pulled_and_run() {
 }
 
 #[test]
+fn a_multi_platform_image_without_platform_paths_is_refused_before_anything_builds() {
+    let p = multi_platform_hello();
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    p.write(
+        "kiln.toml",
+        &toml.replace("path = \"{platform}/bin/hello\"", "path = \"bin/hello\""),
+    );
+    let started = std::time::Instant::now();
+    p.kiln(&["build", "image"]).fails_with(
+        "builds each platform into its own directory; write path = \"{platform}/bin/hello\"",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
+}
+
+#[test]
 fn bad_references_and_outputs_are_named_errors() {
     let p = Project::new();
     p.write("kiln.toml", "");

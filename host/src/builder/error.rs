@@ -62,6 +62,13 @@ pub enum BuildError {
         at: Location,
         known: String,
     },
+    /// Params that contradict each other (or another target's).
+    #[error("target '{target}' ({at}): {message}")]
+    Params {
+        target: String,
+        at: Location,
+        message: String,
+    },
     #[error("input '{input}' of target '{target}' ({at}): {reason}")]
     Input {
         target: String,
