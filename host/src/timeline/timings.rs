@@ -456,51 +456,70 @@ pub fn html(m: &Model) -> String {
         let steps: Vec<&Step> = m.steps.iter().filter(|s| s.worker == Some(w)).collect();
         let rows = pack(&steps.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>());
         let height = (rows.iter().max().map_or(0, |r| r + 1) + 1) * ROW;
-        let _ = write!(
-            page,
-            "<div class=\"lane\"><div class=\"lane-name\">worker {w}</div><div class=\"track\" style=\"height:{height}px\">"
-        );
+        lane(&mut page, &format!("worker {w}"), "", height);
         for t in mine {
             let taken = t.taken();
             let start = t.start.unwrap_or(taken);
             if start > taken {
-                let _ = write!(
-                    page,
-                    "<div class=\"bar fetch\" style=\"left:{:.4}%;width:{:.4}%;top:0\" title=\"{}: fetching, unpacking and checking its inputs, looking in binary caches, {} s\"></div>",
-                    pct(taken),
-                    pct(start - taken),
-                    esc(&t.name),
-                    secs(start - taken),
+                let title = format!(
+                    "{}: fetching, unpacking and checking its inputs, looking in binary caches, {} s",
+                    t.name,
+                    secs(start - taken)
+                );
+                bar(
+                    &mut page,
+                    total,
+                    "fetch",
+                    None,
+                    (taken, start, 0),
+                    &title,
+                    "",
                 );
             }
-            let queued = taken.saturating_sub(t.ready);
-            let _ = write!(
-                page,
-                "<div class=\"bar target {}{}\" data-target=\"{}\" style=\"left:{:.4}%;width:{:.4}%;top:0\" title=\"{}: {}, {} s (queued {} s after its dependencies were done)\">{}</div>",
+            let class = format!(
+                "target {}{}",
                 t.state.class(),
-                if t.critical { " critical" } else { "" },
-                esc(&t.name),
-                pct(start),
-                pct(t.end.saturating_sub(start)),
-                esc(&t.name),
+                if t.critical { " critical" } else { "" }
+            );
+            let title = format!(
+                "{}: {}, {} s (queued {} s after its dependencies were done)",
+                t.name,
                 t.state.label(),
                 secs(t.end.saturating_sub(start)),
-                secs(queued),
-                esc(&t.name),
+                secs(taken.saturating_sub(t.ready)),
+            );
+            let span = (start, t.end, 0);
+            bar(
+                &mut page,
+                total,
+                &class,
+                Some(&t.name),
+                span,
+                &title,
+                &t.name,
             );
         }
         for (s, row) in steps.iter().zip(&rows) {
-            let _ = write!(
-                page,
-                "<div class=\"bar step{}\" style=\"left:{:.4}%;width:{:.4}%;top:{}px\" title=\"{}: {} ({} s)\">{}</div>",
-                if s.exit.is_none() { " unfinished" } else { "" },
-                pct(s.start),
-                pct(s.end.saturating_sub(s.start)),
-                (row + 1) * ROW,
-                esc(&s.target),
-                esc(&s.command),
-                secs(s.end.saturating_sub(s.start)),
-                esc(short(&s.command)),
+            let class = if s.exit.is_none() {
+                "step unfinished"
+            } else {
+                "step"
+            };
+            let title = format!(
+                "{}: {} ({} s)",
+                s.target,
+                s.command,
+                secs(s.end.saturating_sub(s.start))
+            );
+            let span = (s.start, s.end, (row + 1) * ROW);
+            bar(
+                &mut page,
+                total,
+                class,
+                None,
+                span,
+                &title,
+                short(&s.command),
             );
         }
         page.push_str("</div></div>");
@@ -513,19 +532,22 @@ pub fn html(m: &Model) -> String {
         .filter_map(|t| t.prepared.filter(|(s, e)| e > s).map(|(s, e)| (t, s, e)))
         .collect();
     if !resolving.is_empty() {
-        let _ = write!(
-            page,
-            "<div class=\"lane\"><div class=\"lane-name\" title=\"hashing, fetching and pinning each target's recipe and inputs, before it is queued\">inputs</div><div class=\"track\" style=\"height:{ROW}px\">"
+        lane(
+            &mut page,
+            "inputs",
+            "hashing, fetching and pinning each target's recipe and inputs, before it is queued",
+            ROW,
         );
         for (t, start, end) in resolving {
-            let _ = write!(
-                page,
-                "<div class=\"bar inputs\" style=\"left:{:.4}%;width:{:.4}%;top:0\" title=\"{}: resolving its inputs, {} s\">{}</div>",
-                pct(start),
-                pct(end - start),
-                esc(&t.name),
-                secs(end - start),
-                esc(&t.name),
+            let title = format!("{}: resolving its inputs, {} s", t.name, secs(end - start));
+            bar(
+                &mut page,
+                total,
+                "inputs",
+                None,
+                (start, end, 0),
+                &title,
+                &t.name,
             );
         }
         page.push_str("</div></div>");
@@ -538,23 +560,17 @@ pub fn html(m: &Model) -> String {
                 .collect::<Vec<_>>(),
         );
         let height = (rows.iter().max().map_or(0, |r| r + 1)) * ROW;
-        let _ = write!(
-            page,
-            "<div class=\"lane\"><div class=\"lane-name\">downloads</div><div class=\"track\" style=\"height:{height}px\">"
-        );
+        lane(&mut page, "downloads", "", height);
         for (d, row) in m.downloads.iter().zip(&rows) {
-            let _ = write!(
-                page,
-                "<div class=\"bar download\" style=\"left:{:.4}%;width:{:.4}%;top:{}px\" title=\"{}: {} in {} s\">{} ({})</div>",
-                pct(d.start),
-                pct(d.end.saturating_sub(d.start)),
-                row * ROW,
-                esc(&d.what),
-                bytes(d.bytes),
-                secs(d.end.saturating_sub(d.start)),
-                esc(&d.what),
-                bytes(d.bytes),
+            let size = bytes(d.bytes);
+            let title = format!(
+                "{}: {size} in {} s",
+                d.what,
+                secs(d.end.saturating_sub(d.start))
             );
+            let label = format!("{} ({size})", d.what);
+            let span = (d.start, d.end, row * ROW);
+            bar(&mut page, total, "download", None, span, &title, &label);
         }
         page.push_str("</div></div>");
     }
@@ -613,6 +629,46 @@ pub fn html(m: &Model) -> String {
     downloads_table(&mut page, m);
     let _ = writeln!(page, "<script>{SCRIPT}</script></body></html>");
     page
+}
+
+/// Open a timeline lane named `name` (with a `title` if not empty),
+/// `height` px tall; its bars follow, then `</div></div>`.
+fn lane(page: &mut String, name: &str, title: &str, height: usize) {
+    let title = match title {
+        "" => String::new(),
+        t => format!(" title=\"{}\"", esc(t)),
+    };
+    let _ = write!(
+        page,
+        "<div class=\"lane\"><div class=\"lane-name\"{title}>{}</div><div class=\"track\" style=\"height:{height}px\">",
+        esc(name)
+    );
+}
+
+/// One bar of a lane: `class`, the target it draws (if it is one),
+/// (start, end) µs of `total` at `top` px, a hover `title` and a `label`;
+/// the text is escaped here.
+fn bar(
+    page: &mut String,
+    total: u64,
+    class: &str,
+    target: Option<&str>,
+    (start, end, top): (u64, u64, usize),
+    title: &str,
+    label: &str,
+) {
+    let pct = |us: u64| us as f64 * 100.0 / total as f64;
+    let data = target
+        .map(|t| format!(" data-target=\"{}\"", esc(t)))
+        .unwrap_or_default();
+    let _ = write!(
+        page,
+        "<div class=\"bar {class}\"{data} style=\"left:{:.4}%;width:{:.4}%;top:{top}px\" title=\"{}\">{}</div>",
+        pct(start),
+        pct(end.saturating_sub(start)),
+        esc(title),
+        esc(label),
+    );
 }
 
 /// `command` with its program's directory left out (`sh -c …` for
