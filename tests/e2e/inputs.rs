@@ -279,6 +279,47 @@ fn result_links_are_never_hashed_as_source_whatever_their_name() {
     assert!(!found(&["build", "--json", "-o", "release-1.0"]));
 }
 
+/// kiln.toml is kiln's, not the project's source: editing another
+/// target's params (or a comment) leaves a `path = "."` target found in
+/// the store; editing its own params rebuilds it.
+#[test]
+fn editing_kiln_toml_rebuilds_only_the_targets_whose_table_changed() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(crate::support::busybox(), p.path("tools/bin/sh")).unwrap();
+    let toml = |t_script: &str, u_script: &str| {
+        format!(
+            "[target.t]\nrecipe = {{ path = {r:?} }}\ninputs.tools = {{ path = \"tools\" }}\ninputs.src = {{ path = \".\" }}\n[target.t.params]\nattack = \"exec\"\nscript = '{t_script}'\n\n[target.u]\nrecipe = {{ path = {r:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.u.params]\nattack = \"exec\"\nscript = '{u_script}'\n",
+            r = fixture("hostile")
+        )
+    };
+    let found = || -> std::collections::BTreeMap<String, bool> {
+        let r = p.kiln(&["build", "--json", "t", "u"]).ok();
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["target"].as_str().unwrap().to_string(),
+                    t["cached"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    p.write("kiln.toml", &toml("echo t", "echo u"));
+    assert_eq!(found(), [("t".into(), false), ("u".into(), false)].into());
+    // Another target's params, and a comment: t is found, u rebuilt.
+    p.write(
+        "kiln.toml",
+        &format!("# a comment\n{}", toml("echo t", "echo u2")),
+    );
+    assert_eq!(found(), [("t".into(), true), ("u".into(), false)].into());
+    // t's own params: t rebuilt.
+    p.write("kiln.toml", &toml("echo t2", "echo u2"));
+    assert_eq!(found(), [("t".into(), false), ("u".into(), true)].into());
+}
+
 /// A malformed pin a recipe names (`params.vendor_hash`) fails when
 /// kiln.toml is read, with its place, before any recipe or tool runs.
 #[test]

@@ -162,10 +162,12 @@ impl Source {
     }
 }
 
-/// What `path` inputs leave out unless they say otherwise: VCS metadata and
+/// What `path` inputs leave out unless they say otherwise: VCS metadata,
 /// kiln's own result links (which would otherwise change the source's hash
-/// on every build).
-pub const DEFAULT_EXCLUDES: &[&str] = &[".git", "/result", "/result-*", "/kiln.lock"];
+/// on every build), and kiln's own files beside them: a target is keyed on
+/// its own table in kiln.toml and its own pins in kiln.lock, so editing
+/// another target (or a comment) does not rebuild a `path = "."` target.
+pub const DEFAULT_EXCLUDES: &[&str] = &[".git", "/result", "/result-*", "/kiln.toml", "/kiln.lock"];
 
 /// A param named `*_hash` written as a sha256 hash is a pin a recipe's
 /// fixed-output step names, and so is `vendor_hash` (the go recipe's
