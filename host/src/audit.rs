@@ -83,8 +83,14 @@ pub struct Node {
     /// module's path.
     pub name: String,
     /// Where it came from: a target name, a path relative to kiln.toml, a URL,
-    /// a recipe's name or path, a Go version.
+    /// a recipe's name or path, the Go release a binary was built with;
+    /// empty for a Go module (its `version` says which).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub source: String,
+    /// A Go module's version (`v1.2.0`, `(devel)` for the main module); a
+    /// Go binary's stamped version, when its recipe stamped one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
     /// An SRI hash; a Go module's go.sum checksum (`h1:…`).
     pub hash: String,
     /// For url and path inputs: `file` (flat hash) or `tree` (NAR hash).
@@ -239,6 +245,7 @@ impl Walk<'_> {
             kind: NodeKind::Target,
             name: rec.target.clone(),
             source: rec.target.clone(),
+            version: String::new(),
             hash: rec.output_hash.to_sri(),
             hash_of: Some(HashOf::Tree),
             entry: Some(entry.to_path_buf()),
@@ -325,13 +332,15 @@ fn go_binary_nodes(entry: &Path) -> Result<Vec<Node>, AuditError> {
         )
         .map_err(|e| go_err(format!("{}: {e}", bin.path)))?;
         let mut n = Node::leaf(NodeKind::GoBinary, &bin.path, &bin.go_version, hash);
+        n.version = bin.stamped_version.clone().unwrap_or_default();
         n.children = bin
             .modules
             .iter()
             .map(|m| Node {
                 kind: NodeKind::GoModule,
                 name: m.path.clone(),
-                source: m.version.clone(),
+                source: String::new(),
+                version: m.version.clone(),
                 hash: m.sum.clone(),
                 hash_of: None,
                 entry: None,
@@ -375,6 +384,7 @@ impl Node {
             kind,
             name: name.to_string(),
             source: source.to_string(),
+            version: String::new(),
             hash: hash.to_sri(),
             hash_of: None,
             entry: None,

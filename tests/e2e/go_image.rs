@@ -185,6 +185,72 @@ fn only_the_selected_main_packages_are_built() {
     assert_eq!(out.stdout, "a uses lib\n");
 }
 
+/// `params.version` is stamped the way goreleaser and ko users do it by
+/// hand (`-X main.version=…`), recorded beside the buildinfo, and shown
+/// as the image's version label, the SBOM's and the audit's; a version
+/// that would split ldflags is refused before any tool runs.
+#[test]
+fn a_version_param_is_stamped_into_the_binary_and_shown_by_image_sbom_and_audit() {
+    let p = Project::new();
+    p.write("go.mod", "module example.com/v\n\ngo 1.22\n");
+    p.write(
+        "main.go",
+        "package main\n\nimport \"fmt\"\n\nvar version = \"dev\"\n\nfunc main() { fmt.Println(\"v is\", version) }\n",
+    );
+    let toml = |version: &str| {
+        format!(
+            "[target.v]\nrecipe = \"go\"\ninputs.src = {{ path = \".\" }}\n{}params.check = false\nparams.version = {version:?}\n\n[target.image]\nrecipe = \"oci-image\"\ninputs.v = {{ target = \"v\" }}\nparams.name = \"v\"\nparams.contents = [{{ from = \"v\", path = \"bin/v\", dest = \"/bin/v\" }}]\nparams.entrypoint = [\"/bin/v\"]\n",
+            go_input()
+        )
+    };
+    p.write("kiln.toml", &toml("1 -X main.evil=1"));
+    let r = p.kiln(&["build", "v"]).fails_with("params.version");
+    assert!(r.stderr.contains("is not a version"), "{}", r.stderr);
+    assert!(!r.stderr.contains("go build"), "a tool ran: {}", r.stderr);
+
+    p.write("kiln.toml", &toml("v1.4.2"));
+    p.kiln(&["build", "v", "image"]).ok();
+    let out = run(Command::new(p.path("result-v/bin/v")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "v is v1.4.2\n");
+    assert_eq!(
+        std::fs::read_to_string(p.path("result-v/share/kiln/go/version")).unwrap(),
+        "v1.4.2\n"
+    );
+    let inspect: serde_json::Value = serde_json::from_str(
+        &p.kiln(&["image", "inspect", "--json", "result-image/image.tar"])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        inspect["config"]["Labels"]["org.opencontainers.image.version"], "v1.4.2",
+        "{inspect}"
+    );
+    let tree = p.kiln(&["audit", "v"]).ok().stdout;
+    assert!(tree.contains("go-binary bin/v  go1.27.3  v1.4.2"), "{tree}");
+    let json: serde_json::Value =
+        serde_json::from_str(&p.kiln(&["audit", "--json", "v"]).ok().stdout).unwrap();
+    let bin = json[0]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "go-binary")
+        .unwrap();
+    assert_eq!(bin["version"], "v1.4.2");
+    assert_eq!(bin["children"][0]["version"], "(devel)");
+    assert_eq!(bin["children"][0]["source"], serde_json::Value::Null);
+    p.kiln(&["audit", "v", "--sbom", "s.json"]).ok();
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path("s.json")).unwrap()).unwrap();
+    let binary = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bin/v")
+        .expect("the binary is in the SBOM");
+    assert_eq!(binary["versionInfo"], "v1.4.2");
+}
+
 #[test]
 fn a_failing_go_test_fails_the_build_and_shows_its_output() {
     let p = Project::new();

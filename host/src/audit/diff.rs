@@ -43,14 +43,19 @@ pub struct Difference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Version {
     pub source: String,
+    /// A Go module's (or a stamped binary's) version.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
     pub hash: String,
 }
 
 /// What changed from closure `a` to closure `b`: the outputs themselves,
-/// then every node added, removed or changed (hash or source), in `b`'s order.
+/// then every node added, removed or changed (hash, source or version),
+/// in `b`'s order.
 pub fn diff(a: &Node, b: &Node) -> Vec<Difference> {
     let version = |n: &Node| Version {
         source: n.source.clone(),
+        version: n.version.clone(),
         hash: n.hash.clone(),
     };
     let mut out = Vec::new();
@@ -74,13 +79,14 @@ pub fn diff(a: &Node, b: &Node) -> Vec<Difference> {
                 old: None,
                 new: Some(version(n)),
             }),
-            Some(o) if o.hash != n.hash || o.source != n.source => out.push(Difference {
-                change: Change::Changed,
-                path: path.clone(),
-                kind: n.kind,
-                old: Some(version(o)),
-                new: Some(version(n)),
-            }),
+            Some(o) if o.hash != n.hash || o.source != n.source || o.version != n.version => out
+                .push(Difference {
+                    change: Change::Changed,
+                    path: path.clone(),
+                    kind: n.kind,
+                    old: Some(version(o)),
+                    new: Some(version(n)),
+                }),
             Some(_) => {}
         }
     }

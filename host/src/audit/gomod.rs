@@ -23,6 +23,23 @@ pub struct GoBinary {
     pub main_package: String,
     /// The main module first, then its dependencies in `go version -m` order.
     pub modules: Vec<GoModule>,
+    /// The version the recipe stamped into it (`-X main.version=…`), from
+    /// `version` beside its buildinfo: Go records a main module's version
+    /// only from a VCS checkout, so this is where a source build's is.
+    pub stamped_version: Option<String>,
+}
+
+impl GoBinary {
+    /// What the binary calls its version: the stamped one, else its main
+    /// module's (`(devel)` for a source build).
+    pub fn version(&self) -> Option<&str> {
+        self.stamped_version.as_deref().or_else(|| {
+            self.modules
+                .iter()
+                .find(|m| m.main)
+                .map(|m| m.version.as_str())
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -70,6 +87,7 @@ pub fn parse(name: &str, text: &str) -> Result<GoBinary, String> {
         go_version: go_version.trim().to_string(),
         main_package: String::new(),
         modules: Vec::new(),
+        stamped_version: None,
     };
     for line in lines {
         let fields: Vec<&str> = line.trim_start().split('\t').collect();
@@ -155,6 +173,7 @@ fn read_dir(
         .filter(|n| n.ends_with(".buildinfo"))
         .collect();
     names.sort();
+    let stamped = read_stamp(root, &dir.join(STAMP_FILE))?;
     names
         .iter()
         .map(|n| {
@@ -165,9 +184,46 @@ fn read_dir(
                 .take(MAX_BUILDINFO)
                 .read_to_string(&mut text)
                 .map_err(|e| format!("{}: {e}", rel.display()))?;
-            parse(&rel.display().to_string(), &text)
+            let mut bin = parse(&rel.display().to_string(), &text)?;
+            bin.stamped_version = stamped.clone();
+            Ok(bin)
         })
         .collect()
+}
+
+/// The file, beside the buildinfo, holding the version the binaries were
+/// stamped with (the go recipe's `params.version`): one line.
+const STAMP_FILE: &str = "version";
+
+/// The stamped version at `rel`, if there is one: its one line, at most
+/// 128 bytes (a longer or empty one is refused, not shortened).
+fn read_stamp(root: &kiln_core::beneath::Root, rel: &Path) -> Result<Option<String>, String> {
+    match root.kind(rel) {
+        Ok(None) => return Ok(None),
+        Ok(Some(rustix::fs::FileType::RegularFile)) => {}
+        Ok(Some(kind)) => {
+            return Err(format!(
+                "{} is a {}, not a file",
+                rel.display(),
+                kiln_core::beneath::kind_name(kind)
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let mut text = String::new();
+    root.open_file(rel)
+        .map_err(|e| e.to_string())?
+        .take(130)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", rel.display()))?;
+    let v = text.strip_suffix('\n').unwrap_or(&text);
+    if v.is_empty() || v.len() > 128 || v.contains('\n') {
+        return Err(format!(
+            "{}: not one line of at most 128 bytes holding a version",
+            rel.display()
+        ));
+    }
+    Ok(Some(v.to_string()))
 }
 
 /// A `go version -m` report is a few KiB; a larger one is not one.

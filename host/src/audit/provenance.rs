@@ -157,7 +157,7 @@ fn dependencies(n: &Node, prefix: &str, out: &mut Vec<Value>, seen: &mut BTreeSe
                 "digest": digest(&c.hash, true),
             })),
             NodeKind::GoModule => {
-                let uri = super::gomod::purl(&c.name, &c.source);
+                let uri = super::gomod::purl(&c.name, &c.version);
                 let mut rd = json!({ "name": format!("go module {}", c.name), "uri": uri });
                 if let Some(hex) = dir_hash_hex(&c.hash) {
                     rd["digest"] = json!({ "dirHash": hex });

@@ -30,6 +30,9 @@ pub fn render(root: &Node) -> String {
             if !c.source.is_empty() && c.source != c.name {
                 line.push_str(&format!("  {}", c.source));
             }
+            if !c.version.is_empty() {
+                line.push_str(&format!("  {}", c.version));
+            }
             if !c.hash.is_empty() {
                 line.push_str(&format!("  {}", c.hash));
             }
@@ -61,11 +64,12 @@ pub fn render_diff(diffs: &[Difference]) -> String {
     }
     let show = |v: &Option<Version>| {
         v.as_ref().map_or(String::new(), |v| {
-            if v.hash.is_empty() || v.source.is_empty() {
-                format!("{}{}", v.source, v.hash)
-            } else {
-                format!("{} {}", v.source, v.hash)
-            }
+            [&v.source, &v.version, &v.hash]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
         })
     };
     diffs

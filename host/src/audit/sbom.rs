@@ -78,7 +78,7 @@ pub fn document(roots: &[Root<'_>]) -> Result<Value, AuditError> {
             for m in &bin.children {
                 let n = modules.len();
                 let id = modules
-                    .entry((m.name.clone(), m.source.clone()))
+                    .entry((m.name.clone(), m.version.clone()))
                     .or_insert_with(|| {
                         let id = format!("SPDXRef-GoModule-{n}");
                         packages.push(module_package(&id, m));
@@ -130,8 +130,11 @@ fn binary_package(id: &str, path: &str, bin: &Node) -> Value {
         "primaryPackagePurpose": "APPLICATION",
         "comment": format!("Go binary built with {}", bin.source),
     });
-    if let Some(main) = bin.children.iter().find(|m| m.hash.is_empty()) {
-        pkg["versionInfo"] = json!(main.source);
+    // The version it was stamped with, else its main module's.
+    if !bin.version.is_empty() {
+        pkg["versionInfo"] = json!(bin.version);
+    } else if let Some(main) = bin.children.iter().find(|m| m.hash.is_empty()) {
+        pkg["versionInfo"] = json!(main.version);
     }
     if let Ok(h) = Sha256Hash::parse(&bin.hash) {
         pkg["checksums"] = json!([{ "algorithm": "SHA256", "checksumValue": h.to_hex() }]);
@@ -160,11 +163,11 @@ fn stdlib_package(id: &str, go_version: &str) -> Value {
 }
 
 fn module_package(id: &str, m: &Node) -> Value {
-    let purl = super::gomod::purl(&m.name, &m.source);
+    let purl = super::gomod::purl(&m.name, &m.version);
     let mut pkg = json!({
         "SPDXID": id,
         "name": m.name,
-        "versionInfo": m.source,
+        "versionInfo": m.version,
         "downloadLocation": "NOASSERTION",
         "filesAnalyzed": false,
         "primaryPackagePurpose": "LIBRARY",

@@ -5,6 +5,7 @@ fn node(kind: NodeKind, name: &str, hash: &str, children: Vec<Node>) -> Node {
         kind,
         name: name.into(),
         source: String::new(),
+        version: String::new(),
         hash: hash.into(),
         hash_of: None,
         entry: None,

@@ -40,6 +40,7 @@ const GO_TEST_CACHE: &str = "/cache/go-test";
 fn build() -> Result<()> {
     let p: Params = kiln_sdk::params()?;
     check_goproxy(&p)?;
+    ldflags(&p)?; // params.version checked before any tool runs
     let go = find_go(&p.go)?;
     let (module_dir, go_mod) = copy_source(&p)?;
     let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
@@ -246,10 +247,7 @@ impl Module {
                 })
                 .collect::<Result<_>>()?
         };
-        let ldflags = std::iter::once("-buildid=".to_string())
-            .chain(p.ldflags.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let ldflags = ldflags(p)?;
         let mut builds = Vec::new();
         let mut outs = Vec::new();
         for platform in &platforms {
@@ -276,7 +274,7 @@ impl Module {
             Command::run_all(&builds)?;
         }
         for (out, env) in &outs {
-            let names = record_buildinfo(&self.go, env, out)?;
+            let names = record_buildinfo(&self.go, env, out, p.version.as_deref())?;
             if names.is_empty() {
                 return Err(Error::msg(format!(
                     "module {} has no main package; set params.packages",
@@ -292,6 +290,23 @@ impl Module {
         }
         Ok(())
     }
+}
+
+/// The linker flags: `-buildid=`, `-X VAR=VERSION` for each of
+/// `version_vars` when `version` is set (what goreleaser and ko users
+/// write by hand), then `params.ldflags`.
+fn ldflags(p: &Params) -> Result<String> {
+    let mut flags = vec!["-buildid=".to_string()];
+    if let Some(v) = &p.version {
+        kiln_sdk::version::check(v)
+            .map_err(|e| Error::bad_params(format!("params.version: {e}")))?;
+        for var in &p.version_vars {
+            params::check_version_var(var).map_err(Error::bad_params)?;
+            flags.push(format!("-X {var}={v}"));
+        }
+    }
+    flags.extend(p.ldflags.iter().cloned());
+    Ok(flags.join(" "))
 }
 
 /// The kept cache's key, for every go command but the download: what Go's
@@ -346,7 +361,12 @@ fn build_command(
 
 /// Each binary's `go version -m` of `<out>/bin/` into
 /// `<out>/share/kiln/go/`; the binaries' names, sorted.
-fn record_buildinfo(go: &Tool, env: &[(String, String)], out: &str) -> Result<Vec<String>> {
+fn record_buildinfo(
+    go: &Tool,
+    env: &[(String, String)],
+    out: &str,
+    version: Option<&str>,
+) -> Result<Vec<String>> {
     let mut names: Vec<String> = fs::read_dir(format!("{out}/bin"))?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;
@@ -359,6 +379,15 @@ fn record_buildinfo(go: &Tool, env: &[(String, String)], out: &str) -> Result<Ve
             .envs(env.iter().cloned())
             .run()?;
         fs::write(format!("{out}/share/kiln/go/{name}.buildinfo"), info.stdout)?;
+    }
+    // Go stamps its own main-module version only from a VCS checkout (with
+    // git in reach) and leaves -ldflags out of the buildinfo under
+    // -trimpath, so the stamped version is recorded beside it.
+    if let Some(v) = version {
+        fs::write(
+            format!("{out}/{}", kiln_sdk::version::STAMP_FILE),
+            format!("{v}\n"),
+        )?;
     }
     Ok(names)
 }

@@ -16,6 +16,14 @@ pub struct Params {
     /// Extra linker flags; `-buildid=` is always set.
     #[serde(default)]
     pub ldflags: Vec<String>,
+    /// The version to stamp (`v1.2.3`): set with `-X` in each of
+    /// `version_vars` and recorded in `share/kiln/go/version`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The string variables `version` is written to (`-X VAR=VERSION`);
+    /// one the program does not have is ignored, as the linker does.
+    #[serde(default = "version_vars")]
+    pub version_vars: Vec<String>,
     /// Build tags.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -60,6 +68,35 @@ pub struct Params {
     /// The input holding the module's source.
     #[serde(default = "src_input")]
     pub src: String,
+}
+
+fn version_vars() -> Vec<String> {
+    vec!["main.version".into()]
+}
+
+/// A `params.version_vars` entry checked: a Go string variable's full
+/// name (`main.version`, `example.com/cli/cmd.Version`), which goes into
+/// `-ldflags` where a space or quote would split or break it.
+pub fn check_version_var(v: &str) -> Result<(), String> {
+    let (pkg, name) = v.rsplit_once('.').unwrap_or(("", v));
+    let ident = |s: &str| {
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let path_ok = !pkg.is_empty()
+        && !pkg.starts_with('-')
+        && pkg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/~".contains(&b));
+    if path_ok && ident(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "params.version_vars: {v:?} is not a Go variable's full name (IMPORT_PATH.NAME, e.g. \"main.version\")"
+        ))
+    }
 }
 
 fn yes() -> bool {
@@ -121,5 +158,21 @@ mod tests {
         assert!(go_env(&p).contains(&("GOARM".into(), "7".into())));
         assert!(parse_platform("linux/arm64/v9").is_err());
         assert!(parse_platform("linux").is_err());
+    }
+
+    #[test]
+    fn version_variables_are_checked_before_they_reach_ldflags() {
+        for ok in [
+            "main.version",
+            "example.com/cli/cmd.Version",
+            "github.com/x/y/v2/internal/build.ver_2",
+        ] {
+            assert!(check_version_var(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "version", "main.", "main.a b", "-X.v", "main.v=1", "a'b.c", ".v",
+        ] {
+            assert!(check_version_var(bad).is_err(), "{bad:?}");
+        }
     }
 }

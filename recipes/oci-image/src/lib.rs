@@ -17,6 +17,7 @@ mod base;
 mod layer;
 mod params;
 mod runcheck;
+mod version;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -487,11 +488,16 @@ fn image_config(
     if !p.exposed_ports.is_empty() {
         config = config.exposed_ports(p.exposed_ports.clone());
     }
-    if !p.labels.is_empty() {
+    let mut labels = p.labels.clone();
+    if !labels.contains_key(version::LABEL)
+        && let Some(v) = version::stamped(p, platform)?
+    {
+        labels.insert(version::LABEL.to_string(), v);
+    }
+    if !labels.is_empty() {
         config = config.labels(
-            p.labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+            labels
+                .into_iter()
                 .collect::<std::collections::HashMap<_, _>>(),
         );
     }

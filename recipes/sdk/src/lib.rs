@@ -55,6 +55,7 @@ mod error;
 mod exec;
 pub mod files;
 pub mod platform;
+pub mod version;
 
 pub use error::{Context, Error, ErrorKind, Result};
 pub use exec::{Command, Exit, FixedOutput, Output, Tool};
