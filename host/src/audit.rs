@@ -51,6 +51,8 @@ pub enum NodeKind {
     GoBinary,
     /// A Go module linked into a binary.
     GoModule,
+    /// What a fixed-output step fetched (a module download), by its pin.
+    Download,
 }
 
 impl NodeKind {
@@ -65,6 +67,7 @@ impl NodeKind {
             NodeKind::File => "file",
             NodeKind::GoBinary => "go-binary",
             NodeKind::GoModule => "go-module",
+            NodeKind::Download => "download",
         }
     }
 }
@@ -105,6 +108,10 @@ pub struct Node {
     /// Executables the recipe ran from this input.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<String>,
+    /// A download: whether this build fetched it or reused an earlier
+    /// build's (its `source` is the step's command).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<crate::record::FetchOutcome>,
     /// Remote engines that ran the target's tool steps (targets only):
     /// `grpc://host:port (N steps, M from its action cache)`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -240,6 +247,7 @@ impl Walk<'_> {
                 .collect();
             children.push(node);
         }
+        children.extend(download_nodes(&rec));
         children.extend(go_binary_nodes(entry)?);
         Ok(Node {
             kind: NodeKind::Target,
@@ -251,6 +259,7 @@ impl Walk<'_> {
             entry: Some(entry.to_path_buf()),
             sandbox: Some(rec.sandbox),
             tools: Vec::new(),
+            outcome: None,
             executors: executors(&rec.timing.remote),
             children,
         })
@@ -316,6 +325,22 @@ fn recipe_node(rec: &BuildRecord) -> Node {
     n
 }
 
+/// What the target's fixed-output steps fetched, one node per step: its
+/// pin (`params.vendor_hash`) as the name, its command as the source, the
+/// pinned NAR hash, and whether this build fetched it or reused it.
+fn download_nodes(rec: &BuildRecord) -> Vec<Node> {
+    rec.execs
+        .iter()
+        .filter_map(|e| {
+            let f = e.fixed_output.as_ref()?;
+            let mut n = Node::leaf(NodeKind::Download, &f.pin, &e.argv.join(" "), f.hash);
+            n.hash_of = Some(HashOf::Tree);
+            n.outcome = Some(f.outcome);
+            Some(n)
+        })
+        .collect()
+}
+
 /// The Go binaries in `entry`, each with the modules `go version -m` lists.
 fn go_binary_nodes(entry: &Path) -> Result<Vec<Node>, AuditError> {
     let mut nodes = Vec::new();
@@ -346,6 +371,7 @@ fn go_binary_nodes(entry: &Path) -> Result<Vec<Node>, AuditError> {
                 entry: None,
                 sandbox: None,
                 tools: Vec::new(),
+                outcome: None,
                 executors: Vec::new(),
                 children: Vec::new(),
             })
@@ -390,6 +416,7 @@ impl Node {
             entry: None,
             sandbox: None,
             tools: Vec::new(),
+            outcome: None,
             executors: Vec::new(),
             children: Vec::new(),
         }

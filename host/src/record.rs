@@ -188,6 +188,48 @@ pub struct ExecRecord {
     /// Where the step ran when not here; moved to `timing` like the duration.
     #[serde(skip)]
     pub placement: Option<crate::executor::Placement>,
+    /// A fixed-output step (a download pinned by hash): its pin, and
+    /// whether this build ran it or reused what an earlier one fetched.
+    /// A reused step ran no tool: no network, no exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_output: Option<FixedOutputUse>,
+}
+
+impl ExecRecord {
+    /// Whether a tool ran for this step (a reused download ran none).
+    pub fn ran(&self) -> bool {
+        self.fixed_output
+            .as_ref()
+            .is_none_or(|f| f.outcome != FetchOutcome::Reused)
+    }
+}
+
+/// What a fixed-output step was pinned to and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixedOutputUse {
+    /// Where kiln.toml pins it: `params.vendor_hash`, `output_hash`.
+    pub pin: String,
+    pub hash: Sha256Hash,
+    pub outcome: FetchOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FetchOutcome {
+    /// The step ran with network and what it fetched matched the pin.
+    Fetched,
+    /// What an earlier build fetched for the same pin and fetch-key files
+    /// was taken from the store; the step did not run.
+    Reused,
+}
+
+impl FetchOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchOutcome::Fetched => "fetched",
+            FetchOutcome::Reused => "reused from the store",
+        }
+    }
 }
 
 /// How a cache was used by one build: part of the record's `timing`

@@ -442,8 +442,47 @@ fn learn_vendor_hash() -> String {
 
 #[test]
 fn an_edit_reuses_the_module_download_and_a_go_sum_change_fetches_again() {
-    let p = module_with_dependency(Some(&learn_vendor_hash()));
+    let hash = learn_vendor_hash();
+    let p = module_with_dependency(Some(&hash));
     p.kiln(&["build"]).ok();
+    // The record and the audit say what happened, in a reader's words.
+    let download = |rec: &serde_json::Value| -> serde_json::Value {
+        rec["execs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| !e["fixed_output"].is_null())
+            .cloned()
+            .unwrap_or_else(|| panic!("no fixed-output step in {rec}"))
+    };
+    let first = download(&record_of(&p, "result"));
+    assert_eq!(first["fixed_output"]["outcome"], "fetched", "{first}");
+    assert_eq!(first["fixed_output"]["pin"], "params.vendor_hash");
+    assert_eq!(first["network"], true);
+    assert_eq!(first["exit_code"], 0);
+    let tree = p.kiln(&["audit", "app"]).ok().stdout;
+    assert!(
+        tree.contains("download params.vendor_hash") && tree.contains("(fetched)"),
+        "{tree}"
+    );
+    assert!(tree.contains(&hash), "{tree}");
+    // Provenance names the download (a dependency pinned by hash) and each proxy file with its input.
+    p.kiln(&["audit", "app", "--provenance", "prov.json"]).ok();
+    let prov: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path("prov.json")).unwrap()).unwrap();
+    let deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = deps.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert!(
+        names.contains(&"app/proxy/example.com/greet/@v/v1.0.0.zip"),
+        "{names:?}"
+    );
+    assert!(
+        deps.iter()
+            .any(|d| d["uri"] == "kiln:fixed-output/params.vendor_hash"),
+        "{names:?}"
+    );
     // Take the proxy away: a download from now on fails.
     std::fs::remove_dir_all(p.path("proxy/example.com")).unwrap();
     // An edit to a .go file: the download is reused, no fixed-output step runs.
@@ -461,6 +500,14 @@ fn an_edit_reuses_the_module_download_and_a_go_sum_change_fetches_again() {
         rec["timing"]["fetches_reused"][0], "params.vendor_hash",
         "{rec}"
     );
+    // Reused: no tool ran, no network was used, no exit code.
+    let reused = download(&rec);
+    assert_eq!(reused["fixed_output"]["outcome"], "reused", "{reused}");
+    assert_eq!(reused["network"], false);
+    assert!(reused["exit_code"].is_null(), "{reused}");
+    let tree = p.kiln(&["audit", "app"]).ok().stdout;
+    assert!(tree.contains("(reused from the store)"), "{tree}");
+
     // A go.sum change runs the step again: here it fails, the proxy is gone.
     let sum = std::fs::read_to_string(p.path("app/go.sum")).unwrap();
     p.write("app/go.sum", &format!("{sum}\n"));

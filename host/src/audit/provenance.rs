@@ -146,14 +146,21 @@ fn dependencies(n: &Node, prefix: &str, out: &mut Vec<Value>, seen: &mut BTreeSe
                 "uri": file_uri(&c.source, ""),
                 "digest": digest(&c.hash, is_tree(c)),
             })),
+            // Named with the input it belongs to (`app/proxy/…`).
             NodeKind::File if !c.hash.is_empty() => Some(json!({
-                "name": name,
+                "name": format!("{prefix}/{}/{}", n.name, c.name),
                 "uri": file_uri(&n.source, &c.name),
                 "digest": digest(&c.hash, false),
             })),
             NodeKind::Target => Some(json!({
                 "name": name,
                 "uri": format!("kiln:target/{}", c.source),
+                "digest": digest(&c.hash, true),
+            })),
+            // Pinned by hash in kiln.toml, whoever fetched it.
+            NodeKind::Download => Some(json!({
+                "name": format!("{prefix}/download {}", c.name),
+                "uri": format!("kiln:fixed-output/{}", c.name),
                 "digest": digest(&c.hash, true),
             })),
             NodeKind::GoModule => {

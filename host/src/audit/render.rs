@@ -36,6 +36,9 @@ pub fn render(root: &Node) -> String {
             if !c.hash.is_empty() {
                 line.push_str(&format!("  {}", c.hash));
             }
+            if let Some(o) = c.outcome {
+                line.push_str(&format!("  ({})", o.as_str()));
+            }
             if let Some(s) = &c.sandbox
                 && *s != SandboxMode::Hermetic
             {

@@ -11,6 +11,7 @@ fn node(kind: NodeKind, name: &str, hash: &str, children: Vec<Node>) -> Node {
         entry: None,
         sandbox: None,
         tools: Vec::new(),
+        outcome: None,
         executors: Vec::new(),
         children,
     }

@@ -103,7 +103,11 @@ fn input_record(store: &Store, i: &ResolvedInput) -> Result<InputRecord, BuildEr
 /// hash of the input holding it.
 fn tool_records(execs: &[ExecRecord], inputs: &[ResolvedInput]) -> Vec<ToolRecord> {
     let mut tools: Vec<ToolRecord> = Vec::new();
-    for program in execs.iter().filter_map(|e| e.argv.first()) {
+    for program in execs
+        .iter()
+        .filter(|e| e.ran())
+        .filter_map(|e| e.argv.first())
+    {
         let Some(input) = program
             .strip_prefix("/inputs/")
             .and_then(|p| p.split('/').next())

@@ -192,6 +192,7 @@ impl HostState {
             stderr_bytes: out.stderr.len(),
             duration_ms: out.duration.as_millis() as u64,
             placement,
+            fixed_output: None,
         });
     }
 }

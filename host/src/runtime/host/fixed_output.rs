@@ -15,7 +15,7 @@ use super::super::budget::Stop;
 use super::super::guest_fs::measure_tool_dirs;
 use super::HostState;
 use super::paths::resolve_new_dir;
-use crate::record::ExecRecord;
+use crate::record::{ExecRecord, FetchOutcome, FixedOutputUse};
 use crate::sandbox::{Network, SandboxSpec, policy};
 
 /// A fixed-output step about to run: where it writes and what kiln.toml pins.
@@ -55,19 +55,26 @@ impl HostState {
             Err(e) => return Ok(Err(e)),
         };
         if let Some(note) = self.reuse_fixed_output(&fetch) {
+            // The step as planned, saying it did not run: no network was
+            // used and no tool exited.
             self.report().execs.push(ExecRecord {
                 argv: std::iter::once(spec.program.clone())
                     .chain(spec.args.iter().cloned())
                     .collect(),
                 env: spec.env.clone(),
                 cwd: spec.cwd.clone(),
-                network: true,
-                exit_code: Some(0),
+                network: false,
+                exit_code: None,
                 signal: None,
                 stdout_bytes: 0,
                 stderr_bytes: 0,
                 duration_ms: 0,
                 placement: None,
+                fixed_output: fetch.pin.map(|hash| FixedOutputUse {
+                    pin: fetch.setting.clone(),
+                    hash,
+                    outcome: FetchOutcome::Reused,
+                }),
             });
             self.check_disk(false)?;
             return Ok(Ok(tool_exec::Output {
@@ -86,6 +93,7 @@ impl HostState {
                 Ok(FixedOutputVerdict::Discarded(String::new()))
             }
         };
+        let mut kept = false;
         let note = match verdict {
             // Recorded like every run, then the build stops.
             Err(e) => {
@@ -96,12 +104,23 @@ impl HostState {
             }
             Ok(FixedOutputVerdict::Kept) => {
                 self.keep_fixed_output(&fetch);
+                kept = true;
                 None
             }
             Ok(FixedOutputVerdict::Discarded(note)) if !note.is_empty() => Some(note),
             Ok(FixedOutputVerdict::Discarded(_)) => None,
         };
+        let ran_from = self.report().execs.len();
         let out = self.finish(&spec, result, note)?;
+        if let (true, Some(hash), Some(e)) =
+            (kept, fetch.pin, self.report().execs.get_mut(ran_from))
+        {
+            e.fixed_output = Some(FixedOutputUse {
+                pin: fetch.setting.clone(),
+                hash,
+                outcome: FetchOutcome::Fetched,
+            });
+        }
         self.check_disk(false)?;
         Ok(out)
     }
