@@ -415,8 +415,14 @@ fn module_with_dependency(hash: Option<&str>) -> Project {
     p
 }
 
-/// The vendor_hash of [`module_with_dependency`], learnt as a user would.
+/// The vendor_hash of [`module_with_dependency`], learnt as a user would
+/// (once per test run: it is the same every time).
 fn learn_vendor_hash() -> String {
+    static ONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ONCE.get_or_init(learn_vendor_hash_once).clone()
+}
+
+fn learn_vendor_hash_once() -> String {
     // Without vendor_hash the download gets no network, and the error says
     // how to learn the hash.
     let p = module_with_dependency(None);
@@ -513,6 +519,37 @@ fn an_edit_reuses_the_module_download_and_a_go_sum_change_fetches_again() {
     p.write("app/go.sum", &format!("{sum}\n"));
     p.kiln(&["build"])
         .fails_with("downloading the module's dependencies");
+}
+
+/// Go's raw complaints about go.sum and go.mod (it cannot write them: the
+/// source is read-only) come with the fix: `go mod tidy`.
+#[test]
+fn an_incomplete_go_sum_or_go_mod_says_run_go_mod_tidy() {
+    // go.sum lacks the dependency's lines: the download step says so.
+    let p = module_with_dependency(Some(&learn_vendor_hash()));
+    p.write("app/go.sum", "");
+    let r = p.kiln(&["build"]).fails_with("go.sum is incomplete");
+    assert!(r.stderr.contains("run `go mod tidy`"), "{}", r.stderr);
+    // An import no requirement provides: go.mod needs updating.
+    let p = Project::new();
+    p.write("go.mod", "module example.com/t\n\ngo 1.22\n");
+    p.write(
+        "main.go",
+        "package main\n\nimport \"example.com/nowhere\"\n\nfunc main() { nowhere.Go() }\n",
+    );
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = \"go\"\ninputs.src = {{ path = \".\" }}\n{}params.check = false\n",
+            go_input()
+        ),
+    );
+    let r = p.kiln(&["build"]).fails_with("run `go mod tidy`");
+    assert!(
+        r.stderr.contains("cannot find module providing package example.com/nowhere"),
+        "Go's own words are kept: {}",
+        r.stderr
+    );
 }
 
 #[test]

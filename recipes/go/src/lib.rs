@@ -219,12 +219,12 @@ impl Module {
         }
         .output()?;
         if !test.success() {
-            return Err(Error::msg(format!(
+            return go_sum_hint(Err(Error::msg(format!(
                 "go test failed for module {} (set check = false to skip tests):\n{}{}",
                 self.path,
                 test.stdout_str(),
                 test.stderr_str()
-            )));
+            ))));
         }
         info!("go test passed");
         Ok(())
@@ -269,9 +269,9 @@ impl Module {
             outs.push((out, env));
         }
         if builds.len() == 1 {
-            builds[0].run()?;
+            go_sum_hint(builds[0].run())?;
         } else {
-            Command::run_all(&builds)?;
+            go_sum_hint(Command::run_all(&builds))?;
         }
         for (out, env) in &outs {
             let names = record_buildinfo(&self.go, env, out, p.version.as_deref())?;
@@ -483,14 +483,36 @@ fn download_modules(
         .into_iter()
         .filter(|f| f.is_file())
         .map(|f| f.to_string_lossy().into_owned());
-    Command::new(go.clone())
+    let download = Command::new(go.clone())
         .args(["mod", "download", "-x"])
         .envs(env.iter().cloned())
         .cwd(module_dir.to_string_lossy())
         .fixed_output(FixedOutput::new(MOD_FETCH, "params.vendor_hash").fetch_key(key_files))
-        .run()
-        .context("downloading the module's dependencies")?;
+        .run();
+    go_sum_hint(download).context("downloading the module's dependencies")?;
     Ok(())
+}
+
+/// What Go says when go.mod or go.sum lacks what the build needs; kiln's
+/// source is read-only, so Go cannot add it itself.
+const GO_SUM_COMPLAINTS: &[&str] = &[
+    "missing go.sum entry",
+    "go: updating go.sum",
+    "updates to go.sum needed",
+    "updates to go.mod needed",
+    "no required module provides package",
+    "cannot find module providing package",
+];
+
+/// `r`, with Go's raw complaint about an incomplete go.sum (or go.mod)
+/// explained first: the fix is `go mod tidy`, run where Go can write.
+fn go_sum_hint<T>(r: Result<T>) -> Result<T> {
+    match r {
+        Err(e) if GO_SUM_COMPLAINTS.iter().any(|c| e.to_string().contains(c)) => Err(e).context(
+            "go.sum is incomplete (or go.mod needs updating): run `go mod tidy` in the module's directory and commit go.mod and go.sum. kiln builds from a read-only copy of your source, so Go cannot add the missing lines itself. Go said",
+        ),
+        r => r,
+    }
 }
 
 fn module_path(go_mod: &str) -> Option<String> {
