@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use crate::support::{Dockerd, Project, go_input, hello_project, podman, record_of, run};
+use crate::support::{
+    Dockerd, Project, go_input, greet_proxy, hello_project, podman, record_of, run,
+};
 
 #[test]
 fn hello_builds_a_static_binary_and_an_image_that_runs() {
@@ -342,65 +344,15 @@ fn a_dynamically_linked_entrypoint_without_its_loader_is_refused() {
         .fails_with("is dynamically linked and needs its interpreter /lib64/ld-linux-x86-64.so.2");
 }
 
-/// Go's dirhash "h1:" of files (name, content), as go.sum records them.
-fn h1(files: &[(&str, &str)]) -> String {
-    let mut sorted = files.to_vec();
-    sorted.sort();
-    let summary: String = sorted
-        .iter()
-        .map(|(name, data)| {
-            format!(
-                "{}  {name}\n",
-                kiln_core::hash::Sha256Hash::of_bytes(data.as_bytes()).to_hex()
-            )
-        })
-        .collect();
-    let sri = kiln_core::hash::Sha256Hash::of_bytes(summary.as_bytes()).to_sri();
-    format!("h1:{}", sri.trim_start_matches("sha256-"))
-}
-
 /// A module depending on example.com/greet, served from a GOPROXY directory
 /// the test writes, with `vendor_hash` = `hash`.
 fn module_with_dependency(hash: Option<&str>) -> Project {
-    use std::io::Write;
     let p = Project::new();
-    let gomod = "module example.com/greet\n\ngo 1.22\n";
-    let code = "package greet\n\nfunc Hello() string { return \"hello from a dependency\" }\n";
-    let dir = "proxy/example.com/greet/@v";
-    p.write(&format!("{dir}/list"), "v1.0.0\n");
-    p.write(
-        &format!("{dir}/v1.0.0.info"),
-        "{\"Version\":\"v1.0.0\",\"Time\":\"2020-01-01T00:00:00Z\"}\n",
-    );
-    p.write(&format!("{dir}/v1.0.0.mod"), gomod);
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let files = [
-        ("example.com/greet@v1.0.0/go.mod", gomod),
-        ("example.com/greet@v1.0.0/greet.go", code),
-    ];
-    for (name, data) in files {
-        zip.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        zip.write_all(data.as_bytes()).unwrap();
-    }
-    std::fs::write(
-        p.path(&format!("{dir}/v1.0.0.zip")),
-        zip.finish().unwrap().into_inner(),
-    )
-    .unwrap();
-
     p.write(
         "app/go.mod",
         "module example.com/app\n\ngo 1.22\n\nrequire example.com/greet v1.0.0\n",
     );
-    p.write(
-        "app/go.sum",
-        &format!(
-            "example.com/greet v1.0.0 {}\nexample.com/greet v1.0.0/go.mod {}\n",
-            h1(&files),
-            h1(&[("go.mod", gomod)])
-        ),
-    );
+    p.write("app/go.sum", &greet_proxy(&p, "proxy"));
     p.write("app/main.go", "package main\n\nimport (\"fmt\"; \"example.com/greet\")\n\nfunc main() { fmt.Println(greet.Hello()) }\n");
     let vendor_hash = hash
         .map(|h| format!(", vendor_hash = \"{h}\""))
@@ -546,7 +498,8 @@ fn an_incomplete_go_sum_or_go_mod_says_run_go_mod_tidy() {
     );
     let r = p.kiln(&["build"]).fails_with("run `go mod tidy`");
     assert!(
-        r.stderr.contains("cannot find module providing package example.com/nowhere"),
+        r.stderr
+            .contains("cannot find module providing package example.com/nowhere"),
         "Go's own words are kept: {}",
         r.stderr
     );

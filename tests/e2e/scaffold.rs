@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::support::{GO_HASH, Project, go_wheel_url, nested_cargo, podman, run};
+use crate::support::{GO_HASH, Project, go_wheel_url, greet_proxy, nested_cargo, podman, run};
 
 #[test]
 fn a_new_recipe_passes_its_own_cargo_test_through_kiln_recipe_test() {
@@ -129,6 +129,94 @@ fn kiln_init_in_a_go_module_builds_an_image_that_runs() {
     empty
         .kiln(&["init"])
         .fails_with("no main package in module example.com/lib");
+}
+
+/// A module with requirements, its modules in a GOPROXY directory as the
+/// user's environment says: init sets up the input and the download, says
+/// the one next command, and following its output literally builds an
+/// image that runs.
+#[test]
+fn kiln_init_in_a_module_with_requirements_sets_up_the_download_and_says_what_next() {
+    let p = Project::new();
+    p.write(
+        "go.mod",
+        "module example.com/app\n\ngo 1.22\n\nrequire (\n\texample.com/greet v1.0.0 // the greeting\n)\n",
+    );
+    p.write("go.sum", &greet_proxy(&p, "third_party/proxy"));
+    p.write("main.go", "package main\n\nimport (\"fmt\"; \"example.com/greet\")\n\nfunc main() { fmt.Println(greet.Hello()) }\n");
+    let proxy = format!("file://{}", p.path("third_party/proxy").display());
+    let init = run(p
+        .command(&["init", "--go-url", &go_wheel_url(), "--go-hash", GO_HASH])
+        .env("GOPROXY", format!("{proxy},off"))
+        .output()
+        .unwrap())
+    .ok();
+    assert!(
+        init.stderr
+            .contains("its 1 required module(s) come from the GOPROXY directory third_party/proxy"),
+        "{}",
+        init.stderr
+    );
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    for line in [
+        "inputs.src = { path = \".\", exclude = [\"/third_party/proxy\"] }",
+        "inputs.proxy = { path = \"third_party/proxy\" }",
+        "params.goproxy = \"file:///inputs/proxy\"",
+        "# params.vendor_hash = \"sha256-…\"",
+    ] {
+        assert!(toml.contains(line), "no {line:?} in:\n{toml}");
+    }
+    // The printed commands, in order, word for word.
+    let commands: Vec<&str> = init
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "kiln build --fetch-unpinned app",
+            "kiln build image && podman load -i result/image.tar"
+        ],
+        "{}",
+        init.stderr
+    );
+    let args: Vec<&str> = commands[0].split(' ').skip(1).collect();
+    let learnt = p.kiln(&args).ok();
+    let line = learnt
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("params.vendor_hash = \"sha256-"))
+        .unwrap_or_else(|| panic!("no line to paste in: {}", learnt.stdout))
+        .to_string();
+    // Put in place of the comment, as kiln.toml says.
+    p.write(
+        "kiln.toml",
+        &toml.replace("# params.vendor_hash = \"sha256-…\"", &line),
+    );
+    p.kiln(&["build", "image"]).ok();
+    podman(&["load", "-i", p.path("result/image.tar").to_str().unwrap()]).ok();
+    let ran = podman(&["run", "--rm", "app:kiln"]).ok();
+    assert_eq!(ran.stdout, "hello from a dependency\n");
+    let _ = podman(&["rmi", "-f", "app:kiln"]);
+
+    // Vendored: nothing to download, and init says so.
+    let v = Project::new();
+    v.write(
+        "go.mod",
+        "module example.com/v\n\ngo 1.22\n\nrequire example.com/greet v1.0.0\n",
+    );
+    v.write(
+        "vendor/modules.txt",
+        "# example.com/greet v1.0.0\n## explicit\nexample.com/greet\n",
+    );
+    v.write("main.go", "package main\n\nfunc main() {}\n");
+    let init = v
+        .kiln(&["init", "--go-url", &go_wheel_url(), "--go-hash", GO_HASH])
+        .ok();
+    assert!(init.stderr.contains("vendored"), "{}", init.stderr);
+    let toml = std::fs::read_to_string(v.path("kiln.toml")).unwrap();
+    assert!(!toml.contains("vendor_hash"), "{toml}");
 }
 
 #[test]

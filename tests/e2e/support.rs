@@ -466,3 +466,57 @@ pub fn wait_or_kill(child: &mut Child, grace: Duration) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Go's dirhash "h1:" of files (name, content), as go.sum records them.
+pub fn h1(files: &[(&str, &str)]) -> String {
+    let mut sorted = files.to_vec();
+    sorted.sort();
+    let summary: String = sorted
+        .iter()
+        .map(|(name, data)| {
+            format!(
+                "{}  {name}\n",
+                kiln_core::hash::Sha256Hash::of_bytes(data.as_bytes()).to_hex()
+            )
+        })
+        .collect();
+    let sri = kiln_core::hash::Sha256Hash::of_bytes(summary.as_bytes()).to_sri();
+    format!("h1:{}", sri.trim_start_matches("sha256-"))
+}
+
+/// A GOPROXY directory `proxy` in the project serving example.com/greet
+/// v1.0.0 (`Hello()` says "hello from a dependency"); returns the go.sum
+/// lines a module requiring it needs.
+pub fn greet_proxy(p: &Project, proxy: &str) -> String {
+    use std::io::Write;
+    let gomod = "module example.com/greet\n\ngo 1.22\n";
+    let code = "package greet\n\nfunc Hello() string { return \"hello from a dependency\" }\n";
+    let dir = format!("{proxy}/example.com/greet/@v");
+    p.write(&format!("{dir}/list"), "v1.0.0\n");
+    p.write(
+        &format!("{dir}/v1.0.0.info"),
+        "{\"Version\":\"v1.0.0\",\"Time\":\"2020-01-01T00:00:00Z\"}\n",
+    );
+    p.write(&format!("{dir}/v1.0.0.mod"), gomod);
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let files = [
+        ("example.com/greet@v1.0.0/go.mod", gomod),
+        ("example.com/greet@v1.0.0/greet.go", code),
+    ];
+    for (name, data) in files {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(data.as_bytes()).unwrap();
+    }
+    std::fs::write(
+        p.path(&format!("{dir}/v1.0.0.zip")),
+        zip.finish().unwrap().into_inner(),
+    )
+    .unwrap();
+
+    format!(
+        "example.com/greet v1.0.0 {}\nexample.com/greet v1.0.0/go.mod {}\n",
+        h1(&files),
+        h1(&[("go.mod", gomod)])
+    )
+}

@@ -163,7 +163,8 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
         );
     }
     let name = target_name(mains.first().map_or(&module, |m| &m.binary));
-    let text = render_init(&name, &mains, &a.go_url, &a.go_hash);
+    let deps = dependencies(&root, &go_mod)?;
+    let text = render_init(&name, &mains, &deps, &a.go_url, &a.go_hash);
     // A workspace above is joined; whether it can be is known before
     // anything is written.
     let join = crate::cli::project::plan_join(&root)?;
@@ -182,10 +183,35 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
     if !quiet {
         let list: Vec<String> = mains.iter().map(|m| format!("./{}", m.dir)).collect();
         errln!(
-            "wrote kiln.toml: target {name} builds {} with Go (pinned), target image puts /bin/{} in an image\n  kiln build image && podman load -i result/image.tar",
+            "wrote kiln.toml: target {name} builds {} with Go (pinned), target image puts /bin/{} in an image",
             list.join(" "),
             mains[0].binary
         );
+        match &deps {
+            Deps::Download { count, proxy } => {
+                match proxy {
+                    Some(Proxy::Dir(rel)) => errln!(
+                        "its {count} required module(s) come from the GOPROXY directory {rel} (input proxy)"
+                    ),
+                    Some(Proxy::Url(url)) => {
+                        errln!("its {count} required module(s) come from GOPROXY {url}")
+                    }
+                    Some(Proxy::Outside(dir)) => errln!(
+                        "warning: GOPROXY points at {} outside the module, which a build may not read: copy it into the module and set inputs.proxy and params.goproxy as docs/recipes/go.md says",
+                        dir.display()
+                    ),
+                    None => {
+                        errln!("its {count} required module(s) come from https://proxy.golang.org")
+                    }
+                }
+                errln!(
+                    "next, download them once and learn their hash (it prints the params.vendor_hash line to put in kiln.toml):\n  kiln build --fetch-unpinned {name}\nthen:"
+                );
+            }
+            Deps::Vendored => errln!("its dependencies are vendored (vendor/): no download"),
+            Deps::None => {}
+        }
+        errln!("  kiln build image && podman load -i result/image.tar");
         match &join {
             Some(j) if j.adds() => errln!(
                 "added \"{}\" to [workspace] members in {}: its targets are {}:{name} and {}:image",
@@ -210,7 +236,116 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
 const CERTIFI_URL: &str = "https://files.pythonhosted.org/packages/7a/3e/9ddb6d78c2ffd17604c05745f553614bfbecd2cc6741bbaa5181bc8b2496/certifi-2026.10.19.post1-py3-none-any.whl";
 const CERTIFI_HASH: &str = "sha256-9QakUjTUm6aohW4muNplwknJE/cL1m8LHSY/iq42TUI=";
 
-fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -> String {
+/// How the module gets its dependencies, as init sees it.
+#[derive(Debug, PartialEq, Eq)]
+enum Deps {
+    /// go.mod requires nothing.
+    None,
+    /// `vendor/modules.txt` is there: Go builds from vendor/.
+    Vendored,
+    /// `count` requirements, downloaded by the go recipe's pinned step.
+    Download { count: usize, proxy: Option<Proxy> },
+}
+
+/// Where the environment's `GOPROXY` says modules come from, when not the
+/// default.
+#[derive(Debug, PartialEq, Eq)]
+enum Proxy {
+    /// A `file://` proxy inside the module, relative to it.
+    Dir(String),
+    /// A `file://` proxy outside: a build may not read it.
+    Outside(PathBuf),
+    /// Another https:// proxy.
+    Url(String),
+}
+
+/// The module's dependencies: its go.mod's `require`s, `vendor/`, and a
+/// `GOPROXY` in init's environment.
+fn dependencies(root: &Path, go_mod: &str) -> anyhow::Result<Deps> {
+    let count = requirements(go_mod);
+    if count == 0 {
+        return Ok(Deps::None);
+    }
+    if root.join("vendor/modules.txt").is_file() {
+        return Ok(Deps::Vendored);
+    }
+    let first = std::env::var("GOPROXY").unwrap_or_default();
+    let first = first
+        .split([',', '|'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let proxy = if let Some(dir) = first.strip_prefix("file://") {
+        let dir = fs::canonicalize(dir).with_context(|| format!("GOPROXY={first}"))?;
+        let base = fs::canonicalize(root)?;
+        match dir.strip_prefix(&base) {
+            Ok(rel) if !rel.as_os_str().is_empty() => Some(Proxy::Dir(path_text(rel)?)),
+            _ => Some(Proxy::Outside(dir)),
+        }
+    } else if first.starts_with("https://") && first != "https://proxy.golang.org" {
+        representable(&first, "GOPROXY")?;
+        Some(Proxy::Url(first))
+    } else {
+        None
+    };
+    Ok(Deps::Download { count, proxy })
+}
+
+/// How many modules go.mod requires (`require x v` lines and the lines of
+/// `require ( … )` blocks).
+fn requirements(go_mod: &str) -> usize {
+    let mut count = 0;
+    let mut in_block = false;
+    for line in go_mod.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        if in_block {
+            if line == ")" {
+                in_block = false;
+            } else if !line.is_empty() {
+                count += 1;
+            }
+        } else if let Some(rest) = line.strip_prefix("require") {
+            let rest = rest.trim();
+            if rest == "(" {
+                in_block = true;
+            } else if !rest.is_empty() && line.starts_with("require ") {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// The [target.NAME] lines for the module's dependencies.
+fn deps_lines(name: &str, deps: &Deps) -> String {
+    let Deps::Download { count, proxy } = deps else {
+        return String::new();
+    };
+    let mut out = String::new();
+    match proxy {
+        Some(Proxy::Dir(rel)) => out.push_str(&format!(
+            "# Modules come from the GOPROXY directory init found, as an input.\ninputs.proxy = {{ path = {} }}\nparams.goproxy = \"file:///inputs/proxy\"\n",
+            toml_string(rel)
+        )),
+        Some(Proxy::Url(url)) => {
+            out.push_str(&format!("params.goproxy = {}\n", toml_string(url)))
+        }
+        Some(Proxy::Outside(_)) | None => {}
+    }
+    out.push_str(&format!(
+        "# go.mod requires {count} module(s). The go recipe downloads them in one step,\n# the only one with network, and keeps what it fetched only if it hashes to\n# vendor_hash. `kiln build --fetch-unpinned {name}` runs that step once and\n# prints the line to put here in place of this one:\n# params.vendor_hash = \"sha256-…\"\n"
+    ));
+    out
+}
+
+fn render_init(
+    name: &str,
+    mains: &[MainPackage],
+    deps: &Deps,
+    go_url: &str,
+    go_hash: &str,
+) -> String {
     // Every string from outside (directory and binary names, the URL and
     // hash flags) is written by the toml crate; `name` is [A-Za-z0-9_-].
     let q = toml_string;
@@ -246,10 +381,10 @@ fn render_init(name: &str, mains: &[MainPackage], go_url: &str, go_hash: &str) -
 # output) after `go test ./...` passes. The toolchain is pinned by its hash.
 [target.{name}]
 recipe = "go"
-inputs.src = {{ path = "." }}
+inputs.src = {{ path = "."{src_exclude} }}
 inputs.go = {{ url = {go_url}, unpack = true, hash = {go_hash} }}
 params.packages = [{packages}]
-
+{deps}
 # A single-layer image holding the binaries: `kiln build image` links
 # ./result to it, with result/image.tar for `docker load` / `podman load`
 # and result/oci/ for registries.
@@ -275,6 +410,14 @@ params.directories = [{{ path = "/tmp", mode = "1777" }}]
         go_url = q(go_url),
         go_hash = q(go_hash),
         quoted_name = q(name),
+        deps = deps_lines(name, deps),
+        src_exclude = match deps {
+            Deps::Download {
+                proxy: Some(Proxy::Dir(rel)),
+                ..
+            } => format!(", exclude = [{}]", q(&format!("/{rel}"))),
+            _ => String::new(),
+        },
     )
 }
 
@@ -445,6 +588,7 @@ mod tests {
         let text = render_init(
             "tool",
             &mains,
+            &Deps::None,
             "file:///go.whl",
             crate::recipes::GO_TOOLCHAIN_HASH,
         );
@@ -458,6 +602,13 @@ mod tests {
     }
 
     #[test]
+    fn requirements_are_counted_in_lines_and_blocks() {
+        let go_mod = "module m\n\nrequire a.com/x v1.0.0\nrequire (\n\tb.com/y v1.0.0 // indirect\n\n\tc.com/z v0.1.0\n)\n// require d.com/w v1\nrequired_x v1\n";
+        assert_eq!(super::requirements(go_mod), 3);
+        assert_eq!(super::requirements("module m\n\ngo 1.22\n"), 0);
+    }
+
+    #[test]
     fn a_name_cannot_add_a_key_or_a_table() {
         // A directory named to close the string and start a table.
         let evil = "x\" }]\n[target.pwn]\nrecipe = \"go";
@@ -465,9 +616,15 @@ mod tests {
             dir: format!("cmd/{evil}"),
             binary: evil.to_string(),
         }];
+        // And a GOPROXY directory named the same way.
+        let deps = Deps::Download {
+            count: 1,
+            proxy: Some(Proxy::Dir(evil.to_string())),
+        };
         let text = render_init(
             "tool",
             &mains,
+            &deps,
             "file:///go.whl\"\nx = \"1",
             crate::recipes::GO_TOOLCHAIN_HASH,
         );
@@ -479,6 +636,10 @@ mod tests {
         assert_eq!(
             v["target"]["image"]["params"]["entrypoint"][0].as_str(),
             Some(format!("/bin/{evil}").as_str())
+        );
+        assert_eq!(
+            v["target"]["tool"]["inputs"]["proxy"]["path"].as_str(),
+            Some(evil)
         );
         // A control character is refused by name.
         assert!(representable("a\u{1b}[2J", "binary name").is_err());
