@@ -42,7 +42,8 @@ fn main() -> anyhow::Result<()> {
             sandbox: SandboxMode::Hermetic,
             executor: kiln::executor::Executor::Local(SandboxMode::Hermetic),
             output_hash: None,
-            fetch_unpinned: false,
+            unpinned: kiln::runtime::Unpinned::Deny,
+            locked_settings: Vec::new(),
             reporter: kiln::report::Reporter::silent(),
             caches: kiln::runtime::ToolCachePlan::Fresh {
                 dir: dir.join("caches"),

@@ -159,6 +159,11 @@ struct Job<'a> {
     recipe: Recipe,
     inputs: Vec<ResolvedInput>,
     key: BuildKey,
+    /// The params the recipe sees: kiln.toml's, with kiln.lock's
+    /// fixed-output pins filled in ([`Pins::params`]).
+    params: serde_json::Value,
+    /// The settings whose pin came from kiln.lock.
+    locked_settings: Vec<String>,
 }
 
 /// A target's recipe, read and hashed.
@@ -343,6 +348,61 @@ impl<'a> Builder<'a> {
         self.save_lock()
     }
 
+    /// Pin in kiln.lock what the fixed-output steps (downloads such as the
+    /// go recipe's `go mod download`) of `names` fetch where neither
+    /// kiln.toml nor kiln.lock pins it: each target's recipe runs its
+    /// downloads, with network, and is stopped at its first other tool
+    /// step. What they fetched is kept, so the next build reuses it.
+    /// Targets whose output is stored need nothing; targets that read
+    /// other targets' outputs are not run (their pins come from `kiln
+    /// build --fetch-unpinned`). Returns what was pinned: target, setting,
+    /// hash.
+    pub fn lock_fetches(
+        &mut self,
+        names: &[String],
+    ) -> Result<Vec<(String, String, Sha256Hash)>, BuildError> {
+        let mut pinned = Vec::new();
+        let targets: Vec<&Target> = self.ctx.manifest.build_order(names)?;
+        for t in targets {
+            if t.inputs
+                .values()
+                .any(|i| matches!(i.source, kiln_core::manifest::Source::Target(_)))
+            {
+                continue;
+            }
+            let mut job = self.ctx.prepare(t, &mut self.pins, &self.built)?;
+            if self.ctx.stored(&job).is_some() {
+                continue;
+            }
+            self.ctx.materialize(t, &mut job.inputs)?;
+            let steps = match self.ctx.run_as(&job, false, crate::runtime::Unpinned::Pin) {
+                Ok((_staging, record)) => record
+                    .execs
+                    .into_iter()
+                    .filter_map(|e| e.fixed_output)
+                    .collect(),
+                Err(BuildError::Recipe(crate::runtime::RecipeError::StoppedForLock {
+                    pins,
+                    ..
+                })) => pins,
+                Err(e) => return Err(e),
+            };
+            for step in steps {
+                let key = step.pin.strip_prefix(pins::FETCH_PIN_PREFIX);
+                // kiln.toml's own pin is the user's: never copied to kiln.lock.
+                if key.is_none_or(|k| t.params.get(k).is_some()) {
+                    continue;
+                }
+                if self.pins.lock.get(&t.name, &step.pin) != Some(step.hash) {
+                    self.pins.pin_fetch(t, &step.pin, step.hash)?;
+                    pinned.push((t.name.clone(), step.pin, step.hash));
+                }
+            }
+        }
+        self.save_lock()?;
+        Ok(pinned)
+    }
+
     /// Forget pins before `lock_inputs` re-pins them (`kiln lock --update`).
     pub fn forget_pins(&mut self, input: Option<&str>) {
         self.pins.lock.forget(input);
@@ -519,9 +579,10 @@ impl<'a> Ctx<'a> {
         for input in t.inputs.values() {
             resolved.push(inputs::resolve(self, pins, built, t, input)?);
         }
+        let (params, locked_settings) = pins.params(t);
         let key = KeyMaterial {
             recipe: recipe.hash,
-            params: &t.params,
+            params: &params,
             inputs: resolved.iter().map(|r| (r.name.as_str(), r.hash)).collect(),
             sandbox: self.opts.sandbox.as_str(),
             source_date_epoch: self.opts.source_date_epoch,
@@ -533,6 +594,8 @@ impl<'a> Ctx<'a> {
             recipe,
             inputs: resolved,
             key,
+            params,
+            locked_settings,
         })
     }
 

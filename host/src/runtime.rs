@@ -115,9 +115,11 @@ pub struct RecipeRun {
     /// tools may ask for the network, and the pin a fixed-output step may
     /// name as its setting.
     pub output_hash: Option<kiln_core::hash::Sha256Hash>,
-    /// Run fixed-output steps that kiln.toml does not pin, to report their
-    /// hash (`kiln build --fetch-unpinned`); nothing they fetch is kept.
-    pub fetch_unpinned: bool,
+    /// What a fixed-output step that nothing pins may do.
+    pub unpinned: Unpinned,
+    /// The settings whose pin comes from kiln.lock, not kiln.toml (`kiln
+    /// lock` wrote it; `kiln lock --update` refreshes it).
+    pub locked_settings: Vec<String>,
     /// Where the recipe's log lines and tool steps are reported as they happen.
     pub reporter: crate::report::Reporter,
     /// Where the tool caches a command mounts live for this run.
@@ -125,6 +127,20 @@ pub struct RecipeRun {
     /// Where fixed-output steps with a fetch key keep and find what they
     /// fetched (None: every step runs).
     pub fetch_store: Option<kiln_core::store::Store>,
+}
+
+/// What a fixed-output step with no pin (in kiln.toml or kiln.lock) may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpinned {
+    /// Nothing: it gets no network, and the error says how to pin it.
+    Deny,
+    /// Run, report its hash and stop (`kiln build --fetch-unpinned`);
+    /// nothing it fetched is kept.
+    Report,
+    /// Run and be pinned to what it produced (`kiln lock`, the user's
+    /// explicit command, as for url inputs); the recipe is stopped before
+    /// any other tool step, so only downloads run.
+    Pin,
 }
 
 /// What a finished recipe run leaves besides `/out`.
@@ -188,13 +204,15 @@ pub enum RecipeError {
         stderr: String,
     },
     #[error(
-        "fixed-output step of target '{target}' produced {got}, but {setting} is {specified}\n  if the new content is what you want (a changed go.sum, say), set {setting} = \"{got}\""
+        "fixed-output step of target '{target}' produced {got}, but {setting} is {specified}\n  {fix}"
     )]
     FixedOutputMismatch {
         target: String,
         setting: String,
         specified: String,
         got: String,
+        /// What to do: where the pin is and how to change it.
+        fix: String,
     },
     #[error(
         "{setting} of target '{target}' is not set: its fixed-output step produced {got}\n  pin it by setting {setting} = \"{got}\" in kiln.toml (nothing downloaded was used)"
@@ -203,6 +221,13 @@ pub enum RecipeError {
         target: String,
         setting: String,
         got: String,
+    },
+    /// `kiln lock` ran the target's downloads and stopped the recipe at its
+    /// first other tool step; `pins` are its fixed-output steps' pins.
+    #[error("recipe for '{target}' was stopped after its downloads (kiln lock)")]
+    StoppedForLock {
+        target: String,
+        pins: Vec<crate::record::FixedOutputUse>,
     },
     #[error("recipe for '{target}' could not be loaded: {message}")]
     Load { target: String, message: String },

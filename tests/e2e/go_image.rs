@@ -473,6 +473,50 @@ fn an_edit_reuses_the_module_download_and_a_go_sum_change_fetches_again() {
         .fails_with("downloading the module's dependencies");
 }
 
+/// `kiln lock` pins the module download in kiln.lock as it pins url
+/// inputs: no hash to learn and paste. The next build reuses what it
+/// fetched; a stale pin names `kiln lock --update`, which re-pins it.
+#[test]
+fn kiln_lock_pins_the_module_download_and_lock_update_re_pins_it() {
+    let p = module_with_dependency(None);
+    let r = p.kiln(&["lock"]).ok();
+    let want = learn_vendor_hash();
+    assert!(
+        r.stderr.contains(&format!(
+            "pinned params.vendor_hash of target 'app': {want}"
+        )),
+        "{}",
+        r.stderr
+    );
+    let lock = std::fs::read_to_string(p.path("kiln.lock")).unwrap();
+    assert!(
+        lock.contains(&format!("\"params.vendor_hash\" = \"{want}\"")),
+        "{lock}"
+    );
+    // Locking again changes nothing and fetches nothing.
+    p.kiln(&["lock"]).ok();
+    assert_eq!(std::fs::read_to_string(p.path("kiln.lock")).unwrap(), lock);
+    // The build uses the pin and what kiln lock fetched: the proxy can go.
+    std::fs::remove_dir_all(p.path("proxy/example.com")).unwrap();
+    p.kiln(&["build"]).ok();
+    let out = run(Command::new(p.path("result/bin/app")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "hello from a dependency\n");
+    let rec = record_of(&p, "result");
+    assert_eq!(rec["params"]["vendor_hash"], want.as_str(), "{rec}");
+
+    // A stale pin (what a go.sum change leaves): the fix is kiln lock --update.
+    greet_proxy(&p, "proxy");
+    let stale = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    p.write("kiln.lock", &lock.replace(&want, stale));
+    p.kiln(&["build"])
+        .fails_with(&format!("but params.vendor_hash is {stale}"))
+        .fails_with("pinned in kiln.lock")
+        .fails_with("run `kiln lock --update params.vendor_hash`");
+    p.kiln(&["lock", "--update", "params.vendor_hash"]).ok();
+    assert_eq!(std::fs::read_to_string(p.path("kiln.lock")).unwrap(), lock);
+    p.kiln(&["build"]).ok();
+}
+
 /// Go's raw complaints about go.sum and go.mod (it cannot write them: the
 /// source is read-only) come with the fix: `go mod tidy`.
 #[test]

@@ -69,7 +69,61 @@ impl Pins {
             }
         }
     }
+
+    /// `t`'s params as its recipe sees them: kiln.toml's, with each
+    /// fixed-output pin kiln.lock holds (`params.vendor_hash`, written by
+    /// `kiln lock`) filled in where kiln.toml sets none; and the settings
+    /// that came from kiln.lock. kiln.toml's own value always wins.
+    pub(super) fn params(&self, t: &Target) -> (serde_json::Value, Vec<String>) {
+        let mut params = t.params.clone();
+        let mut locked = Vec::new();
+        let Some(pins) = self.lock.target.get(&t.name) else {
+            return (params, locked);
+        };
+        for (setting, hash) in pins {
+            let Some(key) = setting.strip_prefix(FETCH_PIN_PREFIX) else {
+                continue;
+            };
+            if let Some(map) = params.as_object_mut()
+                && !map.contains_key(key)
+            {
+                map.insert(key.to_string(), serde_json::Value::String(hash.to_sri()));
+                locked.push(setting.clone());
+            }
+        }
+        (params, locked)
+    }
+
+    /// Pin `t`'s fixed-output step `setting` (`params.vendor_hash`) to
+    /// what `kiln lock` saw it fetch; `--locked` refuses to add one.
+    pub(super) fn pin_fetch(
+        &mut self,
+        t: &Target,
+        setting: &str,
+        hash: Sha256Hash,
+    ) -> Result<(), BuildError> {
+        if !setting.starts_with(FETCH_PIN_PREFIX) {
+            return Ok(());
+        }
+        if self.lock.get(&t.name, setting) == Some(hash) {
+            return Ok(());
+        }
+        if self.frozen {
+            return Err(BuildError::NotLocked {
+                target: t.name.clone(),
+                input: setting.to_string(),
+                at: t.at.clone(),
+                lockfile: self.path.display().to_string(),
+            });
+        }
+        self.changed |= self.lock.set(&t.name, setting, hash);
+        Ok(())
+    }
 }
+
+/// Fixed-output pins in kiln.lock are named by their setting,
+/// `params.KEY`: no input name has a dot, so they never meet.
+pub(super) const FETCH_PIN_PREFIX: &str = "params.";
 
 #[cfg(test)]
 mod tests {
@@ -105,6 +159,38 @@ mod tests {
     ) -> Result<(), BuildError> {
         let t = &m.targets["t"];
         pins.check(t, "src", specified, t.at.clone(), got)
+    }
+
+    #[test]
+    fn a_download_pin_fills_params_unless_kiln_toml_sets_it() {
+        let m = manifest();
+        let t = &m.targets["t"];
+        let mut p = pins(false);
+        p.pin_fetch(t, "params.vendor_hash", h(3)).unwrap();
+        assert!(p.changed);
+        // Only params.* settings are kept (output_hash is kiln.toml's alone).
+        p.pin_fetch(t, "output_hash", h(4)).unwrap();
+        assert_eq!(p.lock.get("t", "output_hash"), None);
+        let (params, locked) = p.params(t);
+        assert_eq!(params["vendor_hash"], h(3).to_sri());
+        assert_eq!(locked, ["params.vendor_hash"]);
+        let own = kiln_core::manifest::parse_manifest(
+            Path::new("/p/kiln.toml"),
+            "[target.t]\nrecipe = \"go\"\nparams.vendor_hash = \"sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n",
+        )
+        .unwrap();
+        let (params, locked) = p.params(&own.targets["t"]);
+        assert_eq!(
+            params["vendor_hash"],
+            "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        assert!(locked.is_empty());
+        // --locked: no new pin.
+        let mut frozen = pins(true);
+        assert!(matches!(
+            frozen.pin_fetch(t, "params.vendor_hash", h(3)),
+            Err(BuildError::NotLocked { .. })
+        ));
     }
 
     #[test]

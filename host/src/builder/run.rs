@@ -11,7 +11,7 @@ use kiln_core::hash::Sha256Hash;
 
 use super::{BuildError, Ctx, Job, ResolvedInput};
 use crate::record::BuildRecord;
-use crate::runtime::{RecipeError, RecipeRun, RunInput, ToolCachePlan};
+use crate::runtime::{RecipeError, RecipeRun, RunInput, ToolCachePlan, Unpinned};
 
 impl Ctx<'_> {
     /// Run `job`'s recipe in a fresh staging directory; its `out/` holds
@@ -22,6 +22,21 @@ impl Ctx<'_> {
         &self,
         job: &Job<'_>,
         check: bool,
+    ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
+        let unpinned = if self.opts.fetch_unpinned {
+            Unpinned::Report
+        } else {
+            Unpinned::Deny
+        };
+        self.run_as(job, check, unpinned)
+    }
+
+    /// [`Ctx::run`], with what a fixed-output step nothing pins may do.
+    pub(super) fn run_as(
+        &self,
+        job: &Job<'_>,
+        check: bool,
+        unpinned: Unpinned,
     ) -> Result<(tempfile::TempDir, BuildRecord), BuildError> {
         let t = job.target;
         self.opts
@@ -41,7 +56,7 @@ impl Ctx<'_> {
             })?;
         let run = RecipeRun {
             target: t.name.clone(),
-            params_json: t.params.to_string(),
+            params_json: job.params.to_string(),
             inputs: job
                 .inputs
                 .iter()
@@ -66,7 +81,8 @@ impl Ctx<'_> {
                 self.opts.executor.clone()
             },
             output_hash: t.output_hash,
-            fetch_unpinned: self.opts.fetch_unpinned,
+            unpinned,
+            locked_settings: job.locked_settings.clone(),
             reporter: self.opts.reporter.clone(),
             caches: if check || !self.opts.tool_caches {
                 ToolCachePlan::Fresh {
@@ -76,7 +92,7 @@ impl Ctx<'_> {
                 self.tool_cache(t, &job.recipe.hash)
             },
             // --fetch-unpinned keeps nothing it fetched.
-            fetch_store: (!self.opts.fetch_unpinned).then(|| self.store.clone()),
+            fetch_store: (unpinned != Unpinned::Report).then(|| self.store.clone()),
         };
         let runtime = self.runtime()?;
         let component = runtime.load(&job.recipe.wasm).map_err(|e| {

@@ -1,5 +1,6 @@
-//! `kiln lock`: resolve every input of kiln.toml, fetch what it pins, and
-//! write kiln.lock (`--update` forgets pins first).
+//! `kiln lock`: resolve every input of kiln.toml, fetch what it pins, run
+//! the downloads (fixed-output steps) nothing pins yet, and write kiln.lock
+//! (`--update` forgets pins first).
 
 use anyhow::bail;
 
@@ -20,9 +21,10 @@ pub(super) fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
             .collect();
         known.sort_unstable();
         known.dedup();
-        if !known.contains(&input) {
+        // A download's pin is named by its setting (`params.vendor_hash`).
+        if !known.contains(&input) && !input.starts_with("params.") {
             bail!(
-                "no input '{input}' in any target of {}; inputs: {}",
+                "no input '{input}' in any target of {}; inputs: {} (or a download's setting, such as params.vendor_hash)",
                 manifest.file.display(),
                 known.join(", ")
             );
@@ -38,7 +40,11 @@ pub(super) fn lock(a: LockArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let targets: Vec<String> = manifest.targets.keys().cloned().collect();
     builder.lock_inputs(&targets)?;
+    let pinned = builder.lock_fetches(&targets)?;
     if !quiet {
+        for (target, setting, hash) in &pinned {
+            errln!("pinned {setting} of target '{target}': {hash}");
+        }
         errln!("{} is up to date", manifest.dir.join("kiln.lock").display());
     }
     Ok(())

@@ -205,7 +205,7 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
                     }
                 }
                 errln!(
-                    "next, download them once and learn their hash (it prints the params.vendor_hash line to put in kiln.toml):\n  kiln build --fetch-unpinned {name}\nthen:"
+                    "next, download them once and pin their hash in kiln.lock (commit it with kiln.toml):\n  kiln lock\nthen:"
                 );
             }
             Deps::Vendored => errln!("its dependencies are vendored (vendor/): no download"),
@@ -334,7 +334,7 @@ fn deps_lines(name: &str, deps: &Deps) -> String {
         Some(Proxy::Outside(_)) | None => {}
     }
     out.push_str(&format!(
-        "# go.mod requires {count} module(s). The go recipe downloads them in one step,\n# the only one with network, and keeps what it fetched only if it hashes to\n# vendor_hash. `kiln build --fetch-unpinned {name}` runs that step once and\n# prints the line to put here in place of this one:\n# params.vendor_hash = \"sha256-…\"\n"
+        "# go.mod requires {count} module(s). The go recipe downloads them in one step,\n# the only one with network, and keeps what it fetched only if it hashes to\n# its pin. `kiln lock` runs that step once and pins the hash in kiln.lock\n# (`kiln lock --update` after a go.sum change); to pin it here instead:\n# params.vendor_hash = \"sha256-…\"   (`kiln build --fetch-unpinned {name}` prints it)\n"
     ));
     out
 }

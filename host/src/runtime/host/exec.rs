@@ -41,6 +41,7 @@ impl HostState {
         if let Some(fo) = &cmd.fixed_output {
             return self.exec_fixed_output(fo, spec);
         }
+        self.stop_for_lock()?;
         let result = self.run_step(&spec);
         let out = self.finish(&spec, result, None)?;
         self.check_disk(false)?;
@@ -55,6 +56,7 @@ impl HostState {
         cmds: Vec<tool_exec::Command>,
     ) -> wasmtime::Result<Vec<Result<tool_exec::Output, tool_exec::Error>>> {
         self.check_deadline()?;
+        self.stop_for_lock()?;
         let planned: Vec<Result<SandboxSpec, tool_exec::Error>> = cmds
             .iter()
             .map(|cmd| {

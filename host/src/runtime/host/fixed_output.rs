@@ -9,10 +9,10 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use kiln_core::hash::Sha256Hash;
 
-use super::super::RecipeError;
 use super::super::bindings::kiln::recipe::tool_exec;
 use super::super::budget::Stop;
 use super::super::guest_fs::measure_tool_dirs;
+use super::super::{RecipeError, Unpinned};
 use super::HostState;
 use super::paths::resolve_new_dir;
 use crate::record::{ExecRecord, FetchOutcome, FixedOutputUse};
@@ -28,6 +28,9 @@ pub(super) struct FixedOutputStep {
     /// What names the step's result in the store: the pin and the contents
     /// of the recipe's fetch-key files (None: no key, or no store to use).
     key: Option<Sha256Hash>,
+    /// The recipe's fetch-key files, for a key made once `kiln lock` has
+    /// learnt the pin.
+    key_files: Vec<String>,
 }
 
 /// The store entry name of what fixed-output steps fetched.
@@ -39,6 +42,8 @@ pub(super) enum FixedOutputVerdict {
     Kept,
     /// It was deleted; the note is added to the step's stderr.
     Discarded(String),
+    /// Nothing pinned it and `kiln lock` asked to pin it: this is its hash.
+    Learned(Sha256Hash),
 }
 
 impl HostState {
@@ -50,7 +55,7 @@ impl HostState {
         fo: &tool_exec::FixedOutput,
         mut spec: SandboxSpec,
     ) -> wasmtime::Result<Result<tool_exec::Output, tool_exec::Error>> {
-        let fetch = match self.plan_fixed_output(fo, &fo.fetch_key, &mut spec)? {
+        let mut fetch = match self.plan_fixed_output(fo, &fo.fetch_key, &mut spec)? {
             Ok(fetch) => fetch,
             Err(e) => return Ok(Err(e)),
         };
@@ -103,6 +108,17 @@ impl HostState {
                 return Err(self.trap(e));
             }
             Ok(FixedOutputVerdict::Kept) => {
+                self.keep_fixed_output(&fetch);
+                kept = true;
+                None
+            }
+            Ok(FixedOutputVerdict::Learned(got)) => {
+                fetch.pin = Some(got);
+                if self.run.fetch_store.is_some() && !fetch.key_files.is_empty() {
+                    fetch.key = self
+                        .fetch_key(&fetch.setting, got, &fetch.guest_dir, &fetch.key_files)
+                        .ok();
+                }
                 self.keep_fixed_output(&fetch);
                 kept = true;
                 None
@@ -183,9 +199,9 @@ impl HostState {
                 }));
             }
         };
-        if pin.is_none() && !self.run.fetch_unpinned {
+        if pin.is_none() && self.run.unpinned == Unpinned::Deny {
             return Ok(Err(tool_exec::Error::NetworkDenied(format!(
-                "{setting} is not set for target '{t}' in kiln.toml, so its fixed-output step gets no network; set {setting} = \"sha256-…\" to the hash of what the step fetches. To learn it, run `kiln build --fetch-unpinned {t}`: the step runs with network and kiln prints the hash (nothing it fetched is used)",
+                "{setting} is not set for target '{t}' in kiln.toml or kiln.lock, so its fixed-output step gets no network. Run `kiln lock`: the step runs once with network and kiln pins what it fetched in kiln.lock. Or set {setting} = \"sha256-…\" in kiln.toml; to learn the hash, run `kiln build --fetch-unpinned {t}`: the step runs with network and kiln prints the hash (nothing it fetched is used)",
                 setting = fo.setting,
                 t = self.run.target
             ))));
@@ -227,6 +243,7 @@ impl HostState {
             host_dir,
             pin,
             key,
+            key_files: key_files.to_vec(),
         }))
     }
 
@@ -297,6 +314,24 @@ impl HostState {
         ))
     }
 
+    /// Under `kiln lock` a recipe runs its downloads only: at its first
+    /// other tool step it is stopped, with its fixed-output steps' pins.
+    pub(super) fn stop_for_lock(&self) -> wasmtime::Result<()> {
+        if self.run.unpinned != Unpinned::Pin {
+            return Ok(());
+        }
+        let pins = self
+            .report()
+            .execs
+            .iter()
+            .filter_map(|e| e.fixed_output.clone())
+            .collect();
+        Err(self.trap(RecipeError::StoppedForLock {
+            target: self.run.target.clone(),
+            pins,
+        }))
+    }
+
     /// Keep what a step fetched (it matched its pin) for later builds.
     pub(super) fn keep_fixed_output(&self, fetch: &FixedOutputStep) {
         let (Some(key), Some(pin), Some(store)) = (fetch.key, fetch.pin, &self.run.fetch_store)
@@ -330,11 +365,24 @@ impl HostState {
             Some(pin) => {
                 discard();
                 if succeeded {
+                    let locked = self.run.locked_settings.contains(&fetch.setting);
                     Ok(Err(RecipeError::FixedOutputMismatch {
                         target: self.run.target.clone(),
                         setting: fetch.setting.clone(),
                         specified: pin.to_sri(),
                         got: got.to_sri(),
+                        fix: if locked {
+                            format!(
+                                "{} is pinned in kiln.lock; if the new content is what you want (a changed go.sum, say), run `kiln lock --update {}`",
+                                fetch.setting, fetch.setting
+                            )
+                        } else {
+                            format!(
+                                "if the new content is what you want (a changed go.sum, say), set {} = \"{}\" in kiln.toml",
+                                fetch.setting,
+                                got.to_sri()
+                            )
+                        },
                     }))
                 } else {
                     Ok(Ok(FixedOutputVerdict::Discarded(format!(
@@ -344,6 +392,9 @@ impl HostState {
                         fetch.setting
                     ))))
                 }
+            }
+            None if succeeded && self.run.unpinned == Unpinned::Pin => {
+                Ok(Ok(FixedOutputVerdict::Learned(got)))
             }
             None => {
                 discard();
