@@ -63,6 +63,10 @@ pub enum Event {
         peak_memory: Option<u64>,
         warm_caches: Option<bool>,
     },
+    /// A running fixed-output step (a tool's download) has written
+    /// `bytes` to its directory so far; sent about once a second while it
+    /// grows.
+    StepProgress { target: String, bytes: u64 },
     /// A line the recipe logged.
     Log {
         target: String,

@@ -49,7 +49,10 @@ impl Default for Timeline {
 impl Sink for Timeline {
     fn event(&self, event: Event) {
         // Neither view shows them, and a recipe's log may be 16 MiB.
-        if matches!(event, Event::Log { .. } | Event::Note { .. }) {
+        if matches!(
+            event,
+            Event::Log { .. } | Event::Note { .. } | Event::StepProgress { .. }
+        ) {
             return;
         }
         let us = self.start.elapsed().as_micros() as u64;

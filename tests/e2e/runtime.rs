@@ -314,6 +314,34 @@ fn a_build_waiting_for_another_says_so_and_reuses_its_output() {
     assert!(second.stdout.contains("(cached)"), "{}", second.stdout);
 }
 
+/// A download a tool makes (a fixed-output step) shows on its live line
+/// the bytes it has fetched so far, growing as it runs.
+#[test]
+fn a_download_step_on_a_terminal_shows_the_bytes_fetched_so_far() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(crate::support::busybox(), p.path("tools/bin/sh")).unwrap();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\nattack = \"exec\"\nfixed_dir = \"fetched\"\nscript = 'for i in 1 2 3 4; do head -c 1048576 /dev/zero > /work/fetched/f$i; sleep 0.7; done'\n",
+            crate::support::fixture("hostile")
+        ),
+    );
+    let frames = on_a_terminal(&p, &["build", "--fetch-unpinned"]);
+    let fetched: std::collections::BTreeSet<String> = frames
+        .iter()
+        .filter_map(|l| {
+            let (before, _) = l.split_once(" fetched, running sh")?;
+            Some(before.rsplit(": ").next()?.to_string())
+        })
+        .collect();
+    assert!(
+        fetched.len() >= 2 && fetched.iter().all(|f| f.ends_with("MiB")),
+        "growing byte counts expected: {fetched:?} in {frames:#?}"
+    );
+}
+
 /// `kiln args…` run by `script` on a pseudo-terminal, as a person at a
 /// terminal would run it; what the terminal showed, split at each redraw.
 fn on_a_terminal(p: &Project, args: &[&str]) -> Vec<String> {

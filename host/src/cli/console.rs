@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::{Event, Level, Sink};
 use crate::terminal::safe;
@@ -29,6 +29,8 @@ struct Live {
     multi: MultiProgress,
     /// One line per running target, by name.
     targets: Mutex<HashMap<String, ProgressBar>>,
+    /// What each running target's line says its step is, by target.
+    steps: Mutex<HashMap<String, String>>,
     /// One bar per download, by id.
     downloads: Mutex<HashMap<u64, ProgressBar>>,
 }
@@ -43,6 +45,7 @@ impl Console {
             live: live.then(|| Live {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
                 targets: Mutex::default(),
+                steps: Mutex::default(),
                 downloads: Mutex::default(),
             }),
             json: false,
@@ -123,7 +126,18 @@ impl Live {
                 args,
             } => {
                 if let Some(line) = self.targets_map().get(&target) {
-                    line.set_message(step_line(&program, &args));
+                    let step = step_line(&program, &args);
+                    line.set_message(step.clone());
+                    lock(&self.steps).insert(target, step);
+                }
+            }
+            Event::StepProgress { target, bytes } => {
+                if let (Some(line), Some(step)) = (
+                    self.targets_map().get(&target),
+                    lock(&self.steps).get(&target),
+                ) {
+                    // First, so a narrow terminal cuts the command, not the count.
+                    line.set_message(format!("{} fetched, {step}", HumanBytes(bytes)));
                 }
             }
             Event::StepFinished { target, .. } => {
@@ -132,6 +146,7 @@ impl Live {
                 }
             }
             Event::TargetFinished { target, .. } | Event::TargetFailed { target } => {
+                lock(&self.steps).remove(&target);
                 if let Some(line) = self.targets_map().remove(&target) {
                     line.finish_and_clear();
                     self.multi.remove(&line);
@@ -177,6 +192,10 @@ impl Live {
     fn downloads_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ProgressBar>> {
         self.downloads.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `running go build -o …`: the tool's file name and first arguments,

@@ -242,7 +242,7 @@ pub fn model(events: &[Stamped], end: u64, deps: &Deps) -> Model {
                     downloads[i].end = e.us;
                 }
             }
-            Event::Log { .. } | Event::Note { .. } => {}
+            Event::Log { .. } | Event::Note { .. } | Event::StepProgress { .. } => {}
         }
     }
     for s in &mut steps {

@@ -151,7 +151,7 @@ pub fn json(events: &[Stamped], end: u64) -> Value {
                     "args": {},
                 }));
             }
-            Event::Log { .. } | Event::Note { .. } => {}
+            Event::Log { .. } | Event::Note { .. } | Event::StepProgress { .. } => {}
         }
     }
     if out.iter().any(|e| e["pid"] == DOWNLOADS) {

@@ -90,7 +90,7 @@ impl HostState {
                 stderr_truncated: false,
             }));
         }
-        let result = self.run_local_step(&spec);
+        let result = self.run_fetching(&spec, &fetch.host_dir);
         let verdict = match &result {
             Ok((out, _)) => self.check_fixed_output(&fetch, out.exit_code)?,
             Err(_) => {
@@ -312,6 +312,41 @@ impl HostState {
             pin.to_sri(),
             "fetch-key files",
         ))
+    }
+
+    /// Run a fixed-output step here, telling the reporter about once a
+    /// second how much it has written to its directory (the bytes a
+    /// terminal shows it has fetched). The count looks at a bounded number
+    /// of entries, so a step that writes millions of files cannot make the
+    /// watcher outlast it.
+    fn run_fetching(&self, spec: &SandboxSpec, dir: &Path) -> super::exec::StepResult {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let reporter = self.run.reporter.clone();
+        let target = self.run.target.clone();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut last = 0;
+                loop {
+                    for _ in 0..10 {
+                        if done.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    let bytes = kiln_core::usage::usage_up_to(dir, 100_000).bytes;
+                    if bytes != last && !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        last = bytes;
+                        reporter.send(crate::report::Event::StepProgress {
+                            target: target.clone(),
+                            bytes,
+                        });
+                    }
+                }
+            });
+            let result = self.run_local_step(spec);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            result
+        })
     }
 
     /// Under `kiln lock` a recipe runs its downloads only: at its first
