@@ -348,6 +348,23 @@ impl<'a> Builder<'a> {
         self.save_lock()
     }
 
+    /// The store entry of `input` of target `t` (a `url` or `path`
+    /// input): hashed, checked against its pin (pinning it in kiln.lock
+    /// if nothing does yet) and fetched. What `kiln run-tool` runs a tool
+    /// from.
+    pub fn input_entry(
+        &mut self,
+        t: &Target,
+        input: &kiln_core::manifest::Input,
+    ) -> Result<PathBuf, BuildError> {
+        let r = inputs::resolve(&self.ctx, &mut self.pins, &self.built, t, input)?;
+        let mut resolved = [r];
+        self.ctx.materialize(t, &mut resolved)?;
+        self.save_lock()?;
+        let [r] = resolved;
+        Ok(r.entry)
+    }
+
     /// Pin in kiln.lock what the fixed-output steps (downloads such as the
     /// go recipe's `go mod download`) of `names` fetch where neither
     /// kiln.toml nor kiln.lock pins it: each target's recipe runs its
@@ -362,6 +379,18 @@ impl<'a> Builder<'a> {
         names: &[String],
     ) -> Result<Vec<(String, String, Sha256Hash)>, BuildError> {
         let mut pinned = Vec::new();
+        let learnt = self.learn_fetches(names, &mut pinned);
+        // What was learnt before a failure is kept all the same.
+        self.save_lock()?;
+        learnt.map(|()| pinned)
+    }
+
+    /// [`Self::lock_fetches`]'s walk, pinning into `pinned` as it goes.
+    fn learn_fetches(
+        &mut self,
+        names: &[String],
+        pinned: &mut Vec<(String, String, Sha256Hash)>,
+    ) -> Result<(), BuildError> {
         let targets: Vec<&Target> = self.ctx.manifest.build_order(names)?;
         for t in targets {
             if t.inputs
@@ -388,7 +417,7 @@ impl<'a> Builder<'a> {
                 Err(e) => return Err(e),
             };
             for step in steps {
-                let key = step.pin.strip_prefix(pins::FETCH_PIN_PREFIX);
+                let key = kiln_core::lockfile::Lockfile::fetch_pin_key(&step.pin);
                 // kiln.toml's own pin is the user's: never copied to kiln.lock.
                 if key.is_none_or(|k| t.params.get(k).is_some()) {
                     continue;
@@ -399,8 +428,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        self.save_lock()?;
-        Ok(pinned)
+        Ok(())
     }
 
     /// Forget pins before `lock_inputs` re-pins them (`kiln lock --update`).

@@ -37,6 +37,7 @@ pub mod record;
 pub mod registry;
 pub mod remote;
 pub mod report;
+pub mod run_tool;
 pub mod runtime;
 pub mod sandbox;
 pub mod terminal;

@@ -517,6 +517,27 @@ fn kiln_lock_pins_the_module_download_and_lock_update_re_pins_it() {
     p.kiln(&["build"]).ok();
 }
 
+/// With no Go installed, the pinned one tidies go.sum: `kiln run-tool go
+/// -- mod tidy` in the module's directory, through the user's GOPROXY.
+#[test]
+fn run_tool_runs_the_pinned_go_to_tidy_go_sum() {
+    let p = module_with_dependency(Some(&learn_vendor_hash()));
+    let sum = std::fs::read_to_string(p.path("app/go.sum")).unwrap();
+    p.write("app/go.sum", "");
+    p.kiln(&["build"]).fails_with("run `go mod tidy`");
+    let r = p
+        .command(&["run-tool", "go", "--", "mod", "tidy"])
+        .current_dir(p.path("app"))
+        .env("GOPROXY", format!("file://{}", p.path("proxy").display()))
+        .env("GOSUMDB", "off")
+        .output()
+        .unwrap();
+    let r = run(r).ok();
+    assert!(r.stderr.contains("with network"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(p.path("app/go.sum")).unwrap(), sum);
+    p.kiln(&["build"]).ok();
+}
+
 /// Go's raw complaints about go.sum and go.mod (it cannot write them: the
 /// source is read-only) come with the fix: `go mod tidy`.
 #[test]

@@ -178,6 +178,56 @@ fn a_pinned_fixed_output_step_cannot_reach_host_services_or_metadata() {
     p.assert_left_only_input("tools");
 }
 
+/// `kiln run-tool` gives a tool the package (writable) and a network, and
+/// nothing more: not `.git` (a hook would run on the next commit), not
+/// kiln.toml or kiln.lock (its own pin), not the host's loopback, not the
+/// user's other environment.
+#[test]
+fn run_tool_writes_only_the_package_and_reaches_no_host_service() {
+    let lo = Listener::on("127.0.0.1:0");
+    let p = hostile("attack = \"noop\"\n");
+    p.write(".git/config", "[core]\n");
+    let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    p.write("sub/x", "");
+    let script = format!(
+        "echo made > made.txt; \
+         (echo pwned > ../.git/config) 2>/dev/null && echo WROTE-GIT; \
+         (echo pwned > ../kiln.toml) 2>/dev/null && echo WROTE-TOML; \
+         (echo hi | nc -w 3 127.0.0.1 {}) 2>/dev/null && echo REACHED; \
+         echo \"secret=$KILN_TEST_SECRET\"; ls /home /root 2>&1 | head -3",
+        lo.port()
+    );
+    let r = p
+        .command(&["run-tool", "tools:bin/sh", "--", "-c", &script])
+        .current_dir(p.path("sub"))
+        .env("KILN_TEST_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    let r = crate::support::run(r).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path("sub/made.txt")).unwrap(),
+        "made\n"
+    );
+    for never in ["WROTE-GIT", "WROTE-TOML", "REACHED", "s3cret"] {
+        assert!(!r.stdout.contains(never), "{never}: {}", r.stdout);
+    }
+    assert_eq!(
+        std::fs::read_to_string(p.path(".git/config")).unwrap(),
+        "[core]\n"
+    );
+    assert_eq!(std::fs::read_to_string(p.path("kiln.toml")).unwrap(), toml);
+    lo.assert_untouched();
+    // The tool's exit code is the command's failure, named.
+    p.command(&["run-tool", "tools:bin/sh", "--", "-c", "exit 3"])
+        .output()
+        .map(crate::support::run)
+        .unwrap()
+        .fails_with("exited with code 3");
+    // A tool that is not there is named with the fix.
+    p.kiln(&["run-tool", "tools", "--", "x"])
+        .fails_with("`kiln run-tool tools:PATH`");
+}
+
 #[test]
 fn a_pinned_fixed_output_step_has_outbound_network() {
     // pypi.org is one of the registries this machine reaches; where the

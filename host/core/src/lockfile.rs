@@ -90,6 +90,18 @@ impl Lockfile {
         Ok(lock)
     }
 
+    /// The params key of a download's pin kiln.lock may hold (`kiln lock`
+    /// writes it for a fixed-output step nothing pins): `params.KEY` with a
+    /// plain KEY ending in `_hash` (`params.vendor_hash`), the shape of a
+    /// pin in kiln.toml. Anything else is never learnt nor filled in.
+    pub fn fetch_pin_key(setting: &str) -> Option<&str> {
+        let key = setting.strip_prefix("params.")?;
+        let plain = key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        (plain && key.ends_with("_hash")).then_some(key)
+    }
+
     /// The pinned hash of input `input` of `target`.
     pub fn get(&self, target: &str, input: &str) -> Option<Sha256Hash> {
         self.target.get(target)?.get(input).copied()
@@ -179,6 +191,23 @@ mod tests {
             "{}",
             l.render()
         );
+    }
+
+    #[test]
+    fn only_hash_params_are_download_pins() {
+        assert_eq!(
+            Lockfile::fetch_pin_key("params.vendor_hash"),
+            Some("vendor_hash")
+        );
+        for not in [
+            "output_hash",
+            "params.goproxy",
+            "params.a.b_hash",
+            "vendor_hash",
+            "params.x y_hash",
+        ] {
+            assert_eq!(Lockfile::fetch_pin_key(not), None, "{not}");
+        }
     }
 
     #[test]

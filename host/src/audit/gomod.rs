@@ -217,9 +217,14 @@ fn read_stamp(root: &kiln_core::beneath::Root, rel: &Path) -> Result<Option<Stri
         .read_to_string(&mut text)
         .map_err(|e| format!("{}: {e}", rel.display()))?;
     let v = text.strip_suffix('\n').unwrap_or(&text);
-    if v.is_empty() || v.len() > 128 || v.contains('\n') {
+    // The recipe SDK's rule (kiln_sdk::version::check): a version's
+    // characters only, as an SBOM's versionInfo and a purl need.
+    let version_chars = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._+-~".contains(&b));
+    if v.is_empty() || v.len() > 128 || v.starts_with('-') || !version_chars {
         return Err(format!(
-            "{}: not one line of at most 128 bytes holding a version",
+            "{}: not one line of at most 128 version characters (A-Z a-z 0-9 . _ + - ~)",
             rel.display()
         ));
     }

@@ -81,7 +81,7 @@ impl Pins {
             return (params, locked);
         };
         for (setting, hash) in pins {
-            let Some(key) = setting.strip_prefix(FETCH_PIN_PREFIX) else {
+            let Some(key) = Lockfile::fetch_pin_key(setting) else {
                 continue;
             };
             if let Some(map) = params.as_object_mut()
@@ -102,7 +102,7 @@ impl Pins {
         setting: &str,
         hash: Sha256Hash,
     ) -> Result<(), BuildError> {
-        if !setting.starts_with(FETCH_PIN_PREFIX) {
+        if Lockfile::fetch_pin_key(setting).is_none() {
             return Ok(());
         }
         if self.lock.get(&t.name, setting) == Some(hash) {
@@ -120,10 +120,6 @@ impl Pins {
         Ok(())
     }
 }
-
-/// Fixed-output pins in kiln.lock are named by their setting,
-/// `params.KEY`: no input name has a dot, so they never meet.
-pub(super) const FETCH_PIN_PREFIX: &str = "params.";
 
 #[cfg(test)]
 mod tests {

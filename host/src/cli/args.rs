@@ -56,6 +56,10 @@ pub enum Command {
     /// Write a kiln.toml for the Go module in this directory: its main
     /// packages built with a pinned Go, and an image holding them.
     Init(InitArgs),
+    /// Run a tool a target pins (its Go toolchain) on the project, in the
+    /// sandbox, with the package's directory writable and a network:
+    /// `kiln run-tool go -- mod tidy`.
+    RunTool(RunToolArgs),
     /// Ask the target graph: what a target depends on, what depends on
     /// it, what a change affects (from kiln.toml alone; nothing is built).
     #[command(subcommand)]
@@ -558,6 +562,23 @@ pub struct LockArgs {
     /// Re-pin: every input, or only INPUT (in every target).
     #[arg(long, value_name = "INPUT", num_args = 0..=1, default_missing_value = "")]
     pub update: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunToolArgs {
+    #[command(flatten)]
+    pub file: FileArg,
+    /// The target whose input holds the tool [default: the one target
+    /// with an input named INPUT].
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// The input holding the tool, and its path inside the input
+    /// [default: bin/INPUT or INPUT/bin/INPUT].
+    #[arg(value_name = "INPUT[:PATH]")]
+    pub tool: String,
+    /// The tool's arguments, after `--`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

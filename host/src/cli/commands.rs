@@ -9,6 +9,7 @@
 //! * `cache`: binary caches (`kiln cache`, `build --push`); `push`: `kiln
 //!   push` and `kiln image keygen`; `gc`: `kiln gc`;
 //! * `query`: `kiln query` and `kiln graph`;
+//! * `run_tool`: `kiln run-tool`;
 //! * `scaffold`: `kiln init`, `kiln new-recipe`; `completions`: shell
 //!   completions and the man page.
 
@@ -23,6 +24,7 @@ mod outputs;
 mod push;
 mod query;
 mod run;
+mod run_tool;
 mod scaffold;
 
 use super::args::{Cli, Command, ImageCommand};
@@ -34,6 +36,7 @@ pub(super) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a, quiet),
         Command::NewRecipe(a) => scaffold::new_recipe(a, quiet),
         Command::Init(a) => scaffold::init(a, quiet),
+        Command::RunTool(a) => run_tool::run_tool(a, quiet),
         Command::Completions { shell } => {
             completions::completions(shell);
             Ok(())

@@ -509,7 +509,7 @@ const GO_SUM_COMPLAINTS: &[&str] = &[
 fn go_sum_hint<T>(r: Result<T>) -> Result<T> {
     match r {
         Err(e) if GO_SUM_COMPLAINTS.iter().any(|c| e.to_string().contains(c)) => Err(e).context(
-            "go.sum is incomplete (or go.mod needs updating): run `go mod tidy` in the module's directory and commit go.mod and go.sum. kiln builds from a read-only copy of your source, so Go cannot add the missing lines itself. Go said",
+            "go.sum is incomplete (or go.mod needs updating): run `go mod tidy` in the module's directory (without Go installed: `kiln run-tool go -- mod tidy` runs the pinned one) and commit go.mod and go.sum. kiln builds from a read-only copy of your source, so Go cannot add the missing lines itself. Go said",
         ),
         r => r,
     }

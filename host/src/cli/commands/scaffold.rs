@@ -196,6 +196,9 @@ pub(super) fn init(a: InitArgs, quiet: bool) -> anyhow::Result<()> {
                     Some(Proxy::Url(url)) => {
                         errln!("its {count} required module(s) come from GOPROXY {url}")
                     }
+                    Some(Proxy::Secret) => errln!(
+                        "warning: GOPROXY's URL holds credentials, so kiln.toml does not name it (it is committed, and params are recorded): set params.goproxy to a URL without them"
+                    ),
                     Some(Proxy::Outside(dir)) => errln!(
                         "warning: GOPROXY points at {} outside the module, which a build may not read: copy it into the module and set inputs.proxy and params.goproxy as docs/recipes/go.md says",
                         dir.display()
@@ -257,6 +260,9 @@ enum Proxy {
     Outside(PathBuf),
     /// Another https:// proxy.
     Url(String),
+    /// An https:// proxy whose URL holds credentials (user:password@ or
+    /// a query): not written into kiln.toml, nor printed.
+    Secret,
 }
 
 /// The module's dependencies: its go.mod's `require`s, `vendor/`, and a
@@ -269,14 +275,21 @@ fn dependencies(root: &Path, go_mod: &str) -> anyhow::Result<Deps> {
     if root.join("vendor/modules.txt").is_file() {
         return Ok(Deps::Vendored);
     }
-    let first = std::env::var("GOPROXY").unwrap_or_default();
-    let first = first
+    let goproxy = std::env::var("GOPROXY").unwrap_or_default();
+    let proxy = proxy_of(&goproxy, root)?;
+    Ok(Deps::Download { count, proxy })
+}
+
+/// Where the first entry of a `GOPROXY` list says modules come from, as
+/// init writes it (None: the default proxy, `direct` or `off`).
+fn proxy_of(goproxy: &str, root: &Path) -> anyhow::Result<Option<Proxy>> {
+    let first = goproxy
         .split([',', '|'])
         .next()
         .unwrap_or("")
         .trim()
         .to_string();
-    let proxy = if let Some(dir) = first.strip_prefix("file://") {
+    Ok(if let Some(dir) = first.strip_prefix("file://") {
         let dir = fs::canonicalize(dir).with_context(|| format!("GOPROXY={first}"))?;
         let base = fs::canonicalize(root)?;
         match dir.strip_prefix(&base) {
@@ -285,11 +298,17 @@ fn dependencies(root: &Path, go_mod: &str) -> anyhow::Result<Deps> {
         }
     } else if first.starts_with("https://") && first != "https://proxy.golang.org" {
         representable(&first, "GOPROXY")?;
-        Some(Proxy::Url(first))
+        // kiln.toml is committed and its params land in build records:
+        // a proxy URL carrying credentials is not written there.
+        let authority = first["https://".len()..].split('/').next().unwrap_or("");
+        if authority.contains('@') || first.contains('?') {
+            Some(Proxy::Secret)
+        } else {
+            Some(Proxy::Url(first))
+        }
     } else {
         None
-    };
-    Ok(Deps::Download { count, proxy })
+    })
 }
 
 /// How many modules go.mod requires (`require x v` lines and the lines of
@@ -331,7 +350,7 @@ fn deps_lines(name: &str, deps: &Deps) -> String {
         Some(Proxy::Url(url)) => {
             out.push_str(&format!("params.goproxy = {}\n", toml_string(url)))
         }
-        Some(Proxy::Outside(_)) | None => {}
+        Some(Proxy::Outside(_)) | Some(Proxy::Secret) | None => {}
     }
     out.push_str(&format!(
         "# go.mod requires {count} module(s). The go recipe downloads them in one step,\n# the only one with network, and keeps what it fetched only if it hashes to\n# its pin. `kiln lock` runs that step once and pins the hash in kiln.lock\n# (`kiln lock --update` after a go.sum change); to pin it here instead:\n# params.vendor_hash = \"sha256-…\"   (`kiln build --fetch-unpinned {name}` prints it)\n"
@@ -599,6 +618,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("entrypoint = [\"/bin/tool\"]"), "{text}");
+    }
+
+    #[test]
+    fn a_goproxy_with_credentials_is_not_written() {
+        let root = Path::new("/");
+        for secret in [
+            "https://alice:s3cret@goproxy.corp.example/api/go,direct",
+            "https://goproxy.corp.example/go?token=s3cret",
+        ] {
+            assert_eq!(super::proxy_of(secret, root).unwrap(), Some(Proxy::Secret));
+        }
+        assert_eq!(
+            super::proxy_of("https://goproxy.corp.example/go|direct", root).unwrap(),
+            Some(Proxy::Url("https://goproxy.corp.example/go".into()))
+        );
+        assert_eq!(super::proxy_of("off", root).unwrap(), None);
     }
 
     #[test]

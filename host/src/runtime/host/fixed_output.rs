@@ -199,9 +199,19 @@ impl HostState {
                 }));
             }
         };
-        if pin.is_none() && self.run.unpinned == Unpinned::Deny {
+        // Under `kiln lock`, an unpinned step may run only to learn a pin
+        // kiln.lock can hold (`params.KEY_hash`), once per setting: what it
+        // fetched is kept, and nothing else may be.
+        let may_learn = self.run.unpinned == Unpinned::Pin
+            && kiln_core::lockfile::Lockfile::fetch_pin_key(&fo.setting).is_some()
+            && !self
+                .report()
+                .execs
+                .iter()
+                .any(|e| e.fixed_output.as_ref().is_some_and(|f| f.pin == fo.setting));
+        if pin.is_none() && !may_learn && self.run.unpinned != Unpinned::Report {
             return Ok(Err(tool_exec::Error::NetworkDenied(format!(
-                "{setting} is not set for target '{t}' in kiln.toml or kiln.lock, so its fixed-output step gets no network. Run `kiln lock`: the step runs once with network and kiln pins what it fetched in kiln.lock. Or set {setting} = \"sha256-…\" in kiln.toml; to learn the hash, run `kiln build --fetch-unpinned {t}`: the step runs with network and kiln prints the hash (nothing it fetched is used)",
+                "{setting} is not set for target '{t}' in kiln.toml or kiln.lock, so its fixed-output step gets no network. Run `kiln lock`: the step runs once with network and kiln pins what it fetched in kiln.lock (for targets that read no other target's output). Or set {setting} = \"sha256-…\" in kiln.toml; to learn the hash, run `kiln build --fetch-unpinned {t}`: the step runs with network and kiln prints the hash (nothing it fetched is used)",
                 setting = fo.setting,
                 t = self.run.target
             ))));
