@@ -318,15 +318,9 @@ fn a_build_waiting_for_another_says_so_and_reuses_its_output() {
 /// the bytes it has fetched so far, growing as it runs.
 #[test]
 fn a_download_step_on_a_terminal_shows_the_bytes_fetched_so_far() {
-    let p = Project::new();
-    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
-    std::fs::copy(crate::support::busybox(), p.path("tools/bin/sh")).unwrap();
-    p.write(
-        "kiln.toml",
-        &format!(
-            "[target.t]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\n[target.t.params]\nattack = \"exec\"\nfixed_dir = \"fetched\"\nscript = 'for i in 1 2 3 4; do head -c 1048576 /dev/zero > /work/fetched/f$i; sleep 0.7; done'\n",
-            crate::support::fixture("hostile")
-        ),
+    let p = crate::support::busybox_project(
+        "",
+        "attack = \"exec\"\nfixed_dir = \"fetched\"\nscript = 'for i in 1 2 3 4; do head -c 1048576 /dev/zero > /work/fetched/f$i; sleep 0.7; done'",
     );
     let frames = on_a_terminal(&p, &["build", "--fetch-unpinned"]);
     let fetched: std::collections::BTreeSet<String> = frames
