@@ -178,45 +178,88 @@ fn a_pinned_fixed_output_step_cannot_reach_host_services_or_metadata() {
     p.assert_left_only_input("tools");
 }
 
-/// `kiln run-tool` gives a tool the package (writable) and a network, and
-/// nothing more: not `.git` (a hook would run on the next commit), not
-/// kiln.toml or kiln.lock (its own pin), not the host's loopback, not the
-/// user's other environment.
+/// `kiln run-tool` gives a tool a network and the files `--write` names,
+/// and nothing more: the rest of the package is read-only (no new `.git`
+/// whose config git would run, no kiln.lock, no file in a KILN_HOME kept
+/// inside the package), a written file gets its mode back (no setuid
+/// plant), and neither the host's loopback nor the user's other
+/// environment is there.
 #[test]
-fn run_tool_writes_only_the_package_and_reaches_no_host_service() {
+fn run_tool_writes_only_the_named_files_and_reaches_no_host_service() {
     let lo = Listener::on("127.0.0.1:0");
     let p = hostile("attack = \"noop\"\n");
-    p.write(".git/config", "[core]\n");
     let toml = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
-    p.write("sub/x", "");
+    p.write("sub/notes.txt", "mine\n");
     let script = format!(
-        "echo made > made.txt; \
-         (echo pwned > ../.git/config) 2>/dev/null && echo WROTE-GIT; \
+        "echo made > made.txt; chmod 4755 made.txt; \
+         (echo pwned > notes.txt) 2>/dev/null && echo WROTE-OTHER; \
+         (mkdir .git && echo x > .git/config) 2>/dev/null && echo MADE-GIT; \
          (echo pwned > ../kiln.toml) 2>/dev/null && echo WROTE-TOML; \
+         (echo x > ../kiln.lock) 2>/dev/null && echo MADE-LOCK; \
          (echo hi | nc -w 3 127.0.0.1 {}) 2>/dev/null && echo REACHED; \
-         echo \"secret=$KILN_TEST_SECRET\"; ls /home /root 2>&1 | head -3",
+         echo \"secret=$KILN_TEST_SECRET\"",
         lo.port()
     );
     let r = p
-        .command(&["run-tool", "tools:bin/sh", "--", "-c", &script])
+        .command(&[
+            "run-tool",
+            "tools:bin/sh",
+            "--write",
+            "made.txt",
+            "--",
+            "-c",
+            &script,
+        ])
         .current_dir(p.path("sub"))
         .env("KILN_TEST_SECRET", "s3cret")
         .output()
         .unwrap();
     let r = crate::support::run(r).ok();
+    for never in [
+        "WROTE-OTHER",
+        "MADE-GIT",
+        "WROTE-TOML",
+        "MADE-LOCK",
+        "REACHED",
+        "s3cret",
+    ] {
+        assert!(!r.stdout.contains(never), "{never}: {}", r.stdout);
+    }
     assert_eq!(
         std::fs::read_to_string(p.path("sub/made.txt")).unwrap(),
         "made\n"
     );
-    for never in ["WROTE-GIT", "WROTE-TOML", "REACHED", "s3cret"] {
-        assert!(!r.stdout.contains(never), "{never}: {}", r.stdout);
-    }
-    assert_eq!(
-        std::fs::read_to_string(p.path(".git/config")).unwrap(),
-        "[core]\n"
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(p.path("sub/made.txt"))
+            .unwrap()
+            .permissions(),
     );
+    assert_eq!(mode & 0o7000, 0, "a setuid bit was left: {mode:o}");
+    assert_eq!(
+        std::fs::read_to_string(p.path("sub/notes.txt")).unwrap(),
+        "mine\n"
+    );
+    assert!(!p.path("sub/.git").exists() && !p.path("kiln.lock").exists());
     assert_eq!(std::fs::read_to_string(p.path("kiln.toml")).unwrap(), toml);
     lo.assert_untouched();
+    // git's and kiln's own files are never a tool's to write.
+    p.kiln(&[
+        "run-tool",
+        "tools:bin/sh",
+        "--write",
+        ".git/config",
+        "--",
+        "-c",
+        "true",
+    ])
+    .fails_with("never a tool's to write");
+    // A proxy URL with credentials is not handed to a tool with a network.
+    p.command(&["run-tool", "tools:bin/sh", "--", "-c", "true"])
+        .env("GOPROXY", "https://u:token@proxy.example/go")
+        .output()
+        .map(crate::support::run)
+        .unwrap()
+        .fails_with("GOPROXY holds credentials");
     // The tool's exit code is the command's failure, named.
     p.command(&["run-tool", "tools:bin/sh", "--", "-c", "exit 3"])
         .output()

@@ -576,6 +576,10 @@ pub struct RunToolArgs {
     /// [default: bin/INPUT or INPUT/bin/INPUT].
     #[arg(value_name = "INPUT[:PATH]")]
     pub tool: String,
+    /// A file the tool may change, relative to the current directory
+    /// (repeatable); the rest of the package is read-only to it.
+    #[arg(long = "write", value_name = "FILE", default_values_t = ["go.mod".to_string(), "go.sum".to_string()])]
+    pub writes: Vec<String>,
     /// The tool's arguments, after `--`.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,

@@ -43,6 +43,8 @@ pub(super) fn run_tool(a: RunToolArgs, quiet: bool) -> anyhow::Result<()> {
     for (name, text) in sandbox::policy::etc_files() {
         std::fs::write(etc.path().join(name), text)?;
     }
+    let files = run_tool::writable_files(&project, &cwd, &a.writes).map_err(anyhow::Error::msg)?;
+    let writes: Vec<std::path::PathBuf> = files.iter().map(|(f, _)| f.clone()).collect();
     let user_env: Vec<(String, String)> = run_tool::PASSED_ENV
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
@@ -53,22 +55,33 @@ pub(super) fn run_tool(a: RunToolArgs, quiet: bool) -> anyhow::Result<()> {
         program: &program,
         project: &project,
         cwd: &cwd,
+        writes: &writes,
         args: a.args.clone(),
         user_env,
         etc: etc.path(),
     };
-    let spec = run_tool::spec(&run).map_err(anyhow::Error::msg)?;
+    let spec = match run_tool::spec(&run) {
+        Ok(spec) => spec,
+        Err(e) => {
+            run_tool::settle(&files)?;
+            bail!(e);
+        }
+    };
     if !quiet {
         errln!(
-            "running {} {} (input '{input}' of target '{}', {}) in {}, which it may change, with network",
+            "running {} {} (input '{input}' of target '{}', {}) in {} with network; it may change {}",
             spec.program,
             spec.args.join(" "),
             t.name,
             declared.source.describe(&t.dir),
-            cwd.display()
+            cwd.display(),
+            a.writes.join(", ")
         );
     }
-    let out = sandbox::run(&spec, SandboxMode::Hermetic)?;
+    let out = sandbox::run(&spec, SandboxMode::Hermetic);
+    // Modes back whatever the end; a file kiln made and nothing wrote goes.
+    run_tool::settle(&files)?;
+    let out = out?;
     out!("{}", String::from_utf8_lossy(&out.stdout));
     if !out.stderr.is_empty() {
         errln!("{}", String::from_utf8_lossy(&out.stderr).trim_end());
