@@ -22,6 +22,10 @@ pub fn stamped(p: &Params, platform: &Platform) -> Result<Option<String>> {
     let froms: BTreeSet<&str> = p.contents.iter().map(|c| c.from.as_str()).collect();
     for from in froms {
         let root = kiln_sdk::input(from)?;
+        // A file input (a single binary) holds no version file.
+        if !root.is_dir() {
+            continue;
+        }
         for dir in [platform.dir().as_str(), ""] {
             let file = root.join(dir).join(kiln_sdk::version::STAMP_FILE);
             if let Some(v) = read_version(&file)
@@ -53,7 +57,14 @@ pub fn stamped(p: &Params, platform: &Platform) -> Result<Option<String>> {
 fn read_version(file: &std::path::Path) -> std::result::Result<Option<String>, String> {
     let meta = match std::fs::symlink_metadata(file) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
         Err(e) => return Err(e.to_string()),
     };
     if !meta.is_file() {
