@@ -161,7 +161,7 @@ struct Job<'a> {
     key: BuildKey,
     /// The params the recipe sees: kiln.toml's, with kiln.lock's
     /// fixed-output pins filled in ([`Pins::params`]).
-    params: serde_json::Value,
+    params: Cow<'a, serde_json::Value>,
     /// The settings whose pin came from kiln.lock.
     locked_settings: Vec<String>,
 }

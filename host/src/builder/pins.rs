@@ -73,9 +73,13 @@ impl Pins {
     /// `t`'s params as its recipe sees them: kiln.toml's, with each
     /// fixed-output pin kiln.lock holds (`params.vendor_hash`, written by
     /// `kiln lock`) filled in where kiln.toml sets none; and the settings
-    /// that came from kiln.lock. kiln.toml's own value always wins.
-    pub(super) fn params(&self, t: &Target) -> (serde_json::Value, Vec<String>) {
-        let mut params = t.params.clone();
+    /// that came from kiln.lock. kiln.toml's own value always wins. Borrowed
+    /// when nothing is filled in: every target of a no-op passes here.
+    pub(super) fn params<'t>(
+        &self,
+        t: &'t Target,
+    ) -> (std::borrow::Cow<'t, serde_json::Value>, Vec<String>) {
+        let mut params = std::borrow::Cow::Borrowed(&t.params);
         let mut locked = Vec::new();
         let Some(pins) = self.lock.target.get(&t.name) else {
             return (params, locked);
@@ -84,8 +88,8 @@ impl Pins {
             let Some(key) = Lockfile::fetch_pin_key(setting) else {
                 continue;
             };
-            if let Some(map) = params.as_object_mut()
-                && !map.contains_key(key)
+            if params.as_object().is_some_and(|m| !m.contains_key(key))
+                && let Some(map) = params.to_mut().as_object_mut()
             {
                 map.insert(key.to_string(), serde_json::Value::String(hash.to_sri()));
                 locked.push(setting.clone());

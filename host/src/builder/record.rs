@@ -39,7 +39,7 @@ impl Ctx<'_> {
                 hash: job.recipe.hash,
                 entry: job.recipe.entry.as_deref().map(entry_name),
             },
-            params: job.params.clone(),
+            params: job.params.clone().into_owned(),
             inputs: job
                 .inputs
                 .iter()
