@@ -2,7 +2,7 @@
 params, deterministically, into /out.
 
 componentize-py compiles this file, against kiln's wit/recipe.wit, into a
-WebAssembly component that exports `build` (kiln:recipe@0.2.0); kiln runs it
+WebAssembly component that exports `build` (kiln:recipe@0.3.0); kiln runs it
 like any recipe. Params (`templates` and `render` are required):
 
     templates   input holding the templates, e.g. "src"

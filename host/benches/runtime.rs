@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
                 dir: dir.join("caches"),
             },
             fetch_store: None,
+            seeds: None,
         };
         let t = Instant::now();
         let component = runtime.load(&wasm)?;

@@ -244,9 +244,39 @@ pub struct ToolCacheUse {
     /// it was.
     pub files_before: u64,
     pub bytes_before: u64,
+    /// The shared result copied into it before the build's commands ran
+    /// (a command's cache `seed`), if it asked for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<SeedUse>,
     /// Where it is on the host: counted in the disk budget, never recorded.
     #[serde(skip)]
     pub host_dir: PathBuf,
+}
+
+/// What a cache's seed did for one build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedUse {
+    /// `reused` (the store held it), `computed` (its tool ran, here, for
+    /// the items the store lacked) or `failed`.
+    pub outcome: SeedOutcome,
+    /// The shared result's NAR hash (none when it failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// How many items the command asked for.
+    pub items: usize,
+    /// Files copied into the cache (those it already held are kept).
+    pub files_copied: u64,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedOutcome {
+    Reused,
+    Computed,
+    Failed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -127,6 +127,9 @@ pub struct RecipeRun {
     /// Where fixed-output steps with a fetch key keep and find what they
     /// fetched (None: every step runs).
     pub fetch_store: Option<kiln_core::store::Store>,
+    /// Where cache seeds are kept and found (None: caches are not seeded,
+    /// as for `--no-cache` and `--check`).
+    pub seeds: Option<kiln_core::store::Store>,
 }
 
 /// What a fixed-output step with no pin (in kiln.toml or kiln.lock) may do.
@@ -520,7 +523,7 @@ fn instantiate_error(target: &str, e: wasmtime::Error) -> RecipeError {
 }
 
 /// The contract version this kiln implements (`wit/recipe.wit`).
-pub const CONTRACT: &str = "kiln:recipe@0.2.0";
+pub const CONTRACT: &str = "kiln:recipe@0.3.0";
 
 /// Refuse a component that imports another version of `kiln:recipe`
 /// before wasmtime's linker gives a puzzling "no import named …".
@@ -532,7 +535,7 @@ fn check_contract(engine: &Engine, component: &Component) -> anyhow::Result<()> 
         let version = rest.split_once('@').map_or("(no version)", |(_, v)| v);
         if format!("kiln:recipe@{version}") != CONTRACT {
             anyhow::bail!(
-                "it was built against kiln:recipe@{version}, and this kiln speaks {CONTRACT}: rebuild the recipe against {CONTRACT} (kiln-sdk 0.2, or the wit/ of this kiln); docs/writing-recipes.md lists what changed"
+                "it was built against kiln:recipe@{version}, and this kiln speaks {CONTRACT}: rebuild the recipe against {CONTRACT} (the kiln-sdk or the wit/ of this kiln); docs/writing-recipes.md lists what changed"
             );
         }
     }

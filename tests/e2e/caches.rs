@@ -212,3 +212,125 @@ fn what_tools_leave_in_a_cache_counts_in_the_disk_budget() {
     // Under a budget that holds both, the same build passes.
     p.kiln(&["build", "--disk", "4M"]).ok();
 }
+
+/// A project whose target `a` runs `script` with the cache /cache/c seeded
+/// by `seed` (a shell script, given `items`); it also declares an input
+/// the seed must not see.
+fn seeded_project(seed: &str, items: &[&str], script: &str) -> Project {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("tools/bin")).unwrap();
+    std::fs::copy(busybox(), p.path("tools/bin/sh")).unwrap();
+    p.write("secret/token", "project secret\n");
+    p.write(
+        "kiln.toml",
+        &format!(
+            "[target.a]\nrecipe = {{ path = {:?} }}\ninputs.tools = {{ path = \"tools\" }}\ninputs.secret = {{ path = \"secret\" }}\n[target.a.params]\nattack = \"exec\"\ncache = [\"k\", \"/cache/c\"]\nseed = '''{seed}'''\nseed_items = {items:?}\nscript = '''{script}'''\n",
+            fixture("hostile")
+        ),
+    );
+    p
+}
+
+/// `p`'s kiln run with the store (and so the seeds) of `home`.
+fn kiln_with_home(p: &Project, home: &Project, args: &[&str]) -> crate::support::Run {
+    crate::support::run(
+        p.command(args)
+            .env("KILN_HOME", home.home.path())
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_cache_seed_sees_only_its_tool_is_shared_as_computed_and_never_as_a_project_left_it() {
+    // The seed lists what it can see and says which items it was run for;
+    // the target shows what its cache got, then poisons its own copy.
+    let seed = r#"ls -A /inputs /work /out > /seed/seen 2>&1; cat /inputs/secret/token >> /seed/seen 2>&1; echo "$@" >> /seed/runs; echo shared > /seed/file; for i in "$@"; do touch /seed/item-$i; done"#;
+    let script = "cat /cache/c/seen /cache/c/runs /cache/c/file; ls /cache/c | grep item- | tr '\\n' ' '; echo poison > /cache/c/file";
+    let a = seeded_project(seed, &["x", "y"], script);
+    a.kiln(&["build"]).ok();
+    let said = escaped(&a, "a");
+    // It saw its own tool's input and nothing of the project: no other
+    // input, an empty /work and /out.
+    assert!(
+        said.starts_with("/inputs:\ntools\n\n/out:\n\n/work:\n"),
+        "{said}"
+    );
+    assert!(said.contains("No such file"), "{said}");
+    assert!(!said.contains("project secret"), "{said}");
+    assert!(said.contains("x y\nshared\nitem-x item-y"), "{said}");
+    let rec = record_of(&a, "result");
+    let seed_use = &rec["timing"]["caches"][0]["seed"];
+    assert_eq!(seed_use["outcome"], "computed", "{rec}");
+    assert_eq!(seed_use["items"], 2, "{rec}");
+    assert_eq!(rec["timing"]["caches"][0]["files_before"], 0, "{rec}");
+
+    // Another project asking for the same computation gets the shared
+    // result, not what a's tools wrote into a's cache.
+    let b = seeded_project(seed, &["y"], script);
+    kiln_with_home(&b, &a, &["build"]).ok();
+    let said = std::fs::read_to_string(b.path("result/escaped")).unwrap();
+    assert!(said.contains("x y\nshared\n"), "{said}");
+    assert!(!said.contains("poison"), "{said}");
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(a.home.path().join(format!(
+            "records/{}.json",
+            std::fs::canonicalize(b.path("result"))
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        rec["timing"]["caches"][0]["seed"]["outcome"], "reused",
+        "{rec}"
+    );
+    assert_eq!(
+        rec["timing"]["caches"][0]["seed"]["hash"],
+        record_of(&a, "result")["timing"]["caches"][0]["seed"]["hash"]
+    );
+
+    // An item the result lacks: the tool runs again on a copy of it, for
+    // that item only.
+    let c = seeded_project(seed, &["x", "z"], script);
+    kiln_with_home(&c, &a, &["build"]).ok();
+    let said = std::fs::read_to_string(c.path("result/escaped")).unwrap();
+    assert!(
+        said.contains("x y\nz\nshared\nitem-x item-y item-z"),
+        "{said}"
+    );
+
+    // A different computation is a different result.
+    let d = seeded_project(&format!("{seed}; echo other > /seed/file"), &["x"], script);
+    kiln_with_home(&d, &a, &["build"]).ok();
+    let said = std::fs::read_to_string(d.path("result/escaped")).unwrap();
+    assert!(said.contains("x\nother\n"), "{said}");
+
+    // --no-cache: an empty cache, no seed.
+    let r = kiln_with_home(&b, &a, &["build", "--no-cache", "--source-date-epoch", "2"]).ok();
+    let said = std::fs::read_to_string(b.path("result/escaped")).unwrap();
+    assert!(!said.contains("shared"), "{said}\n{}", r.stderr);
+
+    // A seed that fails leaves the cache as it was and the build goes on.
+    let e = seeded_project("echo cannot >&2; exit 3", &["x"], "ls /cache/c | wc -l");
+    e.kiln(&["build"]).ok();
+    assert_eq!(escaped(&e, "a").trim(), "0");
+    let rec = record_of(&e, "result");
+    let seed_use = &rec["timing"]["caches"][0]["seed"];
+    assert_eq!(seed_use["outcome"], "failed", "{rec}");
+    assert!(
+        seed_use["note"]
+            .as_str()
+            .unwrap()
+            .contains("code 3: cannot"),
+        "{rec}"
+    );
+
+    // Items are operands, never options.
+    let f = seeded_project(seed, &["-o/tmp/x"], script);
+    f.kiln(&["build"])
+        .fails_with("cache seed: item \"-o/tmp/x\"");
+}

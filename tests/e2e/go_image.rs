@@ -659,6 +659,129 @@ fn an_edit_rebuilds_with_the_warm_go_cache_and_check_proves_it_changed_nothing()
     );
 }
 
+/// The standard library is compiled once per machine, in a sandbox that
+/// sees only the pinned toolchain: a second project's first build gets it
+/// (a copy in its own cache) and compiles only its own packages.
+#[test]
+fn a_second_project_gets_the_standard_library_the_first_compiled() {
+    let a = edit_loop_project("");
+    a.kiln(&["build"]).ok();
+    let cache = |rec: &serde_json::Value, path: &str| -> serde_json::Value {
+        rec["timing"]["caches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["path"] == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {path} in {rec}"))
+    };
+    let first = record_of(&a, "result");
+    for path in ["/cache/go-build", "/cache/go-test"] {
+        let seed = &cache(&first, path)["seed"];
+        assert!(
+            seed["items"].as_u64().unwrap() > 10,
+            "fmt, testing and what they import: {first}"
+        );
+    }
+    // The test step's seed ran first (compiling fmt, testing…); the
+    // build's asked for the same and found it.
+    assert_eq!(
+        cache(&first, "/cache/go-test")["seed"]["outcome"],
+        "computed"
+    );
+    assert_eq!(
+        cache(&first, "/cache/go-build")["seed"]["outcome"],
+        "reused"
+    );
+
+    // Another project on the machine, importing part of the same packages.
+    let b = Project::new();
+    b.write("m/go.mod", "module example.com/other\n\ngo 1.22\n");
+    b.write(
+        "m/main.go",
+        "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"other\") }\n",
+    );
+    b.write(
+        "kiln.toml",
+        &format!(
+            "[target.o]\nrecipe = \"go\"\ninputs.src = {{ path = \"m\" }}\n{}",
+            go_input()
+        ),
+    );
+    let caches_before: Vec<_> = std::fs::read_dir(a.home.path().join("caches"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    run(b
+        .command(&["build"])
+        .env("KILN_HOME", a.home.path())
+        .output()
+        .unwrap())
+    .ok();
+    let out = run(Command::new(b.path("result/bin/other")).output().unwrap()).ok();
+    assert_eq!(out.stdout, "other\n");
+    let name = std::fs::canonicalize(b.path("result")).unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(a.home.path().join(format!(
+            "records/{}.json",
+            name.file_name().unwrap().to_string_lossy()
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let build = cache(&rec, "/cache/go-build");
+    assert_eq!(build["files_before"], 0, "b's own cache was new: {rec}");
+    assert_eq!(build["seed"]["outcome"], "reused", "{rec}");
+    let copied = build["seed"]["files_copied"].as_u64().unwrap();
+    assert!(copied > 100, "{rec}");
+    // b's go commands compiled only its own package: its cache holds the
+    // seed's files and a handful more (main's compile, the link, buildinfo).
+    let new_cache: Vec<_> = std::fs::read_dir(a.home.path().join("caches"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !caches_before.contains(p))
+        .collect();
+    assert_eq!(new_cache.len(), 1, "{new_cache:?}");
+    // Its go-build cache holds the shared result and a handful more files
+    // (main's compile and the link); its go-test cache, larger, also holds
+    // the facts `go test`'s vet computes for each import.
+    let seed_files = cache(&rec, "/cache/go-test")["seed"]["files_copied"]
+        .as_u64()
+        .unwrap();
+    assert!(seed_files >= copied, "{rec}");
+    let mut sizes: Vec<u64> = std::fs::read_dir(&new_cache[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|d| files_under(&d))
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    // Compiling the standard-library packages itself would have written
+    // two files (action and output) for each of them; what it did write is
+    // go list's index of the module and main's compile and link.
+    let own = sizes[0] - seed_files;
+    let items = build["seed"]["items"].as_u64().unwrap();
+    assert!(
+        own < 2 * items,
+        "b's build wrote {own} cache files itself for {items} packages: {sizes:?} {rec}"
+    );
+}
+
+/// Regular files under `dir`.
+fn files_under(dir: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            n += files_under(&e.path());
+        } else if e.file_type().unwrap().is_file() {
+            n += 1;
+        }
+    }
+    n
+}
+
 #[test]
 fn cache_false_builds_without_the_kept_cache() {
     let p = edit_loop_project("cache = false");

@@ -145,7 +145,7 @@ fn a_recipe_built_against_contract_0_1_is_refused_with_what_to_do() {
         "[target.t]\nrecipe = { path = \"old.wasm\" }\n",
     );
     p.kiln(&["build"]).fails_with(
-        "it was built against kiln:recipe@0.1.0, and this kiln speaks kiln:recipe@0.2.0: rebuild the recipe against kiln:recipe@0.2.0",
+        "it was built against kiln:recipe@0.1.0, and this kiln speaks kiln:recipe@0.3.0: rebuild the recipe against kiln:recipe@0.3.0",
     );
 }
 

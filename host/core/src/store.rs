@@ -163,6 +163,12 @@ impl Store {
         self.root.join("caches")
     }
 
+    /// The index of cache seeds: one file per seed, naming the store entry
+    /// that holds its result and the items it holds.
+    pub fn seeds_dir(&self) -> PathBuf {
+        self.root.join("seeds")
+    }
+
     /// The directory of the input-hash cache.
     pub fn hashcache_dir(&self) -> PathBuf {
         self.root.join("hashcache")

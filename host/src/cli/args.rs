@@ -377,7 +377,7 @@ pub struct BuildArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The recipe: a WebAssembly component exporting `build`
-    /// (kiln:recipe@0.2.0), or a WASI command whose `main` is the build.
+    /// (kiln:recipe@0.3.0), or a WASI command whose `main` is the build.
     pub recipe: PathBuf,
     /// An input, as a path the recipe sees at /inputs/NAME (repeatable).
     #[arg(short = 'i', long = "input", value_name = "NAME=PATH")]

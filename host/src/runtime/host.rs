@@ -1,9 +1,9 @@
 //! What a recipe may ask of the host: the imports of `wit/recipe.wit`.
 //! One glue file per interface (`target`, `tool_exec`, `files`,
 //! `assemble`, `log`: `impl Host` blocks that only translate); the work
-//! lives beside them (`exec`, `fixed_output`, `tool_caches`, `paths`) and
-//! in the runtime's plain modules. This file holds the run's state
-//! ([`HostState`]: the run's description plus its counters) and the
+//! lives beside them (`exec`, `fixed_output`, `tool_caches`, `seeds`,
+//! `paths`) and in the runtime's plain modules. This file holds the run's
+//! state ([`HostState`]: the run's description plus its counters) and the
 //! helpers every interface shares.
 //!
 //! Two levels of result: the outer `wasmtime::Result` traps the recipe
@@ -21,6 +21,7 @@ mod files;
 mod fixed_output;
 mod log;
 mod paths;
+mod seeds;
 mod target;
 mod tool_caches;
 mod tool_exec;

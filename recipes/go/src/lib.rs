@@ -19,6 +19,7 @@
 //! Params are documented in docs/recipes/go.md.
 
 mod params;
+mod stdlib;
 
 use std::fs;
 use std::path::Path;
@@ -45,13 +46,20 @@ fn build() -> Result<()> {
     let (module_dir, go_mod) = copy_source(&p)?;
     let module_path = module_path(&go_mod).unwrap_or_else(|| "(unnamed module)".into());
     let env = module_env(&go, &p, &module_dir, &go_mod)?;
-    let module = Module {
+    let mut module = Module {
         go,
         dir: module_dir.to_string_lossy().into_owned(),
         path: module_path,
         env,
+        std: Vec::new(),
     };
     let packages = packages(&p)?;
+    // A kept cache already warm holds what earlier builds compiled (and
+    // an empty one of --no-cache or --check gets no seed): no step is
+    // spent listing what to seed it with.
+    if p.cache && kiln_sdk::cache_wants_seed(&cache_key(&p), GO_CACHE) {
+        module.std = stdlib::packages(module.go_cmd(&p, &[]), &p, &packages);
+    }
     info!(
         "{}: {} with {}, cgo {}",
         module.path,
@@ -72,6 +80,9 @@ struct Module {
     dir: String,
     path: String,
     env: Vec<(String, String)>,
+    /// The standard-library packages the build and tests import: what
+    /// seeds the kept caches (empty: no seed).
+    std: Vec<String>,
 }
 
 /// Step 1: the `src` input copied to `/work/src` (inside the host, modes
@@ -179,7 +190,15 @@ impl Module {
             .envs(self.env.iter().cloned())
             .cwd(self.dir.clone());
         if p.cache {
-            cmd.cache(cache_key(p), GO_CACHE)
+            kept_cache(
+                cmd,
+                &self.go,
+                p,
+                &self.env,
+                &self.std,
+                cache_key(p),
+                GO_CACHE,
+            )
         } else {
             cmd
         }
@@ -212,8 +231,15 @@ impl Module {
             .envs(self.env.iter().cloned())
             .cwd(self.dir.clone());
         let test = if p.cache {
-            test.env("GOCACHE", GO_TEST_CACHE)
-                .cache(format!("test {}", cache_key(p)), GO_TEST_CACHE)
+            kept_cache(
+                test.env("GOCACHE", GO_TEST_CACHE),
+                &self.go,
+                p,
+                &self.env,
+                &self.std,
+                format!("test {}", cache_key(p)),
+                GO_TEST_CACHE,
+            )
         } else {
             test.env("GOCACHE", "/work/.cache/go-test")
         }
@@ -263,9 +289,7 @@ impl Module {
                 }
             }
             fs::create_dir_all(format!("{out}/bin"))?;
-            builds.push(build_command(
-                &self.go, p, &env, &self.dir, packages, &ldflags, &out,
-            ));
+            builds.push(self.build_command(p, &env, packages, &ldflags, &out));
             outs.push((out, env));
         }
         if builds.len() == 1 {
@@ -327,35 +351,54 @@ fn cache_key(p: &Params) -> String {
     )
 }
 
-/// `go build` of `packages` into `<out>/bin/` with `env`.
-fn build_command(
+impl Module {
+    /// `go build` of `packages` into `<out>/bin/` with `env`.
+    fn build_command(
+        &self,
+        p: &Params,
+        env: &[(String, String)],
+        packages: &[String],
+        ldflags: &str,
+        out: &str,
+    ) -> Command {
+        let mut args: Vec<String> = vec![
+            "build".into(),
+            "-o".into(),
+            format!("{out}/bin/"),
+            "-buildvcs=false".into(),
+        ];
+        args.push(format!("-ldflags={ldflags}"));
+        if !p.tags.is_empty() {
+            args.push(format!("-tags={}", p.tags.join(",")));
+        }
+        args.extend(packages.iter().cloned());
+        let build = Command::new(self.go.clone())
+            .args(args)
+            .envs(env.iter().cloned())
+            .cwd(self.dir.clone());
+        if p.cache {
+            kept_cache(build, &self.go, p, env, &self.std, cache_key(p), GO_CACHE)
+        } else {
+            build
+        }
+    }
+}
+
+/// `cmd` with the kept cache `key` at `path`, seeded with the standard
+/// library `std` compiled as `env` compiles it (shared by every project on
+/// the machine) when there is one to seed.
+fn kept_cache(
+    cmd: Command,
     go: &Tool,
     p: &Params,
     env: &[(String, String)],
-    module_dir: &str,
-    packages: &[String],
-    ldflags: &str,
-    out: &str,
+    std: &[String],
+    key: String,
+    path: &str,
 ) -> Command {
-    let mut args: Vec<String> = vec![
-        "build".into(),
-        "-o".into(),
-        format!("{out}/bin/"),
-        "-buildvcs=false".into(),
-    ];
-    args.push(format!("-ldflags={ldflags}"));
-    if !p.tags.is_empty() {
-        args.push(format!("-tags={}", p.tags.join(",")));
-    }
-    args.extend(packages.iter().cloned());
-    let build = Command::new(go.clone())
-        .args(args)
-        .envs(env.iter().cloned())
-        .cwd(module_dir);
-    if p.cache {
-        build.cache(cache_key(p), GO_CACHE)
-    } else {
-        build
+    match stdlib::seed(go, p, env, std) {
+        Some(seed) => cmd.cache_seeded(key, path, &seed),
+        None => cmd.cache(key, path),
     }
 }
 

@@ -110,6 +110,86 @@ impl FixedOutput {
     }
 }
 
+/// Work shared by every project on the machine that seeds a kept cache
+/// ([`Command::cache_seeded`]): the host runs `tool` with `args`, then the
+/// items, in a sandbox that sees only the tool's input, with the result
+/// directory at `/seed`; it keeps the result, keyed by the tool and
+/// `args`/`env`, and copies it into the cache before the command runs. It
+/// runs the tool again only for items the kept result lacks.
+///
+/// ```
+/// use kiln_sdk::{Seed, Tool};
+/// let std = Seed::new(Tool::new("go", "bin/go"))
+///     .args(["build"])
+///     .env("GOCACHE", "/seed")
+///     .items(["fmt", "net/http"]);
+/// assert_eq!(std.items_len(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Seed {
+    tool: Tool,
+    args: Vec<String>,
+    items: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Seed {
+    /// A seed computed by `tool` (in a declared input, the only one it sees).
+    pub fn new(tool: Tool) -> Self {
+        Seed {
+            tool,
+            args: Vec::new(),
+            items: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Arguments before the items.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// What to make, one argument each (never starting with `-`).
+    pub fn items<I: IntoIterator<Item = S>, S: Into<String>>(mut self, items: I) -> Self {
+        self.items.extend(items.into_iter().map(Into::into));
+        self
+    }
+
+    /// One environment variable (a later value for a name replaces it).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
+        self
+    }
+
+    /// How many items it asks for.
+    pub fn items_len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn wire(&self) -> tool_exec::Seed {
+        tool_exec::Seed {
+            tool: tool_exec::Tool {
+                input: self.tool.input.clone(),
+                path: self.tool.path.clone(),
+            },
+            args: self.args.clone(),
+            items: self.items.clone(),
+            env: self.env.clone(),
+        }
+    }
+}
+
+/// Whether a [`Seed`] given to the cache `key` at `path` (as
+/// [`Command::cache`] names it) would be used: the cache is kept on this
+/// machine (not `--no-cache`, `--check` or remote steps) and holds nothing
+/// yet. Ask before spending a step on listing what to seed it with.
+pub fn cache_wants_seed(key: &str, path: &str) -> bool {
+    tool_exec::cache_wants_seed(key, path)
+}
+
 /// How a finished process ended.
 ///
 /// ```
@@ -363,6 +443,26 @@ impl Command {
         self.caches.push(tool_exec::Cache {
             key: key.into(),
             path: path.into(),
+            seed: None,
+        });
+        self
+    }
+
+    /// [`Command::cache`], seeded before the command runs with `seed`'s
+    /// result, shared by every project on the machine that asks for the
+    /// same computation (see [`Seed`]). `--no-cache`, `--check` and remote
+    /// steps get the cache empty, unseeded; a seed that fails leaves it
+    /// as it was.
+    pub fn cache_seeded(
+        mut self,
+        key: impl Into<String>,
+        path: impl Into<String>,
+        seed: &Seed,
+    ) -> Self {
+        self.caches.push(tool_exec::Cache {
+            key: key.into(),
+            path: path.into(),
+            seed: Some(seed.wire()),
         });
         self
     }

@@ -58,7 +58,7 @@ pub mod platform;
 pub mod version;
 
 pub use error::{Context, Error, ErrorKind, Result};
-pub use exec::{Command, Exit, FixedOutput, Output, Tool};
+pub use exec::{Command, Exit, FixedOutput, Output, Seed, Tool, cache_wants_seed};
 
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use kiln_core::hash::Sha256Hash;
 
 use super::HostState;
-use crate::record::{ToolCacheKind, ToolCacheUse};
+use crate::record::{SeedOutcome, SeedUse, ToolCacheKind, ToolCacheUse};
 use crate::runtime::bindings::kiln::recipe::tool_exec;
 use crate::sandbox::Mount;
 
@@ -68,13 +68,10 @@ impl HostState {
                     c.path
                 )));
             }
-            // The key names the directory: a different key, a different
-            // cache. Hashed, so any string is a safe name.
-            let id = Sha256Hash::of_bytes(format!("{}\0{}", c.path, c.key).as_bytes()).to_hex();
-            let dir = self.run.caches.dir().join(&id[..32]);
+            let dir = self.cache_dir(&c.path, &c.key);
             if self.run.executor.is_remote() {
                 // Not created: a remote step gets an empty directory there.
-                self.note_cache_use(&c.path, &dir);
+                self.note_cache_use(&c.path, &dir, None);
                 mounts.push(Mount {
                     host: dir,
                     guest: c.path.clone(),
@@ -95,7 +92,12 @@ impl HostState {
                     tool_exec::Error::Failed(format!("cannot mark cache {} used: {e}", c.path))
                 })?;
             }
-            self.note_cache_use(&c.path, &dir);
+            // How warm the target's own builds left it, then the seed.
+            self.note_cache_use(&c.path, &dir, None);
+            if let (Some(seed), Some(store)) = (&c.seed, &self.run.seeds) {
+                let seeded = self.seed_cache(store, &dir, seed)?;
+                self.note_cache_use(&c.path, &dir, Some(seeded));
+            }
             mounts.push(Mount {
                 host: dir,
                 guest: c.path.clone(),
@@ -105,9 +107,35 @@ impl HostState {
         Ok(mounts)
     }
 
-    fn note_cache_use(&self, path: &str, dir: &Path) {
+    /// Where the cache `key` at `path` lives on the host. The key names
+    /// the directory: a different key, a different cache. Hashed, so any
+    /// string is a safe name.
+    fn cache_dir(&self, path: &str, key: &str) -> PathBuf {
+        let id = Sha256Hash::of_bytes(format!("{path}\0{key}").as_bytes()).to_hex();
+        self.run.caches.dir().join(&id[..32])
+    }
+
+    /// `tool-exec.cache-wants-seed`: whether a seed would be used: the
+    /// cache is kept here (seeds are on, the steps run here) and empty.
+    pub(super) fn seed_would_be_used(&self, key: &str, path: &str) -> bool {
+        self.run.seeds.is_some()
+            && !self.run.executor.is_remote()
+            && !std::fs::read_dir(self.cache_dir(path, key))
+                .is_ok_and(|mut entries| entries.next().is_some())
+    }
+
+    fn note_cache_use(&self, path: &str, dir: &Path, seed: Option<SeedUse>) {
         let mut report = self.report();
-        if report.caches.iter().any(|u| u.path == path) {
+        if let Some(used) = report.caches.iter_mut().find(|u| u.path == path) {
+            // A later command's seed that copied, ran or failed says more
+            // than one that found the cache already seeded.
+            if let Some(seed) = seed
+                && (used.seed.is_none()
+                    || seed.outcome != SeedOutcome::Reused
+                    || seed.files_copied > 0)
+            {
+                used.seed = Some(seed);
+            }
             return;
         }
         let kiln_core::usage::Usage {
@@ -123,6 +151,7 @@ impl HostState {
             },
             files_before,
             bytes_before,
+            seed,
             host_dir: dir.to_path_buf(),
         });
     }

@@ -1,5 +1,5 @@
 //! `tool-exec`: running declared tools (glue only; the work is in `exec`
-//! and `fixed_output`).
+//! and `fixed_output`; caches in `tool_caches`).
 
 use super::HostState;
 use crate::runtime::bindings::kiln::recipe::tool_exec;
@@ -17,5 +17,9 @@ impl tool_exec::Host for HostState {
         cmds: Vec<tool_exec::Command>,
     ) -> wasmtime::Result<Vec<Result<tool_exec::Output, tool_exec::Error>>> {
         self.exec_batch(cmds)
+    }
+
+    fn cache_wants_seed(&mut self, key: String, path: String) -> wasmtime::Result<bool> {
+        Ok(self.seed_would_be_used(&key, &path))
     }
 }

@@ -6,7 +6,7 @@
 //! benchmark) and `entropy` (writes what the clocks and randomness say, for
 //! the determinism tests).
 
-use kiln_sdk::{Command, Context, Error, FixedOutput, Result, Tool};
+use kiln_sdk::{Command, Context, Error, FixedOutput, Result, Seed, Tool};
 use std::fs;
 
 #[derive(serde::Deserialize)]
@@ -23,6 +23,13 @@ struct Params {
     /// For `exec`: a tool cache to mount, as `key` and `/cache/<name>`.
     #[serde(default)]
     cache: Option<(String, String)>,
+    /// For `exec` with `cache`: seed it with this script's result (run as
+    /// `sh -c SCRIPT seed ITEMS…`, its result directory at `/seed`)…
+    #[serde(default)]
+    seed: Option<String>,
+    /// …asking for these items.
+    #[serde(default)]
+    seed_items: Vec<String>,
     /// For `exec` with `fixed_dir`: the step's fetch-key files.
     #[serde(default)]
     fetch_key: Vec<String>,
@@ -229,7 +236,16 @@ fn build() -> Result<()> {
                 );
             }
             if let Some((key, path)) = &p.cache {
-                cmd = cmd.cache(key.as_str(), path.as_str());
+                cmd = match &p.seed {
+                    Some(script) => cmd.cache_seeded(
+                        key.as_str(),
+                        path.as_str(),
+                        &Seed::new(Tool::new("tools", "bin/sh"))
+                            .args(["-c", script.as_str(), "seed"])
+                            .items(p.seed_items.iter().cloned()),
+                    ),
+                    None => cmd.cache(key.as_str(), path.as_str()),
+                };
             }
             let mut out = cmd.output()?;
             if let Some(then) = &p.then {

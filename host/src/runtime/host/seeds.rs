@@ -1,0 +1,428 @@
+//! Cache seeds (a cache's `seed`): work shared by every project on this
+//! machine, such as Go's compiled standard library, computed where nothing
+//! of any project can reach it.
+//!
+//! A seed is run in a sandbox that sees only its tool's input (read-only),
+//! an empty `/work` and `/out`, no network, and its result directory at
+//! `/seed`. The result is a store entry (read-only, outside every sandbox),
+//! indexed under the seed's key: the tool input's name and hash, the tool
+//! path, the arguments and the environment. Another project gets it only
+//! by asking for that same computation, and its tools get a copy in their
+//! own cache: nothing they write reaches the shared result. The index
+//! remembers which items the result holds; asking for more runs the tool
+//! again, on a copy of the result, for the missing items only.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kiln_core::hash::Sha256Hash;
+use kiln_core::store::{Existing, Store, write_atomic};
+
+use super::HostState;
+use super::paths::resolve_tool;
+use crate::record::{SeedOutcome, SeedUse};
+use crate::runtime::bindings::kiln::recipe::tool_exec;
+use crate::sandbox::{Mount, Network, SandboxSpec, policy};
+
+/// The store entry name of a seed's result.
+const SEED_ENTRY: &str = "seed";
+/// Where the seed's command sees its result directory.
+const SEED_GUEST: &str = "/seed";
+/// At most this many items, each at most this long.
+const MAX_ITEMS: usize = 10_000;
+const MAX_ITEM_LEN: usize = 1024;
+/// The index file's largest size.
+const MAX_INDEX: u64 = 16 << 20;
+/// How much of a failed seed's stderr its note keeps.
+const NOTE_STDERR: usize = 2000;
+
+/// What the index says a seed's result is.
+struct Held {
+    entry: PathBuf,
+    hash: Sha256Hash,
+    items: BTreeSet<String>,
+}
+
+impl HostState {
+    /// Copy `seed`'s result into the cache at `dir` (seen as `path`),
+    /// computing it first if the store lacks it or some of its items. `Err`
+    /// is a request the host refuses; a seed that fails to run is a
+    /// [`SeedOutcome::Failed`] use and leaves the cache as it was.
+    pub(super) fn seed_cache(
+        &self,
+        store: &Store,
+        dir: &Path,
+        seed: &tool_exec::Seed,
+    ) -> Result<SeedUse, tool_exec::Error> {
+        let invalid = |m: String| tool_exec::Error::Invalid(format!("cache seed: {m}"));
+        if seed.items.len() > MAX_ITEMS {
+            return Err(invalid(format!(
+                "{} items, more than {MAX_ITEMS}",
+                seed.items.len()
+            )));
+        }
+        if let Some(bad) = seed.items.iter().find(|i| {
+            i.is_empty() || i.starts_with('-') || i.len() > MAX_ITEM_LEN || i.contains('\0')
+        }) {
+            return Err(invalid(format!(
+                "item {:?} is empty, starts with '-', holds a NUL or is over {MAX_ITEM_LEN} bytes",
+                bad.chars().take(80).collect::<String>()
+            )));
+        }
+        let input = self
+            .run
+            .inputs
+            .iter()
+            .find(|i| i.name == seed.tool.input)
+            .ok_or_else(|| {
+                tool_exec::Error::UndeclaredTool(format!(
+                    "cache seed: '{}' is not an input of target '{}'",
+                    seed.tool.input, self.run.target
+                ))
+            })?;
+        let program = resolve_tool(input, &seed.tool.path)?;
+        let key = seed_key(&input.name, &input.hash, &seed.tool.path, seed);
+        let wanted: BTreeSet<String> = seed.items.iter().cloned().collect();
+
+        let index = store.seeds_dir().join(key.to_hex());
+        // One computation of a seed at a time on this machine; a second
+        // build waits and then finds it.
+        let _lock = store
+            .lock_or_wait(&format!("seed-{}", &key.to_hex()[..32]), |pid| {
+                let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                self.run.reporter.note(format!(
+                    "{}: waiting for another kiln{by} computing the cache seed {}",
+                    self.run.target,
+                    seed.args.join(" ")
+                ));
+            })
+            .map_err(|e| tool_exec::Error::Failed(format!("cache seed: {e}")))?;
+        let held = read_index(store, &index);
+        let (outcome, result, hash) = match &held {
+            Some(h) if wanted.is_subset(&h.items) => (SeedOutcome::Reused, h.entry.clone(), h.hash),
+            _ => match self.compute(store, &program, input, seed, held.as_ref(), &wanted) {
+                Ok((entry, hash)) => {
+                    let mut items = wanted.clone();
+                    if let Some(h) = &held {
+                        items.extend(h.items.iter().cloned());
+                    }
+                    // Only an index: failing to write it costs a run later.
+                    let _ = write_index(&index, &entry, &hash, &items);
+                    (SeedOutcome::Computed, entry, hash)
+                }
+                Err(note) => {
+                    return Ok(SeedUse {
+                        outcome: SeedOutcome::Failed,
+                        hash: None,
+                        items: wanted.len(),
+                        files_copied: 0,
+                        note: Some(note),
+                    });
+                }
+            },
+        };
+        let hash = hash.to_sri();
+        let files_copied = apply(&result, dir, &hash).map_err(|e| {
+            tool_exec::Error::Failed(format!("cache seed: copying into the cache: {e}"))
+        })?;
+        Ok(SeedUse {
+            outcome,
+            hash: Some(hash),
+            items: wanted.len(),
+            files_copied,
+            note: None,
+        })
+    }
+
+    /// Run the seed's tool for the items `held` lacks, on a copy of `held`;
+    /// the new result's entry and hash, or why it failed.
+    fn compute(
+        &self,
+        store: &Store,
+        program: &str,
+        input: &crate::runtime::RunInput,
+        seed: &tool_exec::Seed,
+        held: Option<&Held>,
+        wanted: &BTreeSet<String>,
+    ) -> Result<(PathBuf, Sha256Hash), String> {
+        let tmp = store.temp_dir("seed-").map_err(|e| e.to_string())?;
+        let (result, work, out) = (
+            tmp.path().join("seed"),
+            tmp.path().join("work"),
+            tmp.path().join("out"),
+        );
+        for d in [&work, &out] {
+            std::fs::create_dir(d).map_err(|e| e.to_string())?;
+        }
+        let missing: Vec<String> = match held {
+            Some(h) => {
+                kiln_core::store::copy_tree(&h.entry, &result, "", &Default::default())
+                    .map_err(|e| e.to_string())?;
+                kiln_core::store::make_writable(&result).map_err(|e| e.to_string())?;
+                wanted.difference(&h.items).cloned().collect()
+            }
+            None => {
+                std::fs::create_dir(&result).map_err(|e| e.to_string())?;
+                wanted.iter().cloned().collect()
+            }
+        };
+        let tool_dir = Path::new(program)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut mounts = policy::mounts(
+            std::iter::once((input.name.as_str(), input.host_path.as_path())),
+            &work,
+            &out,
+            &self.run.etc_dir,
+            Network::None,
+        );
+        mounts.push(Mount {
+            host: result.clone(),
+            guest: SEED_GUEST.into(),
+            writable: true,
+        });
+        let mut args = seed.args.clone();
+        args.extend(missing);
+        let default = crate::sandbox::SandboxLimits::default();
+        let spec = SandboxSpec {
+            program: program.to_string(),
+            args,
+            // What it sees is what its key says: no project's epoch.
+            env: policy::tool_env(&tool_dir, 0, &seed.env),
+            cwd: "/work".into(),
+            mounts,
+            network: Network::None,
+            timeout: self.deadline.saturating_duration_since(Instant::now()),
+            limits: crate::sandbox::SandboxLimits {
+                file_bytes: self.run.limits.disk_bytes,
+                disk_bytes: Some(self.run.limits.disk_bytes),
+                memory_bytes: self
+                    .run
+                    .limits
+                    .tool_memory_bytes
+                    .unwrap_or(default.memory_bytes),
+                ..default
+            },
+        };
+        let (output, _) = self.run_local_step(&spec).map_err(|e| e.to_string())?;
+        if output.exit_code != Some(0) {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: String = {
+                let chars: Vec<char> = stderr.chars().collect();
+                chars[chars.len().saturating_sub(NOTE_STDERR)..]
+                    .iter()
+                    .collect()
+            };
+            return Err(format!(
+                "{} exited with {}: {}",
+                spec.program,
+                match (output.exit_code, output.signal) {
+                    (Some(c), _) => format!("code {c}"),
+                    (None, Some(s)) => format!("signal {s}"),
+                    _ => "no code".into(),
+                },
+                tail.trim()
+            ));
+        }
+        let hash = kiln_core::store::hash_and_seal(&result).map_err(|e| e.to_string())?;
+        let entry = store
+            .commit_sealed(&result, &hash, SEED_ENTRY)
+            .map_err(|e| e.to_string())?;
+        Ok((entry, hash))
+    }
+}
+
+/// The seed's key: everything its command is given, and nothing else.
+fn seed_key(input: &str, input_hash: &str, tool_path: &str, seed: &tool_exec::Seed) -> Sha256Hash {
+    let mut material = format!("kiln cache seed 1\0{input}\0{input_hash}\0{tool_path}\0");
+    for a in &seed.args {
+        material.push_str(&format!("arg {}\0{a}\0", a.len()));
+    }
+    let env: std::collections::BTreeMap<&str, &str> = seed
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for (k, v) in env {
+        material.push_str(&format!("env {} {}\0{k}={v}\0", k.len(), v.len()));
+    }
+    Sha256Hash::of_bytes(material.as_bytes())
+}
+
+/// The index's word for a seed: its entry, if the store still holds it
+/// whole, and the items it holds.
+fn read_index(store: &Store, index: &Path) -> Option<Held> {
+    let text =
+        kiln_core::sidefile::read_to_string(index, kiln_core::sidefile::Links::Refuse, MAX_INDEX)
+            .ok()?;
+    let mut lines = text.lines();
+    let name = lines.next()?;
+    let hash = Sha256Hash::parse(lines.next()?).ok()?;
+    // Entries are named by their content: this one is the seed's result
+    // only if the store holds it under its whole hash.
+    let entry = store.entry(&hash, SEED_ENTRY)?;
+    if entry.file_name()?.to_str()? != name {
+        return None;
+    }
+    Some(Held {
+        entry,
+        hash,
+        items: lines.map(str::to_string).collect(),
+    })
+}
+
+fn write_index(
+    index: &Path,
+    entry: &Path,
+    hash: &Sha256Hash,
+    items: &BTreeSet<String>,
+) -> std::io::Result<()> {
+    if let Some(dir) = index.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = Vec::new();
+    writeln!(
+        text,
+        "{}",
+        entry
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    )?;
+    writeln!(text, "{}", hash.to_sri())?;
+    for i in items {
+        writeln!(text, "{i}")?;
+    }
+    write_atomic(index, &text, Existing::Replace).map(|_| ())
+}
+
+/// Copy `result` into the cache at `dir` once: files the cache lacks, as
+/// its own (writable), never replacing one it holds; symlinks are left
+/// out. A file beside `dir` remembers which results it got. Returns the
+/// files copied.
+fn apply(result: &Path, dir: &Path, hash: &str) -> std::io::Result<u64> {
+    let mut marker = dir.as_os_str().to_owned();
+    marker.push(".seeded");
+    let marker = PathBuf::from(marker);
+    let applied =
+        kiln_core::sidefile::read_to_string(&marker, kiln_core::sidefile::Links::Refuse, MAX_INDEX)
+            .unwrap_or_default();
+    if applied.lines().any(|l| l == hash) {
+        return Ok(0);
+    }
+    let copied = merge(result, dir)?;
+    write_atomic(
+        &marker,
+        format!("{applied}{hash}\n").as_bytes(),
+        Existing::Replace,
+    )?;
+    Ok(copied)
+}
+
+fn merge(src: &Path, dst: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut copied = 0;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            match std::fs::symlink_metadata(&to) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => continue,
+                Err(_) => {
+                    std::fs::create_dir(&to)?;
+                    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
+                }
+            }
+            copied += merge(&from, &to)?;
+        } else if ft.is_file() && std::fs::symlink_metadata(&to).is_err() {
+            let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
+            std::fs::copy(&from, &to)?;
+            std::fs::set_permissions(
+                &to,
+                std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+            )?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(args: &[&str], env: &[(&str, &str)], items: &[&str]) -> tool_exec::Seed {
+        tool_exec::Seed {
+            tool: tool_exec::Tool {
+                input: "go".into(),
+                path: "bin/go".into(),
+            },
+            args: args.iter().map(|s| s.to_string()).collect(),
+            items: items.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_seed_is_keyed_by_what_its_command_is_given_but_not_its_items() {
+        let k = |s: &tool_exec::Seed| seed_key("go", "sha256-a", "bin/go", s);
+        let base = seed(&["build"], &[("A", "1"), ("B", "2")], &["fmt"]);
+        assert_eq!(
+            k(&base),
+            k(&seed(&["build"], &[("B", "2"), ("A", "1")], &["os", "fmt"]))
+        );
+        assert_ne!(
+            k(&base),
+            k(&seed(&["build", "-x"], &[("A", "1"), ("B", "2")], &[]))
+        );
+        assert_ne!(
+            k(&base),
+            k(&seed(&["build"], &[("A", "1"), ("B", "3")], &[]))
+        );
+        assert_ne!(k(&base), seed_key("go", "sha256-b", "bin/go", &base));
+        assert_ne!(k(&base), seed_key("go2", "sha256-a", "bin/go", &base));
+        // Arguments cannot be re-split to collide.
+        assert_ne!(
+            k(&seed(&["a\0b"], &[], &[])),
+            k(&seed(&["a", "b"], &[], &[]))
+        );
+    }
+
+    #[test]
+    fn applying_copies_missing_files_writable_once_and_keeps_the_caches_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let (result, cache) = (d.path().join("r"), d.path().join("c"));
+        std::fs::create_dir_all(result.join("00")).unwrap();
+        std::fs::write(result.join("00/a"), "seed").unwrap();
+        std::fs::write(result.join("00/b"), "seed").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", result.join("link")).unwrap();
+        kiln_core::store::hash_and_seal(&result).unwrap();
+        std::fs::create_dir_all(cache.join("00")).unwrap();
+        std::fs::write(cache.join("00/b"), "own").unwrap();
+        assert_eq!(apply(&result, &cache, "sha256-x").unwrap(), 1);
+        assert_eq!(std::fs::read_to_string(cache.join("00/a")).unwrap(), "seed");
+        assert_eq!(std::fs::read_to_string(cache.join("00/b")).unwrap(), "own");
+        assert!(std::fs::symlink_metadata(cache.join("link")).is_err());
+        let mode = std::fs::metadata(cache.join("00/a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        std::fs::remove_file(cache.join("00/a")).unwrap();
+        assert_eq!(
+            apply(&result, &cache, "sha256-x").unwrap(),
+            0,
+            "applied once"
+        );
+        assert_eq!(apply(&result, &cache, "sha256-y").unwrap(), 1);
+    }
+}
