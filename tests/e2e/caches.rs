@@ -329,8 +329,12 @@ fn a_cache_seed_sees_only_its_tool_is_shared_as_computed_and_never_as_a_project_
         "{rec}"
     );
 
-    // Items are operands, never options.
+    // Items are operands, never options, and one line each in the index.
     let f = seeded_project(seed, &["-o/tmp/x"], script);
     f.kiln(&["build"])
         .fails_with("cache seed: item \"-o/tmp/x\"");
+    let g = seeded_project(seed, &["x\nfmt"], script);
+    g.kiln(&["build"]).fails_with(
+        "cache seed: item \"x\\nfmt\" is empty, starts with '-', holds a control character",
+    );
 }

@@ -85,6 +85,18 @@ pub struct StoreLock {
     _file: fs::File,
 }
 
+impl StoreLock {
+    /// A lock just taken: say who holds it, for the next one to wait (a
+    /// hint, never trusted).
+    fn mine(mut file: fs::File) -> StoreLock {
+        use std::io::{Seek, Write};
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        StoreLock { _file: file }
+    }
+}
+
 impl Store {
     /// Where the store lives unless told otherwise: `$KILN_HOME`, else
     /// `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln` (None without `HOME`).
@@ -360,9 +372,34 @@ impl Store {
         name: &str,
         waiting: impl FnOnce(Option<u32>),
     ) -> Result<StoreLock, StoreError> {
+        match self.try_lock(name)? {
+            Ok(lock) => Ok(lock),
+            Err(holder) => {
+                waiting(holder);
+                let (p, file) = self.lock_file(name)?;
+                file.lock().map_err(io_at(&p))?;
+                Ok(StoreLock::mine(file))
+            }
+        }
+    }
+
+    /// The lock named `name` if no other process holds it; otherwise the
+    /// holder's pid, as it wrote it (a hint).
+    pub fn try_lock(&self, name: &str) -> Result<Result<StoreLock, Option<u32>>, StoreError> {
+        let (p, file) = self.lock_file(name)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Ok(StoreLock::mine(file))),
+            Err(fs::TryLockError::WouldBlock) => {
+                Ok(Err(read_small(&p).ok().and_then(|t| t.trim().parse().ok())))
+            }
+            Err(fs::TryLockError::Error(e)) => Err(io_at(&p)(e)),
+        }
+    }
+
+    fn lock_file(&self, name: &str) -> Result<(PathBuf, fs::File), StoreError> {
         let p = self.root.join("locks").join(format!("{name}.lock"));
         use std::os::unix::fs::OpenOptionsExt;
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
@@ -371,21 +408,7 @@ impl Store {
             .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&p)
             .map_err(io_at(&p))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = read_small(&p).ok().and_then(|t| t.trim().parse().ok());
-                waiting(holder);
-                file.lock().map_err(io_at(&p))?;
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_at(&p)(e)),
-        }
-        // Who holds it, for the next one to wait (a hint, never trusted).
-        use std::io::{Seek, Write};
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
-        Ok(StoreLock { _file: file })
+        Ok((p, file))
     }
 
     /// Add `staged` (a file or directory in this store's `tmp/`) as the

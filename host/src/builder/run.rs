@@ -94,8 +94,12 @@ impl Ctx<'_> {
             // --fetch-unpinned keeps nothing it fetched.
             fetch_store: (unpinned != Unpinned::Report).then(|| self.store.clone()),
             // Seeds fill kept caches only: never the empty ones of
-            // --no-cache and --check, which must not depend on them.
-            seeds: (!check && self.opts.tool_caches).then(|| self.store.clone()),
+            // --no-cache and --check, which must not depend on them, nor
+            // unsandboxed steps, whose seed would see the host.
+            seeds: (!check
+                && self.opts.tool_caches
+                && self.opts.sandbox == crate::sandbox::SandboxMode::Hermetic)
+                .then(|| self.store.clone()),
         };
         let runtime = self.runtime()?;
         let component = runtime.load(&job.recipe.wasm).map_err(|e| {

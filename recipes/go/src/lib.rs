@@ -376,8 +376,15 @@ impl Module {
             .args(args)
             .envs(env.iter().cloned())
             .cwd(self.dir.clone());
+        // The standard-library list is the module's own platform's: a
+        // cross build (another GOOS/GOARCH) compiles its own.
+        let std: &[String] = if env == self.env.as_slice() {
+            &self.std
+        } else {
+            &[]
+        };
         if p.cache {
-            kept_cache(build, &self.go, p, env, &self.std, cache_key(p), GO_CACHE)
+            kept_cache(build, &self.go, p, env, std, cache_key(p), GO_CACHE)
         } else {
             build
         }

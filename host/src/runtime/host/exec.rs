@@ -27,6 +27,10 @@ impl HostState {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(e)),
         };
+        if cmd.fixed_output.is_none() {
+            // Before a cache seed's tool would run.
+            self.stop_for_lock()?;
+        }
         if !cmd.caches.is_empty() {
             if cmd.fixed_output.is_some() {
                 return Ok(Err(tool_exec::Error::Invalid(
@@ -41,7 +45,6 @@ impl HostState {
         if let Some(fo) = &cmd.fixed_output {
             return self.exec_fixed_output(fo, spec);
         }
-        self.stop_for_lock()?;
         let result = self.run_step(&spec);
         let out = self.finish(&spec, result, None)?;
         self.check_disk(false)?;

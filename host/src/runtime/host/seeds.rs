@@ -37,6 +37,18 @@ const MAX_ITEM_LEN: usize = 1024;
 const MAX_INDEX: u64 = 16 << 20;
 /// How much of a failed seed's stderr its note keeps.
 const NOTE_STDERR: usize = 2000;
+/// The most a seed's result may hold: every project that asks for it gets
+/// a copy in its cache (Go's standard library for one platform is about a
+/// tenth of this).
+const MAX_RESULT_BYTES: u64 = 1 << 30;
+
+/// What a command asked a seed for.
+struct Ask<'a> {
+    program: &'a str,
+    input: &'a crate::runtime::RunInput,
+    seed: &'a tool_exec::Seed,
+    wanted: &'a BTreeSet<String>,
+}
 
 /// What the index says a seed's result is.
 struct Held {
@@ -64,10 +76,13 @@ impl HostState {
             )));
         }
         if let Some(bad) = seed.items.iter().find(|i| {
-            i.is_empty() || i.starts_with('-') || i.len() > MAX_ITEM_LEN || i.contains('\0')
+            i.is_empty()
+                || i.starts_with('-')
+                || i.len() > MAX_ITEM_LEN
+                || i.chars().any(char::is_control)
         }) {
             return Err(invalid(format!(
-                "item {:?} is empty, starts with '-', holds a NUL or is over {MAX_ITEM_LEN} bytes",
+                "item {:?} is empty, starts with '-', holds a control character or is over {MAX_ITEM_LEN} bytes",
                 bad.chars().take(80).collect::<String>()
             )));
         }
@@ -85,24 +100,31 @@ impl HostState {
         let program = resolve_tool(input, &seed.tool.path)?;
         let key = seed_key(&input.name, &input.hash, &seed.tool.path, seed);
         let wanted: BTreeSet<String> = seed.items.iter().cloned().collect();
+        let ask = Ask {
+            program: &program,
+            input,
+            seed,
+            wanted: &wanted,
+        };
 
+        let failed = |note: String| SeedUse {
+            outcome: SeedOutcome::Failed,
+            hash: None,
+            items: wanted.len(),
+            files_copied: 0,
+            note: Some(note),
+        };
         let index = store.seeds_dir().join(key.to_hex());
         // One computation of a seed at a time on this machine; a second
         // build waits and then finds it.
-        let _lock = store
-            .lock_or_wait(&format!("seed-{}", &key.to_hex()[..32]), |pid| {
-                let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-                self.run.reporter.note(format!(
-                    "{}: waiting for another kiln{by} computing the cache seed {}",
-                    self.run.target,
-                    seed.args.join(" ")
-                ));
-            })
-            .map_err(|e| tool_exec::Error::Failed(format!("cache seed: {e}")))?;
+        let _lock = match self.seed_lock(store, &key, seed) {
+            Ok(lock) => lock,
+            Err(note) => return Ok(failed(note)),
+        };
         let held = read_index(store, &index);
         let (outcome, result, hash) = match &held {
             Some(h) if wanted.is_subset(&h.items) => (SeedOutcome::Reused, h.entry.clone(), h.hash),
-            _ => match self.compute(store, &program, input, seed, held.as_ref(), &wanted) {
+            _ => match self.compute(store, &ask, held.as_ref()) {
                 Ok((entry, hash)) => {
                     let mut items = wanted.clone();
                     if let Some(h) = &held {
@@ -112,21 +134,14 @@ impl HostState {
                     let _ = write_index(&index, &entry, &hash, &items);
                     (SeedOutcome::Computed, entry, hash)
                 }
-                Err(note) => {
-                    return Ok(SeedUse {
-                        outcome: SeedOutcome::Failed,
-                        hash: None,
-                        items: wanted.len(),
-                        files_copied: 0,
-                        note: Some(note),
-                    });
-                }
+                Err(note) => return Ok(failed(note)),
             },
         };
         let hash = hash.to_sri();
-        let files_copied = apply(&result, dir, &hash).map_err(|e| {
-            tool_exec::Error::Failed(format!("cache seed: copying into the cache: {e}"))
-        })?;
+        let files_copied = match apply(&result, dir, &hash) {
+            Ok(n) => n,
+            Err(e) => return Ok(failed(format!("copying it into the cache: {e}"))),
+        };
         Ok(SeedUse {
             outcome,
             hash: Some(hash),
@@ -136,23 +151,67 @@ impl HostState {
         })
     }
 
+    /// The seed's lock, waited for (saying so) while the build has time
+    /// and is not interrupted; `Err` says why it was not taken.
+    fn seed_lock(
+        &self,
+        store: &Store,
+        key: &Sha256Hash,
+        seed: &tool_exec::Seed,
+    ) -> Result<kiln_core::store::StoreLock, String> {
+        let name = format!("seed-{}", &key.to_hex()[..32]);
+        let mut said = false;
+        loop {
+            match store.try_lock(&name).map_err(|e| e.to_string())? {
+                Ok(lock) => return Ok(lock),
+                Err(pid) if !said => {
+                    said = true;
+                    let by = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                    self.run.reporter.note(format!(
+                        "{}: waiting for another kiln{by} computing the cache seed `{}`",
+                        self.run.target,
+                        seed.args.join(" ")
+                    ));
+                }
+                Err(_) => {}
+            }
+            if crate::interrupt::interrupted() || Instant::now() >= self.deadline {
+                return Err("another kiln was computing it until this build stopped".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Run the seed's tool for the items `held` lacks, on a copy of `held`;
     /// the new result's entry and hash, or why it failed.
     fn compute(
         &self,
         store: &Store,
-        program: &str,
-        input: &crate::runtime::RunInput,
-        seed: &tool_exec::Seed,
+        ask: &Ask,
         held: Option<&Held>,
-        wanted: &BTreeSet<String>,
     ) -> Result<(PathBuf, Sha256Hash), String> {
         let tmp = store.temp_dir("seed-").map_err(|e| e.to_string())?;
-        let (result, work, out) = (
-            tmp.path().join("seed"),
-            tmp.path().join("work"),
-            tmp.path().join("out"),
-        );
+        let computed = self.compute_in(tmp.path(), store, ask, held);
+        // A tool may leave directories it made unwritable; sealing makes
+        // them so too: make them removable before the staging goes.
+        let _ = kiln_core::store::make_writable(tmp.path());
+        computed
+    }
+
+    fn compute_in(
+        &self,
+        tmp: &Path,
+        store: &Store,
+        ask: &Ask,
+        held: Option<&Held>,
+    ) -> Result<(PathBuf, Sha256Hash), String> {
+        let Ask {
+            program,
+            input,
+            seed,
+            wanted,
+        } = *ask;
+        let (result, work, out) = (tmp.join("seed"), tmp.join("work"), tmp.join("out"));
         for d in [&work, &out] {
             std::fs::create_dir(d).map_err(|e| e.to_string())?;
         }
@@ -197,8 +256,8 @@ impl HostState {
             network: Network::None,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
             limits: crate::sandbox::SandboxLimits {
-                file_bytes: self.run.limits.disk_bytes,
-                disk_bytes: Some(self.run.limits.disk_bytes),
+                file_bytes: self.run.limits.disk_bytes.min(MAX_RESULT_BYTES),
+                disk_bytes: Some(self.run.limits.disk_bytes.min(MAX_RESULT_BYTES)),
                 memory_bytes: self
                     .run
                     .limits
@@ -322,30 +381,51 @@ fn apply(result: &Path, dir: &Path, hash: &str) -> std::io::Result<u64> {
     Ok(copied)
 }
 
+/// Copy what `src` (a store entry) holds into `dst`, a directory tools
+/// wrote in earlier builds: every path is resolved beneath `dst` by the
+/// kernel, never through a symlink, and a file is only ever created (a
+/// name that exists, whatever it is, is left as it is), so nothing a tool
+/// planted can send a copy elsewhere.
 fn merge(src: &Path, dst: &Path) -> std::io::Result<u64> {
+    let root = kiln_core::beneath::Root::open(dst)?;
+    merge_into(&root, src, Path::new(""))
+}
+
+fn merge_into(root: &kiln_core::beneath::Root, src: &Path, rel: &Path) -> std::io::Result<u64> {
+    use rustix::fs::{Mode, OFlags};
     use std::os::unix::fs::PermissionsExt;
     let mut copied = 0;
-    for e in std::fs::read_dir(src)? {
+    for e in std::fs::read_dir(src.join(rel))? {
         let e = e?;
-        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let rel = rel.join(e.file_name());
         let ft = e.file_type()?;
         if ft.is_dir() {
-            match std::fs::symlink_metadata(&to) {
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => continue,
-                Err(_) => {
-                    std::fs::create_dir(&to)?;
-                    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
-                }
+            // A directory a tool replaced with something else is left alone.
+            if root.dir(&rel, true).is_ok() {
+                copied += merge_into(root, src, &rel)?;
             }
-            copied += merge(&from, &to)?;
-        } else if ft.is_file() && std::fs::symlink_metadata(&to).is_err() {
-            let exec = e.metadata()?.permissions().mode() & 0o111 != 0;
-            std::fs::copy(&from, &to)?;
-            std::fs::set_permissions(
-                &to,
-                std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
-            )?;
+        } else if ft.is_file() {
+            let Ok(Some((dir, name))) = root.parent(&rel, false) else {
+                continue;
+            };
+            let mode = if e.metadata()?.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            let fd = match rustix::fs::openat(
+                &dir,
+                &name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode),
+            ) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let mut to = std::fs::File::from(fd);
+            std::io::copy(&mut std::fs::File::open(e.path())?, &mut to)?;
+            to.set_permissions(std::fs::Permissions::from_mode(mode))?;
             copied += 1;
         }
     }
@@ -405,10 +485,19 @@ mod tests {
         std::fs::write(result.join("00/a"), "seed").unwrap();
         std::fs::write(result.join("00/b"), "seed").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", result.join("link")).unwrap();
-        kiln_core::store::hash_and_seal(&result).unwrap();
         std::fs::create_dir_all(cache.join("00")).unwrap();
         std::fs::write(cache.join("00/b"), "own").unwrap();
+        // What a tool planted to send the copy elsewhere is left alone.
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::create_dir_all(result.join("01")).unwrap();
+        std::fs::write(result.join("01/x"), "seed").unwrap();
+        std::fs::write(result.join("f"), "seed").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, cache.join("01")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("f"), cache.join("f")).unwrap();
+        kiln_core::store::hash_and_seal(&result).unwrap();
         assert_eq!(apply(&result, &cache, "sha256-x").unwrap(), 1);
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
         assert_eq!(std::fs::read_to_string(cache.join("00/a")).unwrap(), "seed");
         assert_eq!(std::fs::read_to_string(cache.join("00/b")).unwrap(), "own");
         assert!(std::fs::symlink_metadata(cache.join("link")).is_err());
