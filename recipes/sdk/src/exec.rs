@@ -39,6 +39,19 @@ impl Tool {
     pub fn sandbox_path(&self) -> String {
         format!("/inputs/{}/{}", self.input, self.path)
     }
+
+    fn wire(&self) -> tool_exec::Tool {
+        tool_exec::Tool {
+            input: self.input.clone(),
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// Set `key` in `env`, replacing an earlier value.
+fn set_env(env: &mut Vec<(String, String)>, key: String, value: String) {
+    env.retain(|(k, _)| *k != key);
+    env.push((key, value));
 }
 
 /// A process to run in the host's sandbox.
@@ -158,9 +171,7 @@ impl Seed {
 
     /// One environment variable (a later value for a name replaces it).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let key = key.into();
-        self.env.retain(|(k, _)| *k != key);
-        self.env.push((key, value.into()));
+        set_env(&mut self.env, key.into(), value.into());
         self
     }
 
@@ -171,10 +182,7 @@ impl Seed {
 
     fn wire(&self) -> tool_exec::Seed {
         tool_exec::Seed {
-            tool: tool_exec::Tool {
-                input: self.tool.input.clone(),
-                path: self.tool.path.clone(),
-            },
+            tool: self.tool.wire(),
             args: self.args.clone(),
             items: self.items.clone(),
             env: self.env.clone(),
@@ -377,9 +385,7 @@ impl Command {
     /// assert_eq!(out.stdout_str(), "UTC 0\n");
     /// ```
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let key = key.into();
-        self.env.retain(|(k, _)| *k != key);
-        self.env.push((key, value.into()));
+        set_env(&mut self.env, key.into(), value.into());
         self
     }
 
@@ -469,10 +475,7 @@ impl Command {
 
     fn wire(&self) -> tool_exec::Command {
         tool_exec::Command {
-            tool: tool_exec::Tool {
-                input: self.tool.input.clone(),
-                path: self.tool.path.clone(),
-            },
+            tool: self.tool.wire(),
             args: self.args.clone(),
             env: self.env.clone(),
             cwd: self.cwd.clone(),

@@ -339,20 +339,24 @@ impl HostState {
             mounts,
             network,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
-            limits: {
-                let default = sandbox::SandboxLimits::default();
-                sandbox::SandboxLimits {
-                    file_bytes: self.run.limits.disk_bytes,
-                    // Held while the tool runs, not only counted after.
-                    disk_bytes: Some(self.run.limits.disk_bytes),
-                    memory_bytes: self
-                        .run
-                        .limits
-                        .tool_memory_bytes
-                        .unwrap_or(default.memory_bytes),
-                    ..default
-                }
-            },
+            limits: self.step_limits(self.run.limits.disk_bytes),
         })
+    }
+
+    /// A tool step's limits: the build's memory for tools, and at most
+    /// `disk_bytes` written, held while the tool runs, not only counted
+    /// after.
+    pub(super) fn step_limits(&self, disk_bytes: u64) -> sandbox::SandboxLimits {
+        let default = sandbox::SandboxLimits::default();
+        sandbox::SandboxLimits {
+            file_bytes: disk_bytes,
+            disk_bytes: Some(disk_bytes),
+            memory_bytes: self
+                .run
+                .limits
+                .tool_memory_bytes
+                .unwrap_or(default.memory_bytes),
+            ..default
+        }
     }
 }

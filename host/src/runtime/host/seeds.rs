@@ -245,7 +245,6 @@ impl HostState {
         });
         let mut args = seed.args.clone();
         args.extend(missing);
-        let default = crate::sandbox::SandboxLimits::default();
         let spec = SandboxSpec {
             program: program.to_string(),
             args,
@@ -255,16 +254,7 @@ impl HostState {
             mounts,
             network: Network::None,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
-            limits: crate::sandbox::SandboxLimits {
-                file_bytes: self.run.limits.disk_bytes.min(MAX_RESULT_BYTES),
-                disk_bytes: Some(self.run.limits.disk_bytes.min(MAX_RESULT_BYTES)),
-                memory_bytes: self
-                    .run
-                    .limits
-                    .tool_memory_bytes
-                    .unwrap_or(default.memory_bytes),
-                ..default
-            },
+            limits: self.step_limits(self.run.limits.disk_bytes.min(MAX_RESULT_BYTES)),
         };
         let (output, _) = self.run_local_step(&spec).map_err(|e| e.to_string())?;
         if output.exit_code != Some(0) {
