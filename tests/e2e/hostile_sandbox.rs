@@ -260,6 +260,26 @@ fn run_tool_writes_only_the_named_files_and_reaches_no_host_service() {
         .map(crate::support::run)
         .unwrap()
         .fails_with("GOPROXY holds credentials");
+    // Output past the 4 MiB the sandbox keeps is cut, and the cut said.
+    let r = p
+        .command(&[
+            "run-tool",
+            "tools:bin/sh",
+            "--",
+            "-c",
+            "yes | head -c 5000000",
+        ])
+        .output()
+        .map(crate::support::run)
+        .unwrap()
+        .ok();
+    assert_eq!(r.stdout.len(), 4 << 20);
+    assert!(
+        r.stderr
+            .contains("wrote more than 4 MiB on stdout: only the first 4 MiB are shown"),
+        "{}",
+        r.stderr
+    );
     // The tool's exit code is the command's failure, named.
     p.command(&["run-tool", "tools:bin/sh", "--", "-c", "exit 3"])
         .output()

@@ -86,6 +86,18 @@ pub(super) fn run_tool(a: RunToolArgs, quiet: bool) -> anyhow::Result<()> {
     if !out.stderr.is_empty() {
         errln!("{}", String::from_utf8_lossy(&out.stderr).trim_end());
     }
+    for (stream, cut) in [
+        ("stdout", out.stdout_truncated),
+        ("stderr", out.stderr_truncated),
+    ] {
+        if cut {
+            errln!(
+                "note: {} wrote more than {cap} MiB on {stream}: only the first {cap} MiB are shown",
+                spec.program,
+                cap = sandbox::OUTPUT_LIMIT >> 20,
+            );
+        }
+    }
     match (out.exit_code, out.signal) {
         (Some(0), _) => Ok(()),
         (Some(code), _) => bail!("{} exited with code {code}", spec.program),
