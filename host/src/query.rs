@@ -155,7 +155,7 @@ pub fn affected(m: &Manifest, lock: &Lockfile, change: &Change) -> Vec<Affected>
             direct.insert(t.name.clone(), "its pins in kiln.lock changed".into());
             continue;
         }
-        if let Some(why) = touched_input(root, &change.real_root, t, &change.files) {
+        if let Some(why) = touched_input(m, &change.real_root, t, &change.files) {
             direct.insert(t.name.clone(), why);
         }
     }
@@ -186,11 +186,12 @@ pub fn affected(m: &Manifest, lock: &Lockfile, change: &Change) -> Vec<Affected>
 
 /// The reason one of `t`'s own files is among `files`, if one is.
 fn touched_input(
-    root: &Path,
+    m: &Manifest,
     real_root: &Path,
     t: &Target,
     files: &BTreeSet<PathBuf>,
 ) -> Option<String> {
+    let root = &m.dir;
     // A path as written, and as the build reads it (symlinks resolved).
     let places = |path: &Path| -> Vec<PathBuf> {
         let mut v = vec![rel_to(root, path)];
@@ -212,7 +213,10 @@ fn touched_input(
     }
     for i in t.inputs.values() {
         let (path, filter) = match &i.source {
-            Source::Path { path, exclude } => (path.clone(), PathFilter::new(exclude)),
+            Source::Path { path, exclude } => (
+                path.clone(),
+                PathFilter::new(&m.source_excludes(path, exclude)),
+            ),
             Source::Url { url, .. } => match url.strip_prefix("file://") {
                 Some(local) => (PathBuf::from(local), PathFilter::default()),
                 None => continue,

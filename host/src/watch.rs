@@ -40,7 +40,8 @@ pub fn watched(
         for input in t.inputs.values() {
             if let Source::Path { path, exclude } = &input.source {
                 if path.is_dir() {
-                    let filter = PathFilter::new(exclude).skipping_links_into(store_dir);
+                    let filter = PathFilter::new(&manifest.source_excludes(path, exclude))
+                        .skipping_links_into(store_dir);
                     w.trees.push((path.clone(), filter));
                 } else {
                     w.files.push(path.clone());

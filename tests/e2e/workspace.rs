@@ -230,6 +230,38 @@ fn affected_since_names_exactly_the_targets_a_change_touches() {
         .fails_with("'no-such-rev' is not a commit");
 }
 
+/// A root target whose source is the whole tree (`path = "."`) does not
+/// take the packages' kiln.toml files as source: editing a member's
+/// settings rebuilds that member's targets, not the root's.
+#[test]
+fn a_members_kiln_toml_is_not_the_source_of_a_root_path_input() {
+    let p = workspace();
+    let root = std::fs::read_to_string(p.path("kiln.toml")).unwrap();
+    p.write(
+        "kiln.toml",
+        &format!(
+            "{root}\n[target.all]\nrecipe = \"oci-image\"\ninputs.tree = {{ path = \".\" }}\nparams.name = \"all\"\nparams.tag = \"t\"\nparams.contents = [{{ from = \"tree\", path = \"services/web/bin/app\", dest = \"/bin/app\" }}]\nparams.entrypoint = [\"/bin/app\"]\n"
+        ),
+    );
+    git(&p, &["init", "-q"]);
+    git(&p, &["add", "-A"]);
+    git(&p, &["commit", "-qm", "one"]);
+    p.kiln(&["build", "--no-link", "//:all"]).ok();
+    let web = std::fs::read_to_string(p.path("services/web/kiln.toml")).unwrap();
+    p.write(
+        "services/web/kiln.toml",
+        &web.replace("params.tag = \"t\"", "params.tag = \"u\""),
+    );
+    let again = p.kiln(&["build", "--no-link", "//:all"]).ok();
+    assert!(again.stdout.contains("(cached)"), "{}", again.stdout);
+    assert_eq!(affected(&p), ["services/web:image"]);
+    // A file of the tree is still the root's source.
+    p.write("services/web/bin/extra", "new");
+    let rebuilt = p.kiln(&["build", "--no-link", "//:all"]).ok();
+    assert!(!rebuilt.stdout.contains("(cached)"), "{}", rebuilt.stdout);
+    assert_eq!(affected(&p), ["//:all", "services/web:image"]);
+}
+
 #[test]
 fn bad_workspaces_are_named_errors() {
     let p = workspace();

@@ -54,6 +54,10 @@ pub struct Manifest {
     pub workspace: Option<WorkspaceDecl>,
     /// Every kiln.toml read to make this manifest (the root first).
     pub files: Vec<PathBuf>,
+    /// In a workspace, every member package's directory, loaded or not
+    /// (lexically normalised): their kiln.toml files are settings, never
+    /// another package's source. Empty outside a workspace.
+    pub package_dirs: std::collections::BTreeSet<PathBuf>,
 }
 
 /// `[workspace]`: which directories below the root are packages.
@@ -389,6 +393,7 @@ pub fn parse_package(
         naming,
         workspace,
         files: vec![file.to_path_buf()],
+        package_dirs: Default::default(),
     })
 }
 
@@ -566,6 +571,35 @@ impl Target {
 }
 
 impl Manifest {
+    /// The patterns a `path` input at `path` leaves out: its `exclude` and,
+    /// while the default excludes stand (they leave out `/kiln.toml`), the
+    /// kiln.toml of every workspace package below `path`. A package's
+    /// settings are not its parent's source: editing a member's kiln.toml
+    /// rebuilds only the targets it defines, not a root `path = "."`.
+    pub fn source_excludes<'a>(
+        &self,
+        path: &Path,
+        exclude: &'a [String],
+    ) -> std::borrow::Cow<'a, [String]> {
+        if self.package_dirs.is_empty() || !exclude.iter().any(|p| p == "/kiln.toml") {
+            return std::borrow::Cow::Borrowed(exclude);
+        }
+        let root = lexical(path);
+        // Component order keeps a directory's descendants together.
+        // Member names are plain (letters, digits, '-', '_', '.'): no glob.
+        let below: Vec<String> = self
+            .package_dirs
+            .range(root.clone()..)
+            .map_while(|dir| dir.strip_prefix(&root).ok())
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(|rel| format!("/{}/kiln.toml", rel.display()))
+            .collect();
+        if below.is_empty() {
+            return std::borrow::Cow::Borrowed(exclude);
+        }
+        std::borrow::Cow::Owned([exclude, &below[..]].concat())
+    }
+
     /// Every `target = "…"` input names a target here, and the targets
     /// form no cycle.
     pub fn check_target_refs(&self) -> Result<(), ManifestError> {
@@ -742,6 +776,21 @@ impl<'a> LineIndex<'a> {
             column,
         }
     }
+}
+
+/// `path` with `.` and `..` resolved as written (no symlinks followed).
+pub fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

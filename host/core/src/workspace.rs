@@ -204,6 +204,11 @@ impl Workspace {
             }
         }
         merged.check_target_refs()?;
+        merged.package_dirs = self
+            .members
+            .values()
+            .filter_map(|f| f.parent().map(crate::manifest::lexical))
+            .collect();
         Ok(merged)
     }
 

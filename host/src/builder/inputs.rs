@@ -119,6 +119,7 @@ impl Resolving<'_, '_> {
         exclude: &[String],
     ) -> Result<ResolvedInput, BuildError> {
         let (b, input) = (self.b, self.input);
+        let exclude = &b.manifest.source_excludes(path, exclude)[..];
         // kiln's own result links are never source, whatever -o named them.
         let filter = b.source_filter(exclude);
         let origin = origin_of(path, &b.manifest.dir);

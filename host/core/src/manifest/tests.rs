@@ -184,3 +184,43 @@ fn extending_an_inline_table_is_explained_with_the_fix() {
     assert!(e.contains("is complete where it stands"), "{e}");
     assert!(e.contains("[target.NAME.params]"), "{e}");
 }
+
+#[test]
+fn a_path_input_leaves_out_the_kiln_toml_of_each_package_below_it() {
+    let mut m = parse("[target.t]\nrecipe = \"go\"\ninputs.src = { path = \".\" }\n").unwrap();
+    let Source::Path { path, exclude } = m.targets["t"].inputs["src"].source.clone() else {
+        panic!("a path input");
+    };
+    // Outside a workspace: the input's own patterns, untouched.
+    assert_eq!(&*m.source_excludes(&path, &exclude), &exclude[..]);
+    m.package_dirs = [
+        "/p/services/web",
+        "/p/services/web-x",
+        "/p/libs/a",
+        "/q/other",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    let extra = |input: &str, exclude: &[String]| -> Vec<String> {
+        m.source_excludes(Path::new(input), exclude)[exclude.len()..].to_vec()
+    };
+    assert_eq!(
+        extra("/p/.", &exclude),
+        [
+            "/libs/a/kiln.toml",
+            "/services/web/kiln.toml",
+            "/services/web-x/kiln.toml"
+        ]
+    );
+    assert_eq!(
+        extra("/p/libs/../services/web", &exclude),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        extra("/p/services", &exclude),
+        ["/web/kiln.toml", "/web-x/kiln.toml"]
+    );
+    // Without the default excludes, a kiln.toml is source like any file.
+    assert!(extra("/p", &[".git".to_string()]).is_empty());
+}
