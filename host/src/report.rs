@@ -43,11 +43,14 @@ pub enum Event {
     /// A target could not be built (the build's error says why).
     TargetFailed { target: String },
     /// A tool starts in the sandbox (`program` as the recipe named it;
-    /// `args`, its first few arguments, to say which step it is).
+    /// `args`, its first few arguments, to say which step it is); `seed`:
+    /// it computes a cache seed, shared by every project on the machine.
     StepStarted {
         target: String,
         program: String,
         args: Vec<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        seed: bool,
     },
     /// That tool ended: its exit code, or the signal that ended it; its
     /// wall time; where measured, its CPU time and peak memory (all its

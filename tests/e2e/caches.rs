@@ -248,7 +248,21 @@ fn a_cache_seed_sees_only_its_tool_is_shared_as_computed_and_never_as_a_project_
     let seed = r#"ls -A /inputs /work /out > /seed/seen 2>&1; cat /inputs/secret/token >> /seed/seen 2>&1; echo "$@" >> /seed/runs; echo shared > /seed/file; for i in "$@"; do touch /seed/item-$i; done"#;
     let script = "cat /cache/c/seen /cache/c/runs /cache/c/file; ls /cache/c | grep item- | tr '\\n' ' '; echo poison > /cache/c/file";
     let a = seeded_project(seed, &["x", "y"], script);
-    a.kiln(&["build"]).ok();
+    let built = a.kiln(&["build", "--json"]).ok();
+    // --json marks the step that computed the seed (a terminal says so).
+    let seeding: Vec<serde_json::Value> = built
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step-started")
+        .map(|e| e["seed"].clone())
+        .collect();
+    assert_eq!(
+        seeding,
+        [serde_json::json!(true), serde_json::Value::Null],
+        "{}",
+        built.stderr
+    );
     let said = escaped(&a, "a");
     // It saw its own tool's input and nothing of the project: no other
     // input, an empty /work and /out.

@@ -124,9 +124,10 @@ impl Live {
                 target,
                 program,
                 args,
+                seed,
             } => {
                 if let Some(line) = self.targets_map().get(&target) {
-                    let step = step_line(&program, &args);
+                    let step = step_line(&program, &args, seed);
                     line.set_message(step.clone());
                     lock(&self.steps).insert(target, step);
                 }
@@ -198,11 +199,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `running go build -o …`: the tool's file name and first arguments,
-/// at most 60 characters, safe for a terminal.
-fn step_line(program: &str, args: &[String]) -> String {
+/// `running go build -o …`: the tool's file name and first arguments
+/// (said to seed a cache for the machine when it does), at most 60
+/// characters, safe for a terminal.
+fn step_line(program: &str, args: &[String], seed: bool) -> String {
     let name = program.rsplit('/').next().unwrap_or(program);
-    let mut text = format!("running {name} {}", args.join(" "));
+    let doing = if seed {
+        "seeding a cache (once per machine):"
+    } else {
+        "running"
+    };
+    let mut text = format!("{doing} {name} {}", args.join(" "));
     if text.chars().count() > 60 {
         text = text.chars().take(59).collect::<String>() + "…";
     }
@@ -225,14 +232,26 @@ mod tests {
     #[test]
     fn a_step_line_names_the_tool_and_its_first_arguments_briefly() {
         assert_eq!(
-            step_line("/inputs/go/go/bin/go", &["build".into(), "-o".into()]),
+            step_line(
+                "/inputs/go/go/bin/go",
+                &["build".into(), "-o".into()],
+                false
+            ),
             "running go build -o"
         );
-        assert_eq!(step_line("/inputs/t/bin/sh", &[]), "running sh");
-        let long = step_line("/x/tool", &["a".repeat(100)]);
+        assert_eq!(step_line("/inputs/t/bin/sh", &[], false), "running sh");
+        assert_eq!(
+            step_line(
+                "/inputs/go/go/bin/go",
+                &["build".into(), "fmt".into()],
+                true
+            ),
+            "seeding a cache (once per machine): go build fmt"
+        );
+        let long = step_line("/x/tool", &["a".repeat(100)], false);
         assert_eq!(long.chars().count(), 60);
         assert!(long.ends_with('…'));
-        assert_eq!(step_line("/x/t\x1b[2J", &[]), "running t\\x1b[2J");
+        assert_eq!(step_line("/x/t\x1b[2J", &[], false), "running t\\x1b[2J");
     }
 
     #[test]

@@ -180,6 +180,7 @@ pub fn model(events: &[Stamped], end: u64, deps: &Deps) -> Model {
                 target: name,
                 program,
                 args,
+                ..
             } => {
                 let command = std::iter::once(program.as_str())
                     .chain(args.iter().map(String::as_str))
@@ -934,6 +935,7 @@ mod tests {
             target: target.into(),
             program: "/inputs/go/bin/go".into(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            seed: false,
         });
         std::thread::sleep(std::time::Duration::from_millis(2));
         t.event(Event::StepFinished {
@@ -1028,6 +1030,7 @@ mod tests {
             target: "a".into(),
             program: "sleep".into(),
             args: vec![],
+            seed: false,
         });
         let (events, end) = t.events();
         let m = model(&events, end, &Deps::new());

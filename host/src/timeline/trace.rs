@@ -101,6 +101,7 @@ pub fn json(events: &[Stamped], end: u64) -> Value {
                 target,
                 program,
                 args,
+                ..
             } => {
                 let pid = pid(&mut out, target);
                 let name = std::iter::once(program.as_str())
@@ -214,6 +215,7 @@ mod tests {
             target: "a".into(),
             program: "go".into(),
             args: vec!["build".into()],
+            seed: false,
         });
         r.event(Event::StepFinished {
             target: "a".into(),

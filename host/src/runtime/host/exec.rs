@@ -105,6 +105,7 @@ impl HostState {
             &self.run.target,
             spec,
             &self.run.executor,
+            false,
         )
     }
 
@@ -112,7 +113,13 @@ impl HostState {
     /// (fixed-output steps: they need the network and a pin).
     pub(super) fn run_local_step(&self, spec: &SandboxSpec) -> StepResult {
         let here = Executor::Local(self.run.sandbox);
-        run_step(&self.run.reporter, &self.run.target, spec, &here)
+        run_step(&self.run.reporter, &self.run.target, spec, &here, false)
+    }
+
+    /// Run a cache seed's tool here, reported as one.
+    pub(super) fn run_seed_step(&self, spec: &SandboxSpec) -> StepResult {
+        let here = Executor::Local(self.run.sandbox);
+        run_step(&self.run.reporter, &self.run.target, spec, &here, true)
     }
 }
 
@@ -231,7 +238,7 @@ fn run_at_most(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(plan) = planned.get(i) else { break };
                     if let Ok(spec) = plan {
-                        let out = run_step(reporter, target, spec, executor);
+                        let out = run_step(reporter, target, spec, executor, false);
                         *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
                     }
                 }
@@ -250,17 +257,20 @@ const STEP_ARGS_SHOWN: usize = 3;
 /// What one step left, and where it ran when not here.
 pub(super) type StepResult = Result<(sandbox::SandboxOutput, Option<Placement>), SandboxError>;
 
-/// Run one tool where `executor` runs steps, reporting its start and end.
+/// Run one tool where `executor` runs steps, reporting its start (as a
+/// cache seed's, if `seed`) and end.
 fn run_step(
     reporter: &Reporter,
     target: &str,
     spec: &SandboxSpec,
     executor: &Executor,
+    seed: bool,
 ) -> StepResult {
     reporter.send(Event::StepStarted {
         target: target.to_string(),
         program: spec.program.clone(),
         args: spec.args.iter().take(STEP_ARGS_SHOWN).cloned().collect(),
+        seed,
     });
     let warm_caches = caches_warm(spec);
     let started = std::time::Instant::now();
