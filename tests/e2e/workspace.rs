@@ -262,6 +262,80 @@ fn a_members_kiln_toml_is_not_the_source_of_a_root_path_input() {
     assert_eq!(affected(&p), ["//:all", "services/web:image"]);
 }
 
+/// --check, gc and --watch work on addresses as on plain names: a
+/// package's build is checked bit for bit, its `result-PKG+…+NAME` links
+/// root what gc keeps, and a watch of one package rebuilds for its own
+/// files and settings but not for another package's source.
+#[test]
+fn check_gc_and_watch_work_by_address() {
+    let p = workspace();
+    let checked = p
+        .kiln(&["build", "--no-link", "--check", "services/api:image"])
+        .ok();
+    assert!(
+        checked.stdout.starts_with("services/api:image: ")
+            && checked
+                .stdout
+                .ends_with(" (checked: a second build is bit-identical)\n"),
+        "{}",
+        checked.stdout
+    );
+    p.kiln(&["build", "//..."]).ok();
+    let root = p.dir.path().to_str().unwrap().to_string();
+    let before = p.store_entries();
+    p.kiln(&["gc", "--root", &root]).ok();
+    assert_eq!(p.store_entries(), before, "gc deleted what a link roots");
+    for link in [
+        "result-libs+base+image",
+        "result-services+api+image",
+        "result-services+web+image",
+    ] {
+        std::fs::remove_file(p.path(link)).unwrap();
+    }
+    p.kiln(&["gc", "--root", &root]).ok();
+    assert!(p.store_entries().is_empty(), "{:?}", p.store_entries());
+
+    let mut watch = p
+        .command(&["build", "--watch", "services/web:image"])
+        .current_dir(p.path("services/web"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let link = p.path("services/web/result");
+    let target_of = || std::fs::read_link(&link).ok();
+    let changed = |from: &Option<std::path::PathBuf>, what: &str| {
+        let start = std::time::Instant::now();
+        while target_of() == *from || target_of().is_none() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no rebuild after {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        target_of()
+    };
+    let first = changed(&None, "starting");
+    // Another package's source: nothing to rebuild.
+    std::fs::write(p.path("libs/base/bin/app"), b"other").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(target_of(), first);
+    // Its own source, then its own settings: a new image each time.
+    p.write("services/web/bin/extra", "new");
+    let second = changed(&first, "an edit to its source");
+    let web = std::fs::read_to_string(p.path("services/web/kiln.toml")).unwrap();
+    p.write(
+        "services/web/kiln.toml",
+        &web.replace("params.tag = \"t\"", "params.tag = \"u\""),
+    );
+    changed(&second, "an edit to its kiln.toml");
+    watch.kill().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr).unwrap();
+    watch.wait().unwrap();
+    assert_eq!(stderr.matches("] built in ").count(), 3, "{stderr}");
+}
+
 #[test]
 fn bad_workspaces_are_named_errors() {
     let p = workspace();
