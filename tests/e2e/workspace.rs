@@ -262,12 +262,13 @@ fn a_members_kiln_toml_is_not_the_source_of_a_root_path_input() {
     assert_eq!(affected(&p), ["//:all", "services/web:image"]);
 }
 
-/// --check, gc and --watch work on addresses as on plain names: a
-/// package's build is checked bit for bit, its `result-PKG+…+NAME` links
+/// --check, cache push, gc and --watch work on addresses as on plain
+/// names: a package's build is checked bit for bit, pushed with what it
+/// depends on and substituted elsewhere, its `result-PKG+…+NAME` links
 /// root what gc keeps, and a watch of one package rebuilds for its own
 /// files and settings but not for another package's source.
 #[test]
-fn check_gc_and_watch_work_by_address() {
+fn check_push_gc_and_watch_work_by_address() {
     let p = workspace();
     let checked = p
         .kiln(&["build", "--no-link", "--check", "services/api:image"])
@@ -281,6 +282,36 @@ fn check_gc_and_watch_work_by_address() {
         checked.stdout
     );
     p.kiln(&["build", "//..."]).ok();
+    // Pushed by address with its closure; another checkout substitutes it.
+    let (secret, public) = crate::binary_cache::keygen(&p, "ws-1");
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", cache.path().display());
+    let pushed = p
+        .kiln(&[
+            "cache",
+            "push",
+            "services/api:image",
+            "--to",
+            &url,
+            "--signing-key",
+            &secret,
+        ])
+        .ok();
+    assert!(pushed.stderr.contains("pushed "), "{}", pushed.stderr);
+    let other = workspace();
+    let pulled = other
+        .kiln(&[
+            "build",
+            "--json",
+            "--substituter",
+            &url,
+            "--trusted-public-key",
+            &public,
+            "services/api:image",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&pulled.stdout).unwrap();
+    assert_eq!(v[0]["substituted_from"], url.as_str(), "{}", pulled.stdout);
     let root = p.dir.path().to_str().unwrap().to_string();
     let before = p.store_entries();
     p.kiln(&["gc", "--root", &root]).ok();
