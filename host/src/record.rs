@@ -266,6 +266,10 @@ pub struct SeedUse {
     pub items: usize,
     /// Files copied into the cache (those it already held are kept).
     pub files_copied: u64,
+    /// Bytes this build's computation added to the store (its new
+    /// result; 0 when reused or failed), counted in the disk budget.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stored_bytes: u64,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -384,6 +388,10 @@ pub fn read(store: &Store, entry: &Path) -> std::io::Result<BuildRecord> {
 /// A record from its bytes (a stored one, or one a binary cache sent).
 pub fn parse(bytes: &[u8]) -> Result<BuildRecord, serde_json::Error> {
     serde_json::from_slice(bytes)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ pub enum RecipeError {
     #[error("recipe for '{target}' logged more than {limit} bytes in total and was stopped")]
     LogLimit { target: String, limit: usize },
     #[error(
-        "target '{target}' wrote more than its disk budget of {} MiB to /work, /out and its tool caches ({bytes} bytes counted; sparse files count at their apparent size) and was stopped",
+        "target '{target}' wrote more than its disk budget of {} MiB to /work, /out and its tool caches ({bytes} bytes counted, cache seeds it computed included; sparse files count at their apparent size) and was stopped",
         limit / (1024 * 1024)
     )]
     DiskLimit {

@@ -241,6 +241,14 @@ fn kiln_with_home(p: &Project, home: &Project, args: &[&str]) -> crate::support:
     )
 }
 
+/// The record of `p`'s `result`, built with `home`'s store.
+fn record_in(home: &Project, p: &Project) -> serde_json::Value {
+    let entry = std::fs::canonicalize(p.path("result")).unwrap();
+    let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+    let file = home.home.path().join(format!("records/{name}.json"));
+    serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+}
+
 #[test]
 fn a_cache_seed_sees_only_its_tool_is_shared_as_computed_and_never_as_a_project_left_it() {
     // The seed lists what it can see and says which items it was run for;
@@ -286,18 +294,7 @@ fn a_cache_seed_sees_only_its_tool_is_shared_as_computed_and_never_as_a_project_
     let said = std::fs::read_to_string(b.path("result/escaped")).unwrap();
     assert!(said.contains("x y\nshared\n"), "{said}");
     assert!(!said.contains("poison"), "{said}");
-    let rec: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(a.home.path().join(format!(
-            "records/{}.json",
-            std::fs::canonicalize(b.path("result"))
-                .unwrap()
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-        )))
-        .unwrap(),
-    )
-    .unwrap();
+    let rec = record_in(&a, &b);
     assert_eq!(
         rec["timing"]["caches"][0]["seed"]["outcome"], "reused",
         "{rec}"
@@ -351,4 +348,76 @@ fn a_cache_seed_sees_only_its_tool_is_shared_as_computed_and_never_as_a_project_
     g.kiln(&["build"]).fails_with(
         "cache seed: item \"x\\nfmt\" is empty, starts with '-', holds a control character",
     );
+}
+
+/// What a seed adds to the store counts in the disk budget of the build
+/// that computed it (a reused one costs nothing), and a seed larger than
+/// what is left fails without failing the build.
+#[test]
+fn a_computed_seed_counts_in_the_disk_budget_and_a_reused_one_does_not() {
+    let seed = "head -c 20000000 /dev/zero > /seed/big";
+    // The target empties its cache copy, so only /out and the seed count.
+    let script = "rm -f /cache/c/big; head -c 12000000 /dev/zero > /out/twelve";
+    let a = seeded_project(seed, &["x"], script);
+    let over = a
+        .kiln(&["build", "--disk", "30M"])
+        .fails_with("disk budget of 30 MiB");
+    assert!(
+        over.stderr.contains("cache seeds it computed"),
+        "{}",
+        over.stderr
+    );
+    // Now stored: the same build, and another project's, pay nothing for it.
+    a.kiln(&["build", "--disk", "30M"]).ok();
+    assert_eq!(
+        record_of(&a, "result")["timing"]["caches"][0]["seed"]["outcome"],
+        "reused"
+    );
+    let b = seeded_project(seed, &["x"], script);
+    kiln_with_home(&b, &a, &["build", "--disk", "30M"]).ok();
+
+    // Larger than the budget: the seed fails, the build goes on unseeded.
+    let huge = seeded_project(
+        "head -c 40000000 /dev/zero > /seed/big",
+        &["x"],
+        "echo unseeded > /out/x",
+    );
+    huge.kiln(&["build", "--disk", "30M"]).ok();
+    let rec = record_of(&huge, "result");
+    let seed_use = &rec["timing"]["caches"][0]["seed"];
+    assert_eq!(seed_use["outcome"], "failed", "{rec}");
+    assert!(seed_use.get("stored_bytes").is_none(), "{rec}");
+}
+
+/// A build waits for another kiln computing the same seed only for a
+/// share of its own time, then goes on without it: a slow (or hostile)
+/// seed elsewhere costs it the seed, never its time limit.
+#[test]
+fn waiting_for_another_kilns_seed_never_uses_up_the_time_limit() {
+    let seed = "sleep 8; echo slow > /seed/file";
+    let script = "echo built > /out/x";
+    let a = seeded_project(seed, &["x"], script);
+    let mut first = a
+        .command(&["build", "-q"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // a holds the seed's lock once its seed runs.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Another target (not a's output, which b would wait for), same seed.
+    let b = seeded_project(seed, &["x"], "echo other > /out/x");
+    let started = std::time::Instant::now();
+    kiln_with_home(&b, &a, &["build", "--timeout", "8"]).ok();
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
+    let rec = record_in(&a, &b);
+    let seed_use = &rec["timing"]["caches"][0]["seed"];
+    assert_eq!(seed_use["outcome"], "failed", "{rec}");
+    assert!(
+        seed_use["note"]
+            .as_str()
+            .unwrap()
+            .contains("another kiln was still computing it"),
+        "{rec}"
+    );
+    assert!(first.wait().unwrap().success());
 }

@@ -59,6 +59,9 @@ pub(super) struct HostState {
     log_bytes: usize,
     /// What the run records as it goes (execs, caches used, log lines).
     report: Mutex<RunReport>,
+    /// Bytes this run's cache seeds added to the store: shared entries,
+    /// but written for this build, so its disk budget counts them.
+    seeded_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl HostState {
@@ -68,6 +71,7 @@ impl HostState {
             deadline,
             log_bytes: 0,
             report: Mutex::new(RunReport::default()),
+            seeded_bytes: Default::default(),
         }
     }
 
@@ -121,14 +125,17 @@ impl HostState {
         };
         let mut dirs: Vec<&Path> = vec![&self.run.work_dir, &self.run.out_dir];
         dirs.extend(caches.iter().map(|d| d.as_path()));
-        match measure_tool_dirs(&dirs, self.run.limits.disk_bytes, self.deadline) {
-            Ok(used) => Ok(used),
+        // What this run's cache seeds added to the store counts too.
+        let seeded = self.seeded_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let left = self.run.limits.disk_bytes.saturating_sub(seeded);
+        match measure_tool_dirs(&dirs, left, self.deadline) {
+            Ok(used) => Ok(used.saturating_add(seeded)),
             Err(Stop::Failed(e)) => Err(self.trap(RecipeError::Failed {
                 target: self.run.target.clone(),
                 message: format!("measuring /work and /out: {}", super::guest_fs::message(&e)),
             })),
             Err(stop) => self
-                .stop_result(Err(stop), 0)?
+                .stop_result(Err(stop), seeded)?
                 .map_err(|e| wasmtime::Error::msg(format!("{e:?}"))),
         }
     }

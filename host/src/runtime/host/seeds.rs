@@ -24,6 +24,8 @@ use super::HostState;
 use super::paths::resolve_tool;
 use crate::record::{SeedOutcome, SeedUse};
 use crate::runtime::bindings::kiln::recipe::tool_exec;
+use crate::runtime::budget::Stop;
+use crate::runtime::guest_fs::measure_tool_dirs;
 use crate::sandbox::{Mount, Network, SandboxSpec, policy};
 
 /// The store entry name of a seed's result.
@@ -41,6 +43,9 @@ const NOTE_STDERR: usize = 2000;
 /// a copy in its cache (Go's standard library for one platform is about a
 /// tenth of this).
 const MAX_RESULT_BYTES: u64 = 1 << 30;
+/// The longest a build waits for another kiln computing the same seed
+/// (Go's standard library takes well under a minute on two cores).
+const MAX_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// What a command asked a seed for.
 struct Ask<'a> {
@@ -112,6 +117,7 @@ impl HostState {
             hash: None,
             items: wanted.len(),
             files_copied: 0,
+            stored_bytes: 0,
             note: Some(note),
         };
         let index = store.seeds_dir().join(key.to_hex());
@@ -122,17 +128,19 @@ impl HostState {
             Err(note) => return Ok(failed(note)),
         };
         let held = read_index(store, &index);
-        let (outcome, result, hash) = match &held {
-            Some(h) if wanted.is_subset(&h.items) => (SeedOutcome::Reused, h.entry.clone(), h.hash),
+        let (outcome, result, hash, stored_bytes) = match &held {
+            Some(h) if wanted.is_subset(&h.items) => {
+                (SeedOutcome::Reused, h.entry.clone(), h.hash, 0)
+            }
             _ => match self.compute(store, &ask, held.as_ref()) {
-                Ok((entry, hash)) => {
+                Ok((entry, hash, bytes)) => {
                     let mut items = wanted.clone();
                     if let Some(h) = &held {
                         items.extend(h.items.iter().cloned());
                     }
                     // Only an index: failing to write it costs a run later.
                     let _ = write_index(&index, &entry, &hash, &items);
-                    (SeedOutcome::Computed, entry, hash)
+                    (SeedOutcome::Computed, entry, hash, bytes)
                 }
                 Err(note) => return Ok(failed(note)),
             },
@@ -147,12 +155,15 @@ impl HostState {
             hash: Some(hash),
             items: wanted.len(),
             files_copied,
+            stored_bytes,
             note: None,
         })
     }
 
-    /// The seed's lock, waited for (saying so) while the build has time
-    /// and is not interrupted; `Err` says why it was not taken.
+    /// The seed's lock, waited for (saying so) for at most a quarter of
+    /// the build's time left and [`MAX_LOCK_WAIT`], and not once it is
+    /// interrupted: another build computing a slow seed costs this one
+    /// its seed, never its time limit. `Err` says why it was not taken.
     fn seed_lock(
         &self,
         store: &Store,
@@ -160,6 +171,8 @@ impl HostState {
         seed: &tool_exec::Seed,
     ) -> Result<kiln_core::store::StoreLock, String> {
         let name = format!("seed-{}", &key.to_hex()[..32]);
+        let give_up = Instant::now()
+            + (self.deadline.saturating_duration_since(Instant::now()) / 4).min(MAX_LOCK_WAIT);
         let mut said = false;
         loop {
             match store.try_lock(&name).map_err(|e| e.to_string())? {
@@ -175,23 +188,40 @@ impl HostState {
                 }
                 Err(_) => {}
             }
-            if crate::interrupt::interrupted() || Instant::now() >= self.deadline {
-                return Err("another kiln was computing it until this build stopped".into());
+            if crate::interrupt::interrupted() || Instant::now() >= give_up {
+                return Err(
+                    "another kiln was still computing it; this build went on without it".into(),
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 
-    /// Run the seed's tool for the items `held` lacks, on a copy of `held`;
-    /// the new result's entry and hash, or why it failed.
+    /// Run the seed's tool for the items `held` lacks, on a copy of `held`,
+    /// within what is left of the build's disk budget (this run's seeds
+    /// count in it); the new result's entry, hash and size, or why it
+    /// failed.
     fn compute(
         &self,
         store: &Store,
         ask: &Ask,
         held: Option<&Held>,
-    ) -> Result<(PathBuf, Sha256Hash), String> {
+    ) -> Result<(PathBuf, Sha256Hash, u64), String> {
+        use std::sync::atomic::Ordering;
+        let spent = self.seeded_bytes.load(Ordering::Relaxed);
+        let room = self
+            .run
+            .limits
+            .disk_bytes
+            .saturating_sub(spent)
+            .min(MAX_RESULT_BYTES);
+        if room == 0 {
+            return Err(format!(
+                "this build's seeds already added {spent} bytes to the store, its whole disk budget"
+            ));
+        }
         let tmp = store.temp_dir("seed-").map_err(|e| e.to_string())?;
-        let computed = self.compute_in(tmp.path(), store, ask, held);
+        let computed = self.compute_in(tmp.path(), store, ask, held, room);
         // A tool may leave directories it made unwritable; sealing makes
         // them so too: make them removable before the staging goes.
         let _ = kiln_core::store::make_writable(tmp.path());
@@ -204,7 +234,8 @@ impl HostState {
         store: &Store,
         ask: &Ask,
         held: Option<&Held>,
-    ) -> Result<(PathBuf, Sha256Hash), String> {
+        room: u64,
+    ) -> Result<(PathBuf, Sha256Hash, u64), String> {
         let Ask {
             program,
             input,
@@ -254,7 +285,7 @@ impl HostState {
             mounts,
             network: Network::None,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
-            limits: self.step_limits(self.run.limits.disk_bytes.min(MAX_RESULT_BYTES)),
+            limits: self.step_limits(room),
         };
         let (output, _) = self.run_seed_step(&spec).map_err(|e| e.to_string())?;
         if output.exit_code != Some(0) {
@@ -276,11 +307,27 @@ impl HostState {
                 tail.trim()
             ));
         }
+        // Measured before it is kept (a copied result counts whole: it is a
+        // new entry), and counted before anything else can run.
+        let bytes = match measure_tool_dirs(&[&result], room, self.deadline) {
+            Ok(bytes) => bytes,
+            Err(Stop::TooLarge(n)) => {
+                return Err(format!(
+                    "its result passed the {room} bytes left for it ({n} counted)"
+                ));
+            }
+            Err(Stop::TimedOut) => return Err("the build's time ran out".into()),
+            Err(Stop::Failed(e)) => {
+                return Err(crate::runtime::guest_fs::message(&e).to_string());
+            }
+        };
+        self.seeded_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         let hash = kiln_core::store::hash_and_seal(&result).map_err(|e| e.to_string())?;
         let entry = store
             .commit_sealed(&result, &hash, SEED_ENTRY)
             .map_err(|e| e.to_string())?;
-        Ok((entry, hash))
+        Ok((entry, hash, bytes))
     }
 }
 
