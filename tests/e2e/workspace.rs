@@ -367,6 +367,28 @@ fn check_push_gc_and_watch_work_by_address() {
     assert_eq!(stderr.matches("] built in ").count(), 3, "{stderr}");
 }
 
+/// A workspace above that does not name a project's directory is none of
+/// its business, broken or not; one that names it and is broken says so.
+#[test]
+fn a_broken_workspace_above_stops_only_its_own_members() {
+    let p = Project::new();
+    p.write("kiln.toml", "[workspace]\nmembers = [\"gone/*\"]\n");
+    std::fs::create_dir_all(p.path("solo/bin")).unwrap();
+    std::fs::copy(busybox(), p.path("solo/bin/app")).unwrap();
+    p.write(
+        "solo/kiln.toml",
+        "[target.image]\nrecipe = \"oci-image\"\ninputs.bin = { path = \"bin\" }\nparams.name = \"solo\"\nparams.tag = \"t\"\nparams.contents = [{ from = \"bin\", path = \"app\", dest = \"/bin/app\" }]\nparams.entrypoint = [\"/bin/app\"]\n",
+    );
+    let solo = kiln_in(&p, "solo", &["build", "--no-link"]).ok();
+    assert!(solo.stdout.starts_with("image: "), "{}", solo.stdout);
+    p.write(
+        "kiln.toml",
+        "[workspace]\nmembers = [\"solo\", \"gone/*\"]\n",
+    );
+    kiln_in(&p, "solo", &["build", "--no-link"])
+        .fails_with("member glob 'gone/*' matches no directory with a kiln.toml");
+}
+
 #[test]
 fn bad_workspaces_are_named_errors() {
     let p = workspace();

@@ -275,6 +275,31 @@ pub fn declares_workspace(text: &str) -> bool {
     toml::from_str::<Peek>(text).is_ok_and(|p| p.workspace.is_some())
 }
 
+/// Whether the `[workspace]` in kiln.toml's `text` may name the directory
+/// `rel` (a `/`-separated path below its root) as a member: false only
+/// when its `members` and `exclude` read as lists of strings and no
+/// member glob matches `rel` (or an exclude does). A workspace that does
+/// not claim a directory, broken or not, is no business of the project
+/// there; one that may is opened, and its errors are said.
+pub fn workspace_may_name(text: &str, rel: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Peek {
+        workspace: Decl,
+    }
+    #[derive(Deserialize)]
+    struct Decl {
+        #[serde(default)]
+        members: Vec<String>,
+        #[serde(default)]
+        exclude: Vec<String>,
+    }
+    let Ok(Peek { workspace }) = toml::from_str::<Peek>(text) else {
+        return true;
+    };
+    let hit = |g: &String| crate::pathfilter::glob_match(g.as_bytes(), rel.as_bytes());
+    workspace.members.iter().any(hit) && !workspace.exclude.iter().any(hit)
+}
+
 /// Parse `text`, the contents of the kiln.toml at `file`: a project of
 /// its own, whose `target = "…"` inputs name targets of this file.
 pub fn parse_manifest(file: &Path, text: &str) -> Result<Manifest, ManifestError> {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use kiln_core::address::{self, Naming, Pattern};
-use kiln_core::manifest::{Manifest, declares_workspace, parse_manifest};
+use kiln_core::manifest::{Manifest, declares_workspace, parse_manifest, workspace_may_name};
 use kiln_core::workspace::{Packages, Workspace};
 
 /// A project: one kiln.toml, or a workspace.
@@ -319,7 +319,13 @@ fn workspace_above(file: &Path) -> anyhow::Result<Option<(PathBuf, String)>> {
         let Ok(text) = read(&candidate) else { continue };
         // Only [workspace] matters here: a broken file above is someone
         // else's business until it claims this directory.
-        if !declares_workspace(&text) {
+        let rel: Vec<String> = dir
+            .strip_prefix(above)
+            .unwrap_or(dir)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if !declares_workspace(&text) || !workspace_may_name(&text, &rel.join("/")) {
             continue;
         }
         let ws = Workspace::open(&candidate, &text)?;

@@ -224,3 +224,18 @@ fn a_path_input_leaves_out_the_kiln_toml_of_each_package_below_it() {
     // Without the default excludes, a kiln.toml is source like any file.
     assert!(extra("/p", &[".git".to_string()]).is_empty());
 }
+
+#[test]
+fn a_workspace_may_name_a_directory_its_globs_match_or_when_it_cannot_be_read() {
+    let ws = "[workspace]\nmembers = [\"services/*\", \"libs/a\"]\nexclude = [\"services/old\"]\n";
+    assert!(workspace_may_name(ws, "services/api"));
+    assert!(workspace_may_name(ws, "libs/a"));
+    assert!(!workspace_may_name(ws, "services/old"));
+    assert!(!workspace_may_name(ws, "services/api/sub"));
+    assert!(!workspace_may_name(ws, "solo"));
+    // Members that are not a list of strings: it may; opening it says why not.
+    assert!(workspace_may_name(
+        "[workspace]\nmembers = \"solo\"\n",
+        "other"
+    ));
+}
