@@ -9,7 +9,7 @@ bash "$repo/.ci/deps" --demo
 # Without the remote-execution client (gRPC: tonic, tokio): the demo does
 # not use it, and it is the slowest part to compile after wasmtime. The
 # test command builds kiln with it.
-echo "building kiln (the first time takes about 8 minutes on 2 cores; cargo shows its progress)" >&2
+echo "building kiln (the first time takes 6 to 8 minutes on 2 cores; cargo shows its progress)" >&2
 cargo build --manifest-path "$repo/Cargo.toml" -p kiln --no-default-features
 kiln="$repo/target/debug/kiln"
 
