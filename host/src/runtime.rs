@@ -17,6 +17,7 @@ mod compiled;
 mod copy;
 mod guest_fs;
 mod host;
+pub(crate) use host::prune_seed_indexes;
 mod limiter;
 mod wasi;
 mod watchdog;

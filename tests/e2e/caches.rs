@@ -421,3 +421,18 @@ fn waiting_for_another_kilns_seed_never_uses_up_the_time_limit() {
     );
     assert!(first.wait().unwrap().success());
 }
+
+/// `kiln gc` collects a seed's result like any entry nothing roots, and
+/// its index with it.
+#[test]
+fn gc_collects_a_seeds_result_and_its_index() {
+    let a = seeded_project("echo shared > /seed/file", &["x"], "echo built > /out/x");
+    a.kiln(&["build"]).ok();
+    let seeds = a.home.path().join("seeds");
+    assert_eq!(std::fs::read_dir(&seeds).unwrap().count(), 1);
+    std::fs::remove_file(a.path("result")).unwrap();
+    a.kiln(&["gc", "--root", a.dir.path().to_str().unwrap()])
+        .ok();
+    assert!(a.store_entries().is_empty(), "{:?}", a.store_entries());
+    assert_eq!(std::fs::read_dir(&seeds).unwrap().count(), 0);
+}

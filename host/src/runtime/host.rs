@@ -22,6 +22,7 @@ mod fixed_output;
 mod log;
 mod paths;
 mod seeds;
+pub(crate) use seeds::prune_indexes as prune_seed_indexes;
 mod target;
 mod tool_caches;
 mod tool_exec;

@@ -26,6 +26,8 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
         }
     } else {
         crate::gc::delete(&store, &plan)?;
+        // A seed's index goes with its result.
+        crate::runtime::prune_seed_indexes(&store);
     }
     let caches = crate::gc::plan_caches(&store, a.cache_max_age, a.cache_max_size as u64);
     if a.dry_run {

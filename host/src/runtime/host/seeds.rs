@@ -370,6 +370,20 @@ fn read_index(store: &Store, index: &Path) -> Option<Held> {
     })
 }
 
+/// Remove the index files whose result the store no longer holds whole
+/// (`kiln gc` deleted it, or the file is not an index): call it only
+/// holding the store alone, when no build reads or writes them. Returns
+/// how many went.
+pub(crate) fn prune_indexes(store: &Store) -> usize {
+    let Ok(rd) = std::fs::read_dir(store.seeds_dir()) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| read_index(store, &e.path()).is_none())
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 fn write_index(
     index: &Path,
     entry: &Path,
