@@ -422,10 +422,10 @@ fn waiting_for_another_kilns_seed_never_uses_up_the_time_limit() {
     assert!(first.wait().unwrap().success());
 }
 
-/// `kiln gc` collects a seed's result like any entry nothing roots, and
-/// its index with it.
+/// `kiln gc` collects a seed's result like any entry nothing roots, its
+/// index with it, and the lock files builds left.
 #[test]
-fn gc_collects_a_seeds_result_and_its_index() {
+fn gc_collects_a_seeds_result_its_index_and_lock_files() {
     let a = seeded_project("echo shared > /seed/file", &["x"], "echo built > /out/x");
     a.kiln(&["build"]).ok();
     let seeds = a.home.path().join("seeds");
@@ -435,4 +435,10 @@ fn gc_collects_a_seeds_result_and_its_index() {
         .ok();
     assert!(a.store_entries().is_empty(), "{:?}", a.store_entries());
     assert_eq!(std::fs::read_dir(&seeds).unwrap().count(), 0);
+    // The build's and the seed's lock files go too; gc's own stays.
+    let locks: Vec<_> = std::fs::read_dir(a.home.path().join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(locks, ["gc.lock"]);
 }

@@ -359,6 +359,23 @@ impl Store {
         Ok(n)
     }
 
+    /// Delete every named lock's file (one is left per target ever built):
+    /// only call this holding [`Self::hold_for_gc`], when no build holds or
+    /// waits for one (every lock is taken while holding the store for use).
+    /// Returns how many.
+    pub fn clear_locks(&self) -> Result<usize, StoreError> {
+        let dir = self.root.join("locks");
+        let mut n = 0;
+        for e in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let e = e.map_err(io_at(&dir))?;
+            if e.file_name() != "gc.lock" && e.file_type().is_ok_and(|t| !t.is_dir()) {
+                fs::remove_file(e.path()).map_err(io_at(&e.path()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Take the lock named `name` (e.g. a build key), waiting for other kiln
     /// processes that hold it.
     pub fn lock(&self, name: &str) -> Result<StoreLock, StoreError> {
@@ -795,6 +812,24 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Changed { .. }), "{err}");
         assert!(!store.entry_path(&wrong, "src").exists());
+    }
+
+    #[test]
+    fn gc_clears_the_lock_files_builds_left_but_its_own() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        drop(store.lock("build-key").unwrap());
+        drop(store.try_lock("seed-key").unwrap().unwrap());
+        let alone = store.hold_for_gc().unwrap();
+        assert_eq!(store.clear_locks().unwrap(), 2);
+        drop(alone);
+        let left: Vec<_> = fs::read_dir(home.path().join("locks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["gc.lock"]);
+        // A lock taken afterwards is made again.
+        drop(store.lock("build-key").unwrap());
     }
 
     #[test]

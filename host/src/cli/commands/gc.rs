@@ -11,6 +11,10 @@ pub(super) fn run(a: GcArgs, quiet: bool) -> anyhow::Result<()> {
     // Alone in the store: no build can resolve an entry while we decide.
     let _alone = store.hold_for_gc()?;
     let stale = if a.dry_run { 0 } else { store.clear_staging()? };
+    if !a.dry_run {
+        // Nothing holds a lock now: their files go (one per target built).
+        store.clear_locks()?;
+    }
     if stale > 0 && !quiet {
         errln!("removed {stale} staging leftovers of interrupted runs");
     }
