@@ -241,6 +241,13 @@ fn kiln_with_home(p: &Project, home: &Project, args: &[&str]) -> crate::support:
     )
 }
 
+/// The note of the first cache's seed in the record `rec`, which failed.
+fn failed_seed_note(rec: &serde_json::Value) -> String {
+    let seed_use = &rec["timing"]["caches"][0]["seed"];
+    assert_eq!(seed_use["outcome"], "failed", "{rec}");
+    seed_use["note"].as_str().unwrap_or_default().to_string()
+}
+
 /// The record of `p`'s `result`, built with `home`'s store.
 fn record_in(home: &Project, p: &Project) -> serde_json::Value {
     let entry = std::fs::canonicalize(p.path("result")).unwrap();
@@ -329,16 +336,8 @@ fn a_cache_seed_sees_only_its_tool_is_shared_as_computed_and_never_as_a_project_
     let e = seeded_project("echo cannot >&2; exit 3", &["x"], "ls /cache/c | wc -l");
     e.kiln(&["build"]).ok();
     assert_eq!(escaped(&e, "a").trim(), "0");
-    let rec = record_of(&e, "result");
-    let seed_use = &rec["timing"]["caches"][0]["seed"];
-    assert_eq!(seed_use["outcome"], "failed", "{rec}");
-    assert!(
-        seed_use["note"]
-            .as_str()
-            .unwrap()
-            .contains("code 3: cannot"),
-        "{rec}"
-    );
+    let note = failed_seed_note(&record_of(&e, "result"));
+    assert!(note.contains("code 3: cannot"), "{note}");
 
     // Items are operands, never options, and one line each in the index.
     let f = seeded_project(seed, &["-o/tmp/x"], script);
@@ -384,9 +383,13 @@ fn a_computed_seed_counts_in_the_disk_budget_and_a_reused_one_does_not() {
     );
     huge.kiln(&["build", "--disk", "30M"]).ok();
     let rec = record_of(&huge, "result");
-    let seed_use = &rec["timing"]["caches"][0]["seed"];
-    assert_eq!(seed_use["outcome"], "failed", "{rec}");
-    assert!(seed_use.get("stored_bytes").is_none(), "{rec}");
+    let note = failed_seed_note(&rec);
+    assert!(note.contains("exited with"), "{note}");
+    assert!(
+        rec["timing"]["caches"][0]["seed"]
+            .get("stored_bytes")
+            .is_none()
+    );
 }
 
 /// A build waits for another kiln computing the same seed only for a
@@ -409,15 +412,10 @@ fn waiting_for_another_kilns_seed_never_uses_up_the_time_limit() {
     let started = std::time::Instant::now();
     kiln_with_home(&b, &a, &["build", "--timeout", "8"]).ok();
     assert!(started.elapsed() < std::time::Duration::from_secs(6));
-    let rec = record_in(&a, &b);
-    let seed_use = &rec["timing"]["caches"][0]["seed"];
-    assert_eq!(seed_use["outcome"], "failed", "{rec}");
+    let note = failed_seed_note(&record_in(&a, &b));
     assert!(
-        seed_use["note"]
-            .as_str()
-            .unwrap()
-            .contains("another kiln was still computing it"),
-        "{rec}"
+        note.contains("another kiln was still computing it"),
+        "{note}"
     );
     assert!(first.wait().unwrap().success());
 }
