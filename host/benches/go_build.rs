@@ -44,6 +44,21 @@ fn timed(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
     Ok(t.elapsed())
 }
 
+/// How long a build in `dir` takes with empty tool caches (`--no-cache`)
+/// and a source date `epoch` no earlier round used, so nothing is found.
+fn timed_uncached(home: &Path, dir: &Path, epoch: u32) -> anyhow::Result<Duration> {
+    let epoch = epoch.to_string();
+    let args = [
+        "-q",
+        "build",
+        "--no-link",
+        "--no-cache",
+        "--source-date-epoch",
+        &epoch,
+    ];
+    timed(|| kiln(home, dir, &args).map(drop))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -166,22 +181,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let mut ratios = Vec::new();
     for round in 0..3 {
-        let sde = (100 + round).to_string();
-        let k = timed(|| {
-            kiln(
-                home,
-                cold_dir,
-                &[
-                    "-q",
-                    "build",
-                    "--no-link",
-                    "--no-cache",
-                    "--source-date-epoch",
-                    &sde,
-                ],
-            )
-            .map(drop)
-        })?;
+        let k = timed_uncached(home, cold_dir, 100 + round)?;
         let cache = tempfile::tempdir()?;
         let b = timed(|| bare_build(&go, cold_dir, cache.path()))?;
         println!(
@@ -276,22 +276,7 @@ fn main() -> anyhow::Result<()> {
             &format!("[target.el]\nrecipe = \"go\"\ninputs.src = {{ path = \".\" }}\n{go_input}\n"),
         )?;
         let seeded = timed(|| kiln(home, fresh, &["-q", "build", "--no-link"]).map(drop))?;
-        let sde = (200 + round).to_string();
-        let unseeded = timed(|| {
-            kiln(
-                home,
-                fresh,
-                &[
-                    "-q",
-                    "build",
-                    "--no-link",
-                    "--no-cache",
-                    "--source-date-epoch",
-                    &sde,
-                ],
-            )
-            .map(drop)
-        })?;
+        let unseeded = timed_uncached(home, fresh, 200 + round)?;
         println!(
             "new project round {round}: first build {:.2} s, with empty caches {:.2} s, ratio {:.2}x",
             seeded.as_secs_f64(),

@@ -368,9 +368,7 @@ impl Module {
             "-buildvcs=false".into(),
         ];
         args.push(format!("-ldflags={ldflags}"));
-        if !p.tags.is_empty() {
-            args.push(format!("-tags={}", p.tags.join(",")));
-        }
+        args.extend(p.tags_flag());
         args.extend(packages.iter().cloned());
         let build = Command::new(self.go.clone())
             .args(args)

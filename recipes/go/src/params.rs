@@ -70,6 +70,13 @@ pub struct Params {
     pub src: String,
 }
 
+impl Params {
+    /// `-tags=a,b` for a go command, when there are tags.
+    pub fn tags_flag(&self) -> Option<String> {
+        (!self.tags.is_empty()).then(|| format!("-tags={}", self.tags.join(",")))
+    }
+}
+
 fn version_vars() -> Vec<String> {
     vec!["main.version".into()]
 }

@@ -50,9 +50,7 @@ pub fn packages(list: Command, p: &Params, packages: &[String]) -> Vec<String> {
         "-f".into(),
         "{{if .Standard}}{{.ImportPath}}{{end}}".into(),
     ];
-    if !p.tags.is_empty() {
-        args.push(format!("-tags={}", p.tags.join(",")));
-    }
+    args.extend(p.tags_flag());
     args.extend(packages.iter().cloned());
     let Ok(out) = list.args(args).output() else {
         return Vec::new();
@@ -80,10 +78,7 @@ pub fn seed(go: &Tool, p: &Params, env: &[(String, String)], std: &[String]) -> 
     if std.is_empty() {
         return None;
     }
-    let mut seed = Seed::new(go.clone()).args(["build"]);
-    if !p.tags.is_empty() {
-        seed = seed.args([format!("-tags={}", p.tags.join(","))]);
-    }
+    let mut seed = Seed::new(go.clone()).args(["build"]).args(p.tags_flag());
     for (k, v) in env {
         if COMPILE_VARS.contains(&k.as_str()) {
             seed = seed.env(k.as_str(), v.as_str());

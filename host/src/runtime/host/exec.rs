@@ -110,16 +110,11 @@ impl HostState {
     }
 
     /// Run `spec` in this machine's sandbox whatever the executor
-    /// (fixed-output steps: they need the network and a pin).
-    pub(super) fn run_local_step(&self, spec: &SandboxSpec) -> StepResult {
+    /// (fixed-output steps: they need the network and a pin; cache seeds,
+    /// `seed`, reported as such: their result is this machine's store).
+    pub(super) fn run_local_step(&self, spec: &SandboxSpec, seed: bool) -> StepResult {
         let here = Executor::Local(self.run.sandbox);
-        run_step(&self.run.reporter, &self.run.target, spec, &here, false)
-    }
-
-    /// Run a cache seed's tool here, reported as one.
-    pub(super) fn run_seed_step(&self, spec: &SandboxSpec) -> StepResult {
-        let here = Executor::Local(self.run.sandbox);
-        run_step(&self.run.reporter, &self.run.target, spec, &here, true)
+        run_step(&self.run.reporter, &self.run.target, spec, &here, seed)
     }
 }
 

@@ -353,7 +353,7 @@ impl HostState {
                     }
                 }
             });
-            let result = self.run_local_step(spec);
+            let result = self.run_local_step(spec, false);
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             result
         })

@@ -287,7 +287,9 @@ impl HostState {
             timeout: self.deadline.saturating_duration_since(Instant::now()),
             limits: self.step_limits(room),
         };
-        let (output, _) = self.run_seed_step(&spec).map_err(|e| e.to_string())?;
+        let (output, _) = self
+            .run_local_step(&spec, true)
+            .map_err(|e| e.to_string())?;
         if output.exit_code != Some(0) {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let tail: String = {
